@@ -1,0 +1,64 @@
+"""The `hwflow` command line: thin argument parsing; every stage lives in its own module.
+
+Each stage module exposes ``add_cli(subparsers)`` which adds its sub-command and sets ``func``;
+heavy libraries (TensorFlow, hls4ml, Pythia) are imported only inside the stage functions, so
+``hwflow --help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .util import HwflowError
+
+# stage modules, in data-flow order
+STAGES = [
+    "hwflow.data",
+    "hwflow.train",
+    "hwflow.hls",
+    "hwflow.verify",
+    "hwflow.synth",
+    "hwflow.rtl",
+    "hwflow.report",
+    "hwflow.bench",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level argument parser with every available stage registered."""
+    parser = argparse.ArgumentParser(prog="hwflow", description="Quantized transformers/conformers to FPGA firmware via hls4ml.")
+    parser.add_argument("--version", action="version", version=f"hwflow {__import__('hwflow').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in STAGES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue  # stage not present in this build
+            raise
+        if hasattr(mod, "add_cli"):
+            mod.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except HwflowError as e:
+        print(f"hwflow: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hwflow: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

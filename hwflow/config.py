@@ -1,0 +1,356 @@
+"""Model cards: load a YAML card from models/, validate every key against the schema, fill defaults.
+
+A card is the whole experiment in one file: data settings, architecture, QKeras quantizers,
+training settings, the hls4ml configuration and the synthesis settings. Unknown or ill-typed keys
+are rejected with the key's dotted name and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .util import HwflowError, project_root, stable_hash
+
+
+class CardError(HwflowError):
+    """A model card is wrong: the message names the key and what is allowed."""
+
+
+@dataclass
+class F:
+    """One scalar/list field of the schema."""
+
+    types: tuple
+    default: Any = None
+    required: bool = False
+    choices: tuple | None = None
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""  # human text of the check
+    item_types: tuple | None = None  # for lists
+    item_choices: tuple | None = None
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        names = "/".join(t.__name__ for t in self.types)
+        if self.item_types:
+            names += " of " + "/".join(t.__name__ for t in self.item_types)
+        return names + (f" ({self.rule})" if self.rule else "")
+
+
+@dataclass
+class S:
+    """A section (mapping) with known keys; ``open_values`` allows arbitrary keys whose values match ``F``."""
+
+    fields: dict = field(default_factory=dict)
+    open_values: F | "S" | None = None
+
+
+def _pos(x):
+    return x > 0
+
+
+def _nonneg(x):
+    return x >= 0
+
+
+def _frac(x):
+    return 0 <= x < 1
+
+
+NUM = (int, float)
+
+# A quantizer as written in a card: {bits, integer, keep_negative?, alpha?} -> QKeras quantized_bits / quantized_relu
+QUANT = S(
+    {
+        "bits": F((int,), 8, check=_pos, rule="> 0"),
+        "integer": F((int,), 0, check=_nonneg, rule=">= 0"),
+        "keep_negative": F((bool,), True),
+        "alpha": F((int, float, str), 1),
+    }
+)
+
+JETS = S(
+    {
+        "classes": F((list,), ["g", "q", "W", "Z", "t"], item_types=(str,), item_choices=("g", "q", "W", "Z", "t")),
+        "n_constituents": F((int,), 16, check=_pos, rule="> 0"),
+        "jets_per_class": F((int,), 1000, check=_pos, rule="> 0"),
+        "pt_min": F(NUM, 800.0, check=_pos, rule="> 0 GeV"),
+        "pt_max": F(NUM, 1200.0, check=_pos, rule="> pt_min, GeV"),
+        "sqrt_s": F(NUM, 13000.0, check=_pos, rule="> 0 GeV"),
+        "jet_r": F(NUM, 0.8, check=_pos, rule="> 0"),
+        "match_dr": F(NUM, 0.6, check=_pos, rule="> 0"),
+        "features": F((list,), ["ptrel", "deta", "dphi", "logpt"], item_types=(str,),
+                      item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel")),
+        "shard_size": F((int,), 250, check=_pos, rule="> 0"),
+    }
+)
+
+KWS = S(
+    {
+        "keywords": F((list,), ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"], item_types=(str,)),
+        "unknown_class": F((bool,), True),
+        "silence_class": F((bool,), True),
+        "clips_per_class": F((int,), 200, check=_pos, rule="> 0"),
+        "sample_rate": F((int,), 16000, check=_pos, rule="> 0 Hz"),
+        "n_mels": F((int,), 40, check=_pos, rule="> 0"),
+        "n_frames": F((int,), 49, check=_pos, rule="> 0"),
+        "win_ms": F(NUM, 30.0, check=_pos, rule="> 0"),
+        "hop_ms": F(NUM, 20.0, check=_pos, rule="> 0"),
+        "voices": F((list,), ["en-us", "en", "en-gb-x-rp", "en-us+m3", "en-us+f2", "en+m7", "en+f4", "en-gb-scotland"], item_types=(str,)),
+        "test_voices": F((list,), [], item_types=(str,)),
+        "snr_db": F((list,), [0.0, 20.0], item_types=NUM),
+        "speed": F((list,), [130, 210], item_types=NUM),
+        "pitch": F((list,), [25, 75], item_types=NUM),
+        "shard_size": F((int,), 100, check=_pos, rule="> 0"),
+    }
+)
+
+SCHEMA = S(
+    {
+        "name": F((str,), required=True),
+        "description": F((str,), ""),
+        "data": S(
+            {
+                "kind": F((str,), required=True, choices=("jets", "kws")),
+                "seed": F((int,), 42, check=_nonneg, rule=">= 0"),
+                "test_fraction": F(NUM, 0.2, check=_frac, rule="in [0, 1)"),
+                "val_fraction": F(NUM, 0.1, check=_frac, rule="in [0, 1)"),
+                "jets": JETS,
+                "kws": KWS,
+            }
+        ),
+        "model": S(
+            {
+                "kind": F((str,), required=True, choices=("transformer", "conformer")),
+                "embed_dim": F((int,), 16, check=_pos, rule="> 0"),
+                "num_blocks": F((int,), 1, check=_pos, rule="> 0"),
+                "num_heads": F((int,), 2, check=_pos, rule="> 0"),
+                "key_dim": F((int,), 8, check=_pos, rule="> 0"),
+                "ffn_dim": F((int,), 32, check=_pos, rule="> 0"),
+                "pooling": F((str,), "mean", choices=("mean", "max", "flatten", "cls")),
+                "norm": F((str,), "layernorm", choices=("layernorm", "rmsnorm")),
+                "norm_position": F((str,), "post", choices=("pre", "post")),
+                "activation": F((str,), "relu", choices=("relu", "swish", "gelu")),
+                "conv_kernel": F((int,), 7, check=_pos, rule="> 0 (conformer depthwise kernel)"),
+                "subsampling": F((int,), 2, check=_pos, rule="> 0 (conformer front-end stride)"),
+                "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
+            }
+        ),
+        # per-role quantizers; any layer-role name may be added (open), each a QUANT mapping
+        "quant": S(
+            {
+                "enabled": F((bool,), True),
+                "default": QUANT,
+            },
+            open_values=QUANT,
+        ),
+        "train": S(
+            {
+                "epochs": F((int,), 30, check=_pos, rule="> 0"),
+                "batch_size": F((int,), 128, check=_pos, rule="> 0"),
+                "learning_rate": F(NUM, 2e-3, check=_pos, rule="> 0"),
+                "patience": F((int,), 8, check=_pos, rule="> 0"),
+                "seed": F((int,), 1, check=_nonneg, rule=">= 0"),
+                "float_twin": F((bool,), True),
+            }
+        ),
+        "hls": S(
+            {
+                "backend": F((str,), "Vitis", choices=("Vitis", "Vivado")),
+                "io_type": F((str,), "io_parallel", choices=("io_parallel",)),
+                "strategy": F((str,), "Latency", choices=("Latency", "Resource")),
+                "reuse_factor": F((int,), 1, check=_pos, rule="> 0"),
+                "part": F((str,), "xcvu13p-flga2577-2-e"),
+                "clock_period": F(NUM, 5.0, check=_pos, rule="> 0 ns"),
+                "default_precision": F((str,), "ap_fixed<16,6>"),
+                "softmax": S(
+                    {
+                        "table_size": F((int,), 1024, check=_pos, rule="> 0"),
+                        "exp_table_t": F((str,), None),
+                        "inv_table_t": F((str,), None),
+                    }
+                ),
+                # hls4ml-style overrides: {LayerName: {layer: {Precision: ..., ReuseFactor: ...}}}
+                "layer_name": S({}, open_values=F((dict,), {})),
+                "csim_samples": F((int,), 1000, check=_pos, rule="> 0"),
+            }
+        ),
+        "synth": S(
+            {
+                "csynth": F((bool,), True),
+                "cosim": F((bool,), False),
+                "vsynth": F((bool,), False),
+                "export": F((bool,), False),
+                "timeout_s": F((int,), 6 * 3600, check=_pos, rule="> 0 s"),
+            }
+        ),
+        "rtl": S(
+            {
+                "clock_period": F(NUM, 5.0, check=_pos, rule="> 0 ns"),
+                "latency_cutoff": F(NUM, 5.0, check=_pos, rule="> 0 ns per pipeline stage"),
+                "yosys": F((bool,), True),
+                "samples": F((int,), 1000, check=_pos, rule="> 0"),
+            }
+        ),
+    }
+)
+
+
+def _type_ok(value: Any, types: tuple) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False  # True is an int in Python; not in a card
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, types)
+
+
+def _validate(node: S, data: Any, where: str) -> dict:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CardError(f"{where or 'card'}: expected a mapping, got {type(data).__name__}")
+    out: dict = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        spec = node.fields.get(key, node.open_values)
+        if spec is None:
+            allowed = ", ".join(sorted(node.fields)) or "(none)"
+            raise CardError(f"unknown key '{dotted}': allowed keys here are {allowed}")
+        if isinstance(spec, S):
+            out[key] = _validate(spec, value, dotted)
+        else:
+            out[key] = _check_field(spec, value, dotted)
+    for key, spec in node.fields.items():
+        if key in out:
+            continue
+        dotted = f"{where}.{key}" if where else key
+        if isinstance(spec, S):
+            out[key] = _validate(spec, {}, dotted)
+        elif spec.required:
+            raise CardError(f"missing key '{dotted}': expected {spec.describe()}")
+        else:
+            out[key] = copy.deepcopy(spec.default)
+    return out
+
+
+def _check_field(spec: F, value: Any, dotted: str) -> Any:
+    if value is None and not spec.required and spec.default is None:
+        return None
+    if not _type_ok(value, spec.types):
+        raise CardError(f"key '{dotted}' = {value!r}: expected {spec.describe()}")
+    if spec.choices and value not in spec.choices:
+        raise CardError(f"key '{dotted}' = {value!r}: expected {spec.describe()}")
+    if spec.check and not spec.check(value):
+        raise CardError(f"key '{dotted}' = {value!r}: must be {spec.rule}")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if spec.item_types and not _type_ok(item, spec.item_types):
+                raise CardError(f"key '{dotted}[{i}]' = {item!r}: expected {spec.describe()}")
+            if spec.item_choices and item not in spec.item_choices:
+                allowed = ", ".join(map(str, spec.item_choices))
+                raise CardError(f"key '{dotted}[{i}]' = {item!r}: allowed values are {allowed}")
+    return value
+
+
+def _cross_checks(card: dict) -> None:
+    j = card["data"]["jets"]
+    if j["pt_max"] <= j["pt_min"]:
+        raise CardError(f"data.jets: pT window empty (pt_min={j['pt_min']} >= pt_max={j['pt_max']}): set pt_max above pt_min")
+    if not j["classes"]:
+        raise CardError("data.jets.classes is empty: list at least one of g, q, W, Z, t")
+    if len(set(j["classes"])) != len(j["classes"]):
+        raise CardError(f"data.jets.classes has duplicates: {j['classes']}")
+    if not j["features"]:
+        raise CardError("data.jets.features is empty: list at least one feature")
+    if card["data"]["test_fraction"] + card["data"]["val_fraction"] >= 1:
+        raise CardError("data.test_fraction + data.val_fraction must be < 1")
+    m = card["model"]
+    if m["kind"] == "conformer" and card["data"]["kind"] != "kws":
+        raise CardError("model.kind 'conformer' expects data.kind 'kws'")
+    for lo_hi in ("snr_db", "speed", "pitch"):
+        v = card["data"]["kws"][lo_hi]
+        if len(v) != 2 or v[0] > v[1]:
+            raise CardError(f"data.kws.{lo_hi} must be [low, high] with low <= high, got {v}")
+
+
+class Card(dict):
+    """A validated model card (a dict) with its source path."""
+
+    @property
+    def name(self) -> str:
+        """Return the card's model name."""
+        return self["name"]
+
+    path: Path | None = None
+
+    def data_spec(self) -> dict:
+        """Return the dataset-defining subset of the card (kind-specific section + seed + splits)."""
+        d = self["data"]
+        return {"kind": d["kind"], "seed": d["seed"], **d[d["kind"]]}
+
+    def data_hash(self) -> str:
+        """Return the short hash of the data spec (the dataset cache key)."""
+        return stable_hash(self.data_spec())
+
+    def model_dir(self) -> Path:
+        """Return models/<name>/, where trained models and their summary go."""
+        return project_root() / "models" / self.name
+
+    def firmware_dir(self) -> Path:
+        """Return firmware/<name>/, the generated HLS project."""
+        return project_root() / "firmware" / self.name
+
+    def report_dir(self) -> Path:
+        """Return reports/<name>/."""
+        return project_root() / "reports" / self.name
+
+
+def validate(raw: dict) -> Card:
+    """Return a validated Card (defaults filled) from a raw mapping, or raise CardError."""
+    card = Card(_validate(SCHEMA, raw, ""))
+    _cross_checks(card)
+    return card
+
+
+def find_card(name_or_path: str | Path) -> Path:
+    """Return the YAML path for a model name (models/<name>.yaml) or an explicit path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    cand = project_root() / "models" / f"{name_or_path}.yaml"
+    if cand.exists():
+        return cand
+    known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml"))
+    raise CardError(f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: {', '.join(known) or 'none'}")
+
+
+def load_card(name_or_path: str | Path, overrides: dict | None = None) -> Card:
+    """Return the validated Card for a model name or YAML path, with optional nested overrides."""
+    import yaml
+
+    path = find_card(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CardError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if overrides:
+        raw = _merge(raw or {}, overrides)
+    try:
+        card = validate(raw)
+    except CardError as e:
+        raise CardError(f"{path.name}: {e}") from None
+    card.path = path
+    return card
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out

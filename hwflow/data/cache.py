@@ -1,0 +1,130 @@
+"""Dataset contract shared by every generator: spec hash as cache key, seeded shards, manifest.
+
+A dataset lives in ``data/<kind>-<spec hash>/`` as ``dataset.npz`` plus ``manifest.json``. The
+manifest holds the spec, the seed, package versions, counts and the SHA-256 of the npz; a cache is
+valid only when the manifest exists and the hash matches. Shards run each in a fresh process
+(``maxtasksperchild=1``) with a seed derived from (base seed, class, shard index), so the result
+does not depend on the number of workers.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..util import HwflowError, atomic_path, atomic_write_json, package_versions, project_root, sha256_file, stable_hash
+
+MANIFEST = "manifest.json"
+ARRAYS = "dataset.npz"
+PYTHIA_SEED_MAX = 900_000_000  # Pythia's Random:seed upper bound
+
+
+def shard_seed(base_seed: int, class_index: int, shard_index: int) -> int:
+    """Return a deterministic seed in [1, 9e8) for one shard, independent of worker count."""
+    ss = np.random.SeedSequence([int(base_seed), int(class_index), int(shard_index)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] % (PYTHIA_SEED_MAX - 1)) + 1
+
+
+def data_root() -> Path:
+    """Return the data directory: $HWFLOW_DATA or <project>/data."""
+    return Path(os.environ.get("HWFLOW_DATA", project_root() / "data"))
+
+
+def dataset_dir(kind: str, spec: dict, root: Path | None = None) -> Path:
+    """Return the cache folder for a dataset spec."""
+    return Path(root or data_root()) / f"{kind}-{stable_hash(spec)}"
+
+
+def load_cached(kind: str, spec: dict, root: Path | None = None) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Return (arrays, manifest) when a valid cache for ``spec`` exists, else None."""
+    d = dataset_dir(kind, spec, root)
+    man_path, arr_path = d / MANIFEST, d / ARRAYS
+    if not (man_path.exists() and arr_path.exists()):
+        return None
+    try:
+        manifest = json.loads(man_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if manifest.get("spec_hash") != stable_hash(spec) or manifest.get("content_sha256") != sha256_file(arr_path):
+        return None
+    with np.load(arr_path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return arrays, manifest
+
+
+def save(kind: str, spec: dict, arrays: dict[str, np.ndarray], extra: dict[str, Any],
+         versions: Iterable[str] = (), root: Path | None = None) -> Path:
+    """Write arrays + manifest atomically (npz first, manifest last); return the folder."""
+    d = dataset_dir(kind, spec, root)
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(d / ARRAYS, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    manifest = {
+        "kind": kind,
+        "spec": spec,
+        "spec_hash": stable_hash(spec),
+        "created_unix": time.time(),
+        "versions": package_versions(["hwflow", "numpy", *versions]),
+        "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+        "content_sha256": sha256_file(d / ARRAYS),
+        **extra,
+    }
+    atomic_write_json(d / MANIFEST, manifest)
+    return d
+
+
+def run_shards(fn: Callable[[dict], Any], tasks: list[dict], workers: int | None = None,
+               desc: str = "shards", progress: bool = True) -> list[Any]:
+    """Run ``fn(task)`` for each task, each in a fresh process; return results in task order."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    results: list[Any] = [None] * len(tasks)
+    bar = tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) if tqdm else None
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, maxtasksperchild=1) as pool:
+        for i, res in pool.imap_unordered(_indexed, [(fn, i, t) for i, t in enumerate(tasks)]):
+            results[i] = res
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    return results
+
+
+def _indexed(arg):
+    fn, i, task = arg
+    return i, fn(task)
+
+
+def split_indices(n: int, test_fraction: float, val_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Return seeded train/val/test index arrays; with ``groups``, whole groups go to one split."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        perm = rng.permutation(n)
+        n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+        return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+                "train": np.sort(perm[n_test + n_val:])}
+    uniq = rng.permutation(np.unique(groups))
+    n_test = max(1, int(round(len(uniq) * test_fraction))) if test_fraction > 0 else 0
+    test_groups = set(uniq[:n_test].tolist())
+    is_test = np.array([g in test_groups for g in groups])
+    rest = np.flatnonzero(~is_test)
+    rest = rng.permutation(rest)
+    n_val = int(round(len(rest) * val_fraction / max(1e-9, 1 - test_fraction)))
+    return {"test": np.flatnonzero(is_test), "val": np.sort(rest[:n_val]), "train": np.sort(rest[n_val:])}
+
+
+def require(cond: bool, msg: str) -> None:
+    """Raise HwflowError(msg) unless ``cond``."""
+    if not cond:
+        raise HwflowError(msg)
