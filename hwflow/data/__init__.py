@@ -1,0 +1,85 @@
+"""Data stage: seeded, cached datasets made by real generators (Pythia 8 + FastJet jets, espeak-ng keywords).
+
+Each generator module (``jets``, ``kws``) exposes
+``generate(spec, workers=None, progress=True, force=False) -> (arrays, manifest, folder)`` where
+``arrays`` holds at least ``X`` (float32 features), ``y`` (int labels) and ``class_names``, and
+optionally ``groups`` (ids whose members must stay in one split, e.g. voice variants).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import split_indices
+
+KINDS = ("jets", "kws")
+
+
+@dataclass
+class Dataset:
+    """Train/val/test arrays of one card's dataset, with its class names and manifest."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    manifest: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n_classes(self) -> int:
+        """Return the number of classes."""
+        return len(self.class_names)
+
+
+def generator(kind: str):
+    """Return the generator module for a data kind."""
+    if kind not in KINDS:
+        from ..util import HwflowError
+
+        raise HwflowError(f"unknown data kind '{kind}': expected one of {', '.join(KINDS)}")
+    return importlib.import_module(f"hwflow.data.{kind}")
+
+
+def get_dataset(card, workers: int | None = None, progress: bool = True, force: bool = False) -> Dataset:
+    """Return the card's dataset (generated or loaded from the cache), split into train/val/test."""
+    spec = card.data_spec()
+    arrays, manifest, folder = generator(spec["kind"]).generate(spec, workers=workers, progress=progress, force=force)
+    d = card["data"]
+    groups = arrays.get("groups")
+    idx = split_indices(len(arrays["y"]), d["test_fraction"], d["val_fraction"], d["seed"], groups=groups)
+    X, y = arrays["X"].astype(np.float32), arrays["y"].astype(np.int64)
+    return Dataset(X[idx["train"]], y[idx["train"]], X[idx["val"]], y[idx["val"]], X[idx["test"]], y[idx["test"]],
+                   [str(c) for c in arrays["class_names"]], manifest, folder)
+
+
+def add_cli(sub) -> None:
+    """Register `hwflow data`."""
+    p = sub.add_parser("data", help="generate (or reuse) a cached dataset")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="dataset kind (default: the model card's)")
+    p.add_argument("--model", "-m", help="model card name or path (default: jet_transformer for jets, kws_conformer for kws)")
+    p.add_argument("--workers", "-j", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="regenerate even if the cache is valid")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from ..config import load_card
+    from ..util import HwflowError
+
+    default_model = {"jets": "jet_transformer", "kws": "kws_conformer", None: "jet_transformer"}[args.kind]
+    card = load_card(args.model or default_model)
+    if args.kind and card["data"]["kind"] != args.kind:
+        raise HwflowError(f"model card '{card.name}' uses data.kind '{card['data']['kind']}', not '{args.kind}'")
+    spec = card.data_spec()
+    arrays, manifest, folder = generator(spec["kind"]).generate(spec, workers=args.workers, progress=not args.quiet, force=args.force)
+    counts = manifest.get("counts_per_class", {})
+    print(f"dataset {folder} ({len(arrays['y'])} samples; {counts})")
+    return 0

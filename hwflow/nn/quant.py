@@ -1,0 +1,55 @@
+"""Card quantizer specs -> QKeras quantizer objects (the one place that maps card roles to quantizers).
+
+A card's ``quant`` section maps role names (``default`` for weights, plus any role a builder asks
+for, e.g. ``bias``, ``activation``, ``qkv``, ``attention``, ``norm``) to ``{bits, integer,
+keep_negative, alpha}``. A role missing from the card falls back to ``default``. With
+``quant.enabled: false`` (or ``quantized=False``, the float twin) every quantizer is None.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def spec_for(card, role: str) -> dict | None:
+    """Return the card's quantizer spec for ``role`` (falling back to ``default``), or None if disabled."""
+    q = card["quant"]
+    if not q.get("enabled", True):
+        return None
+    spec = q.get(role) or q["default"]
+    return dict(spec)
+
+
+def bits(spec: dict | None) -> Any:
+    """Return a QKeras ``quantized_bits`` for a spec, or None for a float layer."""
+    if spec is None:
+        return None
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits=spec["bits"], integer=spec["integer"], symmetric=0,
+                          keep_negative=spec.get("keep_negative", True), alpha=spec.get("alpha", 1))
+
+
+def relu(spec: dict | None) -> Any:
+    """Return a QKeras ``quantized_relu`` for a spec, or None for a float layer."""
+    if spec is None:
+        return None
+    from qkeras import quantized_relu
+
+    return quantized_relu(bits=spec["bits"], integer=spec["integer"])
+
+
+def role(card, name: str, quantized: bool = True, kind: str = "bits") -> Any:
+    """Return the QKeras quantizer for role ``name`` of a card (None when float)."""
+    if not quantized:
+        return None
+    spec = spec_for(card, name)
+    return {"bits": bits, "relu": relu}[kind](spec)
+
+
+def hls_type(spec: dict | None, signed: bool | None = None) -> str | None:
+    """Return the ap_fixed/ap_ufixed type string that represents a quantizer spec exactly."""
+    if spec is None:
+        return None
+    signed = spec.get("keep_negative", True) if signed is None else signed
+    width, integer = spec["bits"], spec["integer"] + (1 if signed else 0)
+    return f"ap_fixed<{width},{integer}>" if signed else f"ap_ufixed<{width},{integer}>"
