@@ -1,0 +1,106 @@
+# hwflow: QKeras transformers/conformers -> hls4ml firmware -> C simulation -> synthesis -> reports.
+# `make demo` sets everything up and runs the main job end to end; `make test` runs the default tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+HW     := $(BIN)/hwflow
+MODEL  ?= jet_transformer
+STAMP  := $(VENV)/.installed
+RTLVENV := .venv-rtl
+RTLSTAMP := $(RTLVENV)/.installed
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl bench sweep test test-slow test-rtl test-all clean distclean
+
+help:
+	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
+	@echo "make test                 default tests (< 20 min on 2 cores); test-slow / test-rtl / test-all for the rest"
+	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
+	@echo "make report               collect reports/summary.{json,md} over all models"
+	@echo "make sweep MODEL=.. REUSE='1 2 4'   firmware + csim (+ synth if tools exist) per reuse factor"
+	@echo "make bench                benchmarks into reports/bench/"
+
+# --- environment ---------------------------------------------------------------------------
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip==24.3.1"
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(STAMP) deps
+
+# Debian tools the data generators and the open RTL flow use; installed when missing (root), else a clear message.
+deps:
+	@need=""; for t in espeak-ng:espeak-ng g++:g++; do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || need="$$need $$pkg"; done; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$need"; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null) \
+	    || { echo "error: could not install$$need: run 'apt-get install$$need' as root"; exit 1; }; \
+	  else echo "error: missing$$need: install with 'sudo apt-get install$$need'"; exit 1; fi; \
+	fi
+
+# --- stages ---------------------------------------------------------------------------------
+data: setup
+	$(HW) data --model $(MODEL)
+
+train: setup
+	$(HW) train $(MODEL)
+
+firmware: setup
+	$(HW) firmware $(MODEL)
+
+csim: setup
+	$(HW) csim $(MODEL)
+
+synth: setup
+	$(HW) synth $(MODEL)
+
+report: setup
+	$(HW) report
+
+rtl-env: $(RTLSTAMP)
+$(RTLSTAMP): requirements-rtl.txt hwflow/rtl/setup_env.sh
+	bash hwflow/rtl/setup_env.sh $(RTLVENV)
+	touch $@
+
+rtl: setup rtl-env
+	$(HW) rtl $(MODEL)
+
+bench: setup
+	$(HW) bench $(MODEL)
+
+REUSE ?= 1 2 4
+sweep: setup
+	$(HW) sweep $(MODEL) --reuse $(REUSE)
+
+demo: setup
+	$(HW) data --model $(MODEL)
+	$(HW) train $(MODEL)
+	$(HW) firmware $(MODEL)
+	$(HW) csim $(MODEL)
+	$(HW) report
+	@echo "demo done: see reports/$(MODEL)/csim.md and reports/summary.md"
+
+# --- tests ----------------------------------------------------------------------------------
+PYTEST := $(BIN)/python -m pytest
+test: setup
+	$(PYTEST) -q
+
+test-slow: setup
+	$(PYTEST) -q -m slow
+
+test-rtl: setup rtl-env
+	$(PYTEST) -q -m rtl
+
+test-all: setup rtl-env
+	$(PYTEST) -q -m ""
+
+clean:
+	rm -rf firmware reports/*/ reports/summary.* .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) $(RTLVENV) data models/*/
