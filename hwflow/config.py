@@ -88,22 +88,41 @@ JETS = S(
     }
 )
 
+# Spoken keywords from espeak-ng (hwflow/data/kws.py): one group per voice x variant, so test voices are unseen
 KWS = S(
     {
         "keywords": F((list,), ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"], item_types=(str,)),
         "unknown_class": F((bool,), True),
+        "unknown_words": F((list,), ["bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one", "two",
+                                     "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow",
+                                     "forward", "back", "car", "red", "green", "blue", "water", "light", "music",
+                                     "open", "close", "start", "play", "pause", "next", "hello", "good", "time",
+                                     "day", "house", "map", "jet", "data", "yellow", "dot", "note", "ship", "stone"],
+                           item_types=(str,)),
         "silence_class": F((bool,), True),
         "clips_per_class": F((int,), 200, check=_pos, rule="> 0"),
         "sample_rate": F((int,), 16000, check=_pos, rule="> 0 Hz"),
+        "clip_ms": F(NUM, 1000.0, check=_pos, rule="> 0 ms (window the word is placed in)"),
         "n_mels": F((int,), 40, check=_pos, rule="> 0"),
-        "n_frames": F((int,), 49, check=_pos, rule="> 0"),
+        "n_frames": F((int,), 49, check=_pos, rule="= 1 + (clip_ms - win_ms) // hop_ms"),
         "win_ms": F(NUM, 30.0, check=_pos, rule="> 0"),
         "hop_ms": F(NUM, 20.0, check=_pos, rule="> 0"),
-        "voices": F((list,), ["en-us", "en", "en-gb-x-rp", "en-us+m3", "en-us+f2", "en+m7", "en+f4", "en-gb-scotland"], item_types=(str,)),
-        "test_voices": F((list,), [], item_types=(str,)),
+        "fmin_hz": F(NUM, 20.0, check=_nonneg, rule=">= 0 Hz"),
+        "fmax_hz": F(NUM, 7600.0, check=_pos, rule="> fmin_hz, <= sample_rate / 2"),
+        # base espeak-ng voices (no '+'); variants are espeak-ng voice variants ('' = the voice's own)
+        "voices": F((list,), ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+                              "en-029", "en-us-nyc"], item_types=(str,)),
+        "variants": F((list,), ["", "m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "klatt", "whisper"],
+                      item_types=(str,)),
+        # what the test/val splits hold out whole: each voice x variant, or each base voice (harder)
+        "holdout": F((str,), "variant", choices=("variant", "voice")),
         "snr_db": F((list,), [0.0, 20.0], item_types=NUM),
         "speed": F((list,), [130, 210], item_types=NUM),
         "pitch": F((list,), [25, 75], item_types=NUM),
+        "gain_db": F((list,), [-20.0, 0.0], item_types=NUM),
+        "reverb_prob": F(NUM, 0.5, check=lambda x: 0 <= x <= 1, rule="in [0, 1]"),
+        "rt60_s": F((list,), [0.1, 0.5], item_types=NUM),
+        "noise_colors": F((list,), ["white", "pink", "brown"], item_types=(str,), item_choices=("white", "pink", "brown")),
         "shard_size": F((int,), 100, check=_pos, rule="> 0"),
     }
 )
@@ -270,7 +289,7 @@ def _cross_checks(card: dict) -> None:
     m = card["model"]
     if m["kind"] == "conformer" and card["data"]["kind"] != "kws":
         raise CardError("model.kind 'conformer' expects data.kind 'kws'")
-    for lo_hi in ("snr_db", "speed", "pitch"):
+    for lo_hi in ("snr_db", "speed", "pitch", "gain_db", "rt60_s"):
         v = card["data"]["kws"][lo_hi]
         if len(v) != 2 or v[0] > v[1]:
             raise CardError(f"data.kws.{lo_hi} must be [low, high] with low <= high, got {v}")
@@ -353,4 +372,21 @@ def _merge(base: dict, over: dict) -> dict:
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
+    return out
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """Return a nested override dict from ``key.sub=value`` strings (values parsed as YAML scalars)."""
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CardError(f"override '{item}' is not key=value (e.g. hls.reuse_factor=4)")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
     return out
