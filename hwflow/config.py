@@ -97,7 +97,7 @@ KWS = S(
                                      "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow",
                                      "forward", "back", "car", "red", "green", "blue", "water", "light", "music",
                                      "open", "close", "start", "play", "pause", "next", "hello", "good", "time",
-                                     "day", "house", "map", "jet", "data", "yellow", "dot", "note", "ship", "stone"],
+                                     "day", "cup", "map", "jet", "data", "yellow", "dot", "note", "ship", "stone"],
                            item_types=(str,)),
         "silence_class": F((bool,), True),
         "clips_per_class": F((int,), 200, check=_pos, rule="> 0"),
