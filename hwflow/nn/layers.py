@@ -1,0 +1,340 @@
+"""QKeras-style quantized attention and normalization layers (drop-in twins of the Keras layers).
+
+Each layer takes QKeras quantizer objects (or their string / config forms, or None = float) exactly
+like ``QDense`` does, and applies them at the points where the hls4ml firmware stores a value in
+fixed point, so the QKeras model computes what the C simulation computes (up to the softmax and
+1/sqrt look-up tables, which are float here):
+
+- :class:`QMultiHeadAttention` — self-attention (or ``layer(query, value)`` cross-attention) with
+  quantized Q/K/V/output projections and quantized intermediates (projections, scores, softmax
+  weights, context, output).
+- :class:`QLayerNormalization` — layer normalization over the last axis.
+- :class:`QRMSNormalization` — RMS normalization over the last axis (no centring, no beta).
+
+QDense on a 3-D (batch, tokens, features) input is fine in QKeras; the hls4ml conversion of that
+case (it becomes a pointwise Conv1D that drops the weight quantizer) is fixed in ``hwflow.hls``,
+so models simply use ``QDense`` per token.
+
+TensorFlow/QKeras are imported when this module is imported (it *is* the model code); nothing runs
+at import time besides class definitions.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from qkeras.quantizers import get_quantizer
+
+__all__ = ["QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "get_custom_objects"]
+
+
+def _q(quantizer, x):
+    """Apply a QKeras quantizer (None = identity)."""
+    return x if quantizer is None else quantizer(x)
+
+
+def _ser(quantizer):
+    """Serialize a quantizer the way QKeras layers do (None stays None)."""
+    return None if quantizer is None else tf.keras.constraints.serialize(quantizer)
+
+
+class QMultiHeadAttention(tf.keras.layers.Layer):
+    """Quantized multi-head attention: a drop-in twin of ``keras.layers.MultiHeadAttention``.
+
+    ``layer(x)`` is self-attention on ``x`` of shape (batch, T, D); ``layer(query, value)`` attends
+    from ``query`` (batch, Tq, D) to ``value`` (batch, Tv, Dv) (keys = values). Output shape is
+    (batch, Tq, output_dim or D).
+
+    Arithmetic (and where each quantizer acts, mirroring the firmware):
+
+    - ``q = qkv_quantizer(x @ Wq + bq)``, same for ``k`` and ``v`` (weights through
+      ``kernel_quantizer``, biases through ``bias_quantizer``); heads are contiguous slices of
+      ``key_dim`` (``value_dim``) columns.
+    - ``s = score_quantizer((q_h @ k_h^T) * scale)`` with ``scale = 1/sqrt(key_dim)``.
+    - ``a = softmax_quantizer(softmax(s, axis=keys))``.
+    - ``c = context_quantizer(a @ v_h)``, heads concatenated.
+    - ``y = output_quantizer(c @ Wo + bo)``.
+
+    Weights: ``query_kernel`` (D, H*key_dim), ``key_kernel`` (Dv, H*key_dim), ``value_kernel``
+    (Dv, H*value_dim), ``output_kernel`` (H*value_dim, output_dim) and matching biases.
+    """
+
+    def __init__(self, num_heads, key_dim, value_dim=None, output_dim=None, use_bias=True,
+                 kernel_quantizer=None, bias_quantizer=None, qkv_quantizer=None, score_quantizer=None,
+                 softmax_quantizer=None, context_quantizer=None, output_quantizer=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_heads) <= 0 or int(key_dim) <= 0:
+            raise ValueError(f"QMultiHeadAttention: num_heads and key_dim must be > 0, got {num_heads}, {key_dim}")
+        self.num_heads = int(num_heads)
+        self.key_dim = int(key_dim)
+        self.value_dim = int(value_dim) if value_dim else self.key_dim
+        self.output_dim = int(output_dim) if output_dim else None
+        self.use_bias = bool(use_bias)
+        self.kernel_quantizer = get_quantizer(kernel_quantizer)
+        self.bias_quantizer = get_quantizer(bias_quantizer)
+        self.qkv_quantizer = get_quantizer(qkv_quantizer)
+        self.score_quantizer = get_quantizer(score_quantizer)
+        self.softmax_quantizer = get_quantizer(softmax_quantizer)
+        self.context_quantizer = get_quantizer(context_quantizer)
+        self.output_quantizer = get_quantizer(output_quantizer)
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = tf.keras.regularizers.get(bias_regularizer)
+        self.supports_masking = False
+
+    # names of the quantizers, in the order the data meets them
+    QUANTIZER_NAMES = ("kernel_quantizer", "bias_quantizer", "qkv_quantizer", "score_quantizer",
+                       "softmax_quantizer", "context_quantizer", "output_quantizer")
+
+    @property
+    def scale(self) -> float:
+        """Return the score scale 1/sqrt(key_dim)."""
+        return 1.0 / math.sqrt(self.key_dim)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+            q_shape = tf.TensorShape(input_shape[0])
+            v_shape = tf.TensorShape(input_shape[1]) if len(input_shape) > 1 else q_shape
+        else:
+            q_shape = v_shape = tf.TensorShape(input_shape)
+        d_q, d_v = int(q_shape[-1]), int(v_shape[-1])
+        hk, hv = self.num_heads * self.key_dim, self.num_heads * self.value_dim
+        out = self.output_dim or d_q
+        self._out_dim = out
+
+        def w(name, shape, init, reg):
+            return self.add_weight(name=name, shape=shape, initializer=init, regularizer=reg, trainable=True)
+
+        self.query_kernel = w("query_kernel", (d_q, hk), self.kernel_initializer, self.kernel_regularizer)
+        self.key_kernel = w("key_kernel", (d_v, hk), self.kernel_initializer, self.kernel_regularizer)
+        self.value_kernel = w("value_kernel", (d_v, hv), self.kernel_initializer, self.kernel_regularizer)
+        self.output_kernel = w("output_kernel", (hv, out), self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.query_bias = w("query_bias", (hk,), self.bias_initializer, self.bias_regularizer)
+            self.key_bias = w("key_bias", (hk,), self.bias_initializer, self.bias_regularizer)
+            self.value_bias = w("value_bias", (hv,), self.bias_initializer, self.bias_regularizer)
+            self.output_bias = w("output_bias", (out,), self.bias_initializer, self.bias_regularizer)
+        super().build(input_shape)
+
+    def _proj(self, x, kernel, bias):
+        y = tf.tensordot(x, _q(self.kernel_quantizer, kernel), axes=[[-1], [0]])
+        if self.use_bias:
+            y = y + _q(self.bias_quantizer, bias)
+        return y
+
+    def _heads(self, x, dim):
+        # (B, T, H*dim) -> (B, H, T, dim); head h is columns [h*dim, (h+1)*dim)
+        shape = tf.shape(x)
+        x = tf.reshape(x, (shape[0], shape[1], self.num_heads, dim))
+        return tf.transpose(x, (0, 2, 1, 3))
+
+    def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
+        if isinstance(query, (list, tuple)):
+            query, value = query[0], (query[1] if len(query) > 1 else None)
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        qh, kh, vh = self._heads(q, self.key_dim), self._heads(k, self.key_dim), self._heads(v, self.value_dim)
+        scores = _q(self.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * self.scale)
+        attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
+        ctx = _q(self.context_quantizer, tf.matmul(attn, vh))  # (B, H, Tq, dv)
+        shape = tf.shape(ctx)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
+        out = _q(self.output_quantizer, self._proj(ctx, self.output_kernel, getattr(self, "output_bias", None)))
+        return (out, attn) if return_attention_scores else out
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+            input_shape = input_shape[0]
+        shape = tf.TensorShape(input_shape).as_list()
+        return tf.TensorShape(shape[:-1] + [self.output_dim or shape[-1]])
+
+    def quantized_weights(self) -> dict:
+        """Return the weights as numpy arrays after their quantizers (what the firmware stores)."""
+        names = ["query", "key", "value", "output"]
+        out = {}
+        for n in names:
+            out[f"{n}_kernel"] = np.asarray(_q(self.kernel_quantizer, getattr(self, f"{n}_kernel")))
+            if self.use_bias:
+                out[f"{n}_bias"] = np.asarray(_q(self.bias_quantizer, getattr(self, f"{n}_bias")))
+        return out
+
+    def get_quantizers(self):
+        """Return the list of quantizers (None for float), in QUANTIZER_NAMES order."""
+        return [getattr(self, n) for n in self.QUANTIZER_NAMES]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "output_dim": self.output_dim,
+            "use_bias": self.use_bias,
+            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer) if self.kernel_regularizer else None,
+            "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer) if self.bias_regularizer else None,
+        })
+        for n in self.QUANTIZER_NAMES:
+            config[n] = _ser(getattr(self, n))
+        return config
+
+
+class _QNormBase(tf.keras.layers.Layer):
+    """Shared plumbing of the normalization layers (last axis only, like the firmware)."""
+
+    QUANTIZER_NAMES: tuple = ()
+
+    def get_quantizers(self):
+        """Return the list of quantizers (None for float), in QUANTIZER_NAMES order."""
+        return [getattr(self, n) for n in self.QUANTIZER_NAMES]
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
+class QLayerNormalization(_QNormBase):
+    """Quantized layer normalization over the last axis: a drop-in twin of ``keras.layers.LayerNormalization``.
+
+    ``y = output_quantizer((x - mean) / sqrt(var + epsilon) * gamma_q + beta_q)`` where mean and
+    (biased) variance are taken over the last axis, ``gamma_q = gamma_quantizer(gamma)`` and
+    ``beta_q = beta_quantizer(beta)``. Weights: ``gamma`` and ``beta`` of shape (D,).
+    """
+
+    QUANTIZER_NAMES = ("gamma_quantizer", "beta_quantizer", "output_quantizer")
+
+    def __init__(self, epsilon=1e-3, center=True, scale=True, output_quantizer=None, gamma_quantizer=None,
+                 beta_quantizer=None, axis=-1, beta_initializer="zeros", gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1,) and not isinstance(axis, int):
+            raise ValueError("QLayerNormalization normalizes over the last axis only (axis=-1)")
+        self.axis = axis
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.output_quantizer = get_quantizer(output_quantizer)
+        self.gamma_quantizer = get_quantizer(gamma_quantizer)
+        self.beta_quantizer = get_quantizer(beta_quantizer)
+        self.beta_initializer = tf.keras.initializers.get(beta_initializer)
+        self.gamma_initializer = tf.keras.initializers.get(gamma_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        d = int(tf.TensorShape(input_shape)[-1])
+        if self.axis not in (-1, len(tf.TensorShape(input_shape)) - 1):
+            raise ValueError("QLayerNormalization normalizes over the last axis only (axis=-1)")
+        self._dim = d
+        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=(d,), initializer=self.beta_initializer) if self.center else None
+        super().build(input_shape)
+
+    def call(self, inputs):
+        mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
+        diff = inputs - mean
+        var = tf.reduce_mean(tf.square(diff), axis=-1, keepdims=True)
+        y = diff * tf.math.rsqrt(var + self.epsilon)
+        if self.scale:
+            y = y * _q(self.gamma_quantizer, self.gamma)
+        if self.center:
+            y = y + _q(self.beta_quantizer, self.beta)
+        return _q(self.output_quantizer, y)
+
+    def quantized_weights(self) -> dict:
+        """Return gamma/beta as numpy arrays after their quantizers (ones/zeros when disabled)."""
+        d = self._dim
+        gamma = np.asarray(_q(self.gamma_quantizer, self.gamma)) if self.scale else None
+        beta = np.asarray(_q(self.beta_quantizer, self.beta)) if self.center else None
+        n = len(gamma) if gamma is not None else len(beta) if beta is not None else d
+        return {"gamma": gamma if gamma is not None else np.ones(n, np.float32),
+                "beta": beta if beta is not None else np.zeros(n, np.float32)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": tf.keras.initializers.serialize(self.beta_initializer),
+            "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+        })
+        for n in self.QUANTIZER_NAMES:
+            config[n] = _ser(getattr(self, n))
+        return config
+
+
+class QRMSNormalization(_QNormBase):
+    """Quantized RMS normalization over the last axis (Pre-RMSNorm transformers).
+
+    ``y = output_quantizer(x / sqrt(mean(x^2) + epsilon) * gamma_q)`` with
+    ``gamma_q = gamma_quantizer(gamma)``; weight ``gamma`` of shape (D,).
+    """
+
+    QUANTIZER_NAMES = ("gamma_quantizer", "output_quantizer")
+
+    def __init__(self, epsilon=1e-6, scale=True, output_quantizer=None, gamma_quantizer=None, axis=-1,
+                 gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.epsilon = float(epsilon)
+        self.scale = bool(scale)
+        self.output_quantizer = get_quantizer(output_quantizer)
+        self.gamma_quantizer = get_quantizer(gamma_quantizer)
+        self.gamma_initializer = tf.keras.initializers.get(gamma_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        d = int(tf.TensorShape(input_shape)[-1])
+        if self.axis not in (-1, len(tf.TensorShape(input_shape)) - 1):
+            raise ValueError("QRMSNormalization normalizes over the last axis only (axis=-1)")
+        self._dim = d
+        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        super().build(input_shape)
+
+    def call(self, inputs):
+        ms = tf.reduce_mean(tf.square(inputs), axis=-1, keepdims=True)
+        y = inputs * tf.math.rsqrt(ms + self.epsilon)
+        if self.scale:
+            y = y * _q(self.gamma_quantizer, self.gamma)
+        return _q(self.output_quantizer, y)
+
+    def quantized_weights(self) -> dict:
+        """Return gamma as a numpy array after its quantizer (ones when disabled)."""
+        if self.scale:
+            return {"gamma": np.asarray(_q(self.gamma_quantizer, self.gamma))}
+        return {"gamma": np.ones(self._dim, np.float32)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "scale": self.scale,
+            "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+        })
+        for n in self.QUANTIZER_NAMES:
+            config[n] = _ser(getattr(self, n))
+        return config
+
+
+def get_custom_objects() -> dict:
+    """Return the custom-object dict (hwflow layers + all QKeras objects) for keras.models.load_model."""
+    from qkeras.utils import _add_supported_quantized_objects
+
+    objs: dict = {}
+    _add_supported_quantized_objects(objs)
+    objs.update({
+        "QMultiHeadAttention": QMultiHeadAttention,
+        "QLayerNormalization": QLayerNormalization,
+        "QRMSNormalization": QRMSNormalization,
+    })
+    return objs
