@@ -1,0 +1,224 @@
+"""QKeras transformer encoder for jet tagging (and any (tokens, features) classification input).
+
+Architecture (names are the Keras layer names, which hls4ml keeps as its layer names, so they are
+also the keys users put under ``hls.layer_name`` in a card)::
+
+    input (N, F) -> input_q -> embed (QDense per constituent) -> embed_act
+    blocks i = 0..num_blocks-1, post-norm (default):
+        mha{i} -> mha{i}_add (residual) -> norm{i}a
+        ffn{i}_dense1 -> ffn{i}_relu -> ffn{i}_dense2 -> ffn{i}_act -> ffn{i}_add (residual) -> norm{i}b
+    pre-norm: norm{i}a -> mha{i} -> mha{i}_add; norm{i}b -> ffn... -> ffn{i}_add; then norm_final
+    pool (mean/max over constituents, or flatten) -> pool_act -> classifier (QDense) -> logits -> softmax
+
+Quantizer roles (card ``quant`` section; each ``{bits, integer, keep_negative, alpha}``):
+
+============  ====================================================  ==========================
+role          where                                                 fallback when not in card
+============  ====================================================  ==========================
+default       every kernel (QDense, attention projections)          (required by the schema)
+bias          every bias, layer-norm beta                           default
+input         input_q: the firmware's input type                    16 bits, 5 integer
+embed         embed_act: embedding output                           16 bits, 5 integer
+qkv           Q/K/V projections inside attention                    16 bits, 5 integer
+score         scaled QK^T scores                                    16 bits, 5 integer
+softmax       attention weights                                     12 bits, 1 integer, unsigned
+context       attention-weighted values (per head)                  16 bits, 5 integer
+attn_out      attention output projection                           16 bits, 5 integer
+norm          layer/RMS norm output                                 16 bits, 4 integer
+norm_gamma    layer/RMS norm gamma (1.0 at init, so not [-1, 1))    8 bits, 2 integer
+ffn_act       quantized ReLU in the feed-forward block              16 bits, 5 integer
+ffn_out       feed-forward output                                   16 bits, 5 integer
+pool          pooled features                                       16 bits, 5 integer
+logits        classifier output before the softmax                  16 bits, 5 integer
+============  ====================================================  ==========================
+
+Activation roles do not fall back to the *weight* default (8 bits in [-1, 1) would clip
+activations); they fall back to the table above. The float twin (``quantized=False``) has the same
+layers and names with every quantizer None (QActivation -> linear/relu Activation).
+
+Masking: zero-padded constituents are not masked in attention or pooling, because hls4ml has no
+mask tensor; padded tokens are ordinary (all-zero) inputs that the network learns to discount. The
+float, QKeras and firmware models therefore compute exactly the same function.
+"""
+from __future__ import annotations
+
+from ..util import HwflowError
+
+# activation-role fallbacks (bits, integer, keep_negative); weights fall back to quant.default
+ROLE_DEFAULTS = {
+    "input": (16, 5, True),
+    "embed": (16, 5, True),
+    "qkv": (16, 5, True),
+    "score": (16, 5, True),
+    "softmax": (12, 1, False),
+    "context": (16, 5, True),
+    "attn_out": (16, 5, True),
+    "norm": (16, 4, True),
+    "norm_gamma": (8, 2, True),
+    "ffn_act": (16, 5, False),
+    "ffn_out": (16, 5, True),
+    "pool": (16, 5, True),
+    "logits": (16, 5, True),
+}
+WEIGHT_ROLES = ("default", "bias")
+ROLES = WEIGHT_ROLES + tuple(ROLE_DEFAULTS)
+
+
+def role_spec(card, role: str) -> dict | None:
+    """Return the quantizer spec of a role (card value, else the role's fallback), or None when quantization is off."""
+    q = card["quant"]
+    if not q.get("enabled", True):
+        return None
+    if role in q and isinstance(q[role], dict):
+        return dict(q[role])
+    if role in ROLE_DEFAULTS:
+        bits, integer, neg = ROLE_DEFAULTS[role]
+        return {"bits": bits, "integer": integer, "keep_negative": neg, "alpha": 1}
+    return dict(q["default"])
+
+
+def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
+    from . import quant
+
+    if not quantized:
+        return None
+    spec = role_spec(card, role)
+    return {"bits": quant.bits, "relu": quant.relu}[kind](spec)
+
+
+def input_shape_from_card(card) -> tuple[int, int]:
+    """Return (n_constituents, n_features) of a jets card."""
+    if card["data"]["kind"] != "jets":
+        raise HwflowError(f"the transformer builder derives its input from data.jets; card '{card.name}' has data.kind "
+                          f"'{card['data']['kind']}': pass input_shape= or use model.kind conformer")
+    j = card["data"]["jets"]
+    return int(j["n_constituents"]), len(j["features"])
+
+
+def n_classes_from_card(card) -> int:
+    """Return the number of classes of a jets card."""
+    return len(card["data"]["jets"]["classes"])
+
+
+def check_model_section(card) -> None:
+    """Raise HwflowError when the card's model section asks for something this builder cannot make."""
+    m = card["model"]
+    if m["activation"] != "relu":
+        raise HwflowError(f"model.activation '{m['activation']}' is not available for the transformer (hls4ml has no "
+                          f"quantized {m['activation']} kernel): use relu")
+    if m["pooling"] == "cls":
+        raise HwflowError("model.pooling 'cls' needs a learned class token, which hls4ml cannot prepend: use mean, max or flatten")
+
+
+def build_transformer(card, quantized: bool = True, input_shape: tuple | None = None, n_classes: int | None = None):
+    """Return the (uncompiled) QKeras transformer classifier of a card, or its float twin when ``quantized`` is False."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization
+
+    check_model_section(card)
+    m = card["model"]
+    quantized = bool(quantized and card["quant"].get("enabled", True))
+    n_tok, n_feat = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
+    n_cls = int(n_classes or n_classes_from_card(card))
+    E, H, dk, dff = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"]
+    L = tf.keras.layers
+
+    def q(role, kind="bits"):
+        return _quantizer(card, role, quantized, kind)
+
+    def act(role, name, kind="bits"):
+        # quantized model: QActivation with the role's quantizer; float twin: the same-named Keras Activation
+        if quantized:
+            return QActivation(q(role, kind), name=name)
+        return L.Activation("relu" if kind == "relu" else "linear", name=name)
+
+    def dense(units, name):
+        return QDense(units, kernel_quantizer=q("default"), bias_quantizer=q("bias"), name=name)
+
+    def norm(name):
+        if m["norm"] == "rmsnorm":
+            return QRMSNormalization(epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name)
+        return QLayerNormalization(epsilon=1e-3, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"),
+                                   beta_quantizer=q("bias"), name=name)
+
+    def drop(x, name):
+        return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
+
+    pre = m["norm_position"] == "pre"
+    inp = L.Input(shape=(n_tok, n_feat), name="constituents")
+    h = act("input", "input_q")(inp)
+    h = dense(E, "embed")(h)
+    h = act("embed", "embed_act")(h)
+    for i in range(m["num_blocks"]):
+        # attention sub-block
+        a = norm(f"norm{i}a")(h) if pre else h
+        a = QMultiHeadAttention(H, dk, kernel_quantizer=q("default"), bias_quantizer=q("bias"),
+                                qkv_quantizer=q("qkv"), score_quantizer=q("score"), softmax_quantizer=q("softmax"),
+                                context_quantizer=q("context"), output_quantizer=q("attn_out"), name=f"mha{i}")(a, a)
+        a = drop(a, f"mha{i}_drop")
+        h = L.Add(name=f"mha{i}_add")([h, a])
+        if not pre:
+            h = norm(f"norm{i}a")(h)
+        # feed-forward sub-block
+        f = norm(f"norm{i}b")(h) if pre else h
+        f = dense(dff, f"ffn{i}_dense1")(f)
+        f = act("ffn_act", f"ffn{i}_relu", kind="relu")(f)
+        f = dense(E, f"ffn{i}_dense2")(f)
+        f = act("ffn_out", f"ffn{i}_act")(f)
+        f = drop(f, f"ffn{i}_drop")
+        h = L.Add(name=f"ffn{i}_add")([h, f])
+        if not pre:
+            h = norm(f"norm{i}b")(h)
+    if pre:
+        h = norm("norm_final")(h)
+    pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D, "flatten": L.Flatten}[m["pooling"]]
+    h = pool(name="pool")(h)
+    h = act("pool", "pool_act")(h)
+    h = dense(n_cls, "classifier")(h)
+    h = act("logits", "logits")(h)
+    out = L.Activation("softmax", name="softmax")(h)
+    name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
+    model = tf.keras.Model(inp, out, name=name.replace("-", "_"))
+    _distinct_attention_init(model)
+    return model
+
+
+def _distinct_attention_init(model) -> None:
+    """Re-draw attention kernels that start out identical (one unseeded Keras initializer called 4 times).
+
+    Keras 2 returns the same values each time an unseeded initializer instance is called, so
+    Q, K and V (and a square output kernel) would start equal; that symmetry slows training. The
+    fresh Glorot-uniform draws come from numpy's global generator, which ``set_seed`` seeds.
+    """
+    import numpy as np
+
+    for layer in model.layers:
+        kernels = [getattr(layer, f"{n}_kernel", None) for n in ("query", "key", "value", "output")]
+        if layer.__class__.__name__ != "QMultiHeadAttention" or any(k is None for k in kernels):
+            continue
+        values = [k.numpy() for k in kernels]
+        if not any(a.shape == b.shape and np.array_equal(a, b) for i, a in enumerate(values) for b in values[i + 1:]):
+            continue
+        for k in kernels:
+            fan_in, fan_out = k.shape
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            k.assign(np.random.uniform(-limit, limit, size=tuple(k.shape)).astype(np.float32))
+
+
+def parameter_count(card, input_shape: tuple | None = None, n_classes: int | None = None) -> int:
+    """Return the number of trainable parameters the builder creates for a card (closed formula)."""
+    m = card["model"]
+    n_tok, n_feat = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
+    n_cls = int(n_classes or n_classes_from_card(card))
+    E, H, dk, dff = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"]
+    norm = E if m["norm"] == "rmsnorm" else 2 * E
+    mha = 2 * (E * H * dk + H * dk) + (E * H * dk + H * dk) + (H * dk * E + E)  # Q, K; V (value_dim = key_dim); output
+    ffn = (E * dff + dff) + (dff * E + E)
+    block = mha + ffn + 2 * norm
+    pooled = n_tok * E if m["pooling"] == "flatten" else E
+    total = (n_feat * E + E) + m["num_blocks"] * block + (pooled * n_cls + n_cls)
+    if m["norm_position"] == "pre":
+        total += norm
+    return int(total)
