@@ -107,21 +107,31 @@ def _indexed(arg):
 
 def split_indices(n: int, test_fraction: float, val_fraction: float, seed: int,
                   groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Return seeded train/val/test index arrays; with ``groups``, whole groups go to one split."""
+    """Return seeded, sorted train/val/test index arrays; with ``groups``, each group lies wholly in one split.
+
+    With groups, test and validation both hold out whole groups (e.g. unseen voices), so early
+    stopping is judged on the same kind of generalisation as the test; the fractions are fractions
+    of the groups, at least one group each when the fraction is > 0.
+    """
     rng = np.random.default_rng(seed)
     if groups is None:
         perm = rng.permutation(n)
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
         return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
                 "train": np.sort(perm[n_test + n_val:])}
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise HwflowError(f"split_indices: {len(groups)} group ids for {n} samples (generator bug)")
     uniq = rng.permutation(np.unique(groups))
     n_test = max(1, int(round(len(uniq) * test_fraction))) if test_fraction > 0 else 0
-    test_groups = set(uniq[:n_test].tolist())
-    is_test = np.array([g in test_groups for g in groups])
-    rest = np.flatnonzero(~is_test)
-    rest = rng.permutation(rest)
-    n_val = int(round(len(rest) * val_fraction / max(1e-9, 1 - test_fraction)))
-    return {"test": np.flatnonzero(is_test), "val": np.sort(rest[:n_val]), "train": np.sort(rest[n_val:])}
+    n_val = max(1, int(round(len(uniq) * val_fraction))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(uniq):
+        raise HwflowError(f"only {len(uniq)} groups (e.g. voice variants) for test {n_test} + val {n_val} + train >= 1: "
+                          "add voices/variants or lower data.test_fraction / data.val_fraction")
+    test_mask = np.isin(groups, uniq[:n_test])
+    val_mask = np.isin(groups, uniq[n_test:n_test + n_val])
+    return {"test": np.flatnonzero(test_mask), "val": np.flatnonzero(val_mask),
+            "train": np.flatnonzero(~(test_mask | val_mask))}
 
 
 def require(cond: bool, msg: str) -> None:
