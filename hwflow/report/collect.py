@@ -93,6 +93,9 @@ def load_vendor(name: str, root: Path) -> dict[str, Any]:
             out["origin"] = f"reports found in {_rel(fw, root)}/ (not recorded by hwflow synth)"
     if out["view"] is None or (out["view"]["hls"] is None and out["view"]["vivado_synth"] is None):
         out["view"] = None
+        if out["errors"]:
+            out["note"] = "vendor report present but unreadable, no numbers taken (error below)"
+            return out
         out["note"] = (
             f"no vendor synthesis report: not synthesized with Vitis/Vivado HLS "
             f"(run `make synth MODEL={name}` where the tools are installed)"
@@ -185,7 +188,7 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
     with_vendor = [r for r in rows if r["vendor"] and r["vendor"]["hls"]]
     if with_vendor:
         header = ["model", "tool", "part", "clock target / est. (ns)", "Fmax (MHz)", "latency (cycles)",
-                  "latency (ns)", "II", "LUT", "FF", "DSP", "BRAM_18K", "timing met", "cosim", "flags"]
+                  "latency (ns @ est. clock)", "II", "LUT", "FF", "DSP", "BRAM_18K", "timing met", "cosim", "flags"]
         tab = []
         for r in with_vendor:
             h = r["vendor"]["hls"]
@@ -255,7 +258,7 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
                                 "BRAM_18K"], tab), ""]
     if plots:
         out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
 
 
 def write_summary(summary: dict[str, Any], root: str | Path | None = None) -> dict[str, Path]:

@@ -61,10 +61,14 @@ def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.scatter([p[1] for p in pts_v], [p[2] for p in pts_v], marker="o", label="Vitis/Vivado HLS estimate")
         if pts_r:
             # a different marker and an explicit label: open-flow numbers are not Vivado numbers
+            tools = sorted({str(o.get("synthesizer") or "open flow") for _, o in rtl})
             ax.scatter([p[1] for p in pts_r], [p[2] for p in pts_r], marker="^", facecolors="none", edgecolors="C1",
-                       label="open RTL (yosys), not Vivado")
+                       label=f"open RTL ({', '.join(tools)}), not Vivado")
         for m, lut, lat in pts_v + pts_r:
             ax.annotate(m, (lut, lat), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        luts = [p[1] for p in pts_v + pts_r if p[1] > 0]
+        if luts and max(luts) / min(luts) > 50:
+            ax.set_xscale("log")  # designs often differ by orders of magnitude
         ax.set_xlabel("LUTs")
         ax.set_ylabel("latency (cycles, worst case)")
         ax.set_title("Latency vs LUTs")
