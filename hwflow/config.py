@@ -155,6 +155,12 @@ SCHEMA = S(
                 "activation": F((str,), "relu", choices=("relu", "swish", "gelu")),
                 "conv_kernel": F((int,), 7, check=_pos, rule="> 0 (conformer depthwise kernel)"),
                 "subsampling": F((int,), 2, check=_pos, rule="> 0 (conformer front-end stride)"),
+                "fold_batchnorm": F((bool,), True),  # conformer: BN folded into the depthwise conv (exact)
+                "swish_table_size": F((int,), 1024, check=lambda v: v >= 2 and (v & (v - 1)) == 0,
+                                      rule="a power of two >= 2 (swish/GLU sigmoid table entries)"),
+                "swish_table_range": F(NUM, 8.0, check=lambda v: v > 0 and float(v).hex().startswith(("0x1.0000000000000p", "0x1p")),
+                                       rule="a power of two (sigmoid table covers [-range, range))"),
+                "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
             }
         ),

@@ -1,0 +1,517 @@
+"""QKeras conformer for keyword spotting, and the conformer layers hls4ml lacks (swish, GLU, depthwise conv1d).
+
+Architecture (Gulati et al. 2020, sized for an FPGA; names are the Keras layer names, which hls4ml
+keeps, so they are the keys of ``hls.layer_name`` in a card)::
+
+    input (frames, mels) -> input_q
+    front end: subsample (QConv1D, kernel 3, stride model.subsampling, 'same') -> subsample_act (quantized ReLU)
+               -> proj (QDense per frame, to model.embed_dim) -> proj_act
+    blocks i = 0..num_blocks-1 (pre-norm modules, each with a residual add, then a block norm):
+        ½ FFN:  b{i}_ffn1_norm -> b{i}_ffn1_dense1 -> b{i}_ffn1_hidden -> b{i}_ffn1_swish (QSwish)
+                -> b{i}_ffn1_dense2 -> b{i}_ffn1_out -> b{i}_ffn1_add
+        MHSA:   b{i}_mha_norm -> b{i}_mha (QMultiHeadAttention) -> b{i}_mha_add
+        conv:   b{i}_conv_norm -> b{i}_conv_pw1 (QDense to 2*D) -> b{i}_conv_pw1_act -> b{i}_conv_glu (QGLU)
+                -> b{i}_conv_dw (QDepthwiseConv1D, batch norm folded in) -> b{i}_conv_swish (QSwish)
+                -> b{i}_conv_pw2 (QDense) -> b{i}_conv_out -> b{i}_conv_add
+        ½ FFN:  b{i}_ffn2_... (as above) -> b{i}_ffn2_add
+        b{i}_norm (LayerNorm or RMSNorm, model.norm)
+    pool (GlobalAveragePooling1D) -> pool_act -> classifier (QDense) -> logits -> softmax
+
+Notes on exactness (what the firmware computes is what this model computes):
+
+- The ½ of each macaron feed-forward module is absorbed into its second projection (a trained
+  linear layer; ``0.5 * W`` is just another ``W``), so no extra scaling layer is needed in hardware.
+- Batch normalization after the depthwise convolution is folded into it *inside the layer*, as
+  QKeras does for ``QConv2DBatchnorm``: training uses batch statistics, the folded kernel and bias
+  are quantized, and inference uses the moving statistics; the firmware stores exactly the quantized
+  folded kernel and bias, so folding is exact. ``fold_batchnorm=False`` keeps a plain depthwise conv.
+- ``QSwish`` and ``QGLU`` evaluate sigmoid with the same look-up table as the C++ kernels
+  (``hwflow.reference.conformer.SigmoidTable``), with a straight-through gradient of the true sigmoid,
+  and round their outputs in float64 like the fixed-point cast; the float twin uses the exact sigmoid.
+
+Quantizer roles (card ``quant`` section) and fallbacks when a role is not in the card: see
+``ROLE_DEFAULTS`` (activations) and ``WEIGHT_ROLES`` (weights, falling back to ``quant.default``).
+"""
+from __future__ import annotations
+
+import math
+
+from ..util import HwflowError
+
+# activation-role fallbacks (bits, integer, keep_negative); weights fall back to quant.default
+ROLE_DEFAULTS = {
+    "input": (16, 5, True),
+    "frontend": (16, 5, False),  # quantized ReLU after the subsampling conv
+    "embed": (16, 5, True),
+    "ffn_hidden": (16, 5, True),
+    "ffn_act": (16, 5, True),  # swish output (>= -0.279, so signed)
+    "ffn_out": (16, 5, True),
+    "qkv": (16, 5, True),
+    "score": (16, 5, True),
+    "softmax": (12, 1, False),
+    "context": (16, 5, True),
+    "attn_out": (16, 5, True),
+    "conv_pw": (16, 5, True),
+    "glu": (16, 5, True),
+    "conv_dw": (16, 5, True),
+    "conv_act": (16, 5, True),
+    "conv_out": (16, 5, True),
+    "norm": (16, 4, True),
+    "norm_gamma": (8, 2, True),
+    "pool": (16, 5, True),
+    "logits": (16, 5, True),
+    # weights of the depthwise conv with batch norm folded in: gamma/sqrt(var) scales them beyond [-1, 1)
+    "dw_kernel": (8, 2, True),
+    "dw_bias": (12, 4, True),
+}
+WEIGHT_ROLES = ("default", "bias")
+ROLES = WEIGHT_ROLES + tuple(ROLE_DEFAULTS)
+
+# sigmoid table of swish/GLU (model.swish_table_* keys of the card override these)
+TABLE_DEFAULTS = {"table_size": 1024, "table_range": 8.0, "table_t": "ap_ufixed<12,1,AP_RND,AP_SAT>"}
+
+
+def role_spec(card, role: str) -> dict | None:
+    """Return the quantizer spec of a role (card value, else the role's fallback), or None when quantization is off."""
+    q = card["quant"]
+    if not q.get("enabled", True):
+        return None
+    if role in q and isinstance(q[role], dict):
+        return dict(q[role])
+    if role in ROLE_DEFAULTS:
+        bits, integer, neg = ROLE_DEFAULTS[role]
+        return {"bits": bits, "integer": integer, "keep_negative": neg, "alpha": 1}
+    return dict(q["default"])
+
+
+def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
+    from . import quant
+
+    if not quantized:
+        return None
+    spec = role_spec(card, role)
+    if kind == "relu" or (kind == "auto" and not spec.get("keep_negative", True)):
+        return quant.relu(spec)
+    return quant.bits(spec)
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras layers (TensorFlow is imported lazily so that `import hwflow.nn.conformer` stays cheap)
+# ----------------------------------------------------------------------------------------------
+
+def _fixed_grid(quantizer):
+    """Return (frac_bits, lo, hi) of a quantized_bits quantizer with a power-of-two-free scale, else None."""
+    if quantizer is None or type(quantizer).__name__ != "quantized_bits":
+        return None
+    alpha = getattr(quantizer, "alpha", None)
+    if isinstance(alpha, str) or (alpha not in (None, 1, 1.0)):
+        return None
+    bits, integer = int(quantizer.bits), int(quantizer.integer)
+    neg = bool(quantizer.keep_negative)
+    frac = bits - integer - (1 if neg else 0)
+    n = 2 ** (bits - (1 if neg else 0))
+    lo = -n + (1 if getattr(quantizer, "symmetric", False) else 0) if neg else 0
+    return frac, lo, n - 1
+
+
+def quantize_exact(quantizer, y):
+    """Return quantizer(y) computed in float64 for quantized_bits (round half to even, saturate), float32 out.
+
+    QKeras quantizers cast to float32 first; for a product of a 16-bit activation and a 12-bit table
+    value that cast can move a value across a rounding tie, so the layers here round the exact
+    float64 value like the ap_fixed cast does. Gradient: straight through. Other quantizers are
+    applied as they are.
+    """
+    import tensorflow as tf
+
+    if quantizer is None:
+        return tf.cast(y, tf.float32)
+    grid = _fixed_grid(quantizer)
+    if grid is None:
+        return quantizer(tf.cast(y, tf.float32))
+    frac, lo, hi = grid
+    y = tf.cast(y, tf.float64)
+    q = tf.clip_by_value(tf.round(y * (2.0 ** frac)), float(lo), float(hi)) * (2.0 ** -frac)
+    return tf.cast(y + tf.stop_gradient(q - y), tf.float32)
+
+
+def _layers():
+    """Define and return the custom Keras layer classes (built once, on first use)."""
+    global _LAYER_CLASSES
+    if _LAYER_CLASSES is not None:
+        return _LAYER_CLASSES
+    import numpy as np
+    import tensorflow as tf
+    from qkeras.quantizers import get_quantizer
+
+    from ..reference.conformer import SigmoidTable, depthwise_pads
+
+    def ser(q):
+        return None if q is None else tf.keras.constraints.serialize(q)
+
+    class _SigmoidLUT(tf.keras.layers.Layer):
+        """Shared plumbing of QSwish/QGLU: the sigmoid table and the output quantizer."""
+
+        def __init__(self, output_quantizer=None, use_table=None, table_size=1024, table_range=8.0,
+                     table_t="ap_ufixed<12,1,AP_RND,AP_SAT>", **kwargs):
+            super().__init__(**kwargs)
+            self.output_quantizer = get_quantizer(output_quantizer)
+            # by default the table is used exactly when the layer is quantized (the float twin is exact)
+            self.use_table = bool(self.output_quantizer is not None) if use_table is None else bool(use_table)
+            self.table = SigmoidTable(int(table_size), float(table_range), str(table_t))
+            self._table_values = tf.constant(self.table.values(), dtype=tf.float64)
+
+        def sigmoid(self, x):
+            """Return sigmoid(x) in float64: table value forward, exact sigmoid gradient (straight through)."""
+            x = tf.cast(x, tf.float64)
+            exact = tf.sigmoid(x)
+            if not self.use_table:
+                return exact
+            half = self.table.table_size // 2
+            k = tf.floor(x * (2.0 ** self.table.log2_scale))
+            idx = tf.cast(tf.clip_by_value(k, -half, half - 1) + half, tf.int32)
+            return exact + tf.stop_gradient(tf.gather(self._table_values, idx) - exact)
+
+        def get_quantizers(self):
+            """Return [output_quantizer]."""
+            return [self.output_quantizer]
+
+        def get_config(self):
+            config = super().get_config()
+            config.update({
+                "output_quantizer": ser(self.output_quantizer),
+                "use_table": self.use_table,
+                "table_size": self.table.table_size,
+                "table_range": self.table.table_range,
+                "table_t": self.table.table_t,
+            })
+            return config
+
+    class QSwish(_SigmoidLUT):
+        """Quantized swish / SiLU, ``y = output_quantizer(x * sigmoid(x))``, sigmoid from the firmware's table."""
+
+        def call(self, inputs):
+            x = tf.cast(inputs, tf.float64)
+            return quantize_exact(self.output_quantizer, x * self.sigmoid(x))
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    class QGLU(_SigmoidLUT):
+        """Quantized gated linear unit over the last axis: ``a * sigmoid(b)`` with ``[a, b] = split(x, 2)``."""
+
+        def build(self, input_shape):
+            c = int(input_shape[-1])
+            if c % 2:
+                raise ValueError(f"QGLU needs an even number of input channels, got {c}")
+            super().build(input_shape)
+
+        def call(self, inputs):
+            x = tf.cast(inputs, tf.float64)
+            a, b = tf.split(x, 2, axis=-1)
+            return quantize_exact(self.output_quantizer, a * self.sigmoid(b))
+
+        def compute_output_shape(self, input_shape):
+            shape = tf.TensorShape(input_shape).as_list()
+            return tf.TensorShape(shape[:-1] + [shape[-1] // 2])
+
+    class QDepthwiseConv1D(tf.keras.layers.Layer):
+        """Quantized depthwise 1-D convolution (stride 1, depth multiplier 1) with optional folded batch norm.
+
+        ``kernel`` has shape (kernel_size, channels). With ``fold_batchnorm`` the layer owns the batch-norm
+        parameters; the folded kernel ``k * gamma / sqrt(var + eps)`` and bias ``(b - mean) * gamma /
+        sqrt(var + eps) + beta`` are quantized by ``depthwise_quantizer`` / ``bias_quantizer`` (training:
+        batch statistics, moving averages updated; inference: moving statistics). The sum is computed in
+        float64 and cast by ``output_quantizer``, like the firmware's accumulator and result cast.
+        """
+
+        def __init__(self, kernel_size, padding="same", use_bias=True, depthwise_quantizer=None, bias_quantizer=None,
+                     output_quantizer=None, fold_batchnorm=False, momentum=0.99, epsilon=1e-3,
+                     depthwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+            super().__init__(**kwargs)
+            self.kernel_size = int(kernel_size[0] if isinstance(kernel_size, (list, tuple)) else kernel_size)
+            depthwise_pads(self.kernel_size, padding)  # validates padding
+            self.padding = padding
+            self.use_bias = bool(use_bias)
+            self.depthwise_quantizer = get_quantizer(depthwise_quantizer)
+            self.bias_quantizer = get_quantizer(bias_quantizer)
+            self.output_quantizer = get_quantizer(output_quantizer)
+            self.fold_batchnorm = bool(fold_batchnorm)
+            self.momentum = float(momentum)
+            self.epsilon = float(epsilon)
+            self.depthwise_initializer = tf.keras.initializers.get(depthwise_initializer)
+            self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+
+        QUANTIZER_NAMES = ("depthwise_quantizer", "bias_quantizer", "output_quantizer")
+
+        def build(self, input_shape):
+            c = int(input_shape[-1])
+            self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=(self.kernel_size, c),
+                                                    initializer=self.depthwise_initializer, trainable=True)
+            if self.use_bias or self.fold_batchnorm:
+                self.bias = self.add_weight(name="bias", shape=(c,), initializer=self.bias_initializer,
+                                            trainable=self.use_bias)
+            if self.fold_batchnorm:
+                self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones", trainable=True)
+                self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros", trainable=True)
+                self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer="zeros", trainable=False)
+                self.moving_variance = self.add_weight(name="moving_variance", shape=(c,), initializer="ones",
+                                                       trainable=False)
+            super().build(input_shape)
+
+        def _conv(self, x, kernel, bias):
+            pl, pr = depthwise_pads(self.kernel_size, self.padding)
+            x = tf.pad(x, [[0, 0], [pl, pr], [0, 0]])
+            t_out = tf.shape(x)[1] - self.kernel_size + 1
+            y = 0.0
+            for k in range(self.kernel_size):
+                y = y + x[:, k:k + t_out, :] * kernel[k]
+            return y if bias is None else y + bias
+
+        def folded(self, training=False, x=None):
+            """Return (kernel, bias) as float32 tensors after folding the batch norm and quantizing."""
+            kernel = self.depthwise_kernel
+            bias = self.bias if (self.use_bias or self.fold_batchnorm) else None
+            if self.fold_batchnorm:
+                if training and x is not None:
+                    # batch statistics of the unfolded float conv output (QConv2DBatchnorm does the same)
+                    y = self._conv(x, kernel, bias)
+                    mean, var = tf.nn.moments(y, axes=[0, 1])
+                    self.moving_mean.assign(self.momentum * self.moving_mean + (1 - self.momentum) * mean)
+                    self.moving_variance.assign(self.momentum * self.moving_variance + (1 - self.momentum) * var)
+                else:
+                    mean, var = self.moving_mean, self.moving_variance
+                scale = self.gamma * tf.math.rsqrt(var + self.epsilon)
+                kernel = kernel * scale
+                bias = (bias - mean) * scale + self.beta
+            if self.depthwise_quantizer is not None:
+                kernel = self.depthwise_quantizer(kernel)
+            if bias is not None and self.bias_quantizer is not None:
+                bias = self.bias_quantizer(bias)
+            return kernel, bias
+
+        def call(self, inputs, training=None):
+            kernel, bias = self.folded(training=bool(training), x=inputs)
+            x = tf.cast(inputs, tf.float64)
+            y = self._conv(x, tf.cast(kernel, tf.float64), None if bias is None else tf.cast(bias, tf.float64))
+            return quantize_exact(self.output_quantizer, y)
+
+        def quantized_weights(self) -> dict:
+            """Return {'kernel': (K, C), 'bias': (C,)} numpy arrays as the firmware stores them (inference folding)."""
+            kernel, bias = self.folded(training=False)
+            c = int(self.depthwise_kernel.shape[-1])
+            return {"kernel": np.asarray(kernel, dtype=np.float64),
+                    "bias": np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)}
+
+        def compute_output_shape(self, input_shape):
+            shape = tf.TensorShape(input_shape).as_list()
+            pl, pr = depthwise_pads(self.kernel_size, self.padding)
+            t = None if shape[1] is None else shape[1] + pl + pr - self.kernel_size + 1
+            return tf.TensorShape([shape[0], t, shape[2]])
+
+        def get_quantizers(self):
+            """Return the quantizers (None for float), in QUANTIZER_NAMES order."""
+            return [getattr(self, n) for n in self.QUANTIZER_NAMES]
+
+        def get_config(self):
+            config = super().get_config()
+            config.update({
+                "kernel_size": self.kernel_size,
+                "padding": self.padding,
+                "use_bias": self.use_bias,
+                "fold_batchnorm": self.fold_batchnorm,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "depthwise_initializer": tf.keras.initializers.serialize(self.depthwise_initializer),
+                "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+            })
+            for n in self.QUANTIZER_NAMES:
+                config[n] = ser(getattr(self, n))
+            return config
+
+    _LAYER_CLASSES = {"QSwish": QSwish, "QGLU": QGLU, "QDepthwiseConv1D": QDepthwiseConv1D}
+    return _LAYER_CLASSES
+
+
+_LAYER_CLASSES = None
+
+
+def __getattr__(name):
+    # QSwish / QGLU / QDepthwiseConv1D are created on first access so importing the module needs no TensorFlow
+    if name in ("QSwish", "QGLU", "QDepthwiseConv1D"):
+        return _layers()[name]
+    raise AttributeError(name)
+
+
+def get_custom_objects() -> dict:
+    """Return the custom-object dict of the conformer layers (QSwish, QGLU, QDepthwiseConv1D)."""
+    return dict(_layers())
+
+
+# ----------------------------------------------------------------------------------------------
+# builder
+# ----------------------------------------------------------------------------------------------
+
+def input_shape_from_card(card) -> tuple[int, int]:
+    """Return (n_frames, n_mels) of a kws card."""
+    if card["data"]["kind"] != "kws":
+        raise HwflowError(f"the conformer builder derives its input from data.kws; card '{card.name}' has data.kind "
+                          f"'{card['data']['kind']}': set data.kind kws or pass input_shape=")
+    k = card["data"]["kws"]
+    return int(k["n_frames"]), int(k["n_mels"])
+
+
+def n_classes_from_card(card) -> int:
+    """Return the number of classes of a kws card (keywords + unknown + silence)."""
+    k = card["data"]["kws"]
+    return len(k["keywords"]) + int(bool(k["unknown_class"])) + int(bool(k["silence_class"]))
+
+
+def table_from_card(card) -> dict:
+    """Return the swish/GLU sigmoid-table settings (table_size, table_range, table_t) of a card."""
+    m = card["model"]
+    return {
+        "table_size": int(m.get("swish_table_size") or TABLE_DEFAULTS["table_size"]),
+        "table_range": float(m.get("swish_table_range") or TABLE_DEFAULTS["table_range"]),
+        "table_t": str(m.get("swish_table_t") or TABLE_DEFAULTS["table_t"]),
+    }
+
+
+def frames_after_subsampling(n_frames: int, stride: int) -> int:
+    """Return the number of frames after the 'same'-padded strided front-end convolution."""
+    return int(math.ceil(n_frames / stride))
+
+
+def check_model_section(card, input_shape=None) -> None:
+    """Raise HwflowError when the card's model section asks for a conformer this builder cannot make."""
+    m = card["model"]
+    n_frames = (input_shape or input_shape_from_card(card))[0]
+    t = frames_after_subsampling(n_frames, m["subsampling"])
+    if t > 64:
+        raise HwflowError(f"model.subsampling {m['subsampling']} leaves {t} frames of {n_frames}: attention over more "
+                          f"than 64 frames does not fit an FPGA; raise model.subsampling")
+    if m["pooling"] not in ("mean", "max"):
+        raise HwflowError(f"model.pooling '{m['pooling']}' is not available for the conformer: use mean or max")
+    if m["conv_kernel"] > t:
+        raise HwflowError(f"model.conv_kernel {m['conv_kernel']} is wider than the {t} frames after subsampling: "
+                          f"use a kernel <= {t}")
+    if m["conv_kernel"] % 2 == 0:
+        raise HwflowError(f"model.conv_kernel {m['conv_kernel']} is even: use an odd kernel so 'same' padding is centred")
+
+
+def build_conformer(card, quantized: bool = True, input_shape: tuple | None = None, n_classes: int | None = None):
+    """Return the (uncompiled) QKeras conformer classifier of a card, or its float twin when ``quantized`` is False."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QDense
+
+    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization
+
+    layers = _layers()
+    QSwish, QGLU, QDepthwiseConv1D = layers["QSwish"], layers["QGLU"], layers["QDepthwiseConv1D"]
+    check_model_section(card, input_shape)
+    m = card["model"]
+    quantized = bool(quantized and card["quant"].get("enabled", True))
+    n_frames, n_mels = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
+    n_cls = int(n_classes or n_classes_from_card(card))
+    D, H, dk, dff, K = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"], m["conv_kernel"]
+    table = table_from_card(card)
+    fold = bool(m.get("fold_batchnorm", True))
+    L = tf.keras.layers
+
+    def q(role, kind="bits"):
+        return _quantizer(card, role, quantized, kind)
+
+    def act(role, name, kind="bits"):
+        # quantized: QActivation with the role's quantizer; float twin: the same-named Keras Activation
+        if quantized:
+            return QActivation(q(role, kind), name=name)
+        return L.Activation("relu" if kind == "relu" else "linear", name=name)
+
+    def dense(units, name):
+        return QDense(units, kernel_quantizer=q("default"), bias_quantizer=q("bias"), name=name)
+
+    def swish(role, name):
+        return QSwish(output_quantizer=q(role), use_table=quantized, name=name, **table)
+
+    def norm(name):
+        if m["norm"] == "rmsnorm":
+            return QRMSNormalization(epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name)
+        return QLayerNormalization(epsilon=1e-3, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"),
+                                   beta_quantizer=q("bias"), name=name)
+
+    def drop(x, name):
+        return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
+
+    def ffn(x, p):
+        f = norm(f"{p}_norm")(x)
+        f = dense(dff, f"{p}_dense1")(f)
+        f = act("ffn_hidden", f"{p}_hidden")(f)
+        f = swish("ffn_act", f"{p}_swish")(f)
+        f = dense(D, f"{p}_dense2")(f)  # the macaron 1/2 is absorbed into this trained projection
+        f = act("ffn_out", f"{p}_out")(f)
+        f = drop(f, f"{p}_drop")
+        return L.Add(name=f"{p}_add")([x, f])
+
+    def mhsa(x, p):
+        a = norm(f"{p}_norm")(x)
+        a = QMultiHeadAttention(H, dk, kernel_quantizer=q("default"), bias_quantizer=q("bias"), qkv_quantizer=q("qkv"),
+                                score_quantizer=q("score"), softmax_quantizer=q("softmax"),
+                                context_quantizer=q("context"), output_quantizer=q("attn_out"), name=p)(a, a)
+        a = drop(a, f"{p}_drop")
+        return L.Add(name=f"{p}_add")([x, a])
+
+    def conv_module(x, p):
+        c = norm(f"{p}_norm")(x)
+        c = dense(2 * D, f"{p}_pw1")(c)
+        c = act("conv_pw", f"{p}_pw1_act")(c)
+        c = QGLU(output_quantizer=q("glu"), use_table=quantized, name=f"{p}_glu", **table)(c)
+        c = QDepthwiseConv1D(K, padding="same", depthwise_quantizer=q("dw_kernel" if fold else "default"),
+                             bias_quantizer=q("dw_bias" if fold else "bias"), output_quantizer=q("conv_dw"),
+                             fold_batchnorm=fold, name=f"{p}_dw")(c)
+        if not fold:
+            c = L.BatchNormalization(name=f"{p}_bn")(c)
+        c = swish("conv_act", f"{p}_swish")(c)
+        c = dense(D, f"{p}_pw2")(c)
+        c = act("conv_out", f"{p}_out")(c)
+        c = drop(c, f"{p}_drop")
+        return L.Add(name=f"{p}_add")([x, c])
+
+    inp = L.Input(shape=(n_frames, n_mels), name="features")
+    h = act("input", "input_q")(inp)
+    h = QConv1D(D, 3, strides=m["subsampling"], padding="same", kernel_quantizer=q("default"),
+                bias_quantizer=q("bias"), name="subsample")(h)
+    h = act("frontend", "subsample_act", kind="relu")(h)
+    h = dense(D, "proj")(h)
+    h = act("embed", "proj_act")(h)
+    for i in range(m["num_blocks"]):
+        h = ffn(h, f"b{i}_ffn1")
+        h = mhsa(h, f"b{i}_mha")
+        h = conv_module(h, f"b{i}_conv")
+        h = ffn(h, f"b{i}_ffn2")
+        h = norm(f"b{i}_norm")(h)
+    pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D}[m["pooling"]]
+    h = pool(name="pool")(h)
+    h = act("pool", "pool_act")(h)
+    h = dense(n_cls, "classifier")(h)
+    h = act("logits", "logits")(h)
+    out = L.Activation("softmax", name="softmax")(h)
+    name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
+    return tf.keras.Model(inp, out, name=name.replace("-", "_"))
+
+
+def parameter_count(card, input_shape: tuple | None = None, n_classes: int | None = None) -> int:
+    """Return the number of trainable parameters the builder creates for a card (closed formula)."""
+    m = card["model"]
+    n_frames, n_mels = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
+    n_cls = int(n_classes or n_classes_from_card(card))
+    D, H, dk, dff, K = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"], m["conv_kernel"]
+    fold = bool(m.get("fold_batchnorm", True))
+    norm = D if m["norm"] == "rmsnorm" else 2 * D
+    ffn = norm + (D * dff + dff) + (dff * D + D)
+    mha = norm + 3 * (D * H * dk + H * dk) + (H * dk * D + D)
+    conv = norm + (D * 2 * D + 2 * D) + (K * D + D) + 2 * D + (D * D + D)  # pw1, dw (+bias), BN gamma/beta, pw2
+    block = 2 * ffn + mha + conv + norm
+    front = (3 * n_mels * D + D) + (D * D + D)
+    total = front + m["num_blocks"] * block + (D * n_cls + n_cls)
+    del fold  # folded or not, the BN has gamma and beta trainable (moving stats are not trainable)
+    return int(total)
