@@ -99,22 +99,19 @@ def read_project_tcl(fw: Path) -> dict[str, str]:
     return out
 
 
-def _read_yml(fw: Path) -> dict[str, Any]:
+def _read_yml(fw: Path) -> dict[str, str]:
+    """Return the top-level scalars of hls4ml_config.yml (Backend, Part, ClockPeriod, ProjectName, ...).
+
+    Read with a regex rather than a YAML loader: hls4ml dumps with yaml.dump, which may carry
+    Python-specific tags (!keras_model, !!python/tuple) that a safe loader rejects.
+    """
     p = fw / "hls4ml_config.yml"
     if not p.is_file():
         return {}
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    # hls4ml tags the Keras model (!keras_model path); read it as a plain string
-    _Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None)
-    try:
-        data = yaml.load(p.read_text(), Loader=_Loader)
-    except yaml.YAMLError as e:
-        raise HwflowError(f"{p}: not valid YAML ({str(e).splitlines()[0]}): rerun `make firmware`") from None
-    return data if isinstance(data, dict) else {}
+    out = {}
+    for m in re.finditer(r"^([A-Za-z]\w*):[ \t]+(?!!)['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", p.read_text(errors="replace"), re.M):
+        out[m.group(1)] = m.group(2)
+    return out
 
 
 def check_project(card, fw: Path) -> dict[str, Any]:
@@ -128,7 +125,10 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     yml = _read_yml(fw)
     backend = card["hls"]["backend"]
     tcl_text = (fw / "build_prj.tcl").read_text(errors="replace")
+    # the Vitis writer's build_prj.tcl sources build_opt.tcl; the Vivado one parses "k=v" arguments
     written_for = "Vitis" if "build_opt.tcl" in tcl_text else "Vivado"
+    if prj.get("backend", "").lower() == "vitis":
+        written_for = "Vitis"
     yml_backend = str(yml.get("Backend", written_for))
     if yml_backend.lower() != backend.lower() or written_for != backend:
         raise HwflowError(

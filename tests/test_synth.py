@@ -77,14 +77,14 @@ def make_project(root: Path, name: str = "tiny", backend: str = "Vitis", part: s
     (fw / "firmware" / "myproject.cpp").write_text("// generated\n")
     (fw / "build_prj.tcl").write_text(VITIS_BUILD_PRJ if backend == "Vitis" else VIVADO_BUILD_PRJ)
     (fw / "project.tcl").write_text(
-        'variable project_name\nset project_name "myproject"\nvariable backend\nset backend "vivado"\n'
+        f'variable project_name\nset project_name "myproject"\nvariable backend\nset backend "{backend.lower()}"\n'
         f'variable part\nset part "{part}"\nvariable clock_period\nset clock_period {clock}\n'
         'variable clock_uncertainty\nset clock_uncertainty 12.5%\nvariable version\nset version "1.0.0"\n'
         "variable maximum_size\nset maximum_size 4096\n"
     )
     (fw / "hls4ml_config.yml").write_text(
         f"Backend: {backend}\nClockPeriod: {clock}\nHLSConfig:\n  Model:\n    Precision:\n      default: fixed<16,6>\n"
-        "    ReuseFactor: 1\n    Strategy: Latency\nIOType: io_parallel\n"
+        "    ReuseFactor: 1\n    Strategy: Latency\nIOType: io_parallel\nInputShape: !!python/tuple\n- 16\n- 4\n"
         f"KerasModel: !keras_model '{fw}/keras_model.keras'\nOutputDir: {fw}\nPart: {part}\n"
         "ProjectName: myproject\nStamp: 5f3e1a2b\nVersion: 1.0.0\nWriterConfig:\n  Namespace: null\n  WriteTar: false\n"
         "  WriteWeightsTxt: true\n"
