@@ -39,5 +39,5 @@ def test_quantize_raw_matches_float_path_and_is_exact_beyond_53_bits():
     assert np.array_equal(quantize_raw(raw, 36, t), np.round(quantize(raw / 2.0**36, t) * 2**16).astype(np.int64))
     big = (1 << 70) + (1 << 10) + 1  # needs 71 bits
     big = (1 << 70) + 3  # 71 bits: a double cannot hold it
-    r = quantize_raw(np.array([big], dtype=object), 1, "ap_ufixed<80,79,AP_RND,AP_SAT>")
+    r = quantize_raw(np.array([big], dtype=object), 1, "ap_ufixed<80,80,AP_RND,AP_SAT>")
     assert int(r[0]) == (big >> 1) + 1  # ...1.1 rounds up
