@@ -190,3 +190,21 @@ def test_report_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # no heavy module at import time (matplotlib only when plotting)
+
+
+def test_nan_and_unsynthesized_rtl_are_reported_plainly(root):
+    csim = CSIM | {"auc_csim": {"g": float("nan"), "q": 0.87}, "auc_drop_max_vs_float": float("nan"), "overflow_total": 3}
+    (root / "reports" / "beta" / "csim.json").write_text(json.dumps(csim))  # json writes NaN as Python does
+    (root / "reports" / "beta" / "rtl.json").write_text(json.dumps(
+        RTL | {"resources": None, "synthesizer": "not run (--no-yosys or rtl.yosys: false)", "simulator": "Verilator 5.020"}))
+    assert cli_main(["report", "--models", "beta"]) == 0
+
+    def strict(c):
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    s = json.loads((root / "reports" / "summary.json").read_text(), parse_constant=strict)
+    b = s["models"][0]
+    assert b["accuracy"]["auc_csim"] == {"g": None, "q": 0.87} and b["accuracy"]["auc_drop_max_vs_float"] is None
+    assert b["open_rtl"]["label"] == "open RTL: Verilator 5.020, resources not synthesized, not Vivado"
+    md = (root / "reports" / "summary.md").read_text()
+    assert "0.8700 (mean of 1)" in md

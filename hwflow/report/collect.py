@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from .summary import fmt, markdown_table, res_cell, vendor_view
 
 CSIM_KEYS = (
     "n_samples", "accuracy_float", "accuracy_qkeras", "accuracy_csim", "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float", "max_abs_error_vs_qkeras", "auc_float", "auc_qkeras", "auc_csim",
-    "auc_drop_max_vs_float", "overflow_counts", "softmax_argmax_flips",
+    "argmax_agreement_vs_float", "argmax_agreement_qkeras_vs_float", "max_abs_error_vs_qkeras", "mean_abs_error_vs_qkeras",
+    "max_abs_error_vs_float", "auc_float", "auc_qkeras", "auc_csim", "auc_drop_max_vs_float", "auc_drop_max_vs_qkeras",
+    "overflow_counts", "overflow_total", "softmax_argmax_flips",
 )
-RTL_KEYS = ("n_samples", "bit_exact_fraction_vs_csim", "latency_cycles", "interval", "resources", "synthesizer", "part")
+RTL_KEYS = ("source", "n_samples", "bit_exact_fraction_vs_csim", "latency_cycles", "latency_ns", "interval", "clock_period_ns",
+            "resources", "utilization_pct", "synthesizer", "simulator", "part")
 
 
 def model_names(root: Path) -> list[str]:
@@ -107,7 +110,10 @@ def rtl_label(rtl: dict[str, Any]) -> str:
     """Return the source label for open-RTL numbers, e.g. 'open RTL: yosys 0.33, UltraScale+ mapping, not Vivado'."""
     if rtl.get("label"):
         return str(rtl["label"]) if "not Vivado" in str(rtl["label"]) else f"{rtl['label']}, not Vivado"
-    synth = rtl.get("synthesizer") or "open flow"
+    synth = str(rtl.get("synthesizer") or "")
+    if not rtl.get("resources") or not synth or synth.startswith("not run"):
+        # latency/bit-exactness from simulation only; no resource mapping was run
+        return f"open RTL: {rtl.get('simulator') or 'RTL simulation'}, resources not synthesized, not Vivado"
     part = str(rtl.get("part") or "")
     if re.match(r"xc(vu|ku|zu|au)\w*p|xczu|xcvu\d+p|xcvp|xcve", part, re.I):
         mapping = "UltraScale+ mapping"
@@ -151,11 +157,22 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
             "open_rtl_source": f"reports/{name}/rtl.json" if rtl else None,
         }
         rows.append(row)
-    return {
+    return _clean({
         "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "root": str(root),
         "models": rows,
-    }
+    })
+
+
+def _clean(obj: Any) -> Any:
+    """Return obj with non-finite floats (NaN AUC of an absent class) as None, so summary.json is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
 
 
 def _overflow_total(v: Any) -> Any:
@@ -167,7 +184,7 @@ def _overflow_total(v: Any) -> Any:
 
 def _auc_cell(v: Any) -> str:
     if isinstance(v, dict) and v:
-        nums = [x for x in v.values() if isinstance(x, (int, float))]
+        nums = [x for x in v.values() if isinstance(x, (int, float)) and math.isfinite(x)]
         return f"{sum(nums) / len(nums):.4f} (mean of {len(nums)})" if nums else "-"
     return fmt(v, 4)
 
@@ -238,7 +255,7 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
                         fmt(a.get("accuracy_csim"), 4), fmt(a.get("argmax_agreement_vs_qkeras"), 4),
                         fmt(a.get("argmax_agreement_vs_float"), 4), fmt(a.get("max_abs_error_vs_qkeras"), 5),
                         _auc_cell(a.get("auc_csim")), fmt(a.get("auc_drop_max_vs_float"), 4),
-                        fmt(_overflow_total(a.get("overflow_counts"))), fmt(a.get("softmax_argmax_flips"))])
+                        fmt(a["overflow_total"] if a.get("overflow_total") is not None else _overflow_total(a.get("overflow_counts"))), fmt(a.get("softmax_argmax_flips"))])
         out += [markdown_table(header, tab), ""]
     for r in rows:
         if not r["accuracy"]:
@@ -252,8 +269,11 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
         for r in rtl:
             o = r["open_rtl"]
             res = o.get("resources") or {}
-            tab.append([r["model"], o["label"], fmt(o.get("bit_exact_fraction_vs_csim"), 4), fmt(o.get("latency_cycles")),
-                        fmt(o.get("interval")), *(fmt(res.get(k)) for k in ("LUT", "FF", "DSP", "BRAM_18K"))])
+            util = o.get("utilization_pct") or {}
+            cell = lambda k: fmt(res.get(k)) + (f" ({util[k]:.1f}%)" if isinstance(util.get(k), (int, float)) else "")  # noqa: E731
+            lat_ns = f" ({fmt(o.get('latency_ns'), 1)} ns)" if o.get("latency_ns") is not None else ""
+            tab.append([r["model"], o["label"], fmt(o.get("bit_exact_fraction_vs_csim"), 6), fmt(o.get("latency_cycles")) + lat_ns,
+                        fmt(o.get("interval")), *(cell(k) for k in ("LUT", "FF", "DSP", "BRAM_18K"))])
         out += [markdown_table(["model", "source", "bit-exact vs csim", "latency (cycles)", "II", "LUT", "FF", "DSP",
                                 "BRAM_18K"], tab), ""]
     if plots:
