@@ -36,10 +36,11 @@ RTL = {"n_samples": 200, "bit_exact_fraction_vs_csim": 1.0, "latency_cycles": 41
        "part": "xcvu13p-flga2577-2-e"}
 
 
-def _synth_json(dst: Path, files: list[Path]) -> Path:
+def _synth_json(dst: Path, files: list[Path], reuse: int = 1) -> Path:
     recs = [find.parse_file(f) for f in files]
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "synth.json").write_text(json.dumps({"model": dst.name, "status": "ok", "finished_utc": "2026-11-29T00:00:00Z",
+                                                "card_hls": {"reuse_factor": reuse, "strategy": "Latency"},
                                                 "reports": recs}))
     return dst / "synth.json"
 
@@ -142,7 +143,7 @@ def test_stale_synthesis_is_flagged(root):
 
 def test_compare_two_runs(root, tmp_path, capsys):
     b = tmp_path / "runB"
-    _synth_json(b, [_fx("SpAllen", "myproject_csynth.xml"), _fx("SpAllen", "myproject_cosim.rpt")])
+    _synth_json(b, [_fx("SpAllen", "myproject_csynth.xml"), _fx("SpAllen", "myproject_cosim.rpt")], reuse=4)
     (b / "csim.json").write_text(json.dumps(CSIM | {"accuracy_csim": 0.7411}))
     cmp = K.compare(root / "reports" / "alpha", b)
     rows = {r["metric"]: r for r in cmp["rows"]}
@@ -154,12 +155,14 @@ def test_compare_two_runs(root, tmp_path, capsys):
     assert rows["accuracy.accuracy_csim"]["delta"] == pytest.approx(-0.02)
     assert "vivado_synth.LUT" in rows and rows["vivado_synth.LUT"]["b"] is None
     assert any("different parts" in n for n in cmp["notes"])
+    assert (rows["card.reuse_factor"]["a"], rows["card.reuse_factor"]["b"], rows["card.reuse_factor"]["delta"]) == (1, 4, 3)
+    assert not rows["card.strategy"]["changed"]
     assert cli_main(["report", "compare", str(root / "reports" / "alpha"), str(b)]) == 0
     md = capsys.readouterr().out
     assert "| hls.LUT | 4134866 | 339116 | -3795750 | -91.80% |" in md
     out = tmp_path / "cmp.json"
     assert cli_main(["report", "compare", str(root / "reports" / "alpha"), str(b), "--json", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["rows"][0]["metric"] == "hls.part"
+    assert json.loads(out.read_text())["rows"][0]["metric"] == "card.reuse_factor"
 
 
 def test_compare_accepts_report_files_and_project_folders():

@@ -188,3 +188,39 @@ def test_vivado_synth_7series_without_prohibited_and_fractional_bram(tmp_path):
     assert rec["available"] == {"LUT": 53200, "FF": 106400, "DSP": 220, "BRAM_18K": 280, "URAM": None}
     assert rec["details"]["bram_tiles"] == 2.5 and rec["tool_version"] == "2019.2" and rec["part"] == "7z020clg400-1"
     assert rec["utilization_pct"]["BRAM_18K"] == pytest.approx(100 * 5 / 280, abs=0.01)
+
+
+def test_csynth_rpt_vivado_hls_2018_layout(tmp_path):
+    # Vivado HLS 2018.x: no absolute-latency columns, no units in the timing table
+    p = tmp_path / "myproject_csynth.rpt"
+    p.write_text(
+        "================================================================\n== Vivado HLS Report for 'myproject'\n"
+        "================================================================\n* Date:           Mon Jan  7 10:00:00 2019\n\n"
+        "* Version:        2018.2 (Build 2258646 on Thu Jun 14 20:25:20 MDT 2018)\n* Project:        myproject_prj\n"
+        "* Solution:       solution1\n* Product family: virtexuplus\n* Target device:  xcvu9p-flgb2104-2-e\n\n\n"
+        "================================================================\n== Performance Estimates\n"
+        "================================================================\n+ Timing (ns): \n    * Summary: \n"
+        "    +--------+-------+----------+------------+\n    |  Clock | Target| Estimated| Uncertainty|\n"
+        "    +--------+-------+----------+------------+\n    |ap_clk  |   5.00|     4.371|        0.62|\n"
+        "    +--------+-------+----------+------------+\n\n+ Latency (clock cycles): \n    * Summary: \n"
+        "    +-----+-----+-----+-----+----------+\n    |  Latency  |  Interval | Pipeline |\n"
+        "    | min | max | min | max |   Type   |\n    +-----+-----+-----+-----+----------+\n"
+        "    |    9|   11|    1|    1| function |\n    +-----+-----+-----+-----+----------+\n\n"
+        "================================================================\n== Utilization Estimates\n"
+        "================================================================\n* Summary: \n"
+        "+-----------------+---------+-------+--------+--------+-------+\n"
+        "|       Name      | BRAM_18K| DSP48E|   FF   |   LUT  |  URAM |\n"
+        "+-----------------+---------+-------+--------+--------+-------+\n"
+        "|DSP              |        -|      3|       -|       -|      -|\n"
+        "+-----------------+---------+-------+--------+--------+-------+\n"
+        "|Total            |        0|      3|     512|    2048|      0|\n"
+        "+-----------------+---------+-------+--------+--------+-------+\n"
+        "|Available        |     4320|   6840| 2364480| 1182240|    960|\n"
+        "+-----------------+---------+-------+--------+--------+-------+\n"
+    )
+    rec = find.parse_file(p)
+    assert (rec["tool"], rec["tool_version"], rec["part"]) == ("Vivado HLS", "2018.2", "xcvu9p-flgb2104-2-e")
+    assert (rec["clock_target_ns"], rec["clock_estimated_ns"]) == (5.0, 4.371)
+    assert (rec["latency_best_cycles"], rec["latency_worst_cycles"], rec["interval_min"], rec["interval_max"]) == (9, 11, 1, 1)
+    assert rec["resources"] == {"LUT": 2048, "FF": 512, "DSP": 3, "BRAM_18K": 0, "URAM": 0}
+    assert rec["details"]["pipeline_type"] == "function"

@@ -23,6 +23,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     accuracy = None
+    card = None
     if path.is_dir() and (path / "synth.json").is_file():
         synth_json = path / "synth.json"
     elif path.is_file() and path.name.endswith(".json"):
@@ -37,6 +38,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("reports"), list):
             raise HwflowError(f"{synth_json}: not a synth.json written by `hwflow synth` (no 'reports' list)")
         view = vendor_view(data["reports"])
+        card = data.get("card_hls")  # the settings the run was made with (reuse factor, strategy, ...)
         csim = synth_json.parent / "csim.json"
         if csim.is_file():
             accuracy = json.loads(csim.read_text())
@@ -46,13 +48,13 @@ def load_run(path: str | Path) -> dict[str, Any]:
             accuracy = json.loads((path / "csim.json").read_text())
     if view["hls"] is None and view["vivado_synth"] is None and view["cosim"] is None:
         raise HwflowError(f"{path}: no synthesis or cosim numbers to compare (only a log?): pass a report folder or csynth report")
-    return {"label": str(path), "path": str(path), "view": view, "accuracy": accuracy}
+    return {"label": str(path), "path": str(path), "view": view, "accuracy": accuracy, "card": card}
 
 
 def metrics(run: dict[str, Any]) -> dict[str, Any]:
     """Return the flat {metric name: value} of a run used in the comparison table."""
     v = run["view"]
-    m: dict[str, Any] = {}
+    m: dict[str, Any] = {f"card.{k}": val for k, val in (run.get("card") or {}).items()}
     h = v["hls"]
     if h:
         for k in ("part", "top", "clock_target_ns", "clock_estimated_ns", "fmax_mhz", "latency_best_cycles",

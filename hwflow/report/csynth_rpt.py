@@ -91,11 +91,16 @@ def parse(path: str | Path) -> dict[str, Any]:
             rec["latency_best_cycles"] = to_int(row[0])
             rec["latency_worst_cycles"] = to_int(row[1])
             if len(row) >= 6:
-                rec["interval_min"] = to_int(row[4])
-                rec["interval_max"] = to_int(row[5])
-            if len(row) >= 7:
-                rec["details"]["pipeline_type"] = row[6]
-            rec["details"]["latency_absolute"] = [row[2], row[3]] if len(row) >= 4 else None
+                # 2019+: cycles min/max | absolute min/max | interval min/max | pipeline type
+                rec["details"]["latency_absolute"] = [row[2], row[3]]
+                rec["interval_min"], rec["interval_max"] = to_int(row[4]), to_int(row[5])
+                if len(row) >= 7:
+                    rec["details"]["pipeline_type"] = row[6]
+            elif len(row) >= 4:
+                # Vivado HLS <= 2018: latency min/max | interval min/max | pipeline type (no absolute columns)
+                rec["interval_min"], rec["interval_max"] = to_int(row[2]), to_int(row[3])
+                if len(row) >= 5:
+                    rec["details"]["pipeline_type"] = row[4]
 
     # Utilization Estimates * Summary: rows Total / Available SLR / Available / Utilization (%)
     summary = _first_table_after(lines, r"^\*\s*Summary", util) if util >= 0 else None
