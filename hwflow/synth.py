@@ -114,13 +114,24 @@ def _read_yml(fw: Path) -> dict[str, str]:
     return out
 
 
+def _model_hls_config(fw: Path) -> dict[str, str]:
+    """Return the scalar keys of HLSConfig.Model in hls4ml_config.yml (ReuseFactor, Strategy, ...)."""
+    p = fw / "hls4ml_config.yml"
+    if not p.is_file():
+        return {}
+    m = re.search(r"^HLSConfig:\n(?:[ \t]+.*\n)*?  Model:\n((?:    .*\n?)*)", p.read_text(errors="replace"), re.M)
+    if not m:
+        return {}
+    return {k: v.strip().strip("'\"") for k, v in re.findall(r"^    (\w+):[ \t]+(\S[^\n]*)$", m.group(1), re.M)}
+
+
 def check_project(card, fw: Path) -> dict[str, Any]:
     """Return project facts (name, backend, part, clock) after checking firmware/<name>/ matches the card."""
     name = card.name
     if not fw.is_dir():
-        raise HwflowError(f"firmware folder {fw} not found: run `make firmware MODEL={name}` first")
+        raise HwflowError(f"firmware folder {_rel(fw)} not found: run `make firmware MODEL={name}` first")
     if not (fw / "build_prj.tcl").is_file():
-        raise HwflowError(f"{fw}/build_prj.tcl not found (not an hls4ml project): rerun `make firmware MODEL={name}`")
+        raise HwflowError(f"{_rel(fw)}/build_prj.tcl not found (not an hls4ml project): rerun `make firmware MODEL={name}`")
     prj = read_project_tcl(fw)
     yml = _read_yml(fw)
     backend = card["hls"]["backend"]
@@ -132,20 +143,33 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     yml_backend = str(yml.get("Backend", written_for))
     if yml_backend.lower() != backend.lower() or written_for != backend:
         raise HwflowError(
-            f"{fw} was written for the {yml_backend} backend but the card says hls.backend: {backend}: "
+            f"{_rel(fw)} was written for the {yml_backend} backend but the card says hls.backend: {backend}: "
             f"rerun `make firmware MODEL={name}`"
         )
     part = prj.get("part") or yml.get("Part")
     clock = prj.get("clock_period") or yml.get("ClockPeriod")
     want_part, want_clock = card["hls"]["part"], float(card["hls"]["clock_period"])
     if part and part != want_part:
-        raise HwflowError(f"{fw} was generated for part {part} but the card says {want_part}: rerun `make firmware MODEL={name}`")
-    if clock is not None and abs(float(clock) - want_clock) > 1e-9:
+        raise HwflowError(f"{_rel(fw)} was generated for part {part} but the card says {want_part}: rerun `make firmware MODEL={name}`")
+    try:
+        clock = float(clock) if clock is not None else None
+    except ValueError:
+        raise HwflowError(f"{_rel(fw)}/project.tcl has clock_period {clock!r}, not a number: rerun `make firmware MODEL={name}`") from None
+    if clock is not None and abs(clock - want_clock) > 1e-9:
         raise HwflowError(
-            f"{fw} was generated for a {clock} ns clock but the card says {want_clock} ns: rerun `make firmware MODEL={name}`"
+            f"{_rel(fw)} was generated for a {clock:g} ns clock but the card says {want_clock:g} ns: rerun `make firmware MODEL={name}`"
         )
+    # model-level reuse/strategy may legitimately be refined per layer, so a mismatch is a warning, not an error
+    warnings = []
+    model_cfg = _model_hls_config(fw)
+    for key, card_key in (("ReuseFactor", "reuse_factor"), ("Strategy", "strategy")):
+        have, want = model_cfg.get(key), card["hls"][card_key]
+        if have is not None and str(have).lower() != str(want).lower():
+            warnings.append(f"{_rel(fw)}/hls4ml_config.yml has Model {key} {have} but the card says hls.{card_key}: {want} "
+                            f"(stale firmware? rerun `make firmware MODEL={name}`)")
     project = prj.get("project_name") or yml.get("ProjectName") or "myproject"
-    return {"project": project, "backend": backend, "part": part or want_part, "clock_period": want_clock}
+    return {"project": project, "backend": backend, "part": part or want_part, "clock_period": want_clock,
+            "warnings": warnings}
 
 
 def expected_reports(fw: Path, project: str, opts: dict[str, int]) -> dict[str, Path]:
@@ -268,7 +292,10 @@ def synth(
         "options": opts,
         "timeout_s": timeout,
         "card_hls": {k: card["hls"][k] for k in ("part", "clock_period", "strategy", "reuse_factor", "io_type")},
+        "warnings": facts["warnings"],
     }
+    for w in facts["warnings"]:
+        print(f"hwflow synth: WARNING {w}", file=out)
     try:
         exe, exe_path = find_tool(facts["backend"])
         tool_error = None

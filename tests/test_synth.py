@@ -190,7 +190,7 @@ def test_stale_firmware_is_refused(root, no_tools):
     make_project(root)
     card = (root / "models" / "tiny.yaml").read_text().replace("clock_period: 5", "clock_period: 4")
     (root / "models" / "tiny.yaml").write_text(card)
-    with pytest.raises(HwflowError, match=r"5 ns clock but the card says 4.0 ns: rerun `make firmware MODEL=tiny`"):
+    with pytest.raises(HwflowError, match=r"^firmware/tiny was generated for a 5 ns clock but the card says 4 ns: rerun `make firmware MODEL=tiny`$"):
         S.synth("tiny")
 
 
@@ -328,3 +328,20 @@ def test_cosim_without_csynth_results(root, no_tools):
     make_project(root)
     with pytest.raises(HwflowError, match=r"need C synthesis results .* add --csynth"):
         S.synth("tiny", overrides={"csynth": False, "cosim": True})
+
+
+@needs_fixtures
+def test_reuse_factor_mismatch_is_warned_and_recorded(root, fake_path):
+    make_project(root, card_extra="synth: {timeout_s: 60}\n")
+    card = (root / "models" / "tiny.yaml").read_text().replace("hls: {", "hls: {reuse_factor: 4, ")
+    (root / "models" / "tiny.yaml").write_text(card)
+    buf = io.StringIO()
+    res = S.synth("tiny", echo=buf)
+    assert "Model ReuseFactor 1 but the card says hls.reuse_factor: 4" in buf.getvalue()
+    assert res["warnings"] and res["card_hls"]["reuse_factor"] == 4
+
+
+def test_model_level_hls_config_is_read(tmp_path):
+    fw = make_project(tmp_path)
+    assert S._model_hls_config(fw) == {"ReuseFactor": "1", "Strategy": "Latency"}
+    assert S._read_yml(fw)["Backend"] == "Vitis" and "InputShape" not in S._read_yml(fw)

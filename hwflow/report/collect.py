@@ -30,12 +30,16 @@ RTL_KEYS = ("source", "n_samples", "bit_exact_fraction_vs_csim", "latency_cycles
 
 
 def model_names(root: Path) -> list[str]:
-    """Return the models that have a firmware/<name>/ or reports/<name>/ folder, sorted."""
+    """Return the models with a firmware/<name>/ folder or a reports/<name>/ holding synth/csim/rtl json, sorted."""
     names = set()
-    for sub in ("firmware", "reports"):
-        d = root / sub
-        if d.is_dir():
-            names.update(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+    fw = root / "firmware"
+    if fw.is_dir():
+        names.update(p.name for p in fw.iterdir() if p.is_dir() and not p.name.startswith("."))
+    rep = root / "reports"
+    if rep.is_dir():
+        # only report folders of a model (not e.g. reports/bench/)
+        names.update(p.name for p in rep.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and any((p / f).is_file() for f in ("synth.json", "csim.json", "rtl.json")))
     return sorted(names)
 
 
