@@ -17,6 +17,8 @@ Bit-exact reference: ``hwflow.reference.conformer.depthwise_conv1d``.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .conformer_common import activation_quantizer, mult_limit, qkeras_quantizer, register_for_backends, register_handler, result_precision
@@ -71,6 +73,10 @@ def _define():
         ]
 
         def initialize(self):
+            # 'auto' accumulator: remembered here because hls4ml's infer_precision pass would otherwise set
+            # the model default for this (to it unknown) layer class; the exact type is set at template time
+            acc = self.get_attr("accum_t")
+            self.set_attr("accum_auto", acc is None or isinstance(acc.precision, UnspecifiedPrecisionType))
             self.add_output_variable([self.get_attr("out_width"), self.get_attr("n_chan")],
                                      precision=result_precision(self))
             self.add_weights(quantizer=self.get_attr("weight_quantizer"))
@@ -79,11 +85,15 @@ def _define():
         def resolve_accum(self):
             """Set accum_t to the exact accumulator type when the config leaves it 'auto'."""
             acc = self.get_attr("accum_t")
-            if isinstance(acc.precision, UnspecifiedPrecisionType):
+            if self.get_attr("accum_auto") or isinstance(acc.precision, UnspecifiedPrecisionType):
                 t = exact_accum_type(parse_type(self.get_input_variable().type.precision),
                                      parse_type(self.get_attr("weight_t").precision),
                                      parse_type(self.get_attr("bias_t").precision), int(self.get_attr("filt_width")))
-                acc.precision = self.model.config.backend.convert_precision_string(t.cpp())
+                # at template time types are already backend types: copy the converted precision, then resize
+                new = copy.copy(acc.precision)
+                new.width, new.integer, new.signed = t.width, t.integer, True
+                new.rounding_mode, new.saturation_mode = "TRN", "WRAP"
+                acc.precision = new
 
     class HwflowDepthwiseConv1DConfigTemplate(LayerConfigTemplate):
         def __init__(self):
