@@ -258,17 +258,17 @@ def _rel(p: Path) -> str:
 
 
 def synth(
-    model: str,
+    model,
     overrides: dict[str, Any] | None = None,
     timeout_s: float | None = None,
     dry_run: bool = False,
     echo: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Run the vendor flow for a model card; return the synth.json content (or the plan if dry_run)."""
-    from .config import load_card
+    """Run the vendor flow for a model card (name, path or loaded Card); return synth.json's content (the plan if dry_run)."""
+    from .config import Card, load_card
 
     out = sys.stdout if echo is None else echo
-    card = load_card(model)
+    card = model if isinstance(model, Card) else load_card(model)
     fw = card.firmware_dir()
     facts = check_project(card, fw)
     opts = build_options(card["synth"], overrides)

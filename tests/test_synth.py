@@ -345,3 +345,13 @@ def test_model_level_hls_config_is_read(tmp_path):
     fw = make_project(tmp_path)
     assert S._model_hls_config(fw) == {"ReuseFactor": "1", "Strategy": "Latency"}
     assert S._read_yml(fw)["Backend"] == "Vitis" and "InputShape" not in S._read_yml(fw)
+
+
+@needs_fixtures
+def test_synth_accepts_a_loaded_card_with_overrides(root, fake_path):
+    from hwflow.config import load_card
+
+    make_project(root)
+    card = load_card("tiny", overrides={"synth": {"cosim": True, "timeout_s": 60}})
+    res = S.synth(card, echo=io.StringIO())
+    assert res["options"]["cosim"] == 1 and res["summary"]["cosim"]["status"] == "Pass" and res["timeout_s"] == 60
