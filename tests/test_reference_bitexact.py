@@ -73,3 +73,36 @@ def test_norm_cpp_matches_reference_bit_for_bit_for_any_variance(n, it, rt, cent
     f = (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * g + b
     ok = (np.abs(f).max(-1) < parse_type(rt).max) & (np.arange(len(x)) < 600)
     assert np.abs(r - f)[ok].max() < 0.01
+
+
+@pytest.mark.parametrize("strategy,rf", [("Latency", 1), ("Resource", 4)])
+def test_mha_cpp_matches_reference_bit_for_bit(strategy, rf):
+    from hwflow.hls import harness
+    from hwflow.hls.codegen import cpp_array
+    from hwflow.hls.ext.mha_code import mha_config_cpp, weight_layout
+    from hwflow.reference.attention import make_spec, mha
+
+    rng = np.random.default_rng(0)
+    T, D, H, DK = 8, 8, 2, 4
+    it, rt = "ap_fixed<16,6>", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
+    a16 = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
+    spec = make_spec(T, D, H, DK, DK, D, it, "ap_fixed<8,1>", "ap_fixed<8,1>", a16, a16,
+                     "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>", a16, rt)
+    assert spec.scale_exact  # 1/sqrt(4) folded as one exact bit
+    W, pre = {}, ""
+    for n, p, shp in [("query", "q", (D, H * DK)), ("key", "k", (D, H * DK)), ("value", "v", (D, H * DK)),
+                      ("output", "o", (H * DK, D))]:
+        W[n + "_kernel"] = quantize(rng.normal(0, 0.5, shp), spec.weight_t)
+        W[n + "_bias"] = quantize(rng.normal(0, 0.3, shp[1]), spec.bias_t)
+        pre += cpp_array("w" + p, spec.weight_t.cpp(), weight_layout(W[n + "_kernel"], strategy))
+        pre += cpp_array("b" + p, spec.bias_t.cpp(), W[n + "_bias"])
+    pre = pre.replace("static const", "static") + mha_config_cpp(spec, "cfg", strategy, rf)
+    exe = harness.build(["nnet_utils/hwflow_mha.h"], pre,
+                        f"nnet::hwflow_mha<{it}, {rt}, cfg>(in, out, wq, bq, wk, bk, wv, bv, wo, bo, "
+                        "cfg_sm_exp_hi, cfg_sm_exp_lo, cfg_sm_inv);", it, rt, T * D, T * D)
+    t = parse_type(it)
+    x = quantize(rng.normal(0, 1.5, (300, T, D)), it)
+    x = np.concatenate([x, np.zeros((1, T, D)), np.full((1, T, D), t.max), np.full((1, T, D), t.min)])
+    c = harness.run(exe, x.reshape(len(x), -1)).reshape(x.shape)
+    r = mha(x, spec, W)
+    assert np.array_equal(c, r), f"{np.count_nonzero(c != r)} mismatches"
