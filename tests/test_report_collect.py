@@ -211,3 +211,13 @@ def test_nan_and_unsynthesized_rtl_are_reported_plainly(root):
     assert b["open_rtl"]["label"] == "open RTL: Verilator 5.020, resources not synthesized, not Vivado"
     md = (root / "reports" / "summary.md").read_text()
     assert "0.8700 (mean of 1)" in md
+
+
+def test_parse_reads_a_synth_json_and_a_report_folder(root, capsys):
+    assert cli_main(["report", "parse", str(root / "reports" / "alpha"), "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in recs] == ["csynth_xml", "csynth_rpt", "cosim", "vivado_synth"]
+    bad = root / "reports" / "bad.json"
+    bad.write_text('{"x": 1}')
+    assert cli_main(["report", "parse", str(bad)]) == 1
+    assert "not a synth.json" in capsys.readouterr().err

@@ -142,11 +142,28 @@ def find_reports(root: str | Path) -> list[Path]:
     return sorted(found)
 
 
+def _synth_json_records(path: Path) -> list[dict[str, Any]]:
+    """Return the parsed records stored in a synth.json written by `hwflow synth`."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: not valid JSON ({e}): rerun `hwflow synth`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("reports"), list):
+        raise ReportError(f"{path}: not a synth.json written by `hwflow synth` (no 'reports' list)")
+    return data["reports"]
+
+
 def parse_path(path: str | Path) -> list[dict[str, Any]]:
-    """Return the records of a report file, or of every report found in a project folder (error if none)."""
+    """Return the records of a report file, a synth.json, or every report found in a folder (error if none)."""
     path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return _synth_json_records(path)
     if path.is_file():
         return [parse_file(path)]
+    if path.is_dir() and (path / "synth.json").is_file() and not find_reports(path):
+        return _synth_json_records(path / "synth.json")  # a reports/<name>/ folder
     if not path.is_dir():
         raise ReportError(f"{path}: no such file or folder: pass a report file or an hls4ml project folder")
     files = find_reports(path)
