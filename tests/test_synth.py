@@ -355,3 +355,15 @@ def test_synth_accepts_a_loaded_card_with_overrides(root, fake_path):
     card = load_card("tiny", overrides={"synth": {"cosim": True, "timeout_s": 60}})
     res = S.synth(card, echo=io.StringIO())
     assert res["options"]["cosim"] == 1 and res["summary"]["cosim"]["status"] == "Pass" and res["timeout_s"] == 60
+
+
+@needs_fixtures
+def test_cosim_only_run_reuses_the_earlier_csynth_explicitly(root, fake_path):
+    make_project(root, card_extra="synth: {timeout_s: 60}\n")
+    S.synth("tiny", echo=io.StringIO())
+    res = S.synth("tiny", overrides={"csynth": False, "cosim": True}, echo=io.StringIO())
+    call = json.loads(fake_path.read_text().splitlines()[-1])
+    assert call["opts"]["synth"] == 0 and call["opts"]["cosim"] == 1
+    xml = [r for r in res["reports"] if r["kind"] == "csynth_xml"]
+    assert len(xml) == 1 and xml[0]["details"]["from_earlier_run"] is True
+    assert res["summary"]["hls"]["latency_worst_cycles"] == 113 and res["summary"]["cosim_status"] == "Pass"
