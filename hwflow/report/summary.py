@@ -115,8 +115,9 @@ def format_records(records: list[dict[str, Any]]) -> str:
                      fmt(r["utilization_pct"][k], 2) + ("%" if r["utilization_pct"][k] is not None else "")]
                     for k in RESOURCE_KEYS]
             lines += ["    " + ln for ln in text_table(["resource", "used", "available", "% of part"], rows).splitlines()]
-        if r["cosim_status"] is not None:
-            lines.append(f"  cosim: {r['cosim_status']}")
+        if r["cosim_status"] is not None or r["kind"] == "cosim":
+            rtl = r["details"].get("rtl")
+            lines.append(f"  cosim: {r['cosim_status'] or 'not run (all NA)'}" + (f" ({rtl})" if rtl else ""))
         for e in r["errors"][:10]:
             lines.append(f"  {e}")
         if len(r["errors"]) > 10:
