@@ -3,7 +3,7 @@
 Architecture (Gulati et al. 2020, sized for an FPGA; names are the Keras layer names, which hls4ml
 keeps, so they are the keys of ``hls.layer_name`` in a card)::
 
-    input (frames, mels) -> input_q
+    input (frames, mels) -> input_q -> input_norm (per-mel batch norm, folded: QDepthwiseConv1D kernel 1)
     front end: subsample (QConv1D, kernel 3, stride model.subsampling, 'same') -> subsample_act (quantized ReLU)
                -> proj (QDense per frame, to model.embed_dim) -> proj_act
     blocks i = 0..num_blocks-1 (pre-norm modules, each with a residual add, then a block norm):
@@ -60,6 +60,10 @@ ROLE_DEFAULTS = {
     "norm_gamma": (8, 2, True),
     "pool": (16, 5, True),
     "logits": (16, 5, True),
+    # input normalization (folded batch norm): scale ~ 1/std of a log-mel bin, shift ~ -mean/std
+    "in_norm_scale": (16, 3, True),
+    "in_norm_shift": (16, 5, True),
+    "in_norm": (16, 4, True),
     # weights of the depthwise conv with batch norm folded in: gamma/sqrt(var) scales them beyond [-1, 1)
     "dw_kernel": (8, 2, True),
     "dw_bias": (12, 4, True),
@@ -478,6 +482,11 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
 
     inp = L.Input(shape=(n_frames, n_mels), name="features")
     h = act("input", "input_q")(inp)
+    # per-mel feature normalization: a batch norm folded into a kernel-1 depthwise conv, so the firmware
+    # applies exactly the quantized scale and shift (log-mel features are not zero-mean or unit-variance)
+    h = QDepthwiseConv1D(1, padding="valid", use_bias=False, depthwise_quantizer=q("in_norm_scale"),
+                         bias_quantizer=q("in_norm_shift"), output_quantizer=q("in_norm"), fold_batchnorm=True,
+                         depthwise_initializer="ones", name="input_norm")(h)
     h = QConv1D(D, 3, strides=m["subsampling"], padding="same", kernel_quantizer=q("default"),
                 bias_quantizer=q("bias"), name="subsample")(h)
     h = act("frontend", "subsample_act", kind="relu")(h)
@@ -511,7 +520,7 @@ def parameter_count(card, input_shape: tuple | None = None, n_classes: int | Non
     mha = norm + 3 * (D * H * dk + H * dk) + (H * dk * D + D)
     conv = norm + (D * 2 * D + 2 * D) + (K * D + D) + 2 * D + (D * D + D)  # pw1, dw (+bias), BN gamma/beta, pw2
     block = 2 * ffn + mha + conv + norm
-    front = (3 * n_mels * D + D) + (D * D + D)
+    front = 3 * n_mels + (3 * n_mels * D + D) + (D * D + D)  # input norm (kernel, gamma, beta), conv, proj
     total = front + m["num_blocks"] * block + (D * n_cls + n_cls)
     del fold  # folded or not, the BN has gamma and beta trainable (moving stats are not trainable)
     return int(total)
