@@ -57,10 +57,14 @@ csim: setup
 	$(HW) csim $(MODEL)
 
 synth: setup
-	$(HW) synth $(MODEL)
+	$(HW) synth $(MODEL) $(SYNTH_ARGS)
 
 report: setup
-	$(HW) report
+	$(HW) report $(if $(MODELS),--models $(MODELS))
+
+compare: setup
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=reports/<run1> B=reports/<run2>"; exit 1; }
+	$(HW) report compare $(A) $(B)
 
 rtl-env: $(RTLSTAMP)
 $(RTLSTAMP): requirements-rtl.txt hwflow/rtl/setup_env.sh
