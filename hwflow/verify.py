@@ -146,7 +146,13 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
     n = len(x)
     layers = list(hls_model.get_layers())
     hls_names = {layer.name for layer in layers}
-    refs = {layer.name: keras_reference_layer(qmodel, layer.name, hls_names) for layer in layers}
+    refs: dict[str, str | None] = {}
+    for layer in layers:  # graph order: a layer's input is resolved before it
+        ref = keras_reference_layer(qmodel, layer.name, hls_names)
+        if ref is None and str(layer.get_attr("activation", "")).lower() == "linear" and layer.get_input_node() is not None:
+            # a linear activation hls4ml inserted (e.g. '<dense>_linear', a cast to its own type) holds its input's value
+            ref = refs.get(layer.get_input_node().name)
+        refs[layer.name] = ref
     need = sorted({r for r in refs.values() if r is not None and qmodel.get_layer(r).__class__.__name__ != "InputLayer"})
     kout = keras_layer_outputs(qmodel, x, need)
     records = []
@@ -542,7 +548,8 @@ def csim_build_dir(card) -> Path:
     return project_root() / "build" / card.name / "csim"
 
 
-def csim(card, n_samples: int | None = None, converter: Callable | None = None, trace: bool = True) -> dict:
+def csim(card, n_samples: int | None = None, converter: Callable | None = None, trace: bool = True,
+         dataset=None) -> dict:
     """Return the csim report of a trained card, after writing reports/<name>/csim.{json,md} and plots."""
     import shutil
 
@@ -555,7 +562,7 @@ def csim(card, n_samples: int | None = None, converter: Callable | None = None, 
         fmodel = load_trained(card, "float")
     except HwflowError:
         fmodel = None  # float_twin: false
-    ds = get_dataset(card, progress=False)
+    ds = dataset if dataset is not None else get_dataset(card, progress=False)
     n = min(int(n_samples or card["hls"]["csim_samples"]), len(ds.x_test))
     x, y = ds.x_test[:n], ds.y_test[:n]
     build = csim_build_dir(card)
