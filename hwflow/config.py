@@ -82,9 +82,15 @@ JETS = S(
         "sqrt_s": F(NUM, 13000.0, check=_pos, rule="> 0 GeV"),
         "jet_r": F(NUM, 0.8, check=_pos, rule="> 0"),
         "match_dr": F(NUM, 0.6, check=_pos, rule="> 0"),
+        # deta is the rapidity difference (FastJet's metric); keep in sync with hwflow.data.physics.FEATURES
         "features": F((list,), ["ptrel", "deta", "dphi", "logpt"], item_types=(str,),
                       item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel")),
         "shard_size": F((int,), 250, check=_pos, rule="> 0"),
+        "pthat_margin": F(NUM, 0.1, check=lambda x: 0 <= x < 1, rule="in [0, 1): pT-hat window = [pt_min(1-m), pt_max(1+m)]"),
+        "y_max": F(NUM, 2.5, check=_pos, rule="> 0 (|rapidity| of the jet)"),
+        "contained": F((bool,), True),  # W/Z/t: decay quarks within jet_r of the jet axis
+        "sd_zcut": F(NUM, 0.1, check=lambda x: 0 < x < 0.5, rule="in (0, 0.5)"),
+        "sd_beta": F(NUM, 0.0, check=_nonneg, rule=">= 0"),
     }
 )
 
@@ -215,9 +221,12 @@ SCHEMA = S(
         "rtl": S(
             {
                 "clock_period": F(NUM, 5.0, check=_pos, rule="> 0 ns"),
-                "latency_cutoff": F(NUM, 5.0, check=_pos, rule="> 0 ns per pipeline stage"),
+                # da4ml delay units per pipeline stage (~ adder levels; must exceed the widest var x var product)
+                "latency_cutoff": F(NUM, 5.0, check=_pos, rule="> 0 adder levels per pipeline stage"),
                 "yosys": F((bool,), True),
+                "yosys_timeout_s": F((int,), 3600, check=_pos, rule="> 0 s"),
                 "samples": F((int,), 1000, check=_pos, rule="> 0"),
+                "iverilog_samples": F((int,), 64, check=_nonneg, rule=">= 0 (0 skips the Icarus cross-check)"),
             }
         ),
     }
