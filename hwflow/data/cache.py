@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -48,12 +49,17 @@ def load_cached(kind: str, spec: dict, root: Path | None = None) -> tuple[dict[s
         return None
     try:
         manifest = json.loads(man_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
+    if not isinstance(manifest, dict):
+        return None  # valid JSON but not a manifest: treat as corrupt
     if manifest.get("spec_hash") != stable_hash(spec) or manifest.get("content_sha256") != sha256_file(arr_path):
         return None
-    with np.load(arr_path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        with np.load(arr_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # unreadable despite a matching hash (e.g. written by an incompatible numpy): regenerate
     return arrays, manifest
 
 
