@@ -93,16 +93,29 @@ def run_shards(fn: Callable[[dict], Any], tasks: list[dict], workers: int | None
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     results: list[Any] = [None] * len(tasks)
     bar = tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) if tqdm else None
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, maxtasksperchild=1) as pool:
-        for i, res in pool.imap_unordered(_indexed, [(fn, i, t) for i, t in enumerate(tasks)]):
-            results[i] = res
+    # an executor (not mp.Pool): when a worker dies at start-up - typically a script without an
+    # `if __name__ == "__main__":` guard, re-imported by the spawned child - Pool respawns it forever,
+    # while the executor fails fast with BrokenProcessPool
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    try:
+        futures = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
             if bar:
                 bar.update(1)
-    if bar:
-        bar.close()
+    except BrokenProcessPool:
+        raise HwflowError(f"a {desc} worker process died: if you call hwflow from a Python script, put the call under "
+                          "`if __name__ == \"__main__\":` (workers are spawned and re-import the script); "
+                          "otherwise check free memory") from None
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+        if bar:
+            bar.close()
     return results
 
 
