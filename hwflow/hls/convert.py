@@ -1,0 +1,288 @@
+"""QKeras model + model card -> hls4ml ModelGraph (with hwflow's extension layers), compile, firmware project.
+
+The only module (with hwflow/hls/ext/) that imports hls4ml; heavy imports happen inside functions.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..util import HwflowError, atomic_write_json
+
+# Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
+HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization")
+SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
+
+
+def supported_layers() -> list[str]:
+    """Return the Keras class names hwflow can convert (hls4ml's Keras-2 handlers + hwflow's)."""
+    from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
+
+    from .extensions import register_extensions
+
+    register_extensions()
+    return sorted(set(get_supported_keras_layers()) | {"InputLayer"})
+
+
+def check_supported(model) -> None:
+    """Raise a HwflowError naming the first layer hls4ml+hwflow cannot convert, its type and what is supported."""
+    ok = set(supported_layers())
+    for layer in _flat_layers(model):
+        cls = type(layer).__name__
+        if cls not in ok:
+            raise HwflowError(
+                f"layer '{layer.name}' of type {cls} cannot be converted to HLS; supported types: "
+                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(HWFLOW_LAYERS)}); replace it or use an equivalent")
+
+
+def _flat_layers(model):
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
+            out.extend(_flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def _deep_update(dst: dict, src: dict) -> dict:
+    for k, v in (src or {}).items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+    return dst
+
+
+def _softmax_layers(model) -> dict:
+    """Return {hls layer name: keras layer} for every softmax of the model (Activation or a layer's activation)."""
+    import tensorflow as tf
+
+    out = {}
+    for layer in _flat_layers(model):
+        cls = type(layer).__name__
+        if cls == "Softmax":
+            out[layer.name] = (layer, "input")
+            continue
+        act = getattr(layer, "activation", None)
+        name = getattr(act, "__name__", str(act)) if act is not None else ""
+        if "softmax" in name and not isinstance(act, tf.Module):
+            if cls == "Activation":
+                out[layer.name] = (layer, "input")
+            else:  # Dense(..., activation='softmax') -> hls4ml splits off '<name>_softmax'
+                out[f"{layer.name}_softmax"] = (layer, "preact")
+    return out
+
+
+def calibrate(model, x) -> dict:
+    """Return per-layer calibration from sample inputs ``x``: softmax input ranges and attention intermediates' ranges."""
+    import tensorflow as tf
+
+    from ..nn.layers import QMultiHeadAttention
+    from ..reference.softmax import calibrate_range
+
+    x = np.asarray(x)
+    sm = _softmax_layers(model)
+    mhas = [ly for ly in _flat_layers(model) if isinstance(ly, QMultiHeadAttention)]
+    probes, keys = [], []
+    for hname, (layer, kind) in sm.items():
+        probes.append(layer.input)
+        keys.append(("softmax", hname, layer, kind))
+    for layer in mhas:
+        probes.append(layer.input)
+        keys.append(("mha", layer.name, layer, None))
+    if not probes:
+        return {}
+    sub = tf.keras.Model(model.inputs, probes)
+    outs = sub.predict(x, verbose=0, batch_size=256)
+    outs = outs if isinstance(outs, list) else [outs]
+    cal: dict = {}
+    for (kind, hname, layer, how), inp in zip(keys, outs):
+        if kind == "softmax":
+            logits = inp
+            if how == "preact":  # recompute the pre-activation of Dense(..., activation='softmax')
+                act = layer.activation
+                layer.activation = tf.keras.activations.linear
+                try:
+                    logits = layer(tf.constant(inp)).numpy()
+                finally:
+                    layer.activation = act
+            cal[hname] = {"InputRange": calibrate_range(logits)}
+        else:
+            q, k, v, s, a, c = _mha_intermediates(layer, inp)
+            cal[hname] = {"ScoreRange": calibrate_range(s),
+                          "_max_abs": {"q": float(max(np.abs(q).max(), np.abs(k).max(), np.abs(v).max())),
+                                       "score": float(np.abs(s).max()), "context": float(np.abs(c).max())}}
+    return cal
+
+
+def _mha_intermediates(layer, x):
+    """Return q, k, v, scores, attention weights and context of a QMultiHeadAttention on ``x`` (numpy, QKeras semantics)."""
+    import tensorflow as tf
+
+    def qz(quant, t):
+        return t if quant is None else quant(t)
+
+    xq = tf.constant(x)
+    q = qz(layer.qkv_quantizer, layer._proj(xq, layer.query_kernel, getattr(layer, "query_bias", None)))
+    k = qz(layer.qkv_quantizer, layer._proj(xq, layer.key_kernel, getattr(layer, "key_bias", None)))
+    v = qz(layer.qkv_quantizer, layer._proj(xq, layer.value_kernel, getattr(layer, "value_bias", None)))
+    qh, kh, vh = layer._heads(q, layer.key_dim), layer._heads(k, layer.key_dim), layer._heads(v, layer.value_dim)
+    s = qz(layer.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * layer.scale)
+    a = qz(layer.softmax_quantizer, tf.nn.softmax(s, axis=-1))
+    c = qz(layer.context_quantizer, tf.matmul(a, vh))
+    return q.numpy(), k.numpy(), v.numpy(), s.numpy(), a.numpy(), c.numpy()
+
+
+def _range_type(max_abs: float, width: int = 16) -> str:
+    """Return a signed rounding/saturating type of ``width`` bits whose range covers max_abs (with margin)."""
+    integer = max(int(math.ceil(math.log2(max_abs * 1.25 + 1e-12))), 0) + 1 if max_abs > 0 else 1
+    return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
+
+
+def hls_config(card, model, calibration_data=None) -> dict:
+    """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides."""
+    import hls4ml
+
+    from .ext.common import quantizer_type
+    from .extensions import register_extensions
+
+    register_extensions()
+    check_supported(model)
+    h = card["hls"]
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=h["backend"],
+                                               default_precision=h["default_precision"],
+                                               default_reuse_factor=h["reuse_factor"])
+    cfg["Model"]["Strategy"] = h["strategy"]
+    cfg["Model"]["ReuseFactor"] = h["reuse_factor"]
+    sm_cfg = h.get("softmax", {}) or {}
+    layers = cfg.setdefault("LayerName", {})
+    kl = {ly.name: ly for ly in _flat_layers(model)}
+    cal = calibrate(model, calibration_data) if calibration_data is not None else {}
+    for name, lc in layers.items():
+        lc["Trace"] = True  # the csim report traces every layer
+        prec = lc.setdefault("Precision", {})
+        layer = kl.get(name)
+        cls = type(layer).__name__ if layer is not None else ""
+        if cls == "QMultiHeadAttention":
+            for key in list(prec):
+                if key != "result":
+                    prec.pop(key)
+            oq = quantizer_type(layer.output_quantizer, name)
+            prec["result"] = oq.cpp() if oq else h["default_precision"]
+            lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
+            lc["InvTableSize"] = sm_cfg.get("inv_table_size", 1024) if "inv_table_size" in sm_cfg else 1024
+            if sm_cfg.get("exp_table_t"):
+                prec["exp_table"] = sm_cfg["exp_table_t"]
+            if sm_cfg.get("inv_table_t"):
+                prec["inv_table"] = sm_cfg["inv_table_t"]
+            c = cal.get(name)
+            if c:
+                lc["ScoreRange"] = c["ScoreRange"]
+                for key, qname in (("q", "qkv_quantizer"), ("score", "score_quantizer"), ("context", "context_quantizer")):
+                    if getattr(layer, qname) is None:  # no quantizer: size the type from the data
+                        prec[key] = _range_type(c["_max_abs"][key])
+        elif cls in ("QLayerNormalization", "QRMSNormalization"):
+            oq = quantizer_type(layer.output_quantizer, name)
+            prec["result"] = oq.cpp() if oq else h["default_precision"]
+        elif cls == "LayerNormalization":
+            prec["result"] = prec.get("result") if prec.get("result") not in (None, "auto") else h["default_precision"]
+    for hname in _softmax_layers(model):
+        lc = layers.setdefault(hname, {})
+        lc["Trace"] = True
+        prec = lc.setdefault("Precision", {})
+        if prec.get("result") in (None, "auto") or hname not in kl or True:
+            prec["result"] = prec.get("result") if str(prec.get("result", "auto")).startswith("ap_ufixed") else SOFTMAX_RESULT
+        for key in ("exp_table", "inv_table"):
+            prec.pop(key, None)
+        if sm_cfg.get("exp_table_t"):
+            prec["exp_table"] = sm_cfg["exp_table_t"]
+        if sm_cfg.get("inv_table_t"):
+            prec["inv_table"] = sm_cfg["inv_table_t"]
+        lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
+        lc["InvTableSize"] = sm_cfg.get("inv_table_size", 1024) if "inv_table_size" in sm_cfg else 1024
+        if hname in cal:
+            lc["InputRange"] = cal[hname]["InputRange"]
+    _deep_update(layers, h.get("layer_name") or {})
+    return cfg
+
+
+def convert(card, model, output_dir=None, calibration_data=None):
+    """Return the hls4ml ModelGraph of ``model`` configured from the card (hwflow extensions registered)."""
+    import hls4ml
+
+    cfg = hls_config(card, model, calibration_data)
+    h = card["hls"]
+    out = Path(output_dir) if output_dir is not None else card.firmware_dir()
+    try:
+        hm = hls4ml.converters.convert_from_keras_model(
+            model, hls_config=cfg, output_dir=str(out), project_name="myproject", backend=h["backend"],
+            io_type=h["io_type"], part=h["part"], clock_period=h["clock_period"])
+    except HwflowError:
+        raise
+    except Exception as e:  # hls4ml raises bare Exceptions; name the problem for the user
+        msg = str(e)
+        if "Unsupported layer type" in msg:
+            raise HwflowError(f"{msg}; supported: {', '.join(supported_layers())}") from e
+        raise
+    return hm
+
+
+def compile_model(hls_model):
+    """Return ``hls_model`` after writing and compiling its C++ (raises HwflowError if g++ is missing)."""
+    from .harness import compiler
+
+    compiler()  # clear message when no C++ compiler
+    t0 = time.time()
+    try:
+        hls_model.compile()
+    except Exception as e:
+        raise HwflowError(f"C++ compilation of the HLS model failed in {hls_model.config.get_output_dir()}: {e}") from e
+    hls_model.hwflow_compile_s = time.time() - t0
+    return hls_model
+
+
+def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
+    """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path."""
+    from ..util import atomic_dir
+
+    if model is None:
+        try:
+            from ..train import load_trained
+        except ImportError as e:
+            raise HwflowError("no trained model loader (hwflow.train) available: run `make train MODEL=...` first") from e
+        model = load_trained(card, "qkeras")
+    if calibration_data is None or test_inputs is None:
+        try:
+            from ..data import get_dataset
+
+            ds = get_dataset(card)
+            if calibration_data is None:
+                calibration_data = ds.x_train[:2000]
+            if test_inputs is None:
+                test_inputs = ds.x_test[: card["hls"]["csim_samples"]]
+        except Exception as e:  # noqa: BLE001 - conversion still works without data, just uncalibrated
+            print(f"hwflow: warning: no dataset for calibration/test bench ({e}); using defaults")
+    dest = card.firmware_dir()
+    with atomic_dir(dest) as tmp:
+        hm = convert(card, model, output_dir=tmp, calibration_data=calibration_data)
+        hm.write()
+        if test_inputs is not None:
+            x = np.asarray(test_inputs, np.float32)
+            y = model.predict(x, verbose=0)
+            tb = Path(tmp) / "tb_data"
+            tb.mkdir(exist_ok=True)
+            np.savetxt(tb / "tb_input_features.dat", x.reshape(len(x), -1), fmt="%.10g")
+            np.savetxt(tb / "tb_output_predictions.dat", np.asarray(y).reshape(len(x), -1), fmt="%.10g")
+        atomic_write_json(Path(tmp) / "hwflow_firmware.json", {
+            "card": card.name, "backend": card["hls"]["backend"], "part": card["hls"]["part"],
+            "clock_period": card["hls"]["clock_period"], "io_type": card["hls"]["io_type"],
+            "strategy": card["hls"]["strategy"], "reuse_factor": card["hls"]["reuse_factor"],
+            "n_test_vectors": 0 if test_inputs is None else int(len(test_inputs)),
+        })
+    return dest

@@ -1,0 +1,100 @@
+"""Helpers shared by hwflow's hls4ml extension layers: quantizer -> fixed type, per-layer precision lookup."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...reference.fixed import FixedType, parse_type
+from ...util import HwflowError
+
+BACKENDS = ("Vivado", "Vitis")
+
+
+def quantizer_config(q) -> dict | None:
+    """Return a QKeras quantizer as a {'class_name', 'config'} dict (None stays None)."""
+    if q is None:
+        return None
+    if isinstance(q, dict):
+        return q
+    if isinstance(q, str):
+        from qkeras.quantizers import get_quantizer
+
+        q = get_quantizer(q)
+    return {"class_name": type(q).__name__, "config": q.get_config()}
+
+
+def quantizer_type(q, where: str = "") -> FixedType | None:
+    """Return the ap_fixed type a QKeras activation quantizer produces (round-half-even, saturating, like QKeras)."""
+    q = quantizer_config(q)
+    if q is None:
+        return None
+    cls, cfg = q["class_name"], q.get("config", {})
+    bits = int(cfg.get("bits", 8))
+    integer = int(cfg.get("integer", 0) or 0)
+    if cls == "quantized_bits":
+        alpha = cfg.get("alpha")
+        if alpha not in (None, 1, 1.0):
+            raise HwflowError(f"{where}: quantized_bits(alpha={alpha!r}) has no fixed binary point; use alpha=1 for "
+                              "activations/intermediates")
+        if cfg.get("keep_negative", True):
+            return FixedType(bits, integer + 1, True, "AP_RND_CONV", "AP_SAT")
+        return FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")
+    if cls == "quantized_relu":
+        return FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")
+    raise HwflowError(f"{where}: quantizer {cls} is not supported here; use quantized_bits or quantized_relu")
+
+
+def weight_quantizer(q, where: str = ""):
+    """Return hls4ml's QKerasQuantizer for a weight quantizer config (None when float)."""
+    q = quantizer_config(q)
+    if q is None:
+        return None
+    if q["class_name"] != "quantized_bits":
+        raise HwflowError(f"{where}: weight quantizer {q['class_name']} is not supported; use quantized_bits(alpha=1)")
+    if q.get("config", {}).get("alpha") not in (None, 1, 1.0):
+        raise HwflowError(f"{where}: weight quantizer alpha={q['config'].get('alpha')!r} is not supported; use alpha=1")
+    from hls4ml.model.quantizers import QKerasQuantizer
+
+    return QKerasQuantizer(q)
+
+
+def user_precision(node, key: str) -> FixedType | None:
+    """Return the precision the user set for ``key`` in LayerName/<layer>/Precision (None if absent or 'auto')."""
+    cfg = node.model.config.get_layer_config(node) or {}
+    prec = cfg.get("Precision", {})
+    if isinstance(prec, str):
+        return None if key != "result" or prec == "auto" else parse_type(prec)
+    val = prec.get(key)
+    if val is None or str(val).strip() == "auto":
+        return None
+    return parse_type(val)
+
+
+def default_precision(node) -> FixedType:
+    """Return the model's default precision as a FixedType."""
+    return parse_type(node.model.config.get_precision(node, "default")[0])
+
+
+def to_precision(node, ft: FixedType):
+    """Return an hls4ml precision object for a FixedType."""
+    return node.model.config.backend.convert_precision_string(ft.cpp())
+
+
+def input_type(node) -> FixedType:
+    """Return the (final) fixed-point type of a node's first input."""
+    return parse_type(node.get_input_variable().type.precision)
+
+
+def output_type(node) -> FixedType:
+    """Return the fixed-point type of a node's output."""
+    return parse_type(node.get_output_variable().type.precision)
+
+
+def strategy(node) -> str:
+    """Return 'Latency' or 'Resource' for a node."""
+    s = str(node.get_attr("strategy", node.model.config.get_strategy(node)) or "Latency")
+    return "Resource" if s.lower().startswith("resource") else "Latency"
+
+
+def as_array(x) -> np.ndarray:
+    """Return ``x`` as a float64 numpy array."""
+    return np.asarray(x, np.float64)
