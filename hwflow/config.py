@@ -97,7 +97,8 @@ JETS = S(
 # Spoken keywords from espeak-ng (hwflow/data/kws.py): one group per voice x variant, so test voices are unseen
 KWS = S(
     {
-        "keywords": F((list,), ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"], item_types=(str,)),
+        "keywords": F((list,), ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"], item_types=(str,),
+                      rule="quote yes/no/on/off: YAML reads them as booleans"),
         "unknown_class": F((bool,), True),
         "unknown_words": F((list,), ["bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one", "two",
                                      "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow",
@@ -168,6 +169,8 @@ SCHEMA = S(
                                        rule="a power of two (sigmoid table covers [-range, range))"),
                 "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
+                # transformer: fixed per-feature standardization (mean/std of the training set) as the first layer
+                "input_norm": F((str,), "standard", choices=("standard", "none")),
             }
         ),
         # per-role quantizers; any layer-role name may be added (open), each a QUANT mapping

@@ -278,6 +278,31 @@ def test_bad_card_keys(over, match):
         card_for(over)
 
 
+def test_unquoted_yaml_keywords_get_a_quoting_hint(tmp_path):
+    from hwflow.config import load_card
+
+    card = tmp_path / "k.yaml"
+    card.write_text("name: k\ndata: {kind: kws, kws: {keywords: [yes, no]}}\nmodel: {kind: conformer}\n")
+    with pytest.raises(CardError, match="quote yes/no/on/off"):
+        load_card(card)
+
+
+@needs_espeak
+def test_unguarded_script_fails_fast_with_main_guard_hint(tmp_path):
+    """A script calling generate at top level: spawned workers re-import it; must fail fast, not respawn forever."""
+    import os
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from hwflow.config import validate\nfrom hwflow.data import kws\n"
+                      f"card = validate({{'name': 'u', 'data': {{'kind': 'kws', 'kws': {SMALL!r}}}, 'model': {{'kind': 'conformer'}}}})\n"
+                      "kws.generate(card.data_spec(), workers=2, progress=False)\n")
+    env = {**os.environ, "HWFLOW_DATA": str(tmp_path / "data"), "HWFLOW_ROOT": str(tmp_path)}
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert res.returncode != 0
+    assert "if __name__ == \"__main__\":" in res.stderr.splitlines()[-1]
+
+
 def test_wrong_kind_rejected():
     with pytest.raises(HwflowError, match="kind"):
         kws.generate({**spec_for(SMALL), "kind": "jets"})
