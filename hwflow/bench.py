@@ -148,12 +148,13 @@ def markdown(data: dict) -> str:
          "Keras = `model.predict` of the QKeras model on the same inputs, batch 1024, same process, run right after.", "",
          "| model | params | convert | g++ compile | C sim samples/s | Keras samples/s (batch 1024) | Keras samples/s (batch 1) | C sim / Keras | samples | load at start |",
          "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, e in sorted(data.get("models", {}).items()):
+    rows = {n: e for n, e in sorted(data.get("models", {}).items()) if "csim_over_keras_throughput" in e}
+    for name, e in rows.items():
         L.append(f"| {name} | {e['parameters']} | {e['convert_seconds']:.1f} s | {e['compile_seconds']:.1f} s | "
                  f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | {e['keras_single_sample_per_second']:.0f} | "
                  f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {e['machine'].get('load_avg_1min_at_start')} |")
     L.append("")
-    for name, e in sorted(data.get("models", {}).items()):
+    for name, e in rows.items():
         L.append(f"- {name}: {e['weights']}; {e['backend']} {e['strategy']} RF {e['reuse_factor']}; "
                  f"argmax agreement C sim vs Keras {e['argmax_agreement_csim_vs_keras'] * 100:.1f} %; "
                  f"{e['machine'].get('cpus')} CPUs, {e['machine'].get('gxx')}")

@@ -77,6 +77,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
 
     from . import metrics
     from .nn import build, custom_objects
+    from .nn.transformer import set_input_norm
 
     if dataset is None:
         from .data import get_dataset
@@ -94,6 +95,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         set_seed(seed)
         kwargs = {"input_shape": input_shape, "n_classes": n_classes} if card["model"]["kind"] == "transformer" else {}
         model = build(card, quantized=(variant == "qkeras"), **kwargs)
+        norm_stats = set_input_norm(model, ds.x_train)
         if verbose:
             print(f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} samples")
         histories[variant], times[variant], best_epochs[variant] = _fit(card, model, ds, seed, verbose)
@@ -107,6 +109,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         "card_hash": card_model_hash(card),
         "parameters": int(models["qkeras"].count_params()),
         "input_shape": list(input_shape),
+        "input_norm": norm_stats,
         "class_names": list(ds.class_names),
         "n_train": int(len(ds.x_train)), "n_val": int(len(ds.x_val)), "n_test": int(len(ds.x_test)),
         "accuracy": {v: results[v]["accuracy"] for v in variants},

@@ -83,10 +83,30 @@ def test_parameter_count_formula(model):
     c = card(**model)
     m = build(c)
     assert m.count_params() == parameter_count(c)
-    # closed form written out for the default: embed 4*16+16, MHA 3*(16*16+16)+(16*16+16), FFN 16*32+32+32*16+16,
-    # two layer norms 2*2*16, classifier 16*3+3
+    # closed form written out for the default: input_norm 4*4 (frozen), embed 4*16+16, MHA 3*(16*16+16)+(16*16+16),
+    # FFN 16*32+32+32*16+16, two layer norms 2*2*16, classifier 16*3+3
     if not model:
-        assert m.count_params() == 80 + 1088 + 1072 + 64 + 51
+        assert m.count_params() == 16 + 80 + 1088 + 1072 + 64 + 51
+
+
+def test_input_norm_standardizes(models):
+    from hwflow.nn.transformer import set_input_norm
+
+    c, q, f = models
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(400, 8, 4)) * [0.05, 0.1, 0.1, 0.9] + [0.05, 0, 0, 3.5]).astype(np.float32)
+    stats = set_input_norm(q, x)
+    assert stats["std"][0] == pytest.approx(x[..., 0].std(), rel=1e-4)
+    sub = tf.keras.Model(q.inputs, q.get_layer("input_norm").output)
+    z = sub.predict(x, verbose=0).reshape(-1, 4)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+    assert not q.get_layer("input_norm").trainable
+    c2 = card(input_norm="none")
+    from hwflow.nn import build
+
+    m = build(c2)
+    assert "input_norm" not in [l.name for l in m.layers] and set_input_norm(m, x) is None
 
 
 def test_attention_kernels_start_distinct(models):
