@@ -6,7 +6,6 @@ default test budget. Every dataset goes to a temporary $HWFLOW_DATA (and reports
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -47,6 +46,12 @@ def phys(env):
 def small(env):
     """Return (arrays, manifest, folder) of the small two-class sample (1 worker)."""
     return jets.generate(SMALL, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(env):
+    """Return (arrays, manifest, folder) of the one-shard Z sample."""
+    return jets.generate(TINY, workers=1, progress=False)
 
 
 def _msd(arrays, cls):
@@ -204,9 +209,12 @@ def test_changed_setting_is_a_new_cache(small, monkeypatch):
 
 
 @pytest.mark.parametrize("corruption", ["manifest_garbage", "manifest_list", "npz_bytes", "npz_missing"])
-def test_corrupt_cache_is_regenerated(env, tmp_path, monkeypatch, corruption):
+def test_corrupt_cache_is_regenerated(tiny, tmp_path, monkeypatch, corruption):
+    a1, _, original = tiny
     monkeypatch.setenv("HWFLOW_DATA", str(tmp_path / "d"))
-    a1, _, folder = jets.generate(TINY, workers=1, progress=False)
+    folder = cache.dataset_dir("jets", jets.normalize_spec(TINY))
+    shutil.copytree(original, folder)
+    assert cache.load_cached("jets", jets.normalize_spec(TINY)) is not None  # the copy is a valid cache
     if corruption == "manifest_garbage":
         (folder / "manifest.json").write_text("{not json")
     elif corruption == "manifest_list":
@@ -305,3 +313,13 @@ def test_default_card_size_medians(env, tmp_path, monkeypatch):
     arrays, manifest, _ = jets.generate({"kind": "jets", "seed": 42}, progress=False)
     med = {c: float(np.median(_msd(arrays, c))) for c in ("W", "Z", "t")}
     assert 77 <= med["W"] <= 84 and 87 <= med["Z"] <= 94 and 165 <= med["t"] <= 178, med
+
+
+def test_card_spec_hash_matches_normalized_spec():
+    from hwflow.config import validate
+    from hwflow.util import stable_hash
+
+    card = validate({"name": "j", "data": {"kind": "jets", "jets": {"n_constituents": 8}}, "model": {"kind": "transformer"}})
+    spec = card.data_spec()
+    assert jets.normalize_spec(spec) == spec  # a card's spec is already complete: same cache key either way
+    assert stable_hash(jets.normalize_spec({"kind": "jets", "seed": 42, "n_constituents": 8})) == card.data_hash()
