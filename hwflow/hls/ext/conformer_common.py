@@ -73,15 +73,18 @@ def cpp_literals(values) -> str:
     return ", ".join(repr(float(v)) for v in values)
 
 
-def register_for_backends(templates, headers) -> None:
-    """Register template classes and header files with every FPGA backend that exists."""
+def register_for_backends(templates, headers, backends=None) -> None:
+    """Register template classes and header files with the given backends (default: Vivado and Vitis)."""
     import hls4ml
 
-    for name in BACKENDS:
-        try:
-            backend = hls4ml.backends.get_backend(name)
-        except Exception:  # a backend missing from this hls4ml build
-            continue
+    if backends is None:
+        backends = []
+        for name in BACKENDS:
+            try:
+                backends.append(hls4ml.backends.get_backend(name))
+            except Exception:  # a backend missing from this hls4ml build
+                continue
+    for backend in backends:
         for t in templates:
             try:
                 backend.register_template(t)

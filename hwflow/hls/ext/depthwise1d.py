@@ -173,11 +173,11 @@ def parse_qdepthwise_conv1d(keras_layer, input_names, input_shapes, data_reader)
     return layer, [input_shapes[0][0], layer["out_width"], int(n_chan)]
 
 
-def register() -> None:
+def register(backends=None) -> None:
     """Register HwflowDepthwiseConv1D with hls4ml (IR layer, Keras-2 handler, templates, C++ header); idempotent."""
     import hls4ml
 
     c = _define()
     hls4ml.model.layers.register_layer("HwflowDepthwiseConv1D", c["HwflowDepthwiseConv1D"])
     register_handler("QDepthwiseConv1D", parse_qdepthwise_conv1d)
-    register_for_backends(c["templates"], [HEADER])
+    register_for_backends(c["templates"], [HEADER], backends)

@@ -84,12 +84,12 @@ def parse_qglu(keras_layer, input_names, input_shapes, data_reader):
     return layer, shape
 
 
-def register() -> None:
+def register(backends=None) -> None:
     """Register HwflowGLU with hls4ml (IR layer, Keras-2 handler, Vivado/Vitis templates, C++ headers); idempotent."""
     import hls4ml
 
-    swish.register()
+    swish.register(backends)
     c = _define()
     hls4ml.model.layers.register_layer("HwflowGLU", c["HwflowGLU"])
     register_handler("QGLU", parse_qglu)
-    register_for_backends(c["templates"], [HEADER])
+    register_for_backends(c["templates"], [HEADER], backends)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from ...reference.layernorm import NormSpec
-from ..codegen import cpp_array, literal
+from ..codegen import cpp_raw_array, literal
 
 
 def norm_table_cpp(spec: NormSpec, name: str) -> str:
     """Return the C++ definition of the 1/sqrt ROM table ``name``."""
-    return cpp_array(name, spec.table_t.cpp(), spec.table)
+    return cpp_raw_array(name, spec.table_t, spec.table)
 
 
 def norm_config_cpp(spec: NormSpec, name: str, reuse_factor: int = 1) -> str:

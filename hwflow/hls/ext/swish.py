@@ -162,7 +162,7 @@ def parse_activation(keras_layer, input_names, input_shapes, data_reader):
     return _activation_handler["stock"](keras_layer, input_names, input_shapes, data_reader)
 
 
-def register() -> None:
+def register(backends=None) -> None:
     """Register HwflowSwish with hls4ml (IR layer, Keras-2 handlers, Vivado/Vitis templates, C++ header); idempotent."""
     import hls4ml
     from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
@@ -175,4 +175,4 @@ def register() -> None:
         # wrap hls4ml's own Activation handler so Activation('swish') converts to a compilable layer
         _activation_handler["stock"] = handlers["Activation"]
         handlers["Activation"] = parse_activation
-    register_for_backends(c["templates"], [HEADER])
+    register_for_backends(c["templates"], [HEADER], backends)

@@ -40,7 +40,7 @@ template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
                        const typename CONFIG_T::scale_t scale[CONFIG_T::n_in],
                        const typename CONFIG_T::bias_t bias[CONFIG_T::n_in],
-                       const typename CONFIG_T::table_t table[CONFIG_T::table_size]) {
+                       const ap_uint<CONFIG_T::table_t::width> table[CONFIG_T::table_size]) {
     #pragma HLS INLINE
     typedef typename CONFIG_T::accum_t accum_t;
     typedef typename CONFIG_T::diff_t diff_t;
@@ -96,7 +96,9 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
     int b = pos - VF;
     int odd = b & 1;
     int e = (b - odd) / 2; // exact: b - odd is even
-    inv_std_t inv_std = table[odd * ((1 << TB) + 1) + j];
+    typename CONFIG_T::table_t r; // ROM words are the raw bits of table_t values
+    r.range(CONFIG_T::table_t::width - 1, 0) = table[odd * ((1 << TB) + 1) + j];
+    inv_std_t inv_std = r;
     if (e >= 0)
         inv_std = inv_std >> e;
     else
@@ -112,7 +114,7 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
 template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_norm(data_T data[CONFIG_T::seq_len * CONFIG_T::n_in], res_T res[CONFIG_T::seq_len * CONFIG_T::n_in],
                  const typename CONFIG_T::scale_t scale[CONFIG_T::n_in], const typename CONFIG_T::bias_t bias[CONFIG_T::n_in],
-                 const typename CONFIG_T::table_t table[CONFIG_T::table_size]) {
+                 const ap_uint<CONFIG_T::table_t::width> table[CONFIG_T::table_size]) {
     #pragma HLS ARRAY_PARTITION variable=scale complete
     #pragma HLS ARRAY_PARTITION variable=bias complete
 NORM_TOKENS:

@@ -46,9 +46,9 @@ void hwflow_mha(data_T data[CONFIG_T::seq_len * CONFIG_T::embed_dim], res_T res[
                 typename CONFIG_T::proj_v::bias_t bv[CONFIG_T::num_heads * CONFIG_T::value_dim],
                 typename CONFIG_T::proj_o::weight_t wo[CONFIG_T::num_heads * CONFIG_T::value_dim * CONFIG_T::out_dim],
                 typename CONFIG_T::proj_o::bias_t bo[CONFIG_T::out_dim],
-                const typename CONFIG_T::softmax::exp_table_t exp_hi[CONFIG_T::softmax::exp_hi_size],
-                const typename CONFIG_T::softmax::exp_table_t exp_lo[CONFIG_T::softmax::exp_lo_size],
-                const typename CONFIG_T::softmax::inv_table_t inv_table[CONFIG_T::softmax::inv_table_size]) {
+                const ap_uint<CONFIG_T::softmax::exp_table_t::width> exp_hi[CONFIG_T::softmax::exp_hi_size],
+                const ap_uint<CONFIG_T::softmax::exp_table_t::width> exp_lo[CONFIG_T::softmax::exp_lo_size],
+                const ap_uint<CONFIG_T::softmax::inv_table_t::width> inv_table[CONFIG_T::softmax::inv_table_size]) {
     static const unsigned T = CONFIG_T::seq_len, D = CONFIG_T::embed_dim, H = CONFIG_T::num_heads;
     static const unsigned DK = CONFIG_T::key_dim, DV = CONFIG_T::value_dim, O = CONFIG_T::out_dim;
     static const unsigned HK = H * DK, HV = H * DV;

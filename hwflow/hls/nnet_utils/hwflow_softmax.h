@@ -33,9 +33,9 @@ struct hwflow_softmax_config {
 
 template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_softmax_row(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
-                        const typename CONFIG_T::exp_table_t exp_hi[CONFIG_T::exp_hi_size],
-                        const typename CONFIG_T::exp_table_t exp_lo[CONFIG_T::exp_lo_size],
-                        const typename CONFIG_T::inv_table_t inv_table[CONFIG_T::inv_table_size]) {
+                        const ap_uint<CONFIG_T::exp_table_t::width> exp_hi[CONFIG_T::exp_hi_size],
+                        const ap_uint<CONFIG_T::exp_table_t::width> exp_lo[CONFIG_T::exp_lo_size],
+                        const ap_uint<CONFIG_T::inv_table_t::width> inv_table[CONFIG_T::inv_table_size]) {
     #pragma HLS INLINE
     typedef typename CONFIG_T::inp_norm_t norm_t;
     typedef typename CONFIG_T::exp_table_t exp_t;
@@ -62,12 +62,17 @@ SOFTMAX_EXP:
         #pragma HLS UNROLL
         norm_t d = x_max - data[i];
         ap_uint<NW> raw = d.range(NW - 1, 0);
+        // ROM words are the raw bits of exp_table_t values
+        exp_t eh, el;
         if (CONFIG_T::lo_bits > 0) {
             ap_uint<NW> hi = raw >> CONFIG_T::lo_bits;
             ap_uint<NW> lo = raw & ap_uint<NW>(CONFIG_T::exp_lo_size - 1);
-            e[i] = exp_hi[hi] * exp_lo[lo];
+            eh.range(EW - 1, 0) = exp_hi[hi];
+            el.range(EW - 1, 0) = exp_lo[lo];
+            e[i] = eh * el;
         } else {
-            e[i] = exp_hi[raw];
+            eh.range(EW - 1, 0) = exp_hi[raw];
+            e[i] = eh;
         }
         s += e[i];
     }
@@ -89,7 +94,8 @@ SOFTMAX_LEAD:
     } else {
         idx = ((unsigned)mfrac) << (CONFIG_T::inv_bits - SF);
     }
-    inv_t inv = inv_table[idx];
+    inv_t inv;
+    inv.range(VW - 1, 0) = inv_table[idx];
 
 SOFTMAX_NORM:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
@@ -105,9 +111,9 @@ SOFTMAX_NORM:
 // Softmax over the last axis of an (n_rows, n_in) array.
 template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_softmax(data_T data[CONFIG_T::n_rows * CONFIG_T::n_in], res_T res[CONFIG_T::n_rows * CONFIG_T::n_in],
-                    const typename CONFIG_T::exp_table_t exp_hi[CONFIG_T::exp_hi_size],
-                    const typename CONFIG_T::exp_table_t exp_lo[CONFIG_T::exp_lo_size],
-                    const typename CONFIG_T::inv_table_t inv_table[CONFIG_T::inv_table_size]) {
+                    const ap_uint<CONFIG_T::exp_table_t::width> exp_hi[CONFIG_T::exp_hi_size],
+                    const ap_uint<CONFIG_T::exp_table_t::width> exp_lo[CONFIG_T::exp_lo_size],
+                    const ap_uint<CONFIG_T::inv_table_t::width> inv_table[CONFIG_T::inv_table_size]) {
 SOFTMAX_ROWS:
     for (unsigned r = 0; r < CONFIG_T::n_rows; r++) {
         #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
