@@ -20,6 +20,7 @@ STAGES = [
     "hwflow.verify",
     "hwflow.synth",
     "hwflow.rtl",
+    "hwflow.sweep",
     "hwflow.report",
     "hwflow.bench",
 ]

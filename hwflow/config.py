@@ -322,6 +322,8 @@ class Card(dict):
         return self["name"]
 
     path: Path | None = None
+    trained_as: str | None = None  # a sweep variant reuses its base card's trained model
+
 
     def data_spec(self) -> dict:
         """Return the dataset-defining subset of the card (kind-specific section + seed + splits)."""
@@ -334,7 +336,7 @@ class Card(dict):
 
     def model_dir(self) -> Path:
         """Return models/<name>/, where trained models and their summary go."""
-        return project_root() / "models" / self.name
+        return project_root() / "models" / (self.trained_as or self.name)
 
     def firmware_dir(self) -> Path:
         """Return firmware/<name>/, the generated HLS project."""
