@@ -289,6 +289,17 @@ def test_bad_settings_raise_clear_errors(env, bad, fragment):
     assert fragment in msg and "\n" not in msg
 
 
+def test_hopeless_settings_fail_in_the_worker_with_a_clear_error(env, tmp_path, monkeypatch):
+    # |y| < 0.001 almost never happens: the shard gives up after its event budget, nothing is cached
+    monkeypatch.setenv("HWFLOW_DATA", str(tmp_path / "d"))
+    monkeypatch.setattr(jets, "MAX_EVENTS_PER_JET", 10)
+    monkeypatch.setattr(jets, "MAX_EVENTS_EXTRA", 0)
+    spec = {**TINY, "y_max": 0.001, "jets_per_class": 2}
+    with pytest.raises(HwflowError, match=r"class Z: only 0 of 2 jets after 20 events .*rapidity"):
+        jets.generate(spec, workers=1, progress=False)
+    assert not (cache.dataset_dir("jets", jets.normalize_spec(spec)) / "manifest.json").exists()
+
+
 def test_cli_generates_from_a_card(env, tmp_path, capsys):
     from hwflow.cli import main
 

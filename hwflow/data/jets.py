@@ -50,6 +50,8 @@ PROCESSES = {
 
 JET_ARRAYS = ("jet_pt", "jet_eta", "jet_y", "jet_phi", "jet_mass", "jet_msd", "n_constituents", "truth_pt", "truth_dr")
 VERSIONS = ("pythia8mc", "fastjet", "matplotlib")
+# give up on a shard after this many events (per jet asked + fixed): settings that almost never yield a jet
+MAX_EVENTS_PER_JET, MAX_EVENTS_EXTRA = 200, 2000
 
 
 # ----------------------------------------------------------------------------------------- spec
@@ -104,7 +106,8 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
         for si in range(n_shards):
             n = min(spec["shard_size"], spec["jets_per_class"] - si * spec["shard_size"])
             tasks.append({"spec": spec, "cls": cls, "class_index": ci, "shard": si, "n": n,
-                          "seed": cache.shard_seed(spec["seed"], ci, si)})
+                          "seed": cache.shard_seed(spec["seed"], ci, si),
+                          "max_events": MAX_EVENTS_PER_JET * n + MAX_EVENTS_EXTRA})
     t0 = time.time()
     results = cache.run_shards(_run_shard, tasks, workers=workers, desc=f"jets ({len(spec['classes'])} classes)",
                                progress=progress)
@@ -120,6 +123,8 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
             "wall_s": round(wall, 2),
             "workers": n_workers,
             "jets_per_s_wall": round(len(arrays["y"]) / wall, 2) if wall > 0 else None,
+            "cpu_s": round(sum(st["cpu_s"] for st in stats.values()), 2),
+            "jets_per_cpu_s": round(len(arrays["y"]) / max(1e-9, sum(st["cpu_s"] for st in stats.values())), 2),
             "per_class": stats,
             "generator": "Pythia 8 (Monash tune, MPI+ISR+FSR+hadronization, no pileup) + FastJet anti-kt",
         },
@@ -247,7 +252,7 @@ def _run_shard(task: dict) -> dict:
     X = np.zeros((n, N, nfeat), dtype=np.float32)
     jet_cols = {k: np.zeros(n, dtype=np.int32 if k == "n_constituents" else np.float32) for k in JET_ARRAYS}
     rejected = {"pythia_failed": 0, "no_truth": 0, "no_match": 0, "pt_window": 0, "rapidity": 0, "not_contained": 0}
-    max_events = 200 * n + 2000
+    max_events = task["max_events"]
     cpu0 = time.process_time()
     with _stdout_to_devnull():  # the whole shard: Pythia/FastJet C++ output must not garble the progress bar
         py = _pythia(spec, cls, task["seed"])
