@@ -96,7 +96,7 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
         if hit is not None:
             arrays, manifest = hit
             folder = cache.dataset_dir(KIND, spec)
-            _publish_plot(folder, arrays)
+            _publish_plot(folder, arrays, spec)
             return arrays, manifest, folder
 
     tasks = []
@@ -135,7 +135,7 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
     }
     folder = cache.save(KIND, spec, arrays, extra, versions=VERSIONS)
     manifest = cache.load_cached(KIND, spec)[1]
-    _publish_plot(folder, arrays, rewrite=True)
+    _publish_plot(folder, arrays, spec, rewrite=True)
     return arrays, manifest, folder
 
 
@@ -324,18 +324,18 @@ def _fill(X, cols, i, jet, spec, N, truth_pt, truth_dr):
 PLOT = "mass.png"
 
 
-def _publish_plot(folder: Path, arrays: dict, rewrite: bool = False) -> Path:
+def _publish_plot(folder: Path, arrays: dict, spec: dict, rewrite: bool = False) -> Path:
     """Return reports/data/jets_mass.png after (re)drawing the dataset's mass plot when needed and copying it there."""
     png = Path(folder) / PLOT
     if rewrite or not png.exists():
-        plot_masses(arrays, png)
+        plot_masses(arrays, png, spec)
     dest = project_root() / "reports" / "data" / "jets_mass.png"
     with atomic_path(dest) as tmp:
         shutil.copyfile(png, tmp)
     return dest
 
 
-def plot_masses(arrays: dict, path: Path) -> Path:
+def plot_masses(arrays: dict, path: Path, spec: dict | None = None) -> Path:
     """Return ``path`` after writing (atomically) the jet-mass and soft-drop-mass histograms per class."""
     import matplotlib
 
@@ -346,7 +346,7 @@ def plot_masses(arrays: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     bins = np.linspace(0, 300, 61)
     for ax, key, title in ((axes[0], "jet_mass", "jet mass"),
-                           (axes[1], "jet_msd", "soft-drop mass (C/A, z_cut, β)")):
+                           (axes[1], "jet_msd", "soft-drop mass" + (f" (z_cut={spec['sd_zcut']}, β={spec['sd_beta']})" if spec else ""))):
         for i, c in enumerate(names):
             v = arrays[key][arrays["y"] == i]
             ax.hist(v, bins=bins, histtype="step", density=True, lw=1.6, label=f"{c} (median {np.median(v):.0f})")
@@ -363,7 +363,8 @@ def plot_masses(arrays: dict, path: Path) -> Path:
     axes[2].set_xlabel("jet pT [GeV]")
     axes[2].set_ylabel("normalized")
     axes[2].legend(fontsize=8)
-    fig.suptitle(f"Pythia 8 + FastJet jets: {len(pt)} jets, pT {pt.min():.0f}–{pt.max():.0f} GeV "
+    algo = f"anti-kt R={spec['jet_r']}, √s={spec['sqrt_s'] / 1000:g} TeV, seed {spec['seed']}; " if spec else ""
+    fig.suptitle(f"Pythia 8 + FastJet jets ({algo}{len(pt)} jets, pT {pt.min():.0f}–{pt.max():.0f} GeV) "
                  f"(dotted: W 80.4, Z 91.2, t 172.5 GeV)", fontsize=10)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
