@@ -19,6 +19,7 @@ arrays do not depend on the number of workers. Cached under data/jets-<spec hash
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -131,10 +132,10 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
         "mass_medians": {c: {"jet_mass": round(float(np.median(arrays["jet_mass"][arrays["y"] == i])), 2),
                              "jet_msd": round(float(np.median(arrays["jet_msd"][arrays["y"] == i])), 2)}
                          for i, c in enumerate(spec["classes"])},
-        "processes": {c: PROCESSES[c] for c in spec["classes"]},
+        "pythia_settings": {c: pythia_settings(spec, c, seed=None) for c in spec["classes"]},
     }
     folder = cache.save(KIND, spec, arrays, extra, versions=VERSIONS)
-    manifest = cache.load_cached(KIND, spec)[1]
+    manifest = json.loads((folder / cache.MANIFEST).read_text())
     _publish_plot(folder, arrays, spec, rewrite=True)
     return arrays, manifest, folder
 
@@ -180,19 +181,26 @@ def _stdout_to_devnull():
         os.close(devnull)
 
 
-def _pythia(spec: dict, cls: str, seed: int):
-    import pythia8mc
-
-    py = pythia8mc.Pythia("", False)  # False: no banner
+def pythia_settings(spec: dict, cls: str, seed: int | None) -> list[str]:
+    """Return the Pythia 8 readString settings for one class (the shard seed last; omitted when None)."""
     settings = [
         "Print:quiet = on", "Next:numberShowEvent = 0", "Next:numberCount = 0",
         "Beams:idA = 2212", "Beams:idB = 2212", f"Beams:eCM = {float(spec['sqrt_s'])}",
         # pT-hat window slightly wider than the jet-pT window so jets migrating in are not cut off
         f"PhaseSpace:pTHatMin = {spec['pt_min'] * (1 - spec['pthat_margin'])}",
         f"PhaseSpace:pTHatMax = {spec['pt_max'] * (1 + spec['pthat_margin'])}",
-        "Random:setSeed = on", f"Random:seed = {seed}",
         *PROCESSES[cls],
     ]
+    if seed is not None:
+        settings += ["Random:setSeed = on", f"Random:seed = {seed}"]
+    return settings
+
+
+def _pythia(spec: dict, cls: str, seed: int):
+    import pythia8mc
+
+    py = pythia8mc.Pythia("", False)  # False: no banner
+    settings = pythia_settings(spec, cls, seed)
     for s in settings:
         if not py.readString(s):
             raise HwflowError(f"Pythia rejected setting '{s}': check the pythia8mc version (expected 8.317.2)")
