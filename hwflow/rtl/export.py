@@ -80,6 +80,44 @@ _CLASS_TO_OP = {
     "Transpose": "transpose",
 }
 _ACTIVATIONS = ("relu", "linear")
+# hwflow extension layers (hwflow.hls.ext): class -> neutral op; their arithmetic is described by hwflow_spec()
+_EXT_OPS = {"HwflowSoftmax": "softmax", "HwflowNorm": "layernorm", "HwflowMultiHeadAttention": "mha"}
+
+
+def fixedtype_dict(ft: Any) -> dict:
+    """Return the neutral type dict of a hwflow.reference.fixed.FixedType."""
+    rnd = str(ft.rounding).replace("AP_", "")
+    sat = str(ft.overflow).replace("AP_", "")
+    signed = bool(ft.signed)
+    return {"ctype": ft.cpp(), "signed": signed, "width": int(ft.width), "integer": int(ft.integer),
+            "frac": int(ft.width - ft.integer), "rounding": rnd, "saturation": sat, "sat_bits": 0}
+
+
+def spec_to_neutral(spec: Any, prefix: str = "") -> tuple[dict, dict, dict]:
+    """Return (types, attrs, arrays) flattening a hwflow reference spec dataclass (nested specs get a 'name.' prefix)."""
+    import dataclasses
+
+    types, attrs, arrays = {}, {}, {}
+    for f in dataclasses.fields(spec):
+        v = getattr(spec, f.name)
+        key = prefix + f.name
+        if hasattr(v, "rounding") and hasattr(v, "width") and hasattr(v, "cpp"):
+            types[key[:-2] if key.endswith("_t") else key] = fixedtype_dict(v)
+        elif dataclasses.is_dataclass(v):
+            t, a, arr = spec_to_neutral(v, key + ".")
+            types.update(t), attrs.update(a), arrays.update(arr)
+        elif isinstance(v, np.ndarray):
+            arrays[key] = np.asarray(v, np.float64)
+        elif isinstance(v, dict):
+            for k2, v2 in v.items():
+                arrays[f"{key}.{k2}"] = np.asarray(v2, np.float64)
+        elif isinstance(v, (bool, int, float, str)) or v is None:
+            attrs[key] = v
+    # derived constants the C++ uses (properties of the spec), e.g. the stored 1/n and epsilon
+    for prop in ("scale", "scale_exact", "inv_n", "eps_q", "exp_hi_size", "exp_lo_size", "inv_table_size", "table_size"):
+        if hasattr(type(spec), prop) and isinstance(getattr(type(spec), prop), property):
+            attrs[prefix + prop] = getattr(spec, prop)
+    return types, attrs, arrays
 
 
 def precision_dict(prec: Any) -> dict:
@@ -170,10 +208,7 @@ def _weights(layer) -> dict:
 def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
     """Return (layer entry, arrays) of one hls4ml layer in the neutral format."""
     cls = layer.class_name
-    op = _CLASS_TO_OP.get(cls)
-    ext = getattr(layer, "hwflow_op", None) or layer.get_attr("hwflow_op", None)
-    if ext:
-        op = ext  # hwflow extension layers name their neutral op themselves
+    op = _CLASS_TO_OP.get(cls) or _EXT_OPS.get(cls)
     out_var = layer.get_output_variable()
     out_name = str(layer.outputs[0]) if getattr(layer, "outputs", None) else layer.name
     entry: dict = {"name": layer.name, "op": op, "hls_class": cls, "inputs": inputs, "output": out_name,
@@ -211,12 +246,13 @@ def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
         a["n_filt"] = int(layer.get_attr("n_filt"))
     elif op == "transpose":
         a["perm"] = [int(p) for p in layer.get_attr("perm")]
-    elif op in ("softmax", "layernorm", "rmsnorm", "mha"):
-        for k, w in _weights(layer).items():
-            arrays[k] = w
-        for k, v in layer.attributes.items():
-            if isinstance(v, (int, float, str, bool)) and k not in ("name", "class_name", "function_cpp", "config_cpp"):
-                a[k] = v
+    elif op in ("softmax", "layernorm", "mha"):
+        # the spec is the single source of the C++ arithmetic (types, tables, derived constants)
+        types, attrs, spec_arrays = spec_to_neutral(layer.hwflow_spec())
+        entry["types"].update({k: v for k, v in types.items() if k != "result"})
+        a.update(attrs)
+        arrays.update(spec_arrays)
+        arrays.update(_weights(layer))
     entry["arrays"] = {k: f"{layer.name}.{k}" for k in arrays}
     return entry, {f"{layer.name}.{k}": v for k, v in arrays.items()}
 

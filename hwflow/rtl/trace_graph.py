@@ -109,7 +109,7 @@ def cast(x: FixedVariableArray, t: dict) -> FixedVariableArray:
     return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
 
-def _fits(step: float, f: int) -> bool:
+def _fits(step: float, f: int) -> bool:  # noqa: D103
     return step >= 2.0**-f
 
 
@@ -118,7 +118,12 @@ def op_dense(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableA
     W = arrays[layer["arrays"]["weight"]]
     b = arrays[layer["arrays"]["bias"]]
     ty = layer["types"]
-    acc_t = ty.get("accum", ty["result"])
+    return dense(x, W.reshape(x.shape[-1], -1), b.reshape(-1), ty.get("accum", ty["result"]), ty["result"])
+
+
+def dense(x: FixedVariableArray, W: np.ndarray, b: np.ndarray, acc_t: dict, res_t: dict) -> FixedVariableArray:
+    """Return res_t(acc_t(b) + sum acc_t(x*W)) over the last axis, every product and partial sum held in acc_t."""
+    ty = {"result": res_t}
     _, _, fa = kif(acc_t)
     bias_acc = np.array([_cast_const(float(v), acc_t) for v in b])
     steps = np.array([float(v.step) for v in x._vars.ravel() if v.low != v.high] or [1.0])
@@ -292,6 +297,12 @@ def build(graph: dict, arrays: dict, latency_cutoff: float) -> tuple[list[FixedV
                 y = op_merge(xs, layer)
             elif op == "global_pool1d":
                 y = op_global_pool1d(xs[0], layer)
+            elif op == "softmax":
+                y = op_softmax(xs[0], layer, arrays)
+            elif op == "layernorm":
+                y = op_layernorm(xs[0], layer, arrays)
+            elif op == "mha":
+                y = op_mha(xs[0].reshape((int(layer["attrs"]["seq_len"]), -1)), layer, arrays)
             elif op == "reshape":
                 y = xs[0].reshape(shapes[out])
             elif op == "transpose":
@@ -302,3 +313,260 @@ def build(graph: dict, arrays: dict, latency_cutoff: float) -> tuple[list[FixedV
         except UnsupportedOp as e:
             problems.append({"layer": name, "hls_class": layer["hls_class"], "reason": str(e)})
     return inputs, tensors, problems
+
+
+# ------------------------------------------------------------------ hwflow extension layers (hwflow.reference.*)
+# Variable x variable products: da4ml's vmul is one atomic operation whose delay (in adder levels) is the wider
+# operand's bit count, and it must fit in one pipeline stage. Operands wider than MUL_CHUNK are split into
+# bit slices (free wiring) and the partial products added, so the pipeline cutoff can stay small.
+MUL_CHUNK = 18
+
+
+def _slices(v: FixedVariable, chunk: int) -> list[FixedVariable]:
+    """Return bit slices of v whose sum is v: an unsigned low part per ``chunk`` bits and a signed/unsigned top part."""
+    k, i, f = v.kif
+    width = int(k) + i + f
+    if width <= chunk:
+        return [v]
+    parts = []
+    lo_f = f
+    rest = v
+    while int(k) + i + lo_f > chunk:
+        cut = lo_f - chunk  # bits with weight below 2**-cut go to this slice
+        low = rest.quantize(0, -cut, lo_f, "WRAP", "TRN")  # unsigned slice of `chunk` bits
+        parts.append(low)
+        rest = _trn(rest, cut)
+        lo_f = cut
+    parts.append(rest)
+    return parts
+
+
+def vmul(a: FixedVariable | float, b: FixedVariable | float) -> FixedVariable | float:
+    """Return the exact product a*b; wide variable operands are multiplied slice by slice."""
+    if not isinstance(a, FixedVariable) or not isinstance(b, FixedVariable) or a.low == a.high or b.low == b.high:
+        return a * b
+    pa, pb = _slices(a, MUL_CHUNK), _slices(b, MUL_CHUNK)
+    terms = [x * y for x in pa for y in pb]
+    acc = terms[0]
+    for t in terms[1:]:
+        acc = acc + t
+    return acc
+
+
+def _grid(v: FixedVariable) -> np.ndarray:
+    n = round((float(v.high) - float(v.low)) / float(v.step)) + 1
+    return float(v.low) + np.arange(n) * float(v.step)
+
+
+def lut(v: FixedVariable, fn) -> FixedVariable | float:
+    """Return a lookup table mapping every possible value of v through ``fn`` (numpy values -> exact table values)."""
+    if v.low == v.high:
+        return float(fn(np.array([float(v.low)]))[0])
+    return v.lookup(np.asarray(fn(_grid(v)), dtype=np.float64))
+
+
+def _sum(vals: list) -> FixedVariable | float:
+    """Return the sum of values as a balanced adder tree."""
+    vals = list(vals)
+    while len(vals) > 1:
+        nxt = [vals[i] + vals[i + 1] for i in range(0, len(vals) - 1, 2)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+    return vals[0]
+
+
+def _max(vals: list) -> FixedVariable:
+    """Return the maximum of values as a comparator tree."""
+    vals = list(vals)
+    while len(vals) > 1:
+        nxt = [vals[i].max_of(vals[i + 1]) if isinstance(vals[i], FixedVariable) else vals[i + 1].max_of(vals[i])
+               for i in range(0, len(vals) - 1, 2)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+    return vals[0]
+
+
+def _bit(v: FixedVariable, w: int) -> FixedVariable | float:
+    """Return the bit of weight 2**w of unsigned v as a 1-bit variable (values {0, 2**w}) usable as a mux key."""
+    return v.quantize(0, w + 1, -w, "WRAP", "TRN")
+
+
+def _mux(key, a, b):
+    """Return a when the key bit is set, else b (constant keys fold)."""
+    if not isinstance(key, FixedVariable) or key.low == key.high:
+        val = float(key.low) if isinstance(key, FixedVariable) else float(key)
+        return a if val != 0 else b
+    if not isinstance(a, FixedVariable) and not isinstance(b, FixedVariable) and a == b:
+        return a
+    return key.msb_mux(a, b)
+
+
+def _as_var(v, hw):
+    return v if isinstance(v, FixedVariable) else FixedVariable.from_const(float(v), hwconf=hw)
+
+
+def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, hw) -> list:
+    """Return hwflow_softmax of one row (hwflow.reference.softmax.softmax): exp tables on x_max - x, normalised reciprocal."""
+    norm_t, exp_t, inv_t, sum_t = ty[pre + "inp_norm"], ty[pre + "exp_table"], ty[pre + "inv_table"], ty[pre + "sum"]
+    lo_bits, inv_bits = int(at[pre + "lo_bits"]), int(at[pre + "inv_bits"])
+    exp_hi, exp_lo, inv_tab = (arr[pre + "tables." + k] for k in ("exp_hi", "exp_lo", "inv"))
+    nf = kif(norm_t)[2]
+    ef, if_ = kif(exp_t)[2], kif(inv_t)[2]
+    sf, si = kif(sum_t)[2], int(sum_t["integer"])
+    m = _max(xs)
+    es = []
+    for x in xs:
+        d = cast_var(m - x, norm_t)
+        if not isinstance(d, FixedVariable) or d.low == d.high:
+            raw = int(round(float(d if not isinstance(d, FixedVariable) else d.low) * 2**nf))
+            e = float(exp_hi[raw >> lo_bits]) * (float(exp_lo[raw & ((1 << lo_bits) - 1)]) if lo_bits else 1.0)
+            es.append(_cast_const(e, exp_t) if lo_bits else e)
+            continue
+        if lo_bits > 0:
+            hi = _trn(d, nf - lo_bits)  # raw >> lo_bits, kept at its weight
+            lo = d.quantize(0, lo_bits - nf, nf, "WRAP", "TRN")  # raw & (2**lo_bits - 1)
+            e_hi = lut(hi, lambda g: exp_hi[np.round(g * 2.0 ** (nf - lo_bits)).astype(np.int64)])
+            e_lo = lut(lo, lambda g: exp_lo[np.round(g * 2.0**nf).astype(np.int64)])
+            e = cast_var(vmul(e_hi, e_lo), exp_t)
+        else:
+            e = lut(d, lambda g: exp_hi[np.round(g * 2.0**nf).astype(np.int64)])
+        es.append(e)
+    s = cast_var(_sum(es), sum_t)
+    s = _as_var(s, hw)
+    # p = leading one above the binary point (bits 1..si-1 of the integer part); the mux chain lets the highest win
+    keys = [(b, _bit(s, b)) for b in range(1, si)]
+    mf = s.quantize(0, 0, sf, "WRAP", "TRN")  # p = 0: fractional bits of s
+    for b, key in keys:
+        mf = _mux(key, (s * 2.0**-b).quantize(0, 0, sf, "WRAP", "TRN"), mf)
+    idx = _round(mf, inv_bits, "RND") if sf > inv_bits and isinstance(mf, FixedVariable) else mf
+    inv = lut(idx, lambda g: inv_tab[np.round(g * 2.0**inv_bits).astype(np.int64)]) if isinstance(idx, FixedVariable) \
+        else float(inv_tab[int(round(float(idx) * 2**inv_bits))])
+    out = []
+    for e in es:
+        prod = vmul(e, inv)  # e_raw * inv_raw, exact
+        q = prod
+        for b, key in keys:
+            q = _mux(key, _trn(_as_var(prod, hw) * 2.0**-b, ef + if_), q)
+        out.append(cast_var(q, res_t))
+    return out
+
+
+def op_softmax(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+    """Return hwflow's softmax over the last axis of x."""
+    ty, at = layer["types"], layer["attrs"]
+    arr = {k: arrays[v] for k, v in layer["arrays"].items()}
+    rows = x._vars.reshape(-1, x.shape[-1])
+    out = np.empty(rows.shape, dtype=object)
+    for r in range(rows.shape[0]):
+        vals = softmax_row(list(rows[r]), ty, at, arr, "", ty["result"], x.hwconf)
+        out[r] = [_as_var(v, x.hwconf) for v in vals]
+    return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
+
+
+def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hw) -> list:
+    """Return hwflow_layernorm of one row (hwflow.reference.layernorm.norm), LayerNorm or RMSNorm (center=False)."""
+    acc_t, mean_t, diff_t, var_t = ty["accum"], ty["mean"], ty["diff"], ty["var"]
+    it, nt, res_t = ty["inv_std"], ty["norm"], ty["result"]
+    inv_n, eps_q, tb = float(at["inv_n"]), float(at["eps_q"]), int(at["table_bits"])
+    if at["center"]:
+        s = 0.0
+        for x in xs:
+            s = cast_var(x + s, acc_t)
+        mean = cast_var(s * inv_n, mean_t)
+        d = [cast_var(x - mean, diff_t) for x in xs]
+    else:
+        d = [cast_var(x, diff_t) for x in xs]
+    sq = 0.0
+    for v in d:
+        sq = cast_var(vmul(v, v) + sq, acc_t)
+    var = cast_var(cast_var(sq * inv_n, var_t) + eps_q, var_t)
+    var = _as_var(var, hw)
+    vw, vf = int(var_t["width"]), kif(var_t)[2]
+    n1 = 2**tb + 1
+    t_even, t_odd = table[:n1], table[n1:]
+
+    def jv(k: int):  # (raw & (2**k - 1)) / 2**k, then rounded to tb bits: the table column j / 2**tb
+        if k == 0:
+            return 0.0
+        low = var.quantize(0, k - vf, vf, "WRAP", "TRN")
+        low = low * 2.0 ** (vf - k) if isinstance(low, FixedVariable) else float(low) * 2.0 ** (vf - k)
+        return _round(low, tb, "RND") if isinstance(low, FixedVariable) and k > tb else low
+
+    def shifted(r, k: int):  # table value >> e (or << -e, wrapping) in inv_std_t
+        b = k - vf
+        e = (b - (b & 1)) // 2
+        return cast_var(r * 2.0**-e, it) if isinstance(r, FixedVariable) else _cast_const(float(r) * 2.0**-e, it)
+
+    keys = [(k, _bit(var, k - vf)) for k in range(1, vw)]
+    j = jv(0)
+    for k, key in keys:
+        j = _mux(key, jv(k), j)
+    if isinstance(j, FixedVariable) and j.low != j.high:
+        r_even = lut(j, lambda g: t_even[np.round(g * 2.0**tb).astype(np.int64)])
+        r_odd = lut(j, lambda g: t_odd[np.round(g * 2.0**tb).astype(np.int64)])
+    else:
+        jj = int(round(float(j if not isinstance(j, FixedVariable) else j.low) * 2**tb))
+        r_even, r_odd = float(t_even[jj]), float(t_odd[jj])
+    rr = shifted(r_odd if (0 - vf) & 1 else r_even, 0)
+    for k, key in keys:
+        rr = _mux(key, shifted(r_odd if (k - vf) & 1 else r_even, k), rr)
+    out = []
+    for n, v in enumerate(d):
+        nrm = cast_var(vmul(v, rr), nt)
+        out.append(cast_var(nrm * float(gamma[n]) + float(beta[n]), res_t))
+    return out
+
+
+def op_layernorm(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+    """Return hwflow's LayerNorm/RMSNorm over the last axis of x."""
+    ty, at = layer["types"], layer["attrs"]
+    n = x.shape[-1]
+    table = arrays[layer["arrays"]["table"]]
+    gamma = arrays[layer["arrays"]["scale"]].reshape(-1) if "scale" in layer["arrays"] else np.ones(n)
+    beta = arrays[layer["arrays"]["bias"]].reshape(-1) if "bias" in layer["arrays"] else np.zeros(n)
+    rows = x._vars.reshape(-1, n)
+    out = np.empty(rows.shape, dtype=object)
+    for r in range(rows.shape[0]):
+        out[r] = [_as_var(v, x.hwconf) for v in norm_row(list(rows[r]), ty, at, table, gamma, beta, x.hwconf)]
+    return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
+
+
+def op_mha(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+    """Return hwflow's multi-head self-attention (hwflow.reference.attention.mha) of x (seq_len, embed_dim)."""
+    ty, at = layer["types"], layer["attrs"]
+    arr = {k: arrays[v] for k, v in layer["arrays"].items()}
+    L, E, H = int(at["seq_len"]), int(at["embed_dim"]), int(at["num_heads"])
+    dk, dv = int(at["key_dim"]), int(at["value_dim"])
+    acc_t, score_t, ctx_t = ty["accum"], ty["score"], ty["context"]
+    scale = float(at["scale"])
+    hw = x.hwconf
+
+    def proj(n: str, width: int) -> FixedVariableArray:
+        W = arr[f"{n}_weight"].reshape(E if n != "output" else H * dv, -1)
+        b = arr.get(f"{n}_bias", np.zeros(width)).reshape(-1)
+        src = x if n != "output" else ctx
+        return dense(src, W, b, ty["proj_accum"] if n != "output" else ty["out_accum"], ty["q"] if n != "output" else ty["result"])
+
+    q, k, v = proj("query", H * dk), proj("key", H * dk), proj("value", H * dv)
+    ctx_vars = np.empty((L, H * dv), dtype=object)
+    for h in range(H):
+        qh = q._vars[:, h * dk:(h + 1) * dk]
+        kh = k._vars[:, h * dk:(h + 1) * dk]
+        vh = v._vars[:, h * dv:(h + 1) * dv]
+        for i in range(L):
+            scores = []
+            for j in range(L):
+                acc = 0.0
+                for d in range(dk):
+                    acc = cast_var(vmul(qh[i, d], kh[j, d]) + acc, acc_t)
+                scores.append(cast_var(acc * scale, score_t))
+            a = softmax_row(scores, ty, at, arr, "softmax.", ty["softmax.result"], hw)
+            for c in range(dv):
+                acc = 0.0
+                for j in range(L):
+                    acc = cast_var(vmul(a[j], vh[j, c]) + acc, acc_t)
+                ctx_vars[i, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
+    ctx = FixedVariableArray(ctx_vars, x.solver_options, hwconf=hw)
+    return proj("output", int(at["out_dim"]))

@@ -291,7 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                     "latency_cutoff": args.latency_cutoff, "clock_period_ns": args.clock_period, "part": args.part,
                     "unsupported": [], "notes": []}
 
-    inputs, tensors, problems = build(graph, arrays, args.latency_cutoff)
+    from .trace_graph import MUL_CHUNK
+
+    cutoff = args.latency_cutoff
+    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < MUL_CHUNK:
+        # a variable x variable product is one da4ml operation of up to MUL_CHUNK adder levels; it must fit a stage
+        cutoff = float(MUL_CHUNK)
+        result["notes"].append(f"latency cutoff raised from {args.latency_cutoff} to {cutoff} adder levels: da4ml needs a "
+                               f"{MUL_CHUNK}-bit variable x variable product (attention, softmax, norm) inside one stage")
+    result["latency_cutoff"] = cutoff
+    inputs, tensors, problems = build(graph, arrays, cutoff)
     timings["trace_s"] = round(time.time() - t0, 2)
     result["unsupported"] = problems + [{"layer": u, "reason": "unsupported at export"} for u in graph.get("unsupported_layers", [])
                                         if not any(p["layer"] == u.split(" ")[0] for p in problems)]
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    model = VerilogModel(comb, name, out, latency_cutoff=args.latency_cutoff, clock_period=args.clock_period,
+    model = VerilogModel(comb, name, out, latency_cutoff=cutoff, clock_period=args.clock_period,
                          part_name=args.part, print_latency=False)
     model.write(metadata={"hwflow_model": graph["model"]})
     timings["codegen_s"] = round(time.time() - t1, 2)
