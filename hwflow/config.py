@@ -130,7 +130,8 @@ KWS = S(
         "reverb_prob": F(NUM, 0.5, check=lambda x: 0 <= x <= 1, rule="in [0, 1]"),
         "rt60_s": F((list,), [0.1, 0.5], item_types=NUM),
         "noise_colors": F((list,), ["white", "pink", "brown"], item_types=(str,), item_choices=("white", "pink", "brown")),
-        "shard_size": F((int,), 100, check=_pos, rule="> 0"),
+        # clips per fresh worker process; the arrays do not depend on it (each clip is seeded by its index)
+        "shard_size": F((int,), 200, check=_pos, rule="> 0"),
     }
 )
 

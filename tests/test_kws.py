@@ -178,6 +178,15 @@ def test_worker_count_and_rerun_do_not_change_arrays(small, tmp_path):
     assert man2["content_sha256"] == manifest["content_sha256"]
 
 
+def test_shard_boundaries_do_not_change_arrays(small):
+    arrays, spec = small[0], small[3]
+    whole = kws._shard({"spec": spec, "start": 0, "end": 36})
+    parts = [kws._shard({"spec": spec, "start": s, "end": min(s + 7, 36)}) for s in range(0, 36, 7)]
+    for k in ["X", *kws.META_FIELDS]:
+        assert np.array_equal(whole[k], arrays[k]), k
+        assert np.array_equal(np.concatenate([p[k] for p in parts]), arrays[k]), k
+
+
 def test_cache_hit_miss_and_corruption(small, monkeypatch):
     arrays, manifest, folder, spec, first_s = small
 
