@@ -20,7 +20,7 @@ HEADER = "hwflow_glu.h"
 glu_config_template = ("struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
                        "    static const unsigned n_tokens = {n_tokens};\n"
                        "    static const unsigned n_chan = {n_chan};\n" + swish._lut_config_body +
-                       "}};\nconst config{index}::table_t config{index}::table[{table_size}] = {{{table_values}}};\n")
+                       "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n")
 glu_function_template = "nnet::hwflow_glu<{input_t}, {output_t}, {config}>({input}, {output});"
 
 _classes = {}

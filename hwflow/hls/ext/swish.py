@@ -15,7 +15,7 @@ Precision: {result, table}, ReuseFactor}}``. The table is computed in Python
 """
 from __future__ import annotations
 
-from .conformer_common import activation_quantizer, cpp_literals, mult_limit, qkeras_quantizer, register_for_backends, register_handler, \
+from .conformer_common import activation_quantizer, mult_limit, qkeras_quantizer, register_for_backends, register_handler, \
     result_precision
 
 HEADER = "hwflow_swish.h"
@@ -27,12 +27,12 @@ _lut_config_body = """    static const unsigned table_size = {table_size};
     static const unsigned reuse_factor = {reuse};
     static const unsigned multiplier_limit = {mult_limit};
     typedef {table_t.name} table_t;
-    static const table_t table[{table_size}];
+    static const ap_uint<{table_width}> table[{table_size}]; // raw bits of table_t values (a ROM)
 """
 
 swish_config_template = ("struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
                          "    static const unsigned n_in = {n_in};\n" + _lut_config_body +
-                         "}};\nconst config{index}::table_t config{index}::table[{table_size}] = {{{table_values}}};\n")
+                         "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n")
 swish_function_template = "nnet::hwflow_swish<{input_t}, {output_t}, {config}>({input}, {output});"
 
 
@@ -47,11 +47,18 @@ def table_of(node):
 
 def lut_params(node, params: dict) -> dict:
     """Fill the sigmoid-table entries of a template's parameters."""
+    from ...reference.fixed import parse_type, quantize_int
+
     table = table_of(node)
     params["table_size"] = table.table_size
     params["log2_size"] = table.log2_size
     params["log2_scale"] = table.log2_scale
-    params["table_values"] = cpp_literals(table.values())
+    t = parse_type(table.table_t)
+    params["table_width"] = t.width
+    # raw integer literals: g++ compiles them fast (an ap_fixed from a double literal is a heavy inline
+    # conversion per entry) and HLS sees a plain ROM; the kernel reinterprets them with .range()
+    raw = quantize_int(table.values(), t) & ((1 << t.width) - 1)
+    params["table_values"] = ", ".join(f"{int(r)}ULL" for r in raw)
     return params
 
 

@@ -29,7 +29,8 @@ GLU_TOKENS:
             #pragma HLS UNROLL
             data_T a = data[t * 2 * CONFIG_T::n_chan + c];
             data_T b = data[t * 2 * CONFIG_T::n_chan + CONFIG_T::n_chan + c];
-            typename CONFIG_T::table_t s = CONFIG_T::table[hwflow_sigmoid_index<data_T, CONFIG_T>(b)];
+            typename CONFIG_T::table_t s;
+            s.range() = CONFIG_T::table[hwflow_sigmoid_index<data_T, CONFIG_T>(b)];
             res[t * CONFIG_T::n_chan + c] = (res_T)(a * s);
         }
     }

@@ -5,7 +5,8 @@
 //   s     = table[k + N/2]                  N = table_size entries over [-R, R), 2^log2_scale = N / 2R
 //   y     = (res_T)(x * s)                  exact product, one cast with res_T's rounding/overflow
 // The table (sigmoid at bin centres, already cast to table_t) is computed in Python and written into
-// the layer's config as exact literals, so C simulation and the numpy reference use the same numbers.
+// the layer's config as raw table_t bits (an ap_uint ROM, reinterpreted with .range()), so C simulation
+// and the numpy reference use the same numbers.
 #ifndef HWFLOW_SWISH_H_
 #define HWFLOW_SWISH_H_
 
@@ -46,7 +47,8 @@ SWISH_LOOP:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
         #pragma HLS UNROLL
         data_T x = data[i];
-        typename CONFIG_T::table_t s = CONFIG_T::table[hwflow_sigmoid_index<data_T, CONFIG_T>(x)];
+        typename CONFIG_T::table_t s;
+        s.range() = CONFIG_T::table[hwflow_sigmoid_index<data_T, CONFIG_T>(x)];
         res[i] = (res_T)(x * s);
     }
 }
