@@ -229,6 +229,32 @@ def local_outputs(qmodel, hls_model, x: np.ndarray, trace: dict, refs: dict) -> 
     return out
 
 
+def _accum_range(layer) -> dict | None:
+    """Return the type_range of an HLS layer's accumulator (Dense/pointwise/average pooling), or None."""
+    if layer.class_name not in ("Dense", "PointwiseConv1D", "Conv1D", "GlobalPooling1D", "Pooling1D"):
+        return None
+    if layer.class_name.endswith("Pooling1D") and layer.get_attr("pool_op", "") != "Average":
+        return None
+    t = layer.get_attr("accum_t")
+    return type_range(t.precision) if t is not None and hasattr(t, "precision") else None
+
+
+def _accum_values(layer, qmodel, kout: dict, n: int) -> np.ndarray | None:
+    """Return the final accumulator values of an HLS layer, from the same-named Keras layer's unquantized output.
+
+    Dense/pointwise: the pre-activation sum W·x + b; average pooling: the sum over the pooled axis
+    (mean × pool size). With wrap-around arithmetic only the final sum has to fit.
+    """
+    raw = kout.get(layer.name)
+    if raw is None:
+        return None
+    raw = _flat(raw, n)
+    if layer.class_name.endswith("Pooling1D"):
+        shape = qmodel.get_layer(layer.name).input_shape
+        raw = raw * int(shape[1])
+    return raw
+
+
 def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) -> list[dict]:
     """Return one record per HLS layer: type, representable range, observed ranges, error vs QKeras, overflow counts."""
     n = len(x)
@@ -241,7 +267,10 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             # a linear activation hls4ml inserted (e.g. '<dense>_linear', a cast to its own type) holds its input's value
             ref = refs.get(layer.get_input_node().name)
         refs[layer.name] = ref
-    need = sorted({r for r in refs.values() if r is not None and qmodel.get_layer(r).__class__.__name__ != "InputLayer"})
+    keras_names = {ly.name for ly in qmodel.layers}
+    accum_layers = {ly.name for ly in layers if _accum_range(ly) is not None and ly.name in keras_names}
+    need = sorted({r for r in refs.values() if r is not None and qmodel.get_layer(r).__class__.__name__ != "InputLayer"}
+                  | accum_layers)
     kout = keras_layer_outputs(qmodel, x, need)
     local = local_outputs(qmodel, hls_model, x, trace, refs)
     records = []
@@ -267,6 +296,14 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             rec["qkeras_range"] = [float(ref.min()), float(ref.max())]
             rec["overflow"] = count_overflow(ref, rng)
             rec["_ref"] = ref
+        acc = _accum_values(layer, qmodel, kout, n) if layer.name in accum_layers else None
+        if acc is not None:
+            arng = _accum_range(layer)
+            rec["accum_type"] = arng["type"]
+            rec["accum_range"] = [float(acc.min()), float(acc.max())]
+            rec["accum_overflow"] = count_overflow(acc, arng)
+            # an accumulator that wraps corrupts the result even when the result type is wide enough
+            rec["overflow"] = rec.get("overflow", 0) + rec["accum_overflow"]
         if hls_vals is not None:
             hv = _flat(hls_vals, n)
             rec["hls_range"] = [float(hv.min()), float(hv.max())]
@@ -354,8 +391,16 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
     for r in records:
         if r.get("overflow"):
             rep = r["representable"]
-            msg = (f"layer {r['layer']} ({r['hls_type']}): {r['overflow']} QKeras values outside [{rep['lo']:g}, {rep['hi']:g}] "
-                   f"(observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); widen its precision in hls.layer_name")
+            if r.get("accum_overflow"):
+                msg = (f"layer {r['layer']}: accumulator {r['accum_type']} overflows on {r['accum_overflow']} values "
+                       f"(sums in [{r['accum_range'][0]:.4g}, {r['accum_range'][1]:.4g}]); widen Precision: accum in hls.layer_name")
+                warnings.warn(msg, OverflowWarning, stacklevel=2)
+                print(f"warning: {msg}")
+            if r["overflow"] == r.get("accum_overflow", 0):
+                continue
+            msg = (f"layer {r['layer']} ({r['hls_type']}): {r['overflow'] - r.get('accum_overflow', 0)} QKeras values outside "
+                   f"[{rep['lo']:g}, {rep['hi']:g}] (observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); "
+                   f"widen its precision in hls.layer_name")
             warnings.warn(msg, OverflowWarning, stacklevel=2)
             print(f"warning: {msg}")
     flips = softmax_flips(hls_model, traced, y_csim) if trace else {"count": None, "note": "trace off"}
@@ -487,6 +532,8 @@ def markdown(r: dict, title: str = "") -> str:
             qr_s = f"[{qr[0]:.3g}, {qr[1]:.3g}]" if qr else "–"
             ovf = x.get("overflow")
             ovf_s = f"**{ovf}** ⚠️" if ovf else _fmt(ovf)
+            if x.get("accum_overflow"):
+                ovf_s += f" (accumulator `{x['accum_type']}`: {x['accum_overflow']})"
             L.append(f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | {_fmt(x.get('max_abs_error'))} | "
                      f"{_fmt(x.get('max_abs_error_lsb'), 1)} | {_fmt(x.get('local_max_abs_error_lsb'), 1)} | "
                      f"{_pct(x.get('local_exact_fraction'))} | {ovf_s} | {_fmt(x.get('at_limit'))} |")

@@ -123,6 +123,7 @@ def tiny_csim(tmp_path_factory):
     cfg["Model"]["Precision"] = "ap_fixed<18,6>"
     cfg["LayerName"]["x"]["Precision"]["result"] = "ap_fixed<18,6>"
     cfg["LayerName"]["d2"]["Precision"]["result"] = "ap_fixed<8,1>"  # |logits| > 1 overflow on purpose
+    cfg["LayerName"]["d2"]["Precision"]["accum"] = "ap_fixed<12,2>"  # and its accumulator too
     out_dir = tmp_path_factory.mktemp("csim")
     hm = hls4ml.converters.convert_from_keras_model(m, hls_config=cfg, output_dir=str(out_dir / "prj"),
                                                     backend="Vitis", io_type="io_parallel")
@@ -160,9 +161,13 @@ def test_csim_overflow_detected_where_it_is(tiny_csim):
     assert r["overflow_counts"]["d1"] == 0 and r["overflow_counts"]["relu1"] == 0
     layers = {l["layer"]: l for l in r["layers"]}
     assert layers["d2"]["hls_type"].startswith("ap_fixed<8,1")
+    assert layers["d2"]["accum_type"].startswith("ap_fixed<12,2") and layers["d2"]["accum_overflow"] > 0
+    assert layers["d1"]["accum_overflow"] == 0 and layers["d1"]["accum_range"][1] > 0
     # a wide accumulator matches QKeras to well under one input LSB; the wrapped layer does not
     assert layers["d1"]["max_abs_error"] < 2 ** -6
     assert layers["d2"]["max_abs_error"] > 0.5
+    assert layers["relu1"]["local_max_abs_error"] == 0  # fed the C++ d1 values, the quantized relu is bit exact
+    assert layers["d1"]["local_max_abs_error"] < layers["d1"]["max_abs_error"] or layers["d1"]["max_abs_error"] == 0
     # the quantized relu is the same ap_ufixed<10,3> in both: exact except where d1's own rounding moved it
     assert layers["relu1"]["exact_fraction"] > 0.5
     assert r["softmax_flips_detail"]["input_layer"] in ("d2", "d2_linear")
