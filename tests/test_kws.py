@@ -119,6 +119,18 @@ def test_clip_is_seeded_by_seed_and_index_only():
     assert np.array_equal(np.round(a * 32768), a * 32768)  # a 16-bit recording
 
 
+@needs_espeak
+def test_save_wav_writes_the_clip(tmp_path):
+    from scipy.io import wavfile
+
+    spec = spec_for(SMALL)
+    rate, data = wavfile.read(kws.save_wav(spec, 4, tmp_path / "c.wav"))
+    assert rate == 16000 and data.dtype == np.int16
+    assert np.array_equal(data, np.round(kws.make_clip(spec, 4)[0] * 32768).astype(np.int16))
+    with pytest.raises(HwflowError, match="outside"):
+        kws.save_wav(spec, 36, tmp_path / "x.wav")
+
+
 def test_missing_espeak_gives_install_hint(env, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no espeak-ng on PATH
     monkeypatch.delenv("HWFLOW_ESPEAK", raising=False)
@@ -165,6 +177,7 @@ def test_manifest_and_figures(small, env):
     assert manifest["generation"]["clips_per_s"] > 0 and manifest["generation"]["shards"] == 4
     assert json.loads((folder / MANIFEST).read_text())["spec"] == spec
     assert (folder / "examples.png").stat().st_size > 10_000
+    assert len(list((folder / "examples").glob("*.wav"))) == 12
     assert (env / "reports" / "data" / "kws_examples.png").exists()
 
 

@@ -17,6 +17,10 @@ microphone floor -> clip to [-1, 1] and round to
 
 Features: ln(mel power + 1e-6), HTK mel filterbank in numpy (hwflow.data.audio), periodic Hann
 window of win_ms, hop of hop_ms, no padding: (n, n_frames, n_mels) float32.
+
+Outputs in data/kws-<spec hash>/: dataset.npz (X, y, class_names, groups + per-clip metadata),
+manifest.json, examples.png (log-mel per class, also copied to reports/data/kws_examples.png) and
+examples/*.wav (one clip per class). espeak-ng is found on PATH or at $HWFLOW_ESPEAK.
 """
 from __future__ import annotations
 
@@ -234,6 +238,20 @@ def make_clip(spec: dict, index: int, exe: str | None = None) -> tuple[np.ndarra
     return x.astype(np.float32), meta
 
 
+def save_wav(spec: dict, index: int, path: str | Path) -> Path:
+    """Return ``path`` after writing clip ``index`` of the dataset as a 16-bit WAV, to listen to what the model hears."""
+    from scipy.io import wavfile
+
+    check_spec(spec)
+    n = len(class_names(spec)) * spec["clips_per_class"]
+    require(0 <= index < n, f"clip index {index} outside the dataset's 0..{n - 1}")
+    x, _ = make_clip(spec, index)
+    path = Path(path)
+    with atomic_path(path, suffix=".wav") as tmp:
+        wavfile.write(tmp, spec["sample_rate"], np.round(x * 32768).astype(np.int16))
+    return path
+
+
 def _shard(task: dict) -> dict:
     """Return features + metadata of clips [start, end) (runs in a fresh process)."""
     spec, start, end = task["spec"], task["start"], task["end"]
@@ -318,6 +336,8 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
     manifest = load_cached(KIND, spec, root)[1]
     if figure:
         _figures(arrays, folder)
+        for c, name in enumerate(names):  # one clip per class to listen to (regenerated from its seed)
+            save_wav(spec, c * spec["clips_per_class"], folder / "examples" / f"{c:02d}_{name}.wav")
     return arrays, manifest, folder
 
 
