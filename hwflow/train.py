@@ -30,6 +30,28 @@ def card_model_hash(card) -> str:
     return stable_hash({k: card[k] for k in ("data", "model", "quant", "train")})
 
 
+TRAINED_SECTIONS = ("data", "model", "quant", "train")
+
+
+def card_changes(trained: dict, card) -> list[str]:
+    """Return 'key: trained -> now' lines where the card differs from the one a model was trained with.
+
+    Keys the trained card did not have (added to the schema later, with defaults) are ignored, so a
+    schema extension does not invalidate trained models; every key the user could have set is compared.
+    """
+    out: list[str] = []
+
+    def walk(old, new, where):
+        if isinstance(old, dict) and isinstance(new, dict):
+            for k, v in old.items():
+                walk(v, new.get(k, "<missing>"), f"{where}.{k}" if where else k)
+        elif old != new:
+            out.append(f"{where}: {old!r} -> {new!r}")
+
+    walk({k: trained.get(k) for k in TRAINED_SECTIONS if k in trained}, {k: card.get(k) for k in TRAINED_SECTIONS}, "")
+    return out
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and TensorFlow and make TensorFlow ops deterministic."""
     import tensorflow as tf
@@ -107,6 +129,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         "name": card.name,
         "model_kind": card["model"]["kind"],
         "card_hash": card_model_hash(card),
+        "trained_card": {k: card[k] for k in TRAINED_SECTIONS},
         "parameters": int(models["qkeras"].count_params()),
         "input_shape": list(input_shape),
         "input_norm": norm_stats,
@@ -164,9 +187,11 @@ def load_trained(card, which: str = "qkeras"):
         raise HwflowError(f"no trained {which} model at {path}: run `make train MODEL={card.name}` first")
     summary_path = card.model_dir() / "summary.json"
     if summary_path.exists():
-        trained_hash = json.loads(summary_path.read_text()).get("card_hash")
-        if trained_hash and trained_hash != card_model_hash(card):
-            raise HwflowError(f"models/{card.name}/ was trained from a different card (data/model/quant/train changed): "
+        trained = json.loads(summary_path.read_text()).get("trained_card")
+        changed = card_changes(trained, card) if trained else []
+        if changed:
+            shown = "; ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+            raise HwflowError(f"models/{card.name}/ was trained from a different card ({shown}): "
                               f"run `make train MODEL={card.name}` again")
     import tensorflow as tf
 

@@ -592,6 +592,8 @@ def plot_layer_errors(path: Path, records: list[dict], title: str = "") -> Path:
         ax.barh(ypos - 0.19, loc, height=0.36, color="tab:green", alpha=0.8,
                 label="max error, layer fed its C++ inputs (own error)")
         ax.scatter(lsb, ypos, marker="|", s=300, linewidths=2, color="black", zorder=3, label="1 LSB of the HLS type")
+        mean = np.array([max(r["mean_abs_error"], floor) for r in rows])
+        ax.scatter(mean, ypos + 0.19, marker="o", s=14, color="black", zorder=4, label="mean error, end to end")
         any_ovf = any(r.get("overflow") for r in rows)
         right = max(mx.max(), np.nanmax(lsb) if np.isfinite(lsb).any() else 1.0) * (400 if any_ovf else 8)
         for yp, r in zip(ypos, rows):
@@ -639,6 +641,10 @@ def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
             colors.append("tab:red" if r.get("overflow") else "tab:blue")
         if r.get("overflow"):
             ax.text(top + 0.4, yp, f"overflow: {r['overflow']}", va="center", color="darkred", fontsize=8, weight="bold")
+        if len(vals):
+            under = float(np.mean(vals < rep["lsb"] / 2))  # nonzero values the type rounds away
+            if under >= 0.001:
+                ax.text(bottom - 0.4, yp, f"{under * 100:.1f}% < LSB", va="center", ha="right", color="darkorange", fontsize=7.5)
     if data:
         bp = ax.boxplot(data, positions=ok_pos, vert=False, widths=0.42, whis=(0, 100), patch_artist=True,
                         showfliers=False, zorder=2, medianprops={"color": "black"})

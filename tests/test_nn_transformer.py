@@ -89,7 +89,7 @@ def test_parameter_count_formula(model):
         assert m.count_params() == 16 + 80 + 1088 + 1072 + 64 + 51
 
 
-def test_input_norm_standardizes(models):
+def test_input_norm_standardizes_exactly(models):
     from hwflow.nn.transformer import set_input_norm
 
     c, q, f = models
@@ -97,10 +97,14 @@ def test_input_norm_standardizes(models):
     x = (rng.normal(size=(400, 8, 4)) * [0.05, 0.1, 0.1, 0.9] + [0.05, 0, 0, 3.5]).astype(np.float32)
     stats = set_input_norm(q, x)
     assert stats["std"][0] == pytest.approx(x[..., 0].std(), rel=1e-4)
-    sub = tf.keras.Model(q.inputs, q.get_layer("input_norm").output)
-    z = sub.predict(x, verbose=0).reshape(-1, 4)
-    np.testing.assert_allclose(z.mean(0), 0, atol=1e-3)
-    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+    scale = np.array(stats["scale"])
+    assert np.all(np.log2(scale) == np.round(np.log2(scale)))  # powers of two: exact in fixed point
+    sub = tf.keras.Model(q.inputs, [q.get_layer("input_q").output, q.get_layer("input_norm").output])
+    xq, z = sub.predict(x, verbose=0)
+    # TensorFlow computes (x_q - mean_q) * 2**k without any rounding, like the C++ scale-and-shift
+    np.testing.assert_array_equal(z.astype(np.float64), (xq.astype(np.float64) - stats["mean_q"]) * scale)
+    zs = z.reshape(-1, 4)
+    assert np.all(np.abs(zs.mean(0)) < 0.02) and np.all((zs.std(0) > 0.7) & (zs.std(0) < 1.42))
     assert not q.get_layer("input_norm").trainable
     c2 = card(input_norm="none")
     from hwflow.nn import build

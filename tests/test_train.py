@@ -100,13 +100,24 @@ def test_load_trained_errors(trained, tmp_path, monkeypatch):
 
     card, _, _, _ = trained
     changed = tiny_card(epochs=4)
-    with pytest.raises(HwflowError, match="different card.*make train MODEL=tiny"):
+    with pytest.raises(HwflowError, match=r"different card \(train.epochs: 3 -> 4\).*make train MODEL=tiny"):
         load_trained(changed)
     with pytest.raises(HwflowError, match="unknown model variant"):
         load_trained(card, "int8")
     monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
     with pytest.raises(HwflowError, match=r"no trained qkeras model.*make train MODEL=tiny"):
         load_trained(card)
+
+
+def test_card_changes_ignore_new_schema_keys():
+    from hwflow.train import card_changes
+
+    card = tiny_card()
+    trained = {k: json.loads(json.dumps(card[k])) for k in ("data", "model", "quant", "train")}
+    trained["model"].pop("input_norm")  # a key the schema gained after training: not a change
+    assert card_changes(trained, card) == []
+    trained["model"]["embed_dim"] = 32
+    assert card_changes(trained, card) == ["model.embed_dim: 32 -> 8"]
 
 
 def test_reproducible_from_seed(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Architecture (names are the Keras layer names, which hls4ml keeps as its layer names, so they are
 also the keys users put under ``hls.layer_name`` in a card)::
 
-    input (N, F) -> input_norm -> input_q -> embed (QDense per constituent) -> embed_act
+    input (N, F) -> input_q -> input_norm -> embed (QDense per constituent) -> embed_act
     blocks i = 0..num_blocks-1, post-norm (default):
         mha{i} -> mha{i}_add (residual) -> norm{i}a
         ffn{i}_dense1 -> ffn{i}_relu -> ffn{i}_dense2 -> ffn{i}_act -> ffn{i}_add (residual) -> norm{i}b
@@ -17,7 +17,7 @@ role          where                                                 fallback whe
 ============  ====================================================  ==========================
 default       every kernel (QDense, attention projections)          (required by the schema)
 bias          every bias, layer-norm beta                           default
-input         input_q: the standardized input                       16 bits, 5 integer
+input         input_q: raw features = the firmware input type       16 bits, 3 integer
 embed_kernel  embedding kernel (only 4 x embed_dim weights)          default
 embed         embed_act: embedding output                           16 bits, 5 integer
 qkv           Q/K/V projections inside attention                    16 bits, 5 integer
@@ -37,11 +37,13 @@ Activation roles do not fall back to the *weight* default (8 bits in [-1, 1) wou
 activations); they fall back to the table above. The float twin (``quantized=False``) has the same
 layers and names with every quantizer None (QActivation -> linear/relu Activation).
 
-Input standardization (``model.input_norm: standard``, the default): the first layer,
-``input_norm``, is a frozen Keras ``BatchNormalization`` holding the training set's per-feature
-mean and variance (set by :func:`set_input_norm` before training), so the firmware takes the raw
-physics features and hls4ml implements the standardization as its native scale-and-shift
-normalization. Without it, features such as ptrel (std 0.05) and logpt (mean 3.5) sit far from the
+Input standardization (``model.input_norm: standard``, the default): after ``input_q`` (the raw
+features quantized to the firmware's input type), ``input_norm`` is a frozen Keras
+``BatchNormalization`` that subtracts the training-set mean (rounded to 1/1024) and multiplies by a
+power of two close to 1/std (set by :func:`set_input_norm` before training). The firmware takes the
+raw physics features; hls4ml implements the standardization as its native scale-and-shift, and
+because the scale is a power of two and the mean sits on a coarse grid, TensorFlow and the fixed-point
+C++ compute it exactly (give ``input_norm`` a result type with enough fractional bits, see the card). Without it, features such as ptrel (std 0.05) and logpt (mean 3.5) sit far from the
 quantizer ranges and quantization-aware training stalls near chance (measured: 30 % accuracy on 5
 jet classes against 57 % with standardization).
 
@@ -55,7 +57,7 @@ from ..util import HwflowError
 
 # activation-role fallbacks (bits, integer, keep_negative); weights fall back to quant.default
 ROLE_DEFAULTS = {
-    "input": (16, 5, True),
+    "input": (16, 3, True),
     "embed": (16, 5, True),
     "qkv": (16, 5, True),
     "score": (16, 5, True),
@@ -70,6 +72,7 @@ ROLE_DEFAULTS = {
     "logits": (16, 5, True),
 }
 WEIGHT_ROLES = ("default", "bias", "embed_kernel")
+NORM_EPS = 2.0 ** -20  # input_norm epsilon: with variance 1 - eps the BatchNormalization scale is exactly gamma
 ROLES = WEIGHT_ROLES + tuple(ROLE_DEFAULTS)
 
 
@@ -157,11 +160,10 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
 
     pre = m["norm_position"] == "pre"
     inp = L.Input(shape=(n_tok, n_feat), name="constituents")
-    h = inp
+    h = act("input", "input_q")(inp)  # the firmware's input type: raw features as the FPGA receives them
     if m.get("input_norm", "standard") == "standard":
         # frozen: its statistics come from the training set (set_input_norm), not from gradient steps
-        h = L.BatchNormalization(epsilon=1e-6, trainable=False, name="input_norm")(h)
-    h = act("input", "input_q")(h)
+        h = L.BatchNormalization(epsilon=NORM_EPS, trainable=False, name="input_norm")(h)
     h = dense(E, "embed", kernel_role="embed_kernel")(h)
     h = act("embed", "embed_act")(h)
     for i in range(m["num_blocks"]):
@@ -248,8 +250,12 @@ def set_input_norm(model, x) -> dict | None:
     except ValueError:
         return None
     flat = np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
-    mean, var = flat.mean(axis=0), flat.var(axis=0)
-    var = np.where(var > 0, var, 1.0)  # a constant feature passes through unscaled instead of dividing by zero
-    gamma, beta = np.ones_like(mean), np.zeros_like(mean)
-    layer.set_weights([w.astype(np.float32) for w in (gamma, beta, mean, var)])
-    return {"mean": mean.tolist(), "std": np.sqrt(var).tolist()}
+    mean, std = flat.mean(axis=0), flat.std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # a constant feature passes through unscaled instead of dividing by zero
+    # exact in float32 and in fixed point: (x - mean_q) * 2**k; var + eps == 1 exactly, so gamma is the scale
+    k = np.clip(np.round(np.log2(1.0 / std)), -8, 8)
+    mean_q = np.round(mean * 1024.0) / 1024.0
+    gamma, beta = 2.0 ** k, np.zeros_like(mean)
+    var = np.full_like(mean, 1.0 - NORM_EPS)
+    layer.set_weights([w.astype(np.float32) for w in (gamma, beta, mean_q, var)])
+    return {"mean": mean.tolist(), "std": std.tolist(), "mean_q": mean_q.tolist(), "scale": gamma.tolist()}
