@@ -665,27 +665,35 @@ def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
 
 
 def plot_scatter(path: Path, y_q: np.ndarray, y_c: np.ndarray, class_names: list[str], title: str = "") -> Path:
-    """Write a scatter of C-simulation vs QKeras outputs per class plus the error histogram; return the path."""
+    """Write C-simulation vs QKeras outputs (difference against value, per class; argmax disagreements marked) and the error histogram."""
     plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8), gridspec_kw={"width_ratios": [1.25, 1]})
     colors = plt.get_cmap("tab10").colors
+    d = y_c - y_q
     for i, c in enumerate(class_names):
-        ax.scatter(y_q[:, i], y_c[:, i], s=6, alpha=0.5, color=colors[i % 10], label=str(c))
-    lim = [min(y_q.min(), y_c.min()), max(y_q.max(), y_c.max())]
-    ax.plot(lim, lim, "k--", lw=0.8, label="C sim = QKeras")
-    ax.set_xlabel("QKeras output")
-    ax.set_ylabel("C simulation output")
-    ax.legend(fontsize=8, markerscale=2, title="class")
+        ax.scatter(y_q[:, i], d[:, i], s=6, alpha=0.45, color=colors[i % 10], label=str(c))
+    flip = np.argmax(y_c, 1) != np.argmax(y_q, 1)
+    if flip.any():
+        # the two top scores of each disagreeing sample: where the C++ and QKeras picks swapped
+        rows = np.flatnonzero(flip)
+        for cols in (np.argmax(y_q[rows], 1), np.argmax(y_c[rows], 1)):
+            ax.scatter(y_q[rows, cols], d[rows, cols], s=40, facecolors="none", edgecolors="black", lw=1.0)
+        ax.scatter([], [], s=40, facecolors="none", edgecolors="black", label=f"argmax differs ({flip.sum()})")
+    ax.axhline(0, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("QKeras output (class probability)")
+    ax.set_ylabel("C simulation − QKeras")
+    ax.legend(fontsize=8, markerscale=2, title="class", ncol=2)
     ax.grid(True, alpha=0.3)
-    d = (y_c - y_q).ravel()
-    span = max(np.abs(d).max(), 1e-12)
-    ax2.hist(d, bins=np.linspace(-span * 1.05, span * 1.05, 61), color="tab:purple", alpha=0.8)
+    flat = d.ravel()
+    span = max(np.abs(flat).max(), 1e-12)
+    ax2.hist(flat, bins=np.linspace(-span * 1.05, span * 1.05, 61), color="tab:purple", alpha=0.8)
     ax2.set_yscale("log")
     ax2.set_xlabel("C sim − QKeras (all outputs)")
     ax2.set_ylabel("count")
     ax2.grid(True, alpha=0.3)
-    ax2.set_title(f"max |diff| = {np.abs(d).max():.3g}, mean = {np.abs(d).mean():.3g}", fontsize=9)
-    fig.suptitle(f"{title}: C simulation vs QKeras" if title else "C simulation vs QKeras", fontsize=10)
+    ax2.set_title(f"max |diff| = {np.abs(flat).max():.3g}, mean = {np.abs(flat).mean():.3g}; "
+                  f"argmax agreement {np.mean(~flip) * 100:.2f} %", fontsize=9)
+    fig.suptitle(f"{title}: C simulation vs QKeras, {len(y_q)} samples" if title else "C simulation vs QKeras", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
