@@ -1,7 +1,7 @@
 """hwflow.hls: QKeras model -> hls4ml project with hwflow's attention, softmax and normalization extension layers.
 
 Public API: ``convert(card, model, output_dir=None, calibration_data=None)``, ``hls_config(card, model, ...)``,
-``compile_model(hls_model)``, ``firmware(card)``, ``register_extensions()``; CLI ``hwflow firmware MODEL``.
+``compile_model(hls_model)``, ``trace(hls_model, x)``, ``firmware(card)``, ``register_extensions()``; CLI ``hwflow firmware MODEL``.
 """
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def compile_model(hls_model):
     from .convert import compile_model as _compile
 
     return _compile(hls_model)
+
+
+def trace(hls_model, x):
+    """Return (outputs, {layer: outputs}) of the compiled C simulation on ``x`` (no recompile after compile_model)."""
+    from .convert import trace as _trace
+
+    return _trace(hls_model, x)
 
 
 def firmware(card, model=None, calibration_data=None, test_inputs=None):

@@ -139,6 +139,12 @@ def _mha_intermediates(layer, x):
     return q.numpy(), k.numpy(), v.numpy(), s.numpy(), a.numpy(), c.numpy()
 
 
+def _feeds_qactivation(layer) -> bool:
+    """Return True when every consumer of ``layer``'s output is a QActivation."""
+    outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
+    return bool(outs) and all(type(o).__name__ == "QActivation" for o in outs)
+
+
 def _range_type(max_abs: float, width: int = 16) -> str:
     """Return a signed rounding/saturating type of ``width`` bits whose range covers max_abs (with margin)."""
     integer = max(int(math.ceil(math.log2(max_abs * 1.25 + 1e-12))), 0) + 1 if max_abs > 0 else 1
@@ -190,6 +196,15 @@ def hls_config(card, model, calibration_data=None) -> dict:
         elif cls in ("QLayerNormalization", "QRMSNormalization"):
             oq = quantizer_type(layer.output_quantizer, name)
             prec["result"] = oq.cpp() if oq else h["default_precision"]
+        elif cls == "BatchNormalization":
+            # folded scale/bias in the 16-bit default lose ~2^-11 per feature; keep 18 fractional bits, rounded
+            for key in ("scale", "bias"):
+                if prec.get(key) in (None, "auto") or str(prec.get(key)).startswith("fixed<16,6"):
+                    prec[key] = "ap_fixed<26,8,AP_RND_CONV,AP_SAT>"
+        elif cls in ("GlobalAveragePooling1D", "AveragePooling1D") and _feeds_qactivation(layer):
+            # QKeras averages in float and the next QActivation rounds once: keep the average wide here
+            prec["result"] = "ap_fixed<32,10>"
+            prec["accum"] = "ap_fixed<32,10>"
         elif cls == "LayerNormalization":
             prec["result"] = prec.get("result") if prec.get("result") not in (None, "auto") else h["default_precision"]
     for hname in _softmax_layers(model):
@@ -230,6 +245,7 @@ def convert(card, model, output_dir=None, calibration_data=None):
         if "Unsupported layer type" in msg:
             raise HwflowError(f"{msg}; supported: {', '.join(supported_layers())}") from e
         raise
+    hm.config.trace_output = True  # one build serves predict() and trace(); the trace code is csim-only
     return hm
 
 
@@ -245,6 +261,18 @@ def compile_model(hls_model):
         raise HwflowError(f"C++ compilation of the HLS model failed in {hls_model.config.get_output_dir()}: {e}") from e
     hls_model.hwflow_compile_s = time.time() - t0
     return hls_model
+
+
+def trace(hls_model, x):
+    """Return (outputs, {layer name: outputs}) of the C simulation, without hls4ml's recompile when already traced."""
+    x = np.ascontiguousarray(x)
+    if getattr(hls_model, "hwflow_compile_s", None) is not None and hls_model.config.trace_output:
+        hls_model.compile = lambda: None  # instance-level: the library was built with tracing by compile_model
+        try:
+            return hls_model.trace(x)
+        finally:
+            del hls_model.compile
+    return hls_model.trace(x)
 
 
 def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:

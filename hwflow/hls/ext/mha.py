@@ -122,9 +122,11 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
 
     cfg = keras_layer["config"]
     name = cfg["name"]
-    if len(input_shapes) != 1 or (input_names and len(input_names) != 1):
-        raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) converts to HLS; "
-                          "call it with one input")
+    # layer(x) and layer(x, x) are both self-attention; distinct query/value tensors are not supported
+    if input_names and len(set(input_names)) != 1:
+        raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) converts to "
+                          f"HLS, got inputs {input_names}")
+    input_names = list(input_names[:1]) if input_names else input_names
     shape = input_shapes[0]
     if len(shape) != 3:
         raise HwflowError(f"layer {name} (QMultiHeadAttention): expected a (batch, tokens, features) input, got {shape}")
