@@ -3,7 +3,7 @@
 Architecture (Gulati et al. 2020, sized for an FPGA; names are the Keras layer names, which hls4ml
 keeps, so they are the keys of ``hls.layer_name`` in a card)::
 
-    input (frames, mels) -> input_q -> input_norm (per-mel batch norm, folded: QDepthwiseConv1D kernel 1)
+    input (frames, mels) -> input_q -> feature_norm (per-mel batch norm, folded: QDepthwiseConv1D kernel 1)
     front end: subsample (QConv1D, kernel 3, stride model.subsampling, 'same') -> subsample_act (quantized ReLU)
                -> proj (QDense per frame, to model.embed_dim) -> proj_act
     blocks i = 0..num_blocks-1 (pre-norm modules, each with a residual add, then a block norm):
@@ -486,7 +486,7 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     # applies exactly the quantized scale and shift (log-mel features are not zero-mean or unit-variance)
     h = QDepthwiseConv1D(1, padding="valid", use_bias=False, depthwise_quantizer=q("in_norm_scale"),
                          bias_quantizer=q("in_norm_shift"), output_quantizer=q("in_norm"), fold_batchnorm=True,
-                         depthwise_initializer="ones", name="input_norm")(h)
+                         depthwise_initializer="ones", name="feature_norm")(h)
     h = QConv1D(D, 3, strides=m["subsampling"], padding="same", kernel_quantizer=q("default"),
                 bias_quantizer=q("bias"), name="subsample")(h)
     h = act("frontend", "subsample_act", kind="relu")(h)
