@@ -229,6 +229,8 @@ SCHEMA = S(
                 "latency_cutoff": F(NUM, 5.0, check=_pos, rule="> 0 adder levels per pipeline stage"),
                 "yosys": F((bool,), True),
                 "yosys_timeout_s": F((int,), 3600, check=_pos, rule="> 0 s"),
+                # skip Yosys (with a note) when da4ml estimates more LUTs than this, unless `hwflow rtl --yosys`
+                "yosys_max_cost": F((int,), 300000, check=_pos, rule="> 0 estimated LUTs"),
                 "samples": F((int,), 1000, check=_pos, rule="> 0"),
                 "iverilog_samples": F((int,), 64, check=_nonneg, rule=">= 0 (0 skips the Icarus cross-check)"),
             }

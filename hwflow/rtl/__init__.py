@@ -40,7 +40,7 @@ def _source_root() -> Path:
 
 
 def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict, part: str, n_samples: int,
-               yosys: bool, python: Path | None = None, timeout_s: int | None = None) -> dict:
+               yosys: bool | str, python: Path | None = None, timeout_s: int | None = None) -> dict:
     """Return the worker's result dict after running the RTL flow in .venv-rtl on a neutral file."""
     py = python or rtl_python()
     cmd = [str(py), "-m", "hwflow.rtl.worker", "--neutral", str(neutral), "--out", str(out), "--result", str(result),
@@ -50,6 +50,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
            "--yosys-timeout", str(rtl_cfg.get("yosys_timeout_s", 3600))]
     if not yosys:
         cmd.append("--no-yosys")
+    elif yosys != "force" and rtl_cfg.get("yosys_max_cost"):
+        cmd += ["--yosys-max-cost", str(rtl_cfg["yosys_max_cost"])]
     if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
         cmd.append("--no-iverilog")
     env = dict(os.environ, PYTHONPATH=str(_source_root()), PYTHONNOUSERSITE="1")
@@ -69,7 +71,7 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
 
 
 def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cfg: dict, part: str,
-                 yosys: bool = True, python: Path | None = None, extra: dict | None = None) -> dict:
+                 yosys: bool | str = True, python: Path | None = None, extra: dict | None = None) -> dict:
     """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and rtl.{json,md}."""
     from .export import export_model
 
@@ -106,7 +108,8 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "resources_extra": res.get("resources_extra"),
         "utilization_pct": res.get("utilization_pct"),
         "part_totals": res.get("part_totals"),
-        "synthesizer": res.get("synthesizer", "not run (--no-yosys or rtl.yosys: false)"),
+        "synthesizer": res.get("synthesizer") or (f"not run: {res['yosys'].get('reason')}" if res.get("yosys")
+                                                  else "not run (--no-yosys or rtl.yosys: false)"),
         "simulator": res.get("simulator"),
         "second_simulator": ({k: res["iverilog"].get(k) for k in ("version", "n_samples", "bit_exact_fraction", "latency_cycles", "interval")}
                              if res.get("iverilog", {}).get("ran") else res.get("iverilog")),
@@ -209,7 +212,8 @@ def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=N
     build = project_root() / "build" / card.name / "rtl_hls"
     build.parent.mkdir(parents=True, exist_ok=True)
     hls_model = converter(card, qmodel, output_dir=str(build), calibration_data=ds.x_train)
-    use_yosys = card["rtl"]["yosys"] if yosys is None else yosys
+    # --yosys forces synthesis whatever the size; the card's rtl.yosys runs it only below rtl.yosys_max_cost
+    use_yosys = card["rtl"]["yosys"] if yosys is None else ("force" if yosys else False)
     extra = {"hls4ml_version": package_versions(["hls4ml"])["hls4ml"], "hls_project": str(build)}
     return rtl_from_hls(hls_model, x, card.name, card.firmware_dir() / "rtl", card.report_dir(), card["rtl"],
                         card["hls"]["part"], yosys=use_yosys, python=py, extra=extra)
@@ -222,7 +226,7 @@ def add_cli(sub) -> None:
     p.add_argument("-n", "--samples", type=int, default=None, help="test samples to simulate (default: rtl.samples of the card)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--no-yosys", dest="yosys", action="store_false", default=None, help="skip Yosys synthesis (slow for big models)")
-    g.add_argument("--yosys", dest="yosys", action="store_true", help="run Yosys even if the card says rtl.yosys: false")
+    g.add_argument("--yosys", dest="yosys", action="store_true", help="run Yosys even if the card says rtl.yosys: false or the design exceeds rtl.yosys_max_cost")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a card key, e.g. --set rtl.latency_cutoff=8 (repeatable)")
     p.set_defaults(func=_cli)

@@ -1,6 +1,6 @@
 """Small stock-hls4ml models for the RTL route's tests and smoke runs (QDense + quantized_relu MLPs, 2-D and 3-D inputs).
 
-Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR`` to exercise the flow without a trained card.
+Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR [--kind seq|flat]`` (the whole flow without a trained card).
 """
 from __future__ import annotations
 
@@ -56,3 +56,33 @@ def sample_inputs(model, n: int, seed: int = 1, scale: float = 2.0) -> np.ndarra
     """Return n float32 random inputs of the model's input shape (wide enough to hit rounding and saturation)."""
     shape = tuple(int(d) for d in model.input_shape[1:])
     return np.random.default_rng(seed).normal(0, scale, (n, *shape)).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the open RTL flow on a tiny stock model into OUT_DIR (firmware/, reports/); return the exit code."""
+    import argparse
+    from pathlib import Path
+
+    from . import rtl_from_hls
+
+    ap = argparse.ArgumentParser(prog="python -m hwflow.rtl.demo", description="open RTL flow on a tiny stock model")
+    ap.add_argument("out_dir")
+    ap.add_argument("--kind", choices=("seq", "flat"), default="seq")
+    ap.add_argument("-n", "--samples", type=int, default=200)
+    ap.add_argument("--no-yosys", action="store_true")
+    args = ap.parse_args(argv)
+    out = Path(args.out_dir).resolve()
+    model = tiny_qkeras(args.kind)
+    hls_model = convert_stock(model, str(out / "hls"))
+    cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 32, "yosys_timeout_s": 900}
+    r = rtl_from_hls(hls_model, sample_inputs(model, args.samples), f"tiny_{args.kind}", out / "firmware" / "rtl",
+                     out / "reports", cfg, "xcvu13p-flga2577-2-e", yosys=not args.no_yosys)
+    print(f"bit-exact vs C sim {r['bit_exact_fraction_vs_csim']}, latency {r['latency_cycles']} cycles, II {r['interval']}, "
+          f"resources {r['resources']}; report {out / 'reports' / 'rtl.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

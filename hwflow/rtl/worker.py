@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-yosys", action="store_true")
     ap.add_argument("--no-iverilog", action="store_true")
     ap.add_argument("--yosys-timeout", type=int, default=3600)
+    ap.add_argument("--yosys-max-cost", type=float, default=None,
+                    help="skip Yosys when da4ml's LUT estimate exceeds this (default: no limit)")
     args = ap.parse_args(argv)
 
     import da4ml
@@ -376,7 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         result["latency_source"] = "pipeline depth confirmed by the Verilator II=1 stream matching the C simulation"
     result["latency_ns"] = result["latency_cycles"] * args.clock_period if result["latency_cycles"] is not None else None
 
-    if not args.no_yosys:
+    too_big = args.yosys_max_cost is not None and float(comb.cost) > args.yosys_max_cost
+    if not args.no_yosys and too_big:
+        result["yosys"] = {"ran": False, "reason": f"skipped: da4ml estimates {float(comb.cost):.0f} LUTs > rtl.yosys_max_cost "
+                           f"{args.yosys_max_cost:.0f} (hours of Yosys on 2 cores); force it with `hwflow rtl MODEL --yosys`"}
+    if not args.no_yosys and not too_big:
         t1 = time.time()
         ys = run_yosys(out, name, args.yosys_timeout)
         timings["yosys_s"] = round(time.time() - t1, 1)
