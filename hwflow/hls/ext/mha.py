@@ -126,6 +126,17 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
     if input_names and len(set(input_names)) != 1:
         raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) converts to "
                           f"HLS, got inputs {input_names}")
+    # Keras records layer(q, value) as one inbound tensor plus a 'value' (and 'key') keyword: check those too
+    for node in keras_layer.get("inbound_nodes") or []:
+        for inbound in node if isinstance(node, list) else []:
+            if not isinstance(inbound, (list, tuple)) or not inbound:
+                continue
+            kwargs = inbound[3] if len(inbound) > 3 and isinstance(inbound[3], dict) else {}
+            for kw in ("value", "key"):
+                ref = kwargs.get(kw)
+                if isinstance(ref, (list, tuple)) and ref and list(ref[:3]) != list(inbound[:3]):
+                    raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) "
+                                      f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}")
     input_names = list(input_names[:1]) if input_names else input_names
     shape = input_shapes[0]
     if len(shape) != 3:

@@ -1,0 +1,122 @@
+"""hwflow.hls without C compilation: extension registration, errors, config keys, generated code, firmware project."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_hls_convert import D, T, build_small_transformer, small_card  # noqa: E402
+
+from hwflow.util import HwflowError  # noqa: E402
+
+
+def test_register_extensions_is_idempotent():
+    import hwflow.hls as H
+
+    first = H.register_extensions()
+    assert H.register_extensions() == first
+    assert "hwflow.hls.ext.mha" in first
+
+
+def test_unsupported_layer_names_layer_type_and_supported():
+    import tensorflow as tf
+
+    import hwflow.hls as H
+
+    inp = tf.keras.Input((4, 3))
+    out = tf.keras.layers.MultiHeadAttention(2, 2, name="plain_mha")(inp, inp)
+    model = tf.keras.Model(inp, out)
+    with pytest.raises(HwflowError) as e:
+        H.convert(small_card(), model, output_dir="/tmp/never_written")
+    msg = str(e.value)
+    assert "plain_mha" in msg and "MultiHeadAttention" in msg and "QMultiHeadAttention" in msg
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch):
+    import hwflow.hls as H
+    from hwflow.hls import harness
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None)
+    with pytest.raises(HwflowError, match="g\\+\\+ not found"):
+        H.compile_model(object())
+
+
+def test_cross_attention_is_rejected_with_the_layer_name():
+    import tensorflow as tf
+
+    import hwflow.hls as H
+    from hwflow.nn.layers import QMultiHeadAttention
+
+    a, b = tf.keras.Input((4, 8)), tf.keras.Input((4, 8))
+    model = tf.keras.Model([a, b], QMultiHeadAttention(2, 4, name="xatt")(a, b))
+    with pytest.raises(HwflowError, match="xatt"):
+        H.convert(small_card(), model, output_dir="/tmp/never_written")
+
+
+def test_config_keys_override_intermediate_precisions_and_resource_strategy(tmp_path):
+    import hwflow.hls as H
+
+    model = build_small_transformer()
+    card = small_card(backend="Vivado", strategy="Resource", reuse_factor=4, layer_name={
+        "mha": {"Precision": {"score": "ap_fixed<18,7,AP_RND,AP_SAT>", "accum": "ap_fixed<40,14>",
+                              "exp_table": "ap_ufixed<16,1,AP_RND,AP_SAT>"}, "ExpTableSize": 512},
+        "ln1": {"Precision": {"var": "ap_ufixed<30,12,AP_RND,AP_SAT>"}, "TableSize": 256}})
+    hm = H.convert(card, model, output_dir=tmp_path / "prj")
+    hm.write()
+    params = (tmp_path / "prj" / "firmware" / "parameters.h").read_text()
+    assert "typedef ap_fixed<18,7,AP_RND,AP_SAT> score_t;" in params
+    assert "typedef ap_fixed<40,14> accum_t;" in params
+    assert "typedef ap_ufixed<16,1,AP_RND,AP_SAT> exp_table_t;" in params
+    assert "typedef ap_ufixed<30,12,AP_RND,AP_SAT> var_t;" in params
+    assert "static const unsigned table_bits = 8;" in params
+    assert "nnet::DenseResource_rf_leq_nin" in params and "static const unsigned reuse_factor = 4;" in params
+    # Resource: projection kernels stored transposed
+    mha = [ly for ly in hm.get_layers() if ly.name == "mha"][0]
+    kq = model.get_layer("mha").quantized_weights()["query_kernel"]
+    assert np.array_equal(np.asarray(mha.weights["query_weight"].data).reshape(kq.T.shape), kq.T)
+    assert (tmp_path / "prj" / "build_prj.tcl").exists()
+
+
+def test_calibration_sets_table_ranges_and_softmax_defaults():
+    import hwflow.hls as H
+
+    model = build_small_transformer()
+    x = np.random.default_rng(0).normal(size=(200, T, 4)).astype("float32")
+    cfg = H.hls_config(small_card(), model, calibration_data=x)
+    ln = cfg["LayerName"]
+    assert ln["mha"]["ScoreRange"] > 0 and ln["softmax"]["InputRange"] > 0
+    assert ln["softmax"]["Precision"]["result"].startswith("ap_ufixed<16,0")
+    assert all(lc.get("Trace") for lc in ln.values())
+    assert ln["ln1"]["Precision"]["result"] == "ap_fixed<16,5,AP_RND_CONV,AP_SAT>"
+
+
+def test_stock_layernormalization_is_replaced_by_the_any_variance_version(tmp_path):
+    import tensorflow as tf
+
+    import hwflow.hls as H
+
+    inp = tf.keras.Input((T, D))
+    model = tf.keras.Model(inp, tf.keras.layers.LayerNormalization(name="kln")(inp))
+    hm = H.convert(small_card(), model, output_dir=tmp_path / "p")
+    assert [ly.class_name for ly in hm.get_layers()][-1] == "HwflowNorm"
+
+
+def test_firmware_writes_a_complete_project(tmp_path, monkeypatch):
+    import hwflow.hls as H
+
+    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
+    model = build_small_transformer()
+    x = np.random.default_rng(0).normal(size=(20, T, 4)).astype("float32")
+    card = small_card()
+    path = H.firmware(card, model=model, calibration_data=x, test_inputs=x)
+    assert path == card.firmware_dir() and path.is_dir()
+    for rel in ("build_prj.tcl", "firmware/myproject.cpp", "firmware/parameters.h", "firmware/defines.h",
+                "firmware/nnet_utils/hwflow_mha.h", "firmware/nnet_utils/hwflow_softmax.h",
+                "firmware/nnet_utils/hwflow_layernorm.h", "myproject_test.cpp", "tb_data/tb_input_features.dat",
+                "tb_data/tb_output_predictions.dat", "hwflow_firmware.json"):
+        assert (path / rel).exists(), rel
+    assert list((path / "firmware" / "weights").glob("wq*")), "attention weights written"
+    assert np.loadtxt(path / "tb_data" / "tb_input_features.dat").shape == (20, T * 4)
+    assert not list(path.parent.glob(".unit_hls.*")), "no temporary folders left behind"
