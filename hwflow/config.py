@@ -203,7 +203,8 @@ SCHEMA = S(
                 "default_precision": F((str,), "ap_fixed<16,6>"),
                 "softmax": S(
                     {
-                        "table_size": F((int,), 1024, check=_pos, rule="> 0"),
+                        "table_size": F((int,), 1024, check=_pos, rule="> 0 (power of two: coarse exp table entries)"),
+                        "inv_table_size": F((int,), 1024, check=_pos, rule="> 0 (power of two: reciprocal table entries)"),
                         "exp_table_t": F((str,), None),
                         "inv_table_t": F((str,), None),
                     }
