@@ -182,7 +182,7 @@ def hls_config(card, model, calibration_data=None) -> dict:
             oq = quantizer_type(layer.output_quantizer, name)
             prec["result"] = oq.cpp() if oq else h["default_precision"]
             lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-            lc["InvTableSize"] = sm_cfg.get("inv_table_size", 1024) if "inv_table_size" in sm_cfg else 1024
+            lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
             if sm_cfg.get("exp_table_t"):
                 prec["exp_table"] = sm_cfg["exp_table_t"]
             if sm_cfg.get("inv_table_t"):
@@ -211,8 +211,9 @@ def hls_config(card, model, calibration_data=None) -> dict:
         lc = layers.setdefault(hname, {})
         lc["Trace"] = True
         prec = lc.setdefault("Precision", {})
-        if prec.get("result") in (None, "auto") or hname not in kl or True:
-            prec["result"] = prec.get("result") if str(prec.get("result", "auto")).startswith("ap_ufixed") else SOFTMAX_RESULT
+        # probabilities: unsigned, 16 fractional bits, unless the user chose an unsigned type already
+        if not str(prec.get("result", "auto")).startswith("ap_ufixed"):
+            prec["result"] = SOFTMAX_RESULT
         for key in ("exp_table", "inv_table"):
             prec.pop(key, None)
         if sm_cfg.get("exp_table_t"):
@@ -220,7 +221,7 @@ def hls_config(card, model, calibration_data=None) -> dict:
         if sm_cfg.get("inv_table_t"):
             prec["inv_table"] = sm_cfg["inv_table_t"]
         lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-        lc["InvTableSize"] = sm_cfg.get("inv_table_size", 1024) if "inv_table_size" in sm_cfg else 1024
+        lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
         if hname in cal:
             lc["InputRange"] = cal[hname]["InputRange"]
     _deep_update(layers, h.get("layer_name") or {})
@@ -307,6 +308,10 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
             tb.mkdir(exist_ok=True)
             np.savetxt(tb / "tb_input_features.dat", x.reshape(len(x), -1), fmt="%.10g")
             np.savetxt(tb / "tb_output_predictions.dat", np.asarray(y).reshape(len(x), -1), fmt="%.10g")
+        # the project was written in a temporary folder: point its recorded paths at the final one
+        yml = Path(tmp) / "hls4ml_config.yml"
+        if yml.exists():
+            yml.write_text(yml.read_text().replace(str(Path(tmp).resolve()), str(dest.resolve())).replace(str(tmp), str(dest)))
         atomic_write_json(Path(tmp) / "hwflow_firmware.json", {
             "card": card.name, "backend": card["hls"]["backend"], "part": card["hls"]["part"],
             "clock_period": card["hls"]["clock_period"], "io_type": card["hls"]["io_type"],
