@@ -156,3 +156,27 @@ def test_quantizer_precisions_reach_the_generated_hls(compiled):
     assert "typedef ap_ufixed<12,1,AP_RND_CONV,AP_SAT> attn_t;" in params
     assert "typedef ap_fixed<16,6,AP_RND_CONV,AP_SAT> score_t;" in params
     assert "nnet::hwflow_mha<" in (Path(out) / "firmware" / "myproject.cpp").read_text()
+
+
+@pytest.mark.slow
+def test_resource_strategy_vivado_backend_compiles_and_stays_bit_exact(tmp_path):
+    """Vivado backend, Resource strategy, ReuseFactor 4: same agreement; attention still equals the reference."""
+    import hwflow.hls as H
+    from hwflow.reference.attention import mha
+
+    model = build_small_transformer(seed=1, norm2="layer")
+    x = np.random.default_rng(1).normal(0, 1, (400, T, F)).astype("float32")
+    card = small_card(backend="Vivado", strategy="Resource", reuse_factor=4)
+    hm = H.compile_model(H.convert(card, model, output_dir=tmp_path / "prj", calibration_data=x[:100]))
+    yq = model.predict(x, verbose=0)
+    yh, trace = H.trace(hm, x)
+    yh = np.asarray(yh).reshape(yq.shape)
+    assert np.mean(yq.argmax(-1) == yh.argmax(-1)) >= 0.99
+    node = [ly for ly in hm.get_layers() if ly.name == "mha"][0]
+    assert node.get_attr("_weights_transposed")
+    w = {}
+    for p in ("query", "key", "value", "output"):
+        w[f"{p}_kernel"] = np.transpose(node.weights[f"{p}_weight"].data)
+        w[f"{p}_bias"] = node.weights[f"{p}_bias"].data
+    src = np.asarray(trace[node.get_input_node().name], np.float64).reshape(len(x), T, D)
+    assert np.array_equal(np.asarray(trace["mha"], np.float64).reshape(len(x), T, D), mha(src, node.hwflow_spec(), w))
