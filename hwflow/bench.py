@@ -152,7 +152,7 @@ def markdown(data: dict) -> str:
     for name, e in rows.items():
         L.append(f"| {name} | {e['parameters']} | {e['convert_seconds']:.1f} s | {e['compile_seconds']:.1f} s | "
                  f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | {e['keras_single_sample_per_second']:.0f} | "
-                 f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {e['machine'].get('load_avg_1min_at_start')} |")
+                 f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {(e['machine'].get('load_avg_1min_at_start') or 0):.2f} |")
     L.append("")
     for name, e in rows.items():
         L.append(f"- {name}: {e['weights']}; {e['backend']} {e['strategy']} RF {e['reuse_factor']}; "

@@ -58,6 +58,15 @@ def auc_per_class(scores: np.ndarray, y: np.ndarray, class_names: Sequence[str])
     return out
 
 
+def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Return the Hanley–McNeil (1982) standard error of an AUC measured on n_pos signal and n_neg background samples."""
+    if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def confusion_matrix(scores: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """Return the (n_classes, n_classes) count matrix: rows true class, columns predicted class."""
     scores, y = _check(scores, y)

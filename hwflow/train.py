@@ -71,12 +71,16 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
     set_seed(seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=t["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True)
+    callbacks = [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True)]
+    if t.get("reduce_lr", True):
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                              patience=max(2, t["patience"] // 2),
+                                                              min_lr=t["learning_rate"] / 32, verbose=0))
     start = time.perf_counter()
     hist = model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=t["epochs"],
-                     batch_size=t["batch_size"], shuffle=True, callbacks=[stop], verbose=verbose)
+                     batch_size=t["batch_size"], shuffle=True, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
-    h = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    h = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "lr"}
     best = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
     return h, seconds, best
 

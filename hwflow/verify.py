@@ -426,6 +426,9 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
         "auc_csim": auc["csim"],
         "auc_drop_max_vs_float": drop(auc["float"], auc["csim"]) if "float" in auc else None,
         "auc_drop_max_vs_qkeras": drop(auc["qkeras"], auc["csim"]),
+        # statistical error of each AUC on this test sample: a drop well inside it is noise, not firmware error
+        "auc_stat_error": {str(c): metrics.auc_standard_error(auc["csim"][str(c)], int(np.sum(y == i)), int(np.sum(y != i)))
+                           for i, c in enumerate(class_names)},
         "overflow_counts": overflow,
         "overflow_total": int(sum(overflow.values())),
         "softmax_argmax_flips": flips.get("count"),
@@ -503,13 +506,18 @@ def markdown(r: dict, title: str = "") -> str:
           f"| max abs error C sim vs QKeras | {_fmt(r['max_abs_error_vs_qkeras'])} (mean {_fmt(r['mean_abs_error_vs_qkeras'])}) | |",
           f"| max abs error C sim vs float | {_fmt(r.get('max_abs_error_vs_float'))} (mean {_fmt(r.get('mean_abs_error_vs_float'))}) | |",
           ""]
-    L += ["## Accuracy and AUC per class", "", "| | float | QKeras | C sim | C sim − float |", "|---|---|---|---|---|",
+    L += ["## Accuracy and AUC per class", "",
+          "| | float | QKeras | C sim | C sim − float | C sim − QKeras | AUC stat. error |", "|---|---|---|---|---|---|---|",
           f"| accuracy | {_pct(r.get('accuracy_float'))} | {_pct(r['accuracy_qkeras'])} | {_pct(r['accuracy_csim'])} | "
-          f"{_fmt((r['accuracy_csim'] - r['accuracy_float']) if r.get('accuracy_float') is not None else None)} |"]
+          f"{_fmt((r['accuracy_csim'] - r['accuracy_float']) if r.get('accuracy_float') is not None else None)} | "
+          f"{_fmt(r['accuracy_csim'] - r['accuracy_qkeras'])} | |"]
     for c in r["class_names"]:
         af = (r.get("auc_float") or {}).get(c)
         L.append(f"| AUC {c} | {_fmt(af)} | {_fmt(r['auc_qkeras'][c])} | {_fmt(r['auc_csim'][c])} | "
-                 f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} |")
+                 f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} | {_fmt(r['auc_csim'][c] - r['auc_qkeras'][c])} | "
+                 f"± {_fmt((r.get('auc_stat_error') or {}).get(c))} |")
+    L += ["", "C sim − QKeras isolates the firmware; C sim − float adds the quantization-aware training. "
+          "The statistical error (Hanley–McNeil) is that of one AUC on this test sample.", ""]
     L += ["", "![ROC](roc.png)", "", "## Output errors per class", "",
           "| output | max abs err vs QKeras | mean abs err vs QKeras | max abs err vs float | mean abs err vs float |",
           "|---|---|---|---|---|"]

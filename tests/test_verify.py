@@ -173,3 +173,23 @@ def test_csim_overflow_detected_where_it_is(tiny_csim):
     assert r["softmax_flips_detail"]["input_layer"] in ("d2", "d2_linear")
     assert all("max_abs_error" in l for l in r["layers"] if l["class"] != "Input")  # every layer compared
     assert isinstance(r["softmax_argmax_flips"], int)
+
+
+def test_auc_standard_error_shrinks_with_samples():
+    se_small = metrics.auc_standard_error(0.85, 200, 800)
+    se_big = metrics.auc_standard_error(0.85, 2000, 8000)
+    assert 0.01 < se_small < 0.03 and se_big == pytest.approx(se_small / np.sqrt(10), rel=0.05)
+    assert metrics.auc_standard_error(1.0, 10, 10) == 0.0 and np.isnan(metrics.auc_standard_error(0.8, 0, 5))
+
+
+def test_markdown_without_float_twin(tiny_csim):
+    from hwflow.verify import markdown
+
+    r = dict(tiny_csim.report)
+    for k in ("auc_float", "accuracy_float", "argmax_agreement_vs_float", "max_abs_error_vs_float",
+              "mean_abs_error_vs_float", "auc_drop_max_vs_float"):
+        r[k] = None
+    r["per_output"] = {c: {**e, "max_abs_error_vs_float": None, "mean_abs_error_vs_float": None}
+                       for c, e in r["per_output"].items()}
+    md = markdown(r, "nofloat")
+    assert "| AUC a | – |" in md and "max AUC drop C sim vs float | – |" in md
