@@ -100,7 +100,19 @@ def test_stock_layernormalization_is_replaced_by_the_any_variance_version(tmp_pa
     inp = tf.keras.Input((T, D))
     model = tf.keras.Model(inp, tf.keras.layers.LayerNormalization(name="kln")(inp))
     hm = H.convert(small_card(), model, output_dir=tmp_path / "p")
-    assert [ly.class_name for ly in hm.get_layers()][-1] == "HwflowNorm"
+    node = list(hm.get_layers())[-1]
+    assert node.class_name == "HwflowNorm"
+    spec = node.hwflow_spec()  # stock table/accum defaults (ap_ufixed<8,5>, 4096 entries) are not taken over
+    assert str(spec.table_t) == "ap_ufixed<18,1,AP_RND,AP_SAT>" and spec.table_bits == 10
+    # wide variance: the reference (bit-exact with the C++) stays within 0.01 of float where stock hls4ml errs by > 1
+    from hwflow.reference.layernorm import norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (200, T, D)) * np.sqrt(rng.uniform(2, 8, (200, T, 1)))
+    ref = norm(x, spec, node.weights["scale"].data, node.weights["bias"].data)
+    xq = norm.__globals__["quantize"](x, spec.input_t)
+    f = (xq - xq.mean(-1, keepdims=True)) / np.sqrt(xq.var(-1, keepdims=True) + 1e-3)
+    assert np.abs(ref - f).max() < 0.01
 
 
 def test_firmware_writes_a_complete_project(tmp_path, monkeypatch):

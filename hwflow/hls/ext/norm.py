@@ -104,6 +104,24 @@ def parse_qnorm_layer(keras_layer, input_names, input_shapes, data_reader):
     return layer, list(shape)
 
 
+# hls4ml's config_from_keras_model writes these for a stock LayerNormalization; they mean other things here
+STOCK_KEYS = ("TableSize", "table_size", "TableRangePower2", "table_range_power2")
+STOCK_PRECISIONS = ("table", "accum")
+
+
+def _drop_stock_defaults(model, name: str) -> None:
+    """Remove stock-LayerNormalization table/accumulator defaults from a layer's config (hwflow derives its own)."""
+    lc = model.config.config.get("HLSConfig", {}).get("LayerName", {}).get(name)
+    if not isinstance(lc, dict):
+        return
+    for k in STOCK_KEYS:
+        lc.pop(k, None)
+    prec = lc.get("Precision")
+    if isinstance(prec, dict):
+        for k in STOCK_PRECISIONS:
+            prec.pop(k, None)
+
+
 class HwflowReplaceLayerNorm(OptimizerPass):
     """Replace stock hls4ml LayerNormalization nodes by HwflowNorm (stock tables stop at variance 1)."""
 
@@ -111,6 +129,7 @@ class HwflowReplaceLayerNorm(OptimizerPass):
         return node.class_name == "LayerNormalization" and node.get_attr("hwflow_replace", True)
 
     def transform(self, model, node):
+        _drop_stock_defaults(model, node.name)
         shape = node.get_input_variable().shape
         attrs = {
             "n_in": int(shape[-1]), "seq_len": int(np.prod(shape[:-1])) if len(shape) > 1 else 1, "center": True,
