@@ -190,6 +190,8 @@ SCHEMA = S(
                 "patience": F((int,), 8, check=_pos, rule="> 0"),
                 "seed": F((int,), 1, check=_nonneg, rule=">= 0"),
                 "float_twin": F((bool,), True),
+                # halve the learning rate when the validation loss stalls for patience/2 epochs (helps QAT settle)
+                "reduce_lr": F((bool,), True),
             }
         ),
         "hls": S(
