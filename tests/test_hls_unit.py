@@ -132,3 +132,22 @@ def test_firmware_writes_a_complete_project(tmp_path, monkeypatch):
     assert list((path / "firmware" / "weights").glob("wq*")), "attention weights written"
     assert np.loadtxt(path / "tb_data" / "tb_input_features.dat").shape == (20, T * 4)
     assert not list(path.parent.glob(".unit_hls.*")), "no temporary folders left behind"
+
+
+def test_plain_hls4ml_flow_uses_hwflow_layers_after_registration(tmp_path):
+    """A user calling hls4ml directly (after register_extensions) gets the hwflow layers with sane defaults."""
+    import hls4ml
+
+    import hwflow.hls as H
+
+    H.register_extensions()
+    model = build_small_transformer()
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+    hm = hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, backend="Vitis", output_dir=str(tmp_path / "p"),
+                                                    io_type="io_parallel")
+    by = {ly.name: ly for ly in hm.get_layers()}
+    assert by["mha"].class_name == "HwflowMultiHeadAttention" and by["softmax"].class_name == "HwflowSoftmax"
+    assert str(by["softmax"].hwflow_spec().exp_table_t) == "ap_ufixed<18,1,AP_RND,AP_SAT>"
+    # the attention output type comes from its output_quantizer, the norms' from theirs
+    assert str(by["mha"].get_output_variable().type.precision).startswith("fixed<16,6,RND_CONV,SAT")
+    assert str(by["ln1"].get_output_variable().type.precision).startswith("fixed<16,5,RND_CONV,SAT")

@@ -15,12 +15,14 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute
 from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
 
+from ...reference.fixed import FixedType
 from ...reference.softmax import SoftmaxSpec, make_spec
 from ...util import HwflowError
 from .common import input_type, output_type, user_precision
 from .softmax_code import softmax_config_cpp, softmax_tables_cpp
 
 HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_softmax.h"
+STOCK_DEFAULT = FixedType(18, 8, True, "AP_RND", "AP_SAT")
 
 
 class HwflowSoftmax(Layer):
@@ -42,6 +44,9 @@ class HwflowSoftmax(Layer):
         kw = {}
         for k in ("exp_table", "inv_table", "inp_norm"):
             t = user_precision(self, k)
+            if t is not None and t == STOCK_DEFAULT:
+                # hls4ml's config_from_keras_model writes this stock default for every softmax: not meant for these tables
+                continue
             if t is not None:
                 kw[k + "_t"] = t
         rng = float(self.get_attr("input_range") or 0.0)
