@@ -1,6 +1,27 @@
 """QKeras model + model card -> hls4ml ModelGraph (with hwflow's extension layers), compile, firmware project.
 
 The only module (with hwflow/hls/ext/) that imports hls4ml; heavy imports happen inside functions.
+
+What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel):
+
+- ``QMultiHeadAttention`` -> ``HwflowMultiHeadAttention`` (nnet::hwflow_mha). ``LayerName/<mha>`` keys:
+  ``Precision: {weight, bias, proj_accum, q, accum, scale, score, inp_norm, exp_table, inv_table, attn, context,
+  out_accum, result}``, ``ExpTableSize``, ``InvTableSize``, ``ScoreRange``, ``ReuseFactor``, ``Strategy``.
+  Defaults: q/score/attn/context/result from the qkv/score/softmax/context/output quantizers (or sized from
+  calibration data when a quantizer is None), accumulators exact, scale = one exact bit when key_dim is a
+  power of 4 (else ap_ufixed<18,0>), softmax tables ap_ufixed<18,1,AP_RND,AP_SAT>.
+- every ``softmax`` (Activation or a layer's activation) -> ``HwflowSoftmax`` (``HwflowSoftmax: false`` keeps
+  the stock one). Keys: ``Precision: {inp_norm, exp_table, inv_table, result}``, ``ExpTableSize``,
+  ``InvTableSize``, ``InputRange``; result defaults to ap_ufixed<16,0,AP_RND_CONV,AP_SAT>.
+- ``QLayerNormalization``/``QRMSNormalization`` and stock ``LayerNormalization`` (``HwflowReplace: false`` keeps
+  it) -> ``HwflowNorm``. Keys: ``Precision: {scale, bias, accum, mean, var, table, inv_std, norm, result}``,
+  ``TableSize``.
+- QDense on 3-D inputs keeps its weight/bias quantizers through the Dense->Conv1D rewrite, and a
+  QActivation(quantized_bits) after it keeps its type (hwflow/hls/ext/qkeras_seq.py).
+- frozen BatchNormalization gets 26-bit scale/bias; average pooling feeding a QActivation stays wide.
+- card ``hls``: backend, part, clock_period, io_type, strategy, reuse_factor, default_precision,
+  softmax{table_size, inv_table_size, exp_table_t, inv_table_t} (applied to attention and classifier
+  softmaxes) and ``layer_name`` (hls4ml LayerName overrides, merged last, so they win).
 """
 from __future__ import annotations
 
