@@ -234,6 +234,8 @@ SCHEMA = S(
                 "yosys_timeout_s": F((int,), 3600, check=_pos, rule="> 0 s"),
                 # skip Yosys (with a note) when da4ml estimates more LUTs than this, unless `hwflow rtl --yosys`
                 "yosys_max_cost": F((int,), 300000, check=_pos, rule="> 0 estimated LUTs"),
+                # skip Verilator/Icarus above this da4ml LUT estimate (their builds take hours) unless `--simulate`
+                "sim_max_cost": F((int,), 500000, check=_pos, rule="> 0 estimated LUTs"),
                 "samples": F((int,), 1000, check=_pos, rule="> 0"),
                 "iverilog_samples": F((int,), 64, check=_nonneg, rule=">= 0 (0 skips the Icarus cross-check)"),
             }

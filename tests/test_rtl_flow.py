@@ -130,3 +130,21 @@ def test_corrupted_weight_is_caught(tmp_path):
     assert r["per_layer"]["d1"]["bit_exact_fraction"] == 1.0
     assert r["per_layer"]["d2"]["n_mismatch"] > 0 and r["per_layer"]["d2"]["max_abs_error"] > 0
     assert r["bit_exact_fraction_vs_csim"] < 1.0
+
+
+def test_big_design_path_is_labelled(tmp_path):
+    """Above rtl.sim_max_cost / yosys_max_cost the simulators and Yosys are skipped and the report says what ran instead."""
+    from hwflow.rtl import rtl_from_hls
+    from hwflow.rtl.demo import convert_stock, sample_inputs, tiny_qkeras
+
+    model = tiny_qkeras("flat")
+    hls_model = convert_stock(model, str(tmp_path / "hls"))
+    cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 16, "sim_max_cost": 1, "yosys_max_cost": 1}
+    r = rtl_from_hls(hls_model, sample_inputs(model, 50), "flat_big", tmp_path / "fw", tmp_path / "rep", cfg,
+                     "xcvu13p-flga2577-2-e", yosys=True, python=RTL_PY)
+    assert r["bit_exact_fraction_vs_csim"] == 1.0
+    assert r["bit_exact_source"].startswith("emulated") and "not simulated" in r["simulator"]
+    assert r["latency_cycles"] == r["pipeline_stages"] and "not measured" in r["latency_source"]
+    assert r["resources"] is None and r["synthesizer"].startswith("not run: skipped")
+    md = (tmp_path / "rep" / "rtl.md").read_text()
+    assert "not synthesized" in md and "emulated" in md

@@ -40,7 +40,8 @@ def _source_root() -> Path:
 
 
 def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict, part: str, n_samples: int,
-               yosys: bool | str, python: Path | None = None, timeout_s: int | None = None) -> dict:
+               yosys: bool | str, python: Path | None = None, timeout_s: int | None = None,
+               simulate_all: bool = False) -> dict:
     """Return the worker's result dict after running the RTL flow in .venv-rtl on a neutral file."""
     py = python or rtl_python()
     cmd = [str(py), "-m", "hwflow.rtl.worker", "--neutral", str(neutral), "--out", str(out), "--result", str(result),
@@ -52,6 +53,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         cmd.append("--no-yosys")
     elif yosys != "force" and rtl_cfg.get("yosys_max_cost"):
         cmd += ["--yosys-max-cost", str(rtl_cfg["yosys_max_cost"])]
+    if not simulate_all and rtl_cfg.get("sim_max_cost"):
+        cmd += ["--sim-max-cost", str(rtl_cfg["sim_max_cost"])]
     if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
         cmd.append("--no-iverilog")
     env = dict(os.environ, PYTHONPATH=str(_source_root()), PYTHONNOUSERSITE="1")
@@ -71,7 +74,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
 
 
 def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cfg: dict, part: str,
-                 yosys: bool | str = True, python: Path | None = None, extra: dict | None = None) -> dict:
+                 yosys: bool | str = True, python: Path | None = None, extra: dict | None = None,
+                 simulate_all: bool = False) -> dict:
     """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and rtl.{json,md}."""
     from .export import export_model
 
@@ -82,7 +86,8 @@ def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cf
         export_model(hls_model, x, tmp / "neutral", name=name, trace=True)
         timings["export_and_csim_s"] = round(time.perf_counter() - t0, 2)
         n = int(x[0].shape[0] if isinstance(x, (list, tuple)) else x.shape[0])
-        res = run_worker(tmp / "neutral", tmp / "verilog", tmp / "result.json", name, rtl_cfg, part, n, yosys, py)
+        res = run_worker(tmp / "neutral", tmp / "verilog", tmp / "result.json", name, rtl_cfg, part, n, yosys, py,
+                         simulate_all=simulate_all)
         # paths inside the temp folder become the final ones once it is renamed
         res["verilog_dir"] = str(fw_dir / "verilog" / "src")
     report = make_report(res, name, part, rtl_cfg, fw_dir, {**timings, **res.get("timings", {})}, extra)
@@ -98,6 +103,8 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "n_samples": res["n_samples"],
         "n_values": res.get("n_values"),
         "bit_exact_fraction_vs_csim": res["bit_exact_fraction_vs_csim"],
+        "bit_exact_source": res.get("bit_exact_source"),
+        "emulated_outputs": res.get("emulated_outputs"),
         "max_abs_error_vs_csim": res.get("max_abs_error_vs_csim"),
         "latency_cycles": res.get("latency_cycles"),
         "latency_ns": res.get("latency_ns"),
@@ -147,9 +154,9 @@ def markdown(r: dict) -> str:
     lines = [f"# Open RTL report: {r['model']}", "",
              f"Source: {r['source']}. Simulator: {r['simulator']}. Synthesizer: {r['synthesizer']}.", "",
              "| quantity | value | tool |", "|---|---|---|",
-             f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | Verilator vs hls4ml C simulation |",
-             f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | Verilator |",
-             f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | Verilator |",
+             f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | vs hls4ml C simulation |",
+             f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | {r.get('bit_exact_source')} |",
+             f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | same |",
              f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at {_f(r['clock_period_ns'])} ns) | {r['latency_source']} |",
              f"| initiation interval | {_f(r['interval'])} | same |",
              f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels) | da4ml |"]
@@ -193,7 +200,7 @@ def write_report(report_dir: Path, report: dict) -> None:
     atomic_write_text(report_dir / "rtl.md", markdown(report))
 
 
-def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=None) -> dict:
+def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=None, simulate: bool = False) -> dict:
     """Return the RTL report of a trained card (convert, export, da4ml, Verilator, Icarus, Yosys), writing its outputs."""
     from ..data import get_dataset
     from ..train import load_trained
@@ -216,7 +223,7 @@ def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=N
     use_yosys = card["rtl"]["yosys"] if yosys is None else ("force" if yosys else False)
     extra = {"hls4ml_version": package_versions(["hls4ml"])["hls4ml"], "hls_project": str(build)}
     return rtl_from_hls(hls_model, x, card.name, card.firmware_dir() / "rtl", card.report_dir(), card["rtl"],
-                        card["hls"]["part"], yosys=use_yosys, python=py, extra=extra)
+                        card["hls"]["part"], yosys=use_yosys, python=py, extra=extra, simulate_all=simulate)
 
 
 def add_cli(sub) -> None:
@@ -227,6 +234,8 @@ def add_cli(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--no-yosys", dest="yosys", action="store_false", default=None, help="skip Yosys synthesis (slow for big models)")
     g.add_argument("--yosys", dest="yosys", action="store_true", help="run Yosys even if the card says rtl.yosys: false or the design exceeds rtl.yosys_max_cost")
+    p.add_argument("--simulate", action="store_true",
+                   help="run Verilator/Icarus even above rtl.sim_max_cost (big designs: hours of C++ compilation)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a card key, e.g. --set rtl.latency_cutoff=8 (repeatable)")
     p.set_defaults(func=_cli)
@@ -236,7 +245,7 @@ def _cli(args) -> int:
     from ..config import load_card, parse_overrides
 
     card = load_card(args.model, parse_overrides(args.overrides))
-    r = rtl(card, samples=args.samples, yosys=args.yosys)
+    r = rtl(card, samples=args.samples, yosys=args.yosys, simulate=args.simulate)
     res = r.get("resources") or {}
     print(f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency {r['latency_cycles']} cycles, "
           f"II {r['interval']}; " + (f"LUT {res['LUT']}, FF {res['FF']}, DSP {res['DSP']} ({r['synthesizer']})" if res else "not synthesized"))
