@@ -119,9 +119,10 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
     for variant in variants:
         # the same seed for both, so the twins start from the same initial weights and batch order
         set_seed(seed)
-        kwargs = {"input_shape": input_shape, "n_classes": n_classes} if card["model"]["kind"] == "transformer" else {}
+        kwargs = {"input_shape": input_shape, "n_classes": n_classes}
         model = build(card, quantized=(variant == "qkeras"), **kwargs)
-        norm_stats = set_input_norm(model, ds.x_train)
+        # the transformer's frozen input standardization takes its statistics from the training inputs
+        norm_stats = set_input_norm(model, ds.x_train) if card["model"]["kind"] == "transformer" else None
         if verbose:
             print(f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} samples")
         histories[variant], times[variant], best_epochs[variant] = _fit(card, model, ds, seed, verbose)
