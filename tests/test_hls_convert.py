@@ -104,6 +104,9 @@ def test_extension_layers_bit_exact_inside_the_compiled_project(compiled):
     t0 = time.time()
     _, trace = hw_trace(hm, x)
     assert time.time() - t0 < 20  # no recompile: compile_model built the traced library
+    t0 = time.time()
+    hm.trace(x[:5])  # hls4ml's method reuses the traced build too
+    assert time.time() - t0 < 20
     layers = {ly.name: ly for ly in hm.get_layers()}
     n = len(x)
 

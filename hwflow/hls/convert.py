@@ -282,19 +282,22 @@ def compile_model(hls_model):
     except Exception as e:
         raise HwflowError(f"C++ compilation of the HLS model failed in {hls_model.config.get_output_dir()}: {e}") from e
     hls_model.hwflow_compile_s = time.time() - t0
+    # the library was built with tracing: make hls_model.trace(x) reuse it instead of recompiling (hls4ml's default)
+    hls_model.trace = lambda x: trace(hls_model, x)
     return hls_model
 
 
 def trace(hls_model, x):
     """Return (outputs, {layer name: outputs}) of the C simulation, without hls4ml's recompile when already traced."""
     x = np.ascontiguousarray(x)
+    cls_trace = type(hls_model).trace  # hls4ml's own (it recompiles first)
     if getattr(hls_model, "hwflow_compile_s", None) is not None and hls_model.config.trace_output:
         hls_model.compile = lambda: None  # instance-level: the library was built with tracing by compile_model
         try:
-            return hls_model.trace(x)
+            return cls_trace(hls_model, x)
         finally:
             del hls_model.compile
-    return hls_model.trace(x)
+    return cls_trace(hls_model, x)
 
 
 def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
