@@ -1,6 +1,8 @@
 """Conformer builder (shapes, quantizers, float twin, save/load, folded batch norm) and the numpy references."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -181,7 +183,7 @@ def test_bad_model_section_is_a_clear_error(model, match):
 def test_default_card_is_small_enough():
     from hwflow.nn.conformer import frames_after_subsampling, parameter_count
 
-    card = load_card("kws_conformer")
+    card = load_card(Path(__file__).resolve().parents[1] / "models" / "kws_conformer.yaml")
     m = card["model"]
     assert 16 <= m["embed_dim"] <= 32 and 1 <= m["num_blocks"] <= 2
     assert frames_after_subsampling(card["data"]["kws"]["n_frames"], m["subsampling"]) <= 25

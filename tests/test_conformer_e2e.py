@@ -8,6 +8,7 @@ computes when fed the C simulation's own input to that layer (hls4ml trace).
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def run(tmp_path_factory):
     os.environ["HWFLOW_ROOT"] = str(root)
     try:
         (root / "models").mkdir()
-        src = load_card("kws_conformer").path
+        src = Path(__file__).resolve().parents[1] / "models" / "kws_conformer.yaml"
         (root / "models" / "kws_conformer.yaml").write_text(src.read_text())
         card = load_card("kws_conformer", {"data": {"kws": {"clips_per_class": 40}}})
         ds = get_dataset(card)
