@@ -183,3 +183,24 @@ def test_resource_strategy_vivado_backend_compiles_and_stays_bit_exact(tmp_path)
         w[f"{p}_bias"] = node.weights[f"{p}_bias"].data
     src = np.asarray(trace[node.get_input_node().name], np.float64).reshape(len(x), T, D)
     assert np.array_equal(np.asarray(trace["mha"], np.float64).reshape(len(x), T, D), mha(src, node.hwflow_spec(), w))
+
+
+@pytest.mark.slow
+def test_hwflow_softmax_removes_the_argmax_flips_of_stock_hls4ml(tmp_path):
+    """Same logits, same model: stock hls4ml softmax flips argmaxes, hwflow's (calibrated, default sizes) does not."""
+    import tensorflow as tf
+
+    import hwflow.hls as H
+
+    inp = tf.keras.Input((5,))
+    model = tf.keras.Model(inp, tf.keras.layers.Activation("softmax", name="sm")(inp))
+    rng = np.random.default_rng(0)
+    logits = (np.round(rng.normal(0, 3, (20000, 5)) * 1024) / 1024).astype("float32")  # exact in ap_fixed<16,6>
+    flips = {}
+    for ours in (False, True):
+        card = small_card(layer_name={"sm": {"HwflowSoftmax": ours}})
+        hm = H.compile_model(H.convert(card, model, output_dir=tmp_path / str(ours), calibration_data=logits[:1000]))
+        y = np.asarray(hm.predict(np.ascontiguousarray(logits))).reshape(logits.shape)
+        flips[ours] = int(np.sum(y.argmax(-1) != logits.argmax(-1)))
+    print(f"\nsoftmax argmax flips on 20000 rows: stock {flips[False]}, hwflow {flips[True]}")
+    assert flips[True] == 0 and flips[False] > 0

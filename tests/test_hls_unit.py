@@ -151,3 +151,24 @@ def test_plain_hls4ml_flow_uses_hwflow_layers_after_registration(tmp_path):
     # the attention output type comes from its output_quantizer, the norms' from theirs
     assert str(by["mha"].get_output_variable().type.precision).startswith("fixed<16,6,RND_CONV,SAT")
     assert str(by["ln1"].get_output_variable().type.precision).startswith("fixed<16,5,RND_CONV,SAT")
+
+
+def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch):
+    import hwflow.data
+    import hwflow.train
+    from hwflow.cli import main
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "unit_cli.yaml").write_text(
+        "name: unit_cli\ndata: {kind: jets}\nmodel: {kind: transformer}\nhls: {backend: Vivado}\n")
+    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
+    model = build_small_transformer()
+    monkeypatch.setattr(hwflow.train, "load_trained", lambda card, which="qkeras": model)
+
+    def no_data(card):
+        raise FileNotFoundError("no dataset in this test")
+
+    monkeypatch.setattr(hwflow.data, "get_dataset", no_data)
+    assert main(["firmware", "unit_cli"]) == 0
+    assert (tmp_path / "firmware" / "unit_cli" / "build_prj.tcl").exists()
+    assert "Vivado" in (tmp_path / "firmware" / "unit_cli" / "hwflow_firmware.json").read_text()
