@@ -179,3 +179,38 @@ def test_activation_swish_converts(tmp_path_factory):
     got = np.asarray(hm.predict(x)).reshape(8, 8)
     np.testing.assert_array_equal(got, ref.swish(x, ref.SigmoidTable(), "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"))
     assert np.abs(got - x / (1 + np.exp(-x))).max() < 0.02
+
+
+def test_full_conformer_converts_with_quantizer_types(tmp_path):
+    """The whole (untrained) conformer converts through hwflow.hls.convert; quantizer types reach the firmware."""
+    pytest.importorskip("hwflow.hls.convert")
+    from hwflow.config import validate
+    from hwflow.hls.convert import convert
+    from hwflow.nn.conformer import build_conformer
+
+    card = validate({"name": "cf_conv", "data": {"kind": "kws"},
+                     "model": {"kind": "conformer", "embed_dim": 16, "ffn_dim": 32, "key_dim": 8, "conv_kernel": 7,
+                               "swish_table_size": 512, "swish_table_range": 4.0},
+                     "quant": {"default": {"bits": 8, "integer": 0}, "dw_kernel": {"bits": 6, "integer": 1},
+                               "glu": {"bits": 14, "integer": 4}}})
+    model = build_conformer(card, True)
+    x = np.random.default_rng(0).normal(-5, 3, (16, 49, 40)).astype(np.float32)
+    hm = convert(card, model, output_dir=tmp_path / "fw", calibration_data=x)
+    classes = {name: layer.class_name for name, layer in hm.graph.items()}
+    for name in ("b0_ffn1_swish", "b0_conv_swish", "b0_ffn2_swish"):
+        assert classes[name] == "HwflowSwish"
+    assert classes["b0_conv_glu"] == "HwflowGLU"
+    assert classes["b0_conv_dw"] == classes["feature_norm"] == "HwflowDepthwiseConv1D"
+    dw = hm.graph["b0_conv_dw"]
+    assert parse_type(dw.get_attr("weight_t").precision).width == 6  # the card's dw_kernel role, not a default
+    assert parse_type(dw.get_attr("weight_t").precision).integer == 2
+    glu_t = parse_type(hm.graph["b0_conv_glu"].get_output_variable().type.precision)
+    assert (glu_t.width, glu_t.integer, glu_t.rounding, glu_t.overflow) == (14, 5, "AP_RND_CONV", "AP_SAT")
+    # the stored depthwise weights are the Keras layer's quantized folded weights
+    w = model.get_layer("b0_conv_dw").quantized_weights()
+    np.testing.assert_array_equal(dw.get_weights("weight").data.reshape(w["kernel"].shape), w["kernel"])
+    sw = hm.graph["b0_ffn1_swish"]
+    # the card's table settings reach both the Keras layer and the firmware
+    assert model.get_layer("b0_ffn1_swish").table.table_size == 512
+    assert sw.get_attr("table_size") == 512 and sw.get_attr("table_range") == 4.0
+    assert hm.graph["b0_conv_glu"].get_attr("table_size") == 512
