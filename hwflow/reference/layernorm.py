@@ -86,8 +86,12 @@ def make_spec(n_in: int, input_t, result_t, center: bool = True, epsilon: float 
         var_t = FixedType(2 * di + vf, 2 * di, False, "AP_RND", "AP_SAT")
     var_t = parse_type(var_t)
     if inv_std_t is None:
-        # 1/sqrt(var) lies in (2^(-vi/2), 2^(vf/2)]: integer and fractional bits to hold every shift exactly
+        # 1/sqrt(var) lies in (2^(-vi/2), 2^(vf/2)]: integer and fractional bits to hold every shift exactly;
+        # var >= epsilon (when epsilon survives in var_t) caps it at 1/sqrt(epsilon), which saves integer bits
         ii = (var_t.frac + 1) // 2 + 1
+        eps_q = float(quantize(epsilon, var_t))
+        if eps_q > 0:
+            ii = min(ii, int(math.floor(math.log2(1.0 / math.sqrt(eps_q)))) + 2)
         ff = tt.frac + (var_t.integer + 1) // 2 + 1
         inv_std_t = FixedType(ii + ff, ii, False)
     inv_std_t = parse_type(inv_std_t)
