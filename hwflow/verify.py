@@ -182,9 +182,10 @@ def local_outputs(qmodel, hls_model, x: np.ndarray, trace: dict, refs: dict) -> 
     import tensorflow as tf
 
     n = len(x)
+    hls_inputs = {ly.name for ly in hls_model.get_layers() if ly.class_name == "Input"}
     by_ref = {}
     for hname, ref in refs.items():
-        if ref is not None and hname in trace:
+        if ref is not None and (hname in trace or hname in hls_inputs):
             by_ref.setdefault(ref, hname)  # first (upstream-most) HLS layer holding that Keras value
     x_in = None
     inputs = [ly for ly in hls_model.get_layers() if ly.class_name == "Input"]
@@ -207,12 +208,12 @@ def local_outputs(qmodel, hls_model, x: np.ndarray, trace: dict, refs: dict) -> 
             if not hasattr(t, "_keras_history"):
                 return t  # a plain argument (e.g. training=None)
             src = t._keras_history.layer.name
-            if src in input_names:
-                arr = x_in
+            hsrc = by_ref.get(src)
+            if src in input_names or hsrc in hls_inputs:
+                arr = x_in  # the input as the C++ holds it (cast to the input type)
+            elif hsrc is None:
+                raise KeyError(src)
             else:
-                hsrc = by_ref.get(src)
-                if hsrc is None:
-                    raise KeyError(src)
                 arr = trace[hsrc]
             shape = [n] + [int(d) for d in t.shape[1:]]
             return tf.constant(np.asarray(arr, dtype=np.float32).reshape(shape))
@@ -545,6 +546,12 @@ def markdown(r: dict, title: str = "") -> str:
             L.append(f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | {_fmt(x.get('max_abs_error'))} | "
                      f"{_fmt(x.get('max_abs_error_lsb'), 1)} | {_fmt(x.get('local_max_abs_error_lsb'), 1)} | "
                      f"{_pct(x.get('local_exact_fraction'))} | {ovf_s} | {_fmt(x.get('at_limit'))} |")
+        own = sorted((x for x in r["layers"] if x.get("local_max_abs_error_lsb")), key=lambda x: -x["local_max_abs_error_lsb"])
+        exact = [x["layer"] for x in r["layers"] if x.get("local_max_abs_error") == 0]
+        L += ["", "Where the C++ departs from QKeras on its own inputs: " +
+              (", ".join(f"**{x['layer']}** ({x['class']}, up to {x['local_max_abs_error_lsb']:.0f} LSB, "
+                         f"{x['local_exact_fraction'] * 100:.1f} % of values exact)" for x in own[:3]) or "nowhere")
+              + (f"; bit exact on their inputs: {', '.join(exact)}." if exact else ".")]
         notes = [f"- {x['layer']}: {x['note']}" for x in r["layers"] if x.get("note")]
         if notes:
             L += ["", *notes]
