@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..util import HwflowError
-from .fixed import FixedType, from_int, parse_type, quantize, quantize_int
+from .fixed import FixedType, from_int, parse_type, quantize, quantize_int, quantize_raw
 
 DEFAULT_EXP_TABLE = "ap_ufixed<18,1,AP_RND,AP_SAT>"
 DEFAULT_INV_TABLE = "ap_ufixed<18,1,AP_RND,AP_SAT>"
@@ -122,11 +122,16 @@ def softmax(x, spec: SoftmaxSpec) -> np.ndarray:
         p = np.where((sraw >> (sf + b)) & 1, b, p)
     m = sraw >> p
     mfrac = m & ((1 << sf) - 1)
-    if sf > spec.inv_bits:
-        idx = (mfrac + (1 << (sf - spec.inv_bits - 1))) >> (sf - spec.inv_bits)
+    k = sf - spec.inv_bits
+    if k > 0:
+        idx, rem = mfrac >> k, mfrac & ((1 << k) - 1)
     else:
-        idx = mfrac << (spec.inv_bits - sf)
-    inv = t["inv"][idx]
+        idx, rem, k = mfrac << -k, np.zeros_like(mfrac), 0
+    traw = quantize_int(t["inv"], spec.inv_table_t).astype(object)
+    t0, t1 = traw[idx], traw[idx + 1]
+    # T[j] + (T[j+1] - T[j]) * rem / 2^k, exact, then one rounding into inv_table_t
+    inv_raw = quantize_raw(t0 * (1 << k) + (t1 - t0) * rem.astype(object), spec.inv_table_t.frac + k, spec.inv_table_t)
+    inv = from_int(inv_raw, spec.inv_table_t)
     e_raw = quantize_int(e, spec.exp_table_t)
     inv_raw = quantize_int(inv, spec.inv_table_t)
     praw = (e_raw * inv_raw) >> p

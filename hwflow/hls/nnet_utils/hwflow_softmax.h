@@ -5,7 +5,8 @@
 //   e_i   = exp_hi[d_i.raw >> lo_bits] * exp_lo[d_i.raw & lo_mask]   cast to exp_table_t
 //           (two tables cover every bit of d_i, so distinct inputs never share an entry -> no argmax ties)
 //   s     = sum_i e_i                                      exact in sum_t (s >= 1 since e_max == 1)
-//   s     = m * 2^p, m in [1,2);  inv = inv_table[round(frac(m) * 2^inv_bits)]   (1/m, cast to inv_table_t)
+//   s     = m * 2^p, m in [1,2);  inv = (inv_table_t)(T[j] + (T[j+1] - T[j]) * r)  with j.r = frac(m) * 2^inv_bits
+//           (T[j] = 1/(1 + j/2^inv_bits); linear interpolation, one multiply per row)
 //   y_i   = (res_T)( (e_i * inv) >> p )                    integer shift of the exact product (truncates)
 // Tables are computed in Python (exact fixed-point literals) and passed in as ROM arrays.
 #ifndef HWFLOW_SOFTMAX_H_
@@ -88,14 +89,23 @@ SOFTMAX_LEAD:
     }
     ap_uint<SW> m = sraw >> p;
     ap_uint<SF + 1> mfrac = m & ((ap_uint<SW>(1) << SF) - 1);
+    // 1/m by linear interpolation between the two nearest table entries (one multiply per row)
+    static const int SH = SF - (int)CONFIG_T::inv_bits;
+    static const int RB = SH > 0 ? SH : 1;
     unsigned idx;
-    if (SF > (int)CONFIG_T::inv_bits) {
-        idx = (unsigned)((mfrac + (ap_uint<SF + 1>(1) << (SF - CONFIG_T::inv_bits - 1))) >> (SF - CONFIG_T::inv_bits));
+    ap_ufixed<RB, 0> f = 0;
+    if (SH > 0) {
+        idx = (unsigned)(mfrac >> SH);
+        ap_uint<RB> rem = mfrac & ((ap_uint<SF + 1>(1) << SH) - 1);
+        f.range(RB - 1, 0) = rem;
     } else {
-        idx = ((unsigned)mfrac) << (CONFIG_T::inv_bits - SF);
+        idx = ((unsigned)mfrac) << (-SH);
     }
-    inv_t inv;
-    inv.range(VW - 1, 0) = inv_table[idx];
+    inv_t t0, t1;
+    t0.range(VW - 1, 0) = inv_table[idx];
+    t1.range(VW - 1, 0) = inv_table[idx + 1];
+    ap_fixed<VW + 1, VI + 1> dt = ap_fixed<VW + 1, VI + 1>(t1) - ap_fixed<VW + 1, VI + 1>(t0);
+    inv_t inv = t0 + dt * f;
 
 SOFTMAX_NORM:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
