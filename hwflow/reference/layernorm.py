@@ -145,12 +145,17 @@ def norm(x, spec: NormSpec, gamma=None, beta=None) -> np.ndarray:
         pos = np.where((raw >> k) & 1, k, pos)
     mfrac = raw & ((np.int64(1) << pos) - 1)
     sh = pos - tb
-    j = np.where(sh > 0, (mfrac + (np.int64(1) << np.maximum(sh - 1, 0))) >> np.maximum(sh, 0),
-                 mfrac << np.maximum(-sh, 0))
+    j = np.where(sh > 0, mfrac >> np.maximum(sh, 0), mfrac << np.maximum(-sh, 0))
+    rem = np.where(sh > 0, mfrac & ((np.int64(1) << np.maximum(sh, 0)) - 1), 0)
+    f_raw = rem.astype(object) * (2 ** vw) // (2 ** np.maximum(sh, 0)).astype(object)  # rem << (vw - sh), exact
     b = pos - vf
     odd = b & 1
     e = (b - odd) // 2
-    r = spec.table[odd * (2 ** tb + 1) + j]
+    tt = spec.table_t
+    traw = quantize_int(spec.table, tt).astype(object)
+    base = odd * (2 ** tb + 1) + j
+    t0, t1 = traw[base], traw[base + 1]
+    r = from_int(quantize_raw(t0 * (2 ** vw) + (t1 - t0) * f_raw, tt.frac + vw, tt), tt)
     it = spec.inv_std_t
     rr = quantize_int(r, it)
     rr = np.where(e >= 0, rr >> np.maximum(e, 0), rr << np.maximum(-e, 0))

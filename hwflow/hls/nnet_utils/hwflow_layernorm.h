@@ -4,7 +4,8 @@
 //   LayerNorm: mean = (mean_t)(sum_i x_i * inv_n);  d_i = x_i - mean (exact)
 //   RMSNorm:   d_i = x_i
 //   var  = (var_t)((var_t)(sum_i d_i^2 * inv_n) + eps)        sums exact in accum_t
-//   var  = m * 2^b, m in [1,2):  r = table[(b odd) * (N+1) + round(frac(m) * N)]   (1/sqrt(m) or 1/sqrt(2m))
+//   var  = m * 2^b, m in [1,2):  r = (table_t)(T[j] + (T[j+1] - T[j]) * f), j.f = frac(m) * N,
+//          T = 1/sqrt(m) (b even) or 1/sqrt(2m) (b odd) at N+1 points (linear interpolation)
 //   inv_std = r >> ((b - odd)/2)   (or << when negative)  in inv_std_t  -> 1/sqrt(var) for ANY var
 //   y_i = (res_T)((norm_t)(d_i * inv_std) * gamma_i + beta_i)
 // The power-of-two pre-scaling means the table only spans one octave: no range limit (hls4ml's stock
@@ -87,17 +88,26 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
             pos = k;
     }
     ap_uint<VW> mfrac = raw & ((ap_uint<VW>(1) << pos) - 1);
+    // j.f = frac(m) * 2^TB: table index and the fraction for linear interpolation (one multiply per token)
     unsigned j;
+    ap_ufixed<VW, 0> f = 0;
     if (pos > TB) {
-        j = (unsigned)((ap_uint<VW + 1>(mfrac) + (ap_uint<VW + 1>(1) << (pos - TB - 1))) >> (pos - TB));
+        j = (unsigned)(mfrac >> (pos - TB));
+        ap_uint<VW> rem = mfrac & ((ap_uint<VW>(1) << (pos - TB)) - 1);
+        f.range(VW - 1, 0) = rem << (VW - (pos - TB));
     } else {
         j = ((unsigned)mfrac) << (TB - pos);
     }
     int b = pos - VF;
     int odd = b & 1;
     int e = (b - odd) / 2; // exact: b - odd is even
-    typename CONFIG_T::table_t r; // ROM words are the raw bits of table_t values
-    r.range(CONFIG_T::table_t::width - 1, 0) = table[odd * ((1 << TB) + 1) + j];
+    typedef typename CONFIG_T::table_t table_t;
+    static const int TW = table_t::width, TI = table_t::iwidth;
+    table_t t0, t1; // ROM words are the raw bits of table_t values
+    t0.range(TW - 1, 0) = table[odd * ((1 << TB) + 1) + j];
+    t1.range(TW - 1, 0) = table[odd * ((1 << TB) + 1) + j + 1];
+    ap_fixed<TW + 1, TI + 1> dt = ap_fixed<TW + 1, TI + 1>(t1) - ap_fixed<TW + 1, TI + 1>(t0);
+    table_t r = t0 + dt * f;
     inv_std_t inv_std = r;
     if (e >= 0)
         inv_std = inv_std >> e;
