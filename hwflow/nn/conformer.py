@@ -295,6 +295,8 @@ def _layers():
             return kernel, bias
 
         def call(self, inputs, training=None):
+            if training is not None and not isinstance(training, (bool, int)):
+                training = tf.get_static_value(training)  # a symbolic flag: use its value when known, else inference
             kernel, bias = self.folded(training=bool(training), x=inputs)
             x = tf.cast(inputs, tf.float64)
             y = self._conv(x, tf.cast(kernel, tf.float64), None if bias is None else tf.cast(bias, tf.float64))

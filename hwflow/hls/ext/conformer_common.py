@@ -68,11 +68,6 @@ def mult_limit(layer, n_mult: int) -> int:
     return max(1, n_mult)
 
 
-def cpp_literals(values) -> str:
-    """Return exact C++ double literals for values that are dyadic rationals (repr round-trips a double)."""
-    return ", ".join(repr(float(v)) for v in values)
-
-
 def register_for_backends(templates, headers, backends=None) -> None:
     """Register template classes and header files with the given backends (default: Vivado and Vitis)."""
     import hls4ml
