@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import cells, is_border
-from .schema import ReportError, finalize, new_record, to_int
+from .schema import finalize, new_record, read_report, ReportError, to_int
 
 _RTL = ("Verilog", "VHDL", "SystemC")
 
@@ -47,12 +47,7 @@ def status_from_rows(rows: dict[str, list[str]]) -> tuple[str | None, list[str] 
 def parse(path: str | Path) -> dict[str, Any]:
     """Return the unified record for a co-simulation report; raise ReportError if unreadable."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
-    if not text.strip():
-        raise ReportError(f"{path}: empty file, not a co-simulation report: re-run with --cosim")
+    text = read_report(path, "empty file, not a co-simulation report: re-run with --cosim")
     rows, ncols, closed = parse_table(text)
     if rows and not closed:
         raise ReportError(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import find_line, tables
-from .schema import RESOURCE_KEYS, ReportError, finalize, new_record, require, to_float, to_int
+from .schema import RESOURCE_KEYS, finalize, new_record, read_report, ReportError, require, to_float, to_int
 
 _COL_ALIASES = {"DSP48E": "DSP", "DSP48": "DSP", "DSP58": "DSP"}
 
@@ -37,12 +37,7 @@ def _resource_row(header: list[str], row: list[str]) -> dict[str, Any]:
 def parse(path: str | Path) -> dict[str, Any]:
     """Return the unified record for a ``*_csynth.rpt`` text report; raise ReportError if unreadable."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
-    if not text.strip():
-        raise ReportError(f"{path}: empty file, not a csynth text report: re-run C synthesis")
+    text = read_report(path, "empty file, not a csynth text report: re-run C synthesis")
     lines = text.splitlines()
     rec = new_record(path, "csynth_rpt")
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from .schema import RESOURCE_KEYS, ReportError, finalize, new_record, require, to_float, to_int
+from .schema import RESOURCE_KEYS, finalize, new_record, read_report, ReportError, require, to_float, to_int
 
 _TAG_ALIASES = {"DSP48E": "DSP", "DSP48": "DSP", "DSP58": "DSP", "BRAM": "BRAM_18K"}
 
@@ -52,12 +52,7 @@ def tool_from_xml(version: str | None, has_flow_target: bool, dsp_tag: str | Non
 def parse(path: str | Path) -> dict[str, Any]:
     """Return the unified record for a ``*_csynth.xml`` report; raise ReportError if unreadable."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
-    if not data.strip():
-        raise ReportError(f"{path}: empty file, not a csynth XML report: re-run C synthesis")
+    data = read_report(path, "empty file, not a csynth XML report: re-run C synthesis", binary=True)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:

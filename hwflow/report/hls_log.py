@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cosim as _cosim
-from .schema import ReportError, finalize, new_record, to_float
+from .schema import finalize, new_record, read_report, ReportError, to_float
 
 _BANNER = re.compile(
     r"^\*{4,}\s+(Vivado\(TM\) HLS|Vivado HLS|Vitis HLS|vitis-run|Vitis|Vivado)\b.*?\bv(\d{4}\.\d+(?:\.\d+)?)",
@@ -77,10 +77,5 @@ def parse_text(text: str, path: str | Path) -> dict[str, Any]:
 def parse(path: str | Path) -> dict[str, Any]:
     """Return the unified record for an HLS log file; raise ReportError if unreadable."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
-    if not text.strip():
-        raise ReportError(f"{path}: empty log file: the tool wrote nothing (did it start?)")
+    text = read_report(path, "empty log file: the tool wrote nothing (did it start?)")
     return parse_text(text, path)

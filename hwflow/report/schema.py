@@ -151,3 +151,15 @@ def require(rec: dict[str, Any], path: str | Path, fields: dict[str, Any], what:
 def check_number(x: Any) -> bool:
     """Return True if x is a finite number (used to validate parsed values)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def read_report(path: str | Path, empty_msg: str, binary: bool = False) -> str | bytes:
+    """Return a report file's text (bytes if ``binary``); raise ReportError if unreadable or empty."""
+    path = Path(path)
+    try:
+        data = path.read_bytes() if binary else path.read_text(errors="replace")
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
+    if not data.strip():
+        raise ReportError(f"{path}: {empty_msg}")
+    return data

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import tables
-from .schema import ReportError, finalize, new_record, require, to_float, to_int
+from .schema import finalize, new_record, read_report, ReportError, require, to_float, to_int
 
 _ROWS = {
     "LUT": ("CLB LUTs", "Slice LUTs"),
@@ -45,12 +45,7 @@ def _site_rows(lines: list[str]) -> dict[str, dict[str, str]]:
 def parse(path: str | Path) -> dict[str, Any]:
     """Return the unified record for a Vivado utilization report; raise ReportError if unreadable."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror})") from None
-    if not text.strip():
-        raise ReportError(f"{path}: empty file, not a Vivado utilization report: re-run Vivado synthesis (--vsynth)")
+    text = read_report(path, "empty file, not a Vivado utilization report: re-run Vivado synthesis (--vsynth)")
     lines = text.splitlines()
     rec = new_record(path, "vivado_synth")
     rec["tool"] = "Vivado"
