@@ -122,7 +122,8 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
                              if res.get("iverilog", {}).get("ran") else res.get("iverilog")),
         "part": part,
         "clock_period_ns": rtl_cfg.get("clock_period"),
-        "latency_cutoff": rtl_cfg.get("latency_cutoff"),
+        "latency_cutoff": res.get("latency_cutoff", rtl_cfg.get("latency_cutoff")),
+        "var_products": res.get("var_products"),
         "estimated_cost_luts_da4ml": res.get("estimated_cost_luts_da4ml"),
         "register_bits_da4ml": res.get("register_bits_da4ml"),
         "per_layer": res.get("per_layer"),
@@ -136,6 +137,10 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "firmware_dir": str(fw_dir),
         "timings": timings,
     }
+    ys = res.get("yosys") or {}
+    # one-line source label for summaries (hwflow.report uses rtl.json's "label" as is)
+    r["label"] = (f"open RTL: yosys {ys.get('version')}, UltraScale+ mapping, not Vivado" if r["resources"]
+                  else f"open RTL: {r['bit_exact_source'] or 'RTL'}, resources not synthesized, not Vivado")
     if extra:
         r.update(extra)
     return r
@@ -171,7 +176,12 @@ def markdown(r: dict) -> str:
             lines.append(f"| other cells | {', '.join(f'{k} {v}' for k, v in ex.items())} | yosys |")
     else:
         lines.append(f"| resources | not synthesized ({(r.get('yosys_status') or {}).get('reason', 'yosys disabled')}) | - |")
-    lines.append(f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT, {_f(r['register_bits_da4ml'])} register bits | da4ml |")
+    lines.append(f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
+                 f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |")
+    vp = r.get("var_products") or {}
+    if vp.get("count"):
+        lines.append(f"| variable x variable products | {vp['count']} (widest {vp['max_bits']} x {vp['max_bits_other']} bits) | "
+                     "da4ml trace (Yosys maps them to DSP48E2 or LUTs) |")
     sv = r.get("second_simulator") or {}
     if sv.get("version"):
         lines.append(f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "

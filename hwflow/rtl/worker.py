@@ -147,7 +147,14 @@ def run_iverilog(model, prj_dir: Path, prj: str, x: np.ndarray, expected: np.nda
     (sim / "tb.v").write_text(write_iverilog_tb(prj, n_in * bw_in, n_out * bw_out, n, max_latency + 2))
     for mem in (prj_dir / "src/memfiles").glob("*"):
         shutil.copy(mem, sim / mem.name)
-    srcs = sorted(str(p) for p in (prj_dir / "src").glob("*.v")) + sorted(str(p) for p in (prj_dir / "src/static").glob("*.v"))
+    srcs = sorted(str(p) for p in (prj_dir / "src").glob("*.v"))
+    for p in sorted((prj_dir / "src/static").glob("*.v")):
+        if p.name == "lookup_table.v":
+            # Icarus 11 rejects da4ml's computed rom_style attribute; attributes do not change simulation
+            (sim / p.name).write_text(re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "distributed" *)', p.read_text()))
+            srcs.append(str(sim / p.name))
+        else:
+            srcs.append(str(p))
     t0 = time.time()
     subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *srcs], cwd=sim, check=True, capture_output=True, text=True)
     out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=sim, check=True, capture_output=True, text=True).stdout
@@ -340,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     result["estimated_cost_luts_da4ml"] = round(float(comb.cost))
     result["register_bits_da4ml"] = int(model._pipe.reg_bits) if model._pipe is not None else 0
     result["n_ops"] = len(comb.ops)
+    from da4ml.types import minimal_kif
+
+    muls = [(sum(minimal_kif(comb.ops[o.id0].qint)), sum(minimal_kif(comb.ops[o.id1].qint))) for o in comb.ops if o.opcode == 7]
+    widest = max(muls, key=lambda ab: (max(ab), min(ab)), default=(0, 0))
+    result["var_products"] = {"count": len(muls), "max_bits": int(max(widest)), "max_bits_other": int(min(widest))}
     result["verilog_dir"] = str(out / "src")
 
     # final outputs of the traced logic, emulated exactly: the reference the simulators must reproduce as well
