@@ -300,6 +300,11 @@ def trace(hls_model, x):
     return cls_trace(hls_model, x)
 
 
+def _spread(n: int, k: int) -> np.ndarray:
+    """Return min(n, k) indices spread evenly over range(n)."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+
+
 def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
     """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path."""
     from ..util import atomic_dir
@@ -315,10 +320,11 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
             from ..data import get_dataset
 
             ds = get_dataset(card)
+            # evenly strided subsets: the splits may be ordered by class, a head slice would miss classes
             if calibration_data is None:
-                calibration_data = ds.x_train[:2000]
+                calibration_data = ds.x_train[_spread(len(ds.x_train), 2000)]
             if test_inputs is None:
-                test_inputs = ds.x_test[: card["hls"]["csim_samples"]]
+                test_inputs = ds.x_test[_spread(len(ds.x_test), card["hls"]["csim_samples"])]
         except Exception as e:  # noqa: BLE001 - conversion still works without data, just uncalibrated
             print(f"hwflow: warning: no dataset for calibration/test bench ({e}); using defaults")
     dest = card.firmware_dir()
