@@ -407,6 +407,27 @@ def _as_var(v, hw):
     return v if isinstance(v, FixedVariable) else FixedVariable.from_const(float(v), hwconf=hw)
 
 
+def _interp_lookup(u, table: np.ndarray, bits: int, out_t: dict):
+    """Return out_t(T[j] + (T[j+1] - T[j]) * phi) for u in [0, 1): j = floor(u * 2**bits), phi its fraction.
+
+    The linearly interpolated table read of hwflow's reciprocal and 1/sqrt (one rounding into the table type).
+    """
+    if not isinstance(u, FixedVariable) or u.low == u.high:
+        v = float(u if not isinstance(u, FixedVariable) else u.low) * 2.0**bits
+        j = int(math.floor(v))
+        return _cast_const(float(table[j]) + (float(table[j + 1]) - float(table[j])) * (v - j), out_t)
+    w = u * 2.0**bits  # free shift
+    j = _trn(w, 0)
+    phi = w.quantize(0, 0, max(w.kif[2], 0), "WRAP", "TRN") if w.kif[2] > 0 else 0.0
+    t0 = lut(j, lambda g: table[np.round(g).astype(np.int64)])
+    if isinstance(phi, FixedVariable) and phi.low != phi.high:
+        dt = lut(j, lambda g: table[np.round(g).astype(np.int64) + 1] - table[np.round(g).astype(np.int64)])
+        val = t0 + vmul(dt, phi) if isinstance(dt, FixedVariable) else t0 + phi * float(dt)
+    else:
+        val = t0
+    return cast_var(val, out_t)
+
+
 def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, hw) -> list:
     """Return hwflow_softmax of one row (hwflow.reference.softmax.softmax): exp tables on x_max - x, normalised reciprocal."""
     norm_t, exp_t, inv_t, sum_t = ty[pre + "inp_norm"], ty[pre + "exp_table"], ty[pre + "inv_table"], ty[pre + "sum"]
@@ -440,9 +461,7 @@ def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, 
     mf = s.quantize(0, 0, sf, "WRAP", "TRN")  # p = 0: fractional bits of s
     for b, key in keys:
         mf = _mux(key, (s * 2.0**-b).quantize(0, 0, sf, "WRAP", "TRN"), mf)
-    idx = _round(mf, inv_bits, "RND") if sf > inv_bits and isinstance(mf, FixedVariable) else mf
-    inv = lut(idx, lambda g: inv_tab[np.round(g * 2.0**inv_bits).astype(np.int64)]) if isinstance(idx, FixedVariable) \
-        else float(inv_tab[int(round(float(idx) * 2**inv_bits))])
+    inv = _interp_lookup(mf, inv_tab, inv_bits, inv_t)
     out = []
     for e in es:
         prod = vmul(e, inv)  # e_raw * inv_raw, exact
@@ -487,12 +506,11 @@ def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray,
     n1 = 2**tb + 1
     t_even, t_odd = table[:n1], table[n1:]
 
-    def jv(k: int):  # (raw & (2**k - 1)) / 2**k, then rounded to tb bits: the table column j / 2**tb
+    def jv(k: int):  # (raw & (2**k - 1)) / 2**k in [0, 1): mantissa bits below the leading one
         if k == 0:
             return 0.0
         low = var.quantize(0, k - vf, vf, "WRAP", "TRN")
-        low = low * 2.0 ** (vf - k) if isinstance(low, FixedVariable) else float(low) * 2.0 ** (vf - k)
-        return _round(low, tb, "RND") if isinstance(low, FixedVariable) and k > tb else low
+        return low * 2.0 ** (vf - k) if isinstance(low, FixedVariable) else float(low) * 2.0 ** (vf - k)
 
     def shifted(r, k: int):  # table value >> e (or << -e, wrapping) in inv_std_t
         b = k - vf
@@ -503,12 +521,8 @@ def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray,
     j = jv(0)
     for k, key in keys:
         j = _mux(key, jv(k), j)
-    if isinstance(j, FixedVariable) and j.low != j.high:
-        r_even = lut(j, lambda g: t_even[np.round(g * 2.0**tb).astype(np.int64)])
-        r_odd = lut(j, lambda g: t_odd[np.round(g * 2.0**tb).astype(np.int64)])
-    else:
-        jj = int(round(float(j if not isinstance(j, FixedVariable) else j.low) * 2**tb))
-        r_even, r_odd = float(t_even[jj]), float(t_odd[jj])
+    r_even = _interp_lookup(j, t_even, tb, ty["table"])
+    r_odd = _interp_lookup(j, t_odd, tb, ty["table"])
     rr = shifted(r_odd if (0 - vf) & 1 else r_even, 0)
     for k, key in keys:
         rr = _mux(key, shifted(r_odd if (k - vf) & 1 else r_even, k), rr)
