@@ -78,3 +78,21 @@ def test_model_with_hwflow_layers_saves_and_loads(tmp_path, fmt):
     mha = [ly for ly in loaded.layers if type(ly).__name__ == "QMultiHeadAttention"][0]
     assert mha.get_config()["qkv_quantizer"]["config"]["bits"] == 16
     assert "QDense" in get_custom_objects()
+
+
+def test_attention_kernels_start_distinct_and_reproducible():
+    """Each projection gets its own initializer draw (an unseeded Keras-2 initializer repeats itself)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from hwflow.nn.layers import QMultiHeadAttention
+
+    def kernels():
+        tf.keras.utils.set_random_seed(3)
+        layer = QMultiHeadAttention(num_heads=2, key_dim=8)
+        layer(tf.zeros((1, 4, 16)))
+        return [k.numpy() for k in (layer.query_kernel, layer.key_kernel, layer.value_kernel)]
+
+    first, second = kernels(), kernels()
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[1], first[2])
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))

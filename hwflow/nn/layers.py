@@ -107,6 +107,9 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         self._out_dim = out
 
         def w(name, shape, init, reg):
+            # a fresh initializer per weight (as keras MultiHeadAttention does): one unseeded Keras-2
+            # initializer instance returns the same values on every call, so Q, K, V would start equal
+            init = init.__class__.from_config(init.get_config())
             return self.add_weight(name=name, shape=shape, initializer=init, regularizer=reg, trainable=True)
 
         self.query_kernel = w("query_kernel", (d_q, hk), self.kernel_initializer, self.kernel_regularizer)

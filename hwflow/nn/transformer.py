@@ -196,30 +196,7 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     out = L.Activation("softmax", name="softmax")(h)
     name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
     model = tf.keras.Model(inp, out, name=name.replace("-", "_"))
-    _distinct_attention_init(model)
     return model
-
-
-def _distinct_attention_init(model) -> None:
-    """Re-draw attention kernels that start out identical (one unseeded Keras initializer called 4 times).
-
-    Keras 2 returns the same values each time an unseeded initializer instance is called, so
-    Q, K and V (and a square output kernel) would start equal; that symmetry slows training. The
-    fresh Glorot-uniform draws come from numpy's global generator, which ``set_seed`` seeds.
-    """
-    import numpy as np
-
-    for layer in model.layers:
-        kernels = [getattr(layer, f"{n}_kernel", None) for n in ("query", "key", "value", "output")]
-        if layer.__class__.__name__ != "QMultiHeadAttention" or any(k is None for k in kernels):
-            continue
-        values = [k.numpy() for k in kernels]
-        if not any(a.shape == b.shape and np.array_equal(a, b) for i, a in enumerate(values) for b in values[i + 1:]):
-            continue
-        for k in kernels:
-            fan_in, fan_out = k.shape
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            k.assign(np.random.uniform(-limit, limit, size=tuple(k.shape)).astype(np.float32))
 
 
 def parameter_count(card, input_shape: tuple | None = None, n_classes: int | None = None) -> int:
