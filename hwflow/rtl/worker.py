@@ -1,7 +1,13 @@
 """RTL worker, run inside ``.venv-rtl``: neutral file -> da4ml trace -> pipelined Verilog -> Verilator (+ Icarus) -> Yosys.
 
 ``.venv-rtl/bin/python -m hwflow.rtl.worker --neutral DIR --out DIR --result FILE [--latency-cutoff 5]
-[--clock-period 5] [--part xcvu13p-...] [--samples N] [--no-yosys] [--no-iverilog]``
+[--clock-period 5] [--part xcvu13p-...] [--samples N] [--iverilog-samples 64] [--no-yosys] [--no-iverilog]
+[--sim-max-cost LUTS] [--yosys-max-cost LUTS] [--yosys-timeout S]``
+
+Steps: trace (hwflow.rtl.trace_graph) -> per-layer exactness of the traced logic vs the C-sim trace
+(hwflow.rtl.emulate) -> da4ml pipelined Verilog -> Verilator (da4ml binder, one sample per clock) and Icarus
+(measures the cycle at which outputs appear) vs the C-sim outputs -> Yosys synth_xilinx -family xcup cell counts.
+Designs above --sim-max-cost / --yosys-max-cost (da4ml LUT estimate) skip the simulators / Yosys, and say so.
 
 Writes the Verilog project under ``--out`` (da4ml layout: src/, sim/, model/) and a JSON result the main venv
 turns into reports/<model>/rtl.{json,md}. Never imports TensorFlow or hls4ml.
