@@ -172,3 +172,26 @@ def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch):
     assert main(["firmware", "unit_cli"]) == 0
     assert (tmp_path / "firmware" / "unit_cli" / "build_prj.tcl").exists()
     assert "Vivado" in (tmp_path / "firmware" / "unit_cli" / "hwflow_firmware.json").read_text()
+
+
+def test_input_type_follows_the_input_quantizer_or_the_data():
+    """The firmware input rounds raw inputs like the QKeras input quantizer; without one it rounds, sized from data."""
+    import numpy as np
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    from hwflow.config import validate
+    from hwflow.hls.convert import hls_config
+
+    card = validate({"name": "t", "data": {"kind": "jets"}, "model": {"kind": "transformer"}})
+    inp = tf.keras.Input((8,), name="x_in")
+    h = QActivation(quantized_bits(12, 3, alpha=1), name="in_q")(inp)
+    out = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d")(h)
+    cfg = hls_config(card, tf.keras.Model(inp, out))
+    assert cfg["LayerName"]["x_in"]["Precision"]["result"] == "ap_fixed<12,4,AP_RND_CONV,AP_SAT>"
+
+    inp2 = tf.keras.Input((8,), name="raw_in")
+    out2 = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d2")(inp2)
+    x = np.full((4, 8), 5.0, np.float32)
+    cfg2 = hls_config(card, tf.keras.Model(inp2, out2), calibration_data=x)
+    assert cfg2["LayerName"]["raw_in"]["Precision"]["result"] == "ap_fixed<18,4,AP_RND_CONV,AP_SAT>"

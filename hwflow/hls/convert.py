@@ -172,6 +172,22 @@ def _range_type(max_abs: float, width: int = 16) -> str:
     return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
 
 
+def _input_type(layer, calibration_data, current, default: str) -> str:
+    """Return the firmware input type: the input quantizer's own type when a QActivation reads the input
+    (the C++ then rounds raw inputs exactly like QKeras), else a rounding type sized from the data."""
+    from .ext.common import quantizer_type
+
+    outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
+    types = {quantizer_type(o.quantizer, o.name).cpp() for o in outs
+             if type(o).__name__ == "QActivation" and getattr(o, "quantizer", None) is not None}
+    if outs and len(types) == 1 and all(type(o).__name__ == "QActivation" for o in outs):
+        return types.pop()
+    if calibration_data is not None and current in (None, "auto", default):
+        max_abs = float(np.max(np.abs(np.asarray(calibration_data, np.float32))))
+        return _range_type(max_abs, width=18)  # rounds instead of hls4ml's default truncation
+    return current if current not in (None, "auto") else default
+
+
 def hls_config(card, model, calibration_data=None) -> dict:
     """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides."""
     import hls4ml
@@ -228,6 +244,8 @@ def hls_config(card, model, calibration_data=None) -> dict:
             prec["accum"] = "ap_fixed<32,10>"
         elif cls == "LayerNormalization":
             prec["result"] = prec.get("result") if prec.get("result") not in (None, "auto") else h["default_precision"]
+        elif cls == "InputLayer":
+            prec["result"] = _input_type(layer, calibration_data, prec.get("result"), h["default_precision"])
     for hname in _softmax_layers(model):
         lc = layers.setdefault(hname, {})
         lc["Trace"] = True
