@@ -77,26 +77,15 @@ TABLE_DEFAULTS = {"table_size": 1024, "table_range": 8.0, "table_t": "ap_ufixed<
 
 def role_spec(card, role: str) -> dict | None:
     """Return the quantizer spec of a role (card value, else the role's fallback), or None when quantization is off."""
-    q = card["quant"]
-    if not q.get("enabled", True):
-        return None
-    if role in q and isinstance(q[role], dict):
-        return dict(q[role])
-    if role in ROLE_DEFAULTS:
-        bits, integer, neg = ROLE_DEFAULTS[role]
-        return {"bits": bits, "integer": integer, "keep_negative": neg, "alpha": 1}
-    return dict(q["default"])
+    from .quant import role_spec_with
+
+    return role_spec_with(card, role, ROLE_DEFAULTS)
 
 
 def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
-    from . import quant
+    from .quant import builder_quantizer
 
-    if not quantized:
-        return None
-    spec = role_spec(card, role)
-    if kind == "relu" or (kind == "auto" and not spec.get("keep_negative", True)):
-        return quant.relu(spec)
-    return quant.bits(spec)
+    return builder_quantizer(card, role, quantized, ROLE_DEFAULTS, kind)
 
 
 # ----------------------------------------------------------------------------------------------

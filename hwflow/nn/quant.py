@@ -53,3 +53,26 @@ def hls_type(spec: dict | None, signed: bool | None = None) -> str | None:
     signed = spec.get("keep_negative", True) if signed is None else signed
     width, integer = spec["bits"], spec["integer"] + (1 if signed else 0)
     return f"ap_fixed<{width},{integer}>" if signed else f"ap_ufixed<{width},{integer}>"
+
+
+def role_spec_with(card, role: str, role_defaults: dict) -> dict | None:
+    """Return a role's spec: the card's, else the builder's activation fallback, else ``default`` (None when off)."""
+    q = card["quant"]
+    if not q.get("enabled", True):
+        return None
+    if role in q and isinstance(q[role], dict):
+        return dict(q[role])
+    if role in role_defaults:
+        bits_, integer, neg = role_defaults[role]
+        return {"bits": bits_, "integer": integer, "keep_negative": neg, "alpha": 1}
+    return dict(q["default"])
+
+
+def builder_quantizer(card, role: str, quantized: bool, role_defaults: dict, kind: str = "bits") -> Any:
+    """Return the QKeras quantizer of a builder role (None for the float twin); kind bits, relu, or auto (relu if unsigned)."""
+    if not quantized:
+        return None
+    spec = role_spec_with(card, role, role_defaults)
+    if kind == "relu" or (kind == "auto" and not spec.get("keep_negative", True)):
+        return relu(spec)
+    return bits(spec)
