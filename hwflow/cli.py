@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    import warnings
+
+    # known-harmless library chatter that would bury hwflow's own messages (QKeras quantizers are not
+    # Keras constraints; HDF5 is the format QKeras models load from in Keras 2)
+    for msg in (r"The `keras.constraints.serialize\(\)` API", r"You are saving your model as an HDF5 file",
+                r"The initializer \w+ is unseeded"):
+        warnings.filterwarnings("ignore", message=msg)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
