@@ -20,7 +20,7 @@ def tiny_card(name="tiny", **train):
         "name": name,
         "data": {"kind": "jets", "jets": {"n_constituents": 6, "classes": CLASSES}},
         "model": {"kind": "transformer", "embed_dim": 8, "key_dim": 4, "ffn_dim": 8},
-        "train": {"epochs": 3, "batch_size": 64, "patience": 2, "seed": 3, **train},
+        "train": {"epochs": 3, "batch_size": 64, "patience": 2, "seed": 3, "learning_rate": 0.01, **train},
     })
 
 
