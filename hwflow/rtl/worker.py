@@ -297,8 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     from da4ml.codegen import VerilogModel
     from da4ml.trace import comb_trace
 
+    from da4ml.trace import fixed_variable as _fv
+
     from .trace_graph import build
 
+    # da4ml names variables with random UUIDs that order ties in its scheduler: seed them for reproducible RTL
+    _fv.rd.seed(0)
     timings: dict[str, float] = {}
     t0 = time.time()
     graph, arrays = load_neutral(args.neutral)
