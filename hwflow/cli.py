@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    import os
     import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banners, before TF is imported
 
     # known-harmless library chatter that would bury hwflow's own messages (QKeras quantizers are not
     # Keras constraints; HDF5 is the format QKeras models load from in Keras 2)
