@@ -12,12 +12,13 @@ RTLSTAMP := $(RTLVENV)/.installed
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl bench sweep test test-slow test-rtl test-all clean distclean
+.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full bench sweep test test-slow test-rtl test-all clean distclean
 
 help:
 	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
 	@echo "make test                 default tests (< 20 min on 2 cores); test-slow / test-rtl / test-all for the rest"
 	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
+	@echo "make rtl-env / rtl / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
 	@echo "make report               collect reports/summary.{json,md} over all models"
 	@echo "make sweep MODEL=.. REUSE='1 2 4'   firmware + csim (+ synth if tools exist) per reuse factor"
 	@echo "make bench                benchmarks into reports/bench/"
@@ -67,12 +68,16 @@ compare: setup
 	$(HW) report compare $(A) $(B)
 
 rtl-env: $(RTLSTAMP)
-$(RTLSTAMP): requirements-rtl.txt hwflow/rtl/setup_env.sh
+$(RTLSTAMP): requirements-rtl.txt hwflow/rtl/setup_env.sh hwflow/rtl/setup_env.py
 	bash hwflow/rtl/setup_env.sh $(RTLVENV)
 	touch $@
 
 rtl: setup rtl-env
 	$(HW) rtl $(MODEL)
+
+# the multi-hour route for large designs: Verilator/Icarus simulation and Yosys even above the size limits
+rtl-full: setup rtl-env
+	$(HW) rtl $(MODEL) --simulate --yosys
 
 bench: setup
 	$(HW) bench $(MODEL)
@@ -91,7 +96,7 @@ demo: setup
 
 # --- tests ----------------------------------------------------------------------------------
 PYTEST := $(BIN)/python -m pytest
-test: setup
+test: setup rtl-env
 	$(PYTEST) -q
 
 test-slow: setup

@@ -26,7 +26,7 @@ CSIM_KEYS = (
     "overflow_counts", "overflow_total", "softmax_argmax_flips",
 )
 RTL_KEYS = ("source", "n_samples", "bit_exact_fraction_vs_csim", "latency_cycles", "latency_ns", "interval", "clock_period_ns",
-            "resources", "utilization_pct", "synthesizer", "simulator", "part")
+            "resources", "utilization_pct", "synthesizer", "simulator", "part", "bit_exact_source", "pipeline_stages")
 
 
 def model_names(root: Path) -> list[str]:
