@@ -106,8 +106,10 @@ def markdown(table: dict) -> str:
             syn = s.get("reason") or s.get("status") or "not run"
         acc = r.get("accuracy_csim")
         agr = r.get("argmax_agreement_vs_qkeras")
+        drop = r.get("auc_drop_max_vs_float")
         lines.append(f"| {r['name']} | {r[key]} | {'' if acc is None else f'{acc:.4f}'} | "
-                     f"{'' if agr is None else f'{agr:.4f}'} | {r.get('auc_drop_max_vs_float')} | {r.get('overflow_total')} | {syn} |")
+                     f"{'' if agr is None else f'{agr:.4f}'} | {'' if drop is None else f'{drop:.4f}'} | "
+                     f"{r.get('overflow_total')} | {syn} |")
     lines.append("")
     lines.append("Reuse factor and strategy change only the schedule, so C-sim figures repeat across them; "
                  "latency and resources come only from a vendor report and are never estimated here.")
