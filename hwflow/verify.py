@@ -368,13 +368,9 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
     if n == 0:
         raise HwflowError("no test samples for the C simulation: raise hls.csim_samples or the dataset size")
     t0 = time.perf_counter()
-    if trace:
-        for layer in hls_model.get_layers():
-            layer.set_attr("trace", True)
-        y_csim, traced = hls_model.trace(x)
-    else:
-        hls_model.compile()
-        y_csim, traced = hls_model.predict(x), {}
+    from .hls import csim_outputs
+
+    y_csim, traced = csim_outputs(hls_model, x, trace)
     csim_seconds = time.perf_counter() - t0
     y_csim = np.asarray(y_csim, dtype=np.float64).reshape(n, -1)
     y_q = np.asarray(qmodel.predict(x, batch_size=512, verbose=0), dtype=np.float64)

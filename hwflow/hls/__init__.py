@@ -1,14 +1,16 @@
 """hwflow.hls: QKeras model -> hls4ml project with hwflow's attention, softmax and normalization extension layers.
 
 Public API: ``convert(card, model, output_dir=None, calibration_data=None)``, ``hls_config(card, model, ...)``,
-``compile_model(hls_model)``, ``trace(hls_model, x)``, ``firmware(card)``, ``register_extensions()``,
+``compile_model(hls_model)``, ``trace(hls_model, x)``, ``csim_outputs(hls_model, x, trace_layers)``, ``firmware(card)``, ``register_extensions()``,
 ``calibrate(model, x)``, ``supported_layers()``; CLI ``hwflow firmware MODEL``.
 hls4ml/TensorFlow are imported inside the functions only.
 """
 from __future__ import annotations
 
 # the function names shadow the submodule name 'convert' on purpose: hwflow.hls.convert(...) is the API
-from .convert import calibrate, compile_model, convert, firmware, hls_config, supported_layers, trace  # noqa: F401
+from .convert import (  # noqa: F401
+    calibrate, compile_model, convert, csim_outputs, firmware, hls_config, supported_layers, trace,
+)
 from .extensions import register_extensions  # noqa: F401
 
 

@@ -318,6 +318,16 @@ def trace(hls_model, x):
     return cls_trace(hls_model, x)
 
 
+def csim_outputs(hls_model, x, trace_layers: bool = True):
+    """Return (outputs, {layer name: outputs}) of the C simulation; the dict is empty without ``trace_layers``."""
+    if not trace_layers:
+        hls_model.compile()
+        return hls_model.predict(x), {}
+    for layer in hls_model.get_layers():
+        layer.set_attr("trace", True)
+    return hls_model.trace(x)
+
+
 def _spread(n: int, k: int) -> np.ndarray:
     """Return min(n, k) indices spread evenly over range(n)."""
     return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)

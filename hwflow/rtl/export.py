@@ -305,13 +305,9 @@ def export_model(hls_model, x: np.ndarray | list[np.ndarray], out_dir: str | Pat
         arrays[f"samples.{tname}"] = quantize_np(a.astype(np.float64), t).reshape(n, *graph["tensors"][tname]["shape"])
         samples["inputs"][tname] = f"samples.{tname}"
     arg = xs[0] if len(xs) == 1 else xs
-    if trace:
-        for layer in hls_model.get_layers():
-            layer.set_attr("trace", True)
-        y, traces = hls_model.trace(arg)
-    else:
-        hls_model.compile()
-        y, traces = hls_model.predict(arg), {}
+    from ..hls import csim_outputs
+
+    y, traces = csim_outputs(hls_model, arg, trace)
     ys = y if isinstance(y, list) else [y]
     for tname, yy in zip(graph["outputs"], ys):
         arrays[f"csim.{tname}"] = np.asarray(yy, dtype=np.float64).reshape(n, *graph["tensors"][tname]["shape"])
