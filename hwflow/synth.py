@@ -390,8 +390,11 @@ def synth(
 
 
 def _cli(args: argparse.Namespace) -> int:
+    from .config import load_card, parse_overrides
+
+    card = load_card(args.model, parse_overrides(args.card_overrides))
     overrides = {k: getattr(args, k) for k in ("csynth", "cosim", "vsynth", "export", "csim", "validation", "reset")}
-    result = synth(args.model, overrides=overrides, timeout_s=args.timeout, dry_run=args.dry_run)
+    result = synth(card, overrides=overrides, timeout_s=args.timeout, dry_run=args.dry_run)
     if args.dry_run:
         return 0
     return 1 if result.get("status") == "cosim_failed" else 0
@@ -416,4 +419,6 @@ def add_cli(subparsers) -> None:
     p.add_argument("--reset", action=B, default=None, help="reset the HLS project/solution first")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the tool after S seconds (card: synth.timeout_s)")
     p.add_argument("--dry-run", action="store_true", help="show the tool, command and options; run nothing")
+    p.add_argument("--set", dest="card_overrides", action="append", metavar="KEY=VALUE",
+                   help="override a card key, e.g. --set hls.clock_period=4 (repeatable)")
     p.set_defaults(func=_cli)

@@ -15,9 +15,9 @@ from .extensions import register_extensions  # noqa: F401
 
 
 def _cmd_firmware(args) -> int:
-    from ..config import load_card
+    from ..config import load_card, parse_overrides
 
-    card = load_card(args.model)
+    card = load_card(args.model, parse_overrides(args.overrides))
     path = firmware(card)
     print(f"hwflow: HLS project written to {path}")
     return 0
@@ -27,4 +27,6 @@ def add_cli(subparsers) -> None:
     """Add the `hwflow firmware MODEL` sub-command."""
     p = subparsers.add_parser("firmware", help="write the HLS project of a trained model to firmware/<name>/")
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a card key, e.g. --set hls.reuse_factor=4 (repeatable)")
     p.set_defaults(func=_cmd_firmware)
