@@ -135,29 +135,12 @@ def calibrate(model, x) -> dict:
                     layer.activation = act
             cal[hname] = {"InputRange": calibrate_range(logits)}
         else:
-            q, k, v, s, a, c = _mha_intermediates(layer, inp)
-            cal[hname] = {"ScoreRange": calibrate_range(s),
-                          "_max_abs": {"q": float(max(np.abs(q).max(), np.abs(k).max(), np.abs(v).max())),
-                                       "score": float(np.abs(s).max()), "context": float(np.abs(c).max())}}
+            t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
+            cal[hname] = {"ScoreRange": calibrate_range(t["scores"]),
+                          "_max_abs": {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
+                                       "score": float(np.abs(t["scores"]).max()),
+                                       "context": float(np.abs(t["context"]).max())}}
     return cal
-
-
-def _mha_intermediates(layer, x):
-    """Return q, k, v, scores, attention weights and context of a QMultiHeadAttention on ``x`` (numpy, QKeras semantics)."""
-    import tensorflow as tf
-
-    def qz(quant, t):
-        return t if quant is None else quant(t)
-
-    xq = tf.constant(x)
-    q = qz(layer.qkv_quantizer, layer._proj(xq, layer.query_kernel, getattr(layer, "query_bias", None)))
-    k = qz(layer.qkv_quantizer, layer._proj(xq, layer.key_kernel, getattr(layer, "key_bias", None)))
-    v = qz(layer.qkv_quantizer, layer._proj(xq, layer.value_kernel, getattr(layer, "value_bias", None)))
-    qh, kh, vh = layer._heads(q, layer.key_dim), layer._heads(k, layer.key_dim), layer._heads(v, layer.value_dim)
-    s = qz(layer.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * layer.scale)
-    a = qz(layer.softmax_quantizer, tf.nn.softmax(s, axis=-1))
-    c = qz(layer.context_quantizer, tf.matmul(a, vh))
-    return q.numpy(), k.numpy(), v.numpy(), s.numpy(), a.numpy(), c.numpy()
 
 
 def _feeds_qactivation(layer) -> bool:

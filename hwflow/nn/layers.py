@@ -135,9 +135,8 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         x = tf.reshape(x, (shape[0], shape[1], self.num_heads, dim))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
-        if isinstance(query, (list, tuple)):
-            query, value = query[0], (query[1] if len(query) > 1 else None)
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return the quantized intermediates q, k, v, scores, attn (per head) and context (heads concatenated)."""
         if value is None:
             value = query
         if key is None:
@@ -151,8 +150,14 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         ctx = _q(self.context_quantizer, tf.matmul(attn, vh))  # (B, H, Tq, dv)
         shape = tf.shape(ctx)
         ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
-        out = _q(self.output_quantizer, self._proj(ctx, self.output_kernel, getattr(self, "output_bias", None)))
-        return (out, attn) if return_attention_scores else out
+        return {"q": q, "k": k, "v": v, "scores": scores, "attn": attn, "context": ctx}
+
+    def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
+        if isinstance(query, (list, tuple)):
+            query, value = query[0], (query[1] if len(query) > 1 else None)
+        t = self.intermediates(query, value, key)
+        out = _q(self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None)))
+        return (out, t["attn"]) if return_attention_scores else out
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
