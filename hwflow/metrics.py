@@ -109,7 +109,7 @@ def plot_roc(path: str | Path, y: np.ndarray, scores_by_model: dict[str, np.ndar
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .util import atomic_path
+    from .util import save_figure
 
     y = np.asarray(y).astype(int)
     colors = plt.get_cmap("tab10").colors
@@ -141,11 +141,7 @@ def plot_roc(path: str | Path, y: np.ndarray, scores_by_model: dict[str, np.ndar
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_training(path: str | Path, histories: dict[str, dict[str, list[float]]], title: str = "") -> Path:
@@ -155,7 +151,7 @@ def plot_training(path: str | Path, histories: dict[str, dict[str, list[float]]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .util import atomic_path
+    from .util import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = {"float": "tab:blue", "qkeras": "tab:orange"}
@@ -176,8 +172,4 @@ def plot_training(path: str | Path, histories: dict[str, dict[str, list[float]]]
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

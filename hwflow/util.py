@@ -103,6 +103,17 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110, **savefig_kw) -> Path:
+    """Write a matplotlib figure as PNG atomically, close it, and return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", **savefig_kw)
+    plt.close(fig)
+    return path
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

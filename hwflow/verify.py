@@ -573,12 +573,9 @@ def _plt():
 
 
 def _save(fig, path: Path, dpi: int = 110) -> Path:
-    from .util import atomic_path
+    from .util import save_figure
 
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    _plt().close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _row_label(r: dict) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..util import HwflowError, atomic_path, project_root
+from ..util import HwflowError, atomic_path, project_root, save_figure
 from . import cache
 from .physics import FEATURES, constituent_features, delta_r, soft_drop
 
@@ -375,7 +375,4 @@ def plot_masses(arrays: dict, path: Path, spec: dict | None = None) -> Path:
     fig.suptitle(f"Pythia 8 + FastJet jets ({algo}{len(pt)} jets, pT {pt.min():.0f}–{pt.max():.0f} GeV) "
                  f"(dotted: W 80.4, Z 91.2, t 172.5 GeV)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)

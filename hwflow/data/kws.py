@@ -36,7 +36,7 @@ import numpy as np
 
 from . import audio
 from .cache import dataset_dir, load_cached, require, run_shards, save
-from ..util import HwflowError, atomic_path, package_versions, project_root
+from ..util import HwflowError, atomic_path, package_versions, project_root, save_figure
 
 KIND = "kws"
 GENERATOR_VERSION = 1  # bump when the same spec would give different arrays; stale caches are then rebuilt
@@ -381,8 +381,4 @@ def plot_examples(arrays: dict, path: Path, per_class: int = 3) -> Path | None:
                 ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, pad=0.01, label="ln(mel power)")
     fig.suptitle("espeak-ng keyword clips: log-mel (x: frames, y: mel bins)", fontsize=10)
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..util import atomic_path
+from ..util import save_figure
 
 _RES = ("LUT", "FF", "DSP", "BRAM_18K")
 
@@ -19,9 +19,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -49,7 +47,6 @@ def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title("Resources as % of the part (vendor C-synthesis reports)")
         ax.legend(fontsize=8)
         written.append(_save(fig, out_dir / "resources_pct.png"))
-        plt.close(fig)
 
     pts_v = [(m, h["resources"].get("LUT"), h["latency_worst_cycles"]) for m, h in vendor]
     pts_v = [p for p in pts_v if p[1] is not None and p[2] is not None]
@@ -74,5 +71,4 @@ def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title("Latency vs LUTs")
         ax.legend(fontsize=8)
         written.append(_save(fig, out_dir / "latency_vs_lut.png"))
-        plt.close(fig)
     return written
