@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import time
 from pathlib import Path
 
