@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..util import HwflowError
+from .find import load_synth_json
 from .schema import RESOURCE_KEYS
 from .summary import fmt, markdown_table, vendor_view
 
@@ -31,12 +32,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
     else:
         synth_json = None
     if synth_json is not None:
-        try:
-            data = json.loads(synth_json.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise HwflowError(f"{synth_json}: not valid JSON ({e}): rerun `hwflow synth`") from None
-        if not isinstance(data, dict) or not isinstance(data.get("reports"), list):
-            raise HwflowError(f"{synth_json}: not a synth.json written by `hwflow synth` (no 'reports' list)")
+        data = load_synth_json(synth_json)
         view = vendor_view(data["reports"])
         card = data.get("card_hls")  # the settings the run was made with (reuse factor, strategy, ...)
         csim = synth_json.parent / "csim.json"

@@ -142,17 +142,22 @@ def find_reports(root: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def _synth_json_records(path: Path) -> list[dict[str, Any]]:
-    """Return the parsed records stored in a synth.json written by `hwflow synth`."""
+def load_synth_json(path: Path) -> dict[str, Any]:
+    """Return the content of a synth.json written by `hwflow synth`; raise ReportError if it is not one."""
     import json
 
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: not valid JSON ({e}): rerun `hwflow synth`") from None
     if not isinstance(data, dict) or not isinstance(data.get("reports"), list):
         raise ReportError(f"{path}: not a synth.json written by `hwflow synth` (no 'reports' list)")
-    return data["reports"]
+    return data
+
+
+def _synth_json_records(path: Path) -> list[dict[str, Any]]:
+    """Return the parsed records stored in a synth.json written by `hwflow synth`."""
+    return load_synth_json(path)["reports"]
 
 
 def parse_path(path: str | Path) -> list[dict[str, Any]]:
