@@ -256,6 +256,16 @@ def _accum_values(layer, qmodel, kout: dict, n: int) -> np.ndarray | None:
     return raw
 
 
+def _error_stats(got: np.ndarray, ref: np.ndarray, rng: dict | None, prefix: str = "") -> dict:
+    """Return max/mean absolute error of ``got`` vs ``ref`` (and in LSBs of ``rng``, with the exact share)."""
+    err = np.abs(got - ref)
+    out = {f"{prefix}max_abs_error": float(err.max()), f"{prefix}mean_abs_error": float(err.mean())}
+    if rng:
+        out[f"{prefix}max_abs_error_lsb"] = float(err.max() / rng["lsb"])
+        out[f"{prefix}exact_fraction"] = float(np.mean(err <= rng["lsb"] * 1e-6))
+    return out
+
+
 def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) -> list[dict]:
     """Return one record per HLS layer: type, representable range, observed ranges, error vs QKeras, overflow counts."""
     n = len(x)
@@ -311,20 +321,10 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             rec["at_limit"] = count_at_limit(hv, rng)
             rec["_hls"] = hv
             if ref is not None and ref.shape == hv.shape:
-                err = np.abs(hv - ref)
-                rec["max_abs_error"] = float(err.max())
-                rec["mean_abs_error"] = float(err.mean())
-                if rng:
-                    rec["max_abs_error_lsb"] = float(err.max() / rng["lsb"])
-                    rec["exact_fraction"] = float(np.mean(err <= rng["lsb"] * 1e-6))
+                rec.update(_error_stats(hv, ref, rng))
             loc = local.get(layer.name)
             if loc is not None and loc.shape == hv.shape:
-                lerr = np.abs(hv - loc)
-                rec["local_max_abs_error"] = float(lerr.max())
-                rec["local_mean_abs_error"] = float(lerr.mean())
-                if rng:
-                    rec["local_max_abs_error_lsb"] = float(lerr.max() / rng["lsb"])
-                    rec["local_exact_fraction"] = float(np.mean(lerr <= rng["lsb"] * 1e-6))
+                rec.update(_error_stats(hv, loc, rng, prefix="local_"))
             if ref is not None and ref.shape != hv.shape:
                 rec["note"] = f"shape differs from Keras layer {ref_name}: {list(hv.shape[1:])} vs {list(ref.shape[1:])}"
         elif layer.class_name != "Input":
