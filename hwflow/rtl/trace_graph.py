@@ -266,6 +266,32 @@ def op_global_pool1d(x: FixedVariableArray, layer: dict) -> FixedVariableArray:
     return cast(cast(y, acc_t), ty["result"])
 
 
+def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_shape: tuple) -> FixedVariableArray:
+    """Return the traced output of one neutral-graph layer on its traced inputs (row-wise ops accept any number of rows)."""
+    op = layer["op"]
+    if op == "dense":
+        return op_dense(xs[0], layer, arrays)
+    if op == "activation":
+        return op_activation(xs[0], layer)
+    if op == "batchnorm":
+        return op_batchnorm(xs[0], layer, arrays)
+    if op == "merge":
+        return op_merge(xs, layer)
+    if op == "global_pool1d":
+        return op_global_pool1d(xs[0], layer)
+    if op == "softmax":
+        return op_softmax(xs[0], layer, arrays)
+    if op == "layernorm":
+        return op_layernorm(xs[0], layer, arrays)
+    if op == "mha":
+        return op_mha(xs[0].reshape((int(layer["attrs"]["seq_len"]), -1)), layer, arrays)
+    if op == "reshape":
+        return xs[0].reshape(out_shape)
+    if op == "transpose":
+        return xs[0].transpose(layer["attrs"]["perm"])
+    raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
+
+
 def build(graph: dict, arrays: dict, latency_cutoff: float) -> tuple[list[FixedVariableArrayInput], dict[str, FixedVariableArray], list[dict]]:
     """Return (input arrays, tensor name -> traced array, list of unsupported-layer records) for a neutral graph."""
     hw = HWConfig(1, -1, float(latency_cutoff))
@@ -286,29 +312,7 @@ def build(graph: dict, arrays: dict, latency_cutoff: float) -> tuple[list[FixedV
             missing = [i for i in layer["inputs"] if i not in tensors]
             if missing:
                 raise UnsupportedOp(f"inputs {missing} come from unsupported layers")
-            xs = [tensors[i] for i in layer["inputs"]]
-            if op == "dense":
-                y = op_dense(xs[0], layer, arrays)
-            elif op == "activation":
-                y = op_activation(xs[0], layer)
-            elif op == "batchnorm":
-                y = op_batchnorm(xs[0], layer, arrays)
-            elif op == "merge":
-                y = op_merge(xs, layer)
-            elif op == "global_pool1d":
-                y = op_global_pool1d(xs[0], layer)
-            elif op == "softmax":
-                y = op_softmax(xs[0], layer, arrays)
-            elif op == "layernorm":
-                y = op_layernorm(xs[0], layer, arrays)
-            elif op == "mha":
-                y = op_mha(xs[0].reshape((int(layer["attrs"]["seq_len"]), -1)), layer, arrays)
-            elif op == "reshape":
-                y = xs[0].reshape(shapes[out])
-            elif op == "transpose":
-                y = xs[0].transpose(layer["attrs"]["perm"])
-            else:
-                raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
+            y = apply_layer(layer, [tensors[i] for i in layer["inputs"]], arrays, shapes[out])
             tensors[out] = y.reshape(shapes[out])
         except UnsupportedOp as e:
             problems.append({"layer": name, "hls_class": layer["hls_class"], "reason": str(e)})
@@ -547,31 +551,36 @@ def op_layernorm(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVaria
     return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
 
-def op_mha(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
-    """Return hwflow's multi-head self-attention (hwflow.reference.attention.mha) of x (seq_len, embed_dim)."""
+def mha_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[FixedVariableArray, ...]:
+    """Return the Q, K, V projections (rows, heads * key_dim) of token rows x: the token-wise part of attention."""
     ty, at = layer["types"], layer["attrs"]
-    arr = {k: arrays[v] for k, v in layer["arrays"].items()}
-    L, E, H = int(at["seq_len"]), int(at["embed_dim"]), int(at["num_heads"])
+    E, H = int(at["embed_dim"]), int(at["num_heads"])
     dk, dv = int(at["key_dim"]), int(at["value_dim"])
+    out = []
+    for n, width in (("query", H * dk), ("key", H * dk), ("value", H * dv)):
+        W = arrays[layer["arrays"][f"{n}_weight"]].reshape(E, -1)
+        b = arrays[layer["arrays"][f"{n}_bias"]].reshape(-1) if f"{n}_bias" in layer["arrays"] else np.zeros(width)
+        out.append(dense(x, W, b, ty["proj_accum"], ty["q"]))
+    return tuple(out)
+
+
+def mha_attend(q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+    """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q, out_dim)."""
+    ty, at = layer["types"], layer["attrs"]
+    arr = {n: arrays[a] for n, a in layer["arrays"].items()}
+    H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])
     acc_t, score_t, ctx_t = ty["accum"], ty["score"], ty["context"]
     scale = float(at["scale"])
-    hw = x.hwconf
-
-    def proj(n: str, width: int) -> FixedVariableArray:
-        W = arr[f"{n}_weight"].reshape(E if n != "output" else H * dv, -1)
-        b = arr.get(f"{n}_bias", np.zeros(width)).reshape(-1)
-        src = x if n != "output" else ctx
-        return dense(src, W, b, ty["proj_accum"] if n != "output" else ty["out_accum"], ty["q"] if n != "output" else ty["result"])
-
-    q, k, v = proj("query", H * dk), proj("key", H * dk), proj("value", H * dv)
-    ctx_vars = np.empty((L, H * dv), dtype=object)
+    hw = q.hwconf
+    n_q, n_k = q.shape[0], k.shape[0]
+    ctx_vars = np.empty((n_q, H * dv), dtype=object)
     for h in range(H):
         qh = q._vars[:, h * dk:(h + 1) * dk]
         kh = k._vars[:, h * dk:(h + 1) * dk]
         vh = v._vars[:, h * dv:(h + 1) * dv]
-        for i in range(L):
+        for i in range(n_q):
             scores = []
-            for j in range(L):
+            for j in range(n_k):
                 acc = 0.0
                 for d in range(dk):
                     acc = cast_var(vmul(qh[i, d], kh[j, d]) + acc, acc_t)
@@ -579,8 +588,16 @@ def op_mha(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArr
             a = softmax_row(scores, ty, at, arr, "softmax.", ty["softmax.result"], hw)
             for c in range(dv):
                 acc = 0.0
-                for j in range(L):
+                for j in range(n_k):
                     acc = cast_var(vmul(a[j], vh[j, c]) + acc, acc_t)
                 ctx_vars[i, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
-    ctx = FixedVariableArray(ctx_vars, x.solver_options, hwconf=hw)
-    return proj("output", int(at["out_dim"]))
+    ctx = FixedVariableArray(ctx_vars, q.solver_options, hwconf=hw)
+    W = arr["output_weight"].reshape(H * dv, -1)
+    b = arr.get("output_bias", np.zeros(int(at["out_dim"]))).reshape(-1)
+    return dense(ctx, W, b, ty["out_accum"], ty["result"])
+
+
+def op_mha(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+    """Return hwflow's multi-head self-attention (hwflow.reference.attention.mha) of x (seq_len, embed_dim)."""
+    q, k, v = mha_project(x, layer, arrays)
+    return mha_attend(q, k, v, layer, arrays)
