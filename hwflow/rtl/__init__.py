@@ -62,6 +62,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         cmd += ["--yosys-max-cost", str(rtl_cfg["yosys_max_cost"])]
     if not simulate_all and rtl_cfg.get("sim_max_cost"):
         cmd += ["--sim-max-cost", str(rtl_cfg["sim_max_cost"])]
+    if int(rtl_cfg.get("tokens_per_cycle", 0)):
+        cmd += ["--tokens-per-cycle", str(int(rtl_cfg["tokens_per_cycle"]))]
     if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
         cmd.append("--no-iverilog")
     env = dict(os.environ, PYTHONPATH=str(_source_root()), PYTHONNOUSERSITE="1")
@@ -74,6 +76,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         tail = "\n".join((p.stderr or p.stdout or "").strip().splitlines()[-8:])
         raise HwflowError(f"RTL worker failed (exit {p.returncode}); see its output:\n{tail}")
     res = json.loads(result.read_text())
+    if res.get("status") == "error":
+        raise HwflowError(f"RTL: {res.get('error')}")
     if res.get("status") == "unsupported":
         raise HwflowError(f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
                           "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose")
@@ -133,6 +137,8 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "var_products": res.get("var_products"),
         "estimated_cost_luts_da4ml": res.get("estimated_cost_luts_da4ml"),
         "register_bits_da4ml": res.get("register_bits_da4ml"),
+        "architecture": res.get("architecture") or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
+        "segment_buffers": res.get("segment_buffers"),
         "per_layer": res.get("per_layer"),
         "non_exact_layers": {k: v for k, v in (res.get("per_layer") or {}).items() if v.get("n_mismatch")},
         "unsupported": res.get("unsupported", []),
@@ -183,6 +189,10 @@ def markdown(r: dict) -> str:
             lines.append(f"| other cells | {', '.join(f'{k} {v}' for k, v in ex.items())} | yosys |")
     else:
         lines.append(f"| resources | not synthesized ({(r.get('yosys_status') or {}).get('reason', 'yosys disabled')}) | - |")
+    arch = r.get("architecture") or {}
+    if arch.get("segments"):
+        lines.append(f"| architecture | {arch['kind']}: {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock, "
+                     f"{arch['clocks_per_sample']} clocks per sample | hwflow.rtl.fold controller + da4ml pipelines |")
     lines.append(f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
                  f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |")
     vp = r.get("var_products") or {}
@@ -193,6 +203,17 @@ def markdown(r: dict) -> str:
     if sv.get("version"):
         lines.append(f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "
                      f"latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |")
+    if arch.get("segments"):
+        lines += ["", "## Segments (one da4ml pipeline each; token segments run once per token group)", "",
+                  "| segment | layers | tokens per pass | pipeline stages | var x var products | da4ml cost estimate (LUT) |",
+                  "|---|---|---|---|---|---|"]
+        for sg in arch["segments"]:
+            lines.append(f"| {sg['name']} | {', '.join(sg['layers'])} | {sg['tokens_per_pass']} | {sg['pipeline_stages']} | "
+                         f"{sg['var_products']['count']} | {sg['estimated_cost_luts_da4ml']} |")
+        sb = r.get("segment_buffers") or {}
+        if sb:
+            lines += ["", "Segment buffers vs C-sim layer trace (emulated): " + ", ".join(
+                f"{k} {_f(v['bit_exact_fraction'], 6)} bit-exact" for k, v in sb.items())]
     lines += ["", "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)", "",
               "| layer | values | bit-exact | max abs err |", "|---|---|---|---|"]
     for k, v in (r.get("per_layer") or {}).items():

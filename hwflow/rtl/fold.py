@@ -481,9 +481,10 @@ def sources(src, rom_style: str | None = None, dest=None) -> list[str]:
     return files
 
 
-def testbench(top: str, facts: dict, n: int, max_cycles: int) -> str:
+def testbench(top: str, facts: dict, n: int, max_cycles: int, gaps: bool = False) -> str:
     """Return a Verilog testbench (Icarus and Verilator --timing) that offers samples back to back through
-    in_valid/in_ready and prints every accepted input and every valid output with its cycle number."""
+    in_valid/in_ready (with ``gaps``: withheld on a fixed pseudo-random pattern) and prints every accepted input and
+    every valid output with its cycle number."""
     return f"""`timescale 1ns/1ps
 module tb;
   reg clk = 1'b0;
@@ -507,7 +508,7 @@ module tb;
   always @(negedge clk) begin
     cyc = cyc + 1;
     if (cyc == 3) rst = 1'b0;
-    in_valid = (!rst && sent < {n}) ? 1'b1 : 1'b0;
+    in_valid = (!rst && sent < {n}{" && ((cyc * 7 + sent * 3) % 5) != 0" if gaps else ""}) ? 1'b1 : 1'b0;
     model_inp = (sent < {n}) ? mem[sent] : 0;
     if (got == {n} || cyc > {max_cycles}) $finish;
   end
@@ -540,7 +541,7 @@ def _decode(word: str, n_out: int, fmt: Fmt) -> np.ndarray:
     return out
 
 
-def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int = 7200) -> dict:
+def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int = 7200, gaps: bool = False) -> dict:
     """Return the folded top's outputs on samples x from Icarus ("iverilog") or Verilator ("verilator").
 
     Keys: outputs (n, n_out) float array (NaN where a sample produced no output), latency_cycles (input accepted ->
@@ -561,7 +562,7 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     n_out = facts["w_out"] // facts["out_fmt"].bw
     max_cycles = 100 + sum(prj["depths"]) * 2 + (n + 4) * facts["n_groups"] * 3
     (work / "tb_inputs.hex").write_text("\n".join(_encode_inputs(x, facts["in_fmt"])) + "\n")
-    (work / "tb.v").write_text(testbench(top, facts, n, max_cycles))
+    (work / "tb.v").write_text(testbench(top, facts, n, max_cycles, gaps))
     for mem in (Path(prj["src"]) / "memfiles").glob("*"):
         shutil.copy(mem, work / mem.name)
     t0 = time.time()
@@ -580,7 +581,7 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
         env = verilator_env()
         files = sources(prj["src"])
         cmd = ["verilator", "--binary", "--timing", "-j", "2", "--top-module", "tb", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-               "-Wno-TIMESCALEMOD", "--x-initial", "fast", "-CFLAGS", "-O1", "--Mdir", "obj_dir", "-o", "Vtb", "tb.v", *files]
+               "-Wno-TIMESCALEMOD", "--x-initial", "fast", "-CFLAGS", "-O1 -fcoroutines", "--Mdir", "obj_dir", "-o", "Vtb", "tb.v", *files]
         subprocess.run(cmd, cwd=work, check=True, capture_output=True, text=True, timeout=timeout_s, env=env)
         build_s = time.time() - t0
         run = [str(work / "obj_dir" / "Vtb")]
@@ -606,8 +607,8 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
         if not re.search(r"[xzXZ]", w):
             vals[r] = _decode(w, n_out, facts["out_fmt"])
     lat = [oc - ic for (oc, _), ic in zip(outs, acc)]
-    gaps = np.diff(acc) if len(acc) > 1 else np.array([])
+    spacing = np.diff(acc) if len(acc) > 1 else np.array([])
     return {"ran": True, "version": version, "outputs": vals, "n_samples": n, "n_outputs_seen": len(outs),
             "latency_cycles": (min(lat), max(lat)) if lat else None,
-            "interval": (int(gaps.min()), int(gaps.max())) if gaps.size else None,
+            "interval": (int(spacing.min()), int(spacing.max())) if spacing.size else None,
             "build_s": round(build_s, 1), "run_s": round(run_s, 2)}

