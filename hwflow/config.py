@@ -238,6 +238,10 @@ SCHEMA = S(
                 "sim_max_cost": F((int,), 500000, check=_pos, rule="> 0 estimated LUTs"),
                 "samples": F((int,), 1000, check=_pos, rule="> 0"),
                 "iverilog_samples": F((int,), 64, check=_nonneg, rule=">= 0 (0 skips the Icarus cross-check)"),
+                # place and route designs (folded: each segment) up to this da4ml LUT estimate on a Lattice ECP5 with
+                # nextpnr for a post-route Fmax proxy (runs with Yosys; ~3 min per 15 k estimated LUTs on 2 cores)
+                "ecp5": F((bool,), True),
+                "ecp5_max_cost": F((int,), 15000, check=_pos, rule="> 0 estimated LUTs"),
                 # fold attention models over the sequence (hwflow.rtl.fold): G tokens per clock, one sample every
                 # seq_len / G clocks; 0 = the whole sequence in parallel (II = 1, largest design)
                 "tokens_per_cycle": F((int,), 0, check=_nonneg, rule=">= 0 (0: all tokens per clock; G must divide the sequence length)"),

@@ -99,6 +99,10 @@ def test_small_model_end_to_end(tmp_path, kind):
     assert res["LUT"] > 100 and res["FF"] > 50 and res["DSP"] == 0 and res["CARRY"] > 0
     assert 0 < r["utilization_pct"]["LUT"] < 1
     assert r["synthesizer"].startswith("open RTL: yosys") and "not Vivado" in r["synthesizer"]
+    # post-route Fmax on an ECP5 (nextpnr, out of context): a real number, labelled as a proxy
+    ec = r["ecp5"]
+    assert ec["placed"] == [f"tiny_{kind}"] and 20 < ec["fmax_mhz_min"] < 1000, ec
+    assert ec["runs"][f"tiny_{kind}"]["utilization"]["TRELLIS_COMB"] > 100 and "proxy" in ec["meaning"]
     # outputs on disk: Verilog, neutral file, reports
     src = fw / "verilog" / "src"
     assert (src / f"tiny_{kind}.v").is_file() and list(src.glob(f"tiny_{kind}_stage*.v"))
@@ -108,7 +112,7 @@ def test_small_model_end_to_end(tmp_path, kind):
                 "synthesizer", "simulator", "part", "clock_period_ns", "per_layer", "timings"):
         assert key in saved
     md = (rep / "rtl.md").read_text()
-    assert "not Vivado" in md and "bit-exact" in md
+    assert "not Vivado" in md and "bit-exact" in md and "ECP5 post-route Fmax (proxy)" in md
 
 
 def test_corrupted_weight_is_caught(tmp_path):

