@@ -132,3 +132,17 @@ def test_controller_survives_input_gaps(tiny, tmp_path):
     assert r["exact"]
     assert r["interval"][0] == T and r["interval"][1] > T  # gaps really happened
     assert r["lat"][0] == r["lat"][1]  # latency does not depend on when a sample arrives
+
+
+@needs_rtl
+@pytest.mark.rtl
+def test_worker_reports_a_bad_fold_as_one_line(tiny, tmp_path):
+    """rtl.tokens_per_cycle that does not divide the sequence stops the RTL stage with the reason, nothing written."""
+    from hwflow.rtl import run_worker
+    from hwflow.util import HwflowError
+
+    _, _, _, tmp = tiny
+    cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "tokens_per_cycle": 3}
+    with pytest.raises(HwflowError, match=r"RTL: rtl.tokens_per_cycle = 3 must divide the sequence length 4"):
+        run_worker(tmp / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", cfg, "xcvu13p-flga2577-2-e", 10, False, RTL_PY)
+    assert not (tmp_path / "v").exists()
