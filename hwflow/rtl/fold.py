@@ -341,7 +341,14 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
     n_in0 = len(mods[0].in_map)  # elements per group of s0
     w_in = NG * n_in0 * fin[0].bw
     w_out = len(mods[-1].out_cols) * fout[-1].bw
+    fi, fo = fin[0], fout[-1]
     L = [f"// hwflow folded top: {p.seq_len} tokens, {G} per clock, {NG} clocks per sample (generated, do not edit)",
+         "// segments: " + "; ".join(f"{m.seg.name} ({m.seg.kind}, {depths[i]} clocks)" for i, m in enumerate(mods)),
+         "// rst: synchronous, active high. A sample is taken when in_valid && in_ready (in_ready is high at most",
+         f"// once every {NG} clocks); its result is on model_out while out_valid is high (one clock), in order.",
+         f"// model_inp: {w_in // fi.bw} elements of {fi.bw} bits, {'signed' if fi.signed else 'unsigned'}, {fi.f} fractional bits, "
+         "token-major (element j at bits [j*bw +: bw]).",
+         f"// model_out: {w_out // fo.bw} elements of {fo.bw} bits, {'signed' if fo.signed else 'unsigned'}, {fo.f} fractional bits.",
          "`timescale 1 ns / 1 ps", "",
          f"module {top} (",
          "    input clk,", "    input rst,", "    input in_valid,", "    output in_ready,",
