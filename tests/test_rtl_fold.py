@@ -146,3 +146,53 @@ def test_worker_reports_a_bad_fold_as_one_line(tiny, tmp_path):
     with pytest.raises(HwflowError, match=r"RTL: rtl.tokens_per_cycle = 3 must divide the sequence length 4"):
         run_worker(tmp / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", cfg, "xcvu13p-flga2577-2-e", 10, False, RTL_PY)
     assert not (tmp_path / "v").exists()
+
+
+@needs_rtl
+@pytest.mark.rtl
+@pytest.mark.parametrize("icarus", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
+    """Two attention blocks (pre-norm, as built by hwflow.nn from a card): three token segments pass K/V, queries and
+    residuals through two double buffers; the chained segments (and, slow, the Verilog in Icarus) equal the C sim."""
+    import subprocess
+    import textwrap
+
+    import hwflow.hls as H
+    from hwflow.config import load_card, parse_overrides
+    from hwflow.nn.transformer import build_transformer
+    from hwflow.rtl.export import export_model
+
+    card = load_card("jet_transformer", parse_overrides(["model.num_blocks=2", "model.norm_position=pre"]))
+    m = build_transformer(card, True, input_shape=(4, 4), n_classes=5)
+    x = np.random.default_rng(0).normal(0, 1, (260, 4, 4)).astype("float32")
+    hm = H.convert(card, m, output_dir=str(tmp_path / "hls"), calibration_data=x[:200])
+    export_model(hm, x[200:], tmp_path / "neutral", name="twoblk", trace=True)
+    code = f"""
+        import json, numpy as np
+        from pathlib import Path
+        from hwflow.rtl.export import load_neutral
+        from hwflow.rtl import fold
+        from hwflow.rtl.emulate import emulate
+        from hwflow.rtl.trace_graph import MUL_CHUNK
+        from hwflow.rtl.worker import _flat_io
+        g, arrays = load_neutral("{tmp_path / 'neutral'}")
+        p = fold.plan(g, 2)
+        mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
+        n = 60
+        x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
+        y, bufs = fold.emulate_chain(mods, p, x, emulate)
+        out = {{"segments": [m.seg.name for m in mods], "emulated": bool(np.array_equal(y, want))}}
+        if {icarus}:
+            prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(MUL_CHUNK), 5.0, "xcvu13p")
+            r = fold.simulate(prj, x[:8], "iverilog", Path("{tmp_path}") / "sim")
+            out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_cycles"], ii=r["interval"],
+                       expect=3 * 2 + sum(prj["depths"]) + 3)
+        print(json.dumps(out))
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
+    p = subprocess.run([str(RTL_PY), "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=1800)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["segments"] == ["s0", "s1", "s2", "tail"] and r["emulated"]
+    if icarus:
+        assert r["icarus"] and r["ii"] == [2, 2] and r["lat"] == [r["expect"], r["expect"]]
