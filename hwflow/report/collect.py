@@ -275,11 +275,13 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
             res = o.get("resources") or {}
             util = o.get("utilization_pct") or {}
             cell = lambda k: fmt(res.get(k)) + (f" ({util[k]:.1f}%)" if isinstance(util.get(k), (int, float)) else "")  # noqa: E731
-            lat_ns = f" ({fmt(o.get('latency_ns'), 1)} ns)" if o.get("latency_ns") is not None else ""
+            lat_ns = f" ({fmt(o.get('latency_ns'), 1)} ns at the target clock)" if o.get("latency_ns") is not None else ""
             tab.append([r["model"], o["label"], fmt(o.get("bit_exact_fraction_vs_csim"), 6), fmt(o.get("latency_cycles")) + lat_ns,
                         fmt(o.get("interval")), *(cell(k) for k in ("LUT", "FF", "DSP", "BRAM_18K"))])
         out += [markdown_table(["model", "source", "bit-exact vs csim", "latency (cycles)", "II", "LUT", "FF", "DSP",
                                 "BRAM_18K"], tab), ""]
+        out += ["Open-flow latency is measured in cycles by RTL simulation; no open tool checks timing, so ns are at the "
+                "card's target clock (reports/<model>/rtl.md gives the ECP5 post-route Fmax proxy where one was run).", ""]
     if plots:
         out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     return "\n".join(out) + "\n"
