@@ -75,8 +75,9 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
     from hwflow.rtl import rtl_from_hls
 
     hm, x, _, _ = tiny
+    # G = 2 also uses 9-bit product slices (cutoff 9): shallower stages, same bits
     cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 12, "tokens_per_cycle": group,
-           "yosys_timeout_s": 900}
+           "yosys_timeout_s": 900, "product_slice_bits": 18 if group == 1 else 9}
     fw, rep = tmp_path / "fw", tmp_path / "rep"
     r = rtl_from_hls(hm, x, f"tiny_fold{group}", fw, rep, cfg, "xcvu13p-flga2577-2-e", yosys=yosys, python=RTL_PY)
     n = x.shape[0]
@@ -91,6 +92,7 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
     assert r["latency_cycles"] == n_tok * (T // group) + sum(s + 1 for s in stages) + n_tok == r["second_simulator"]["latency_cycles"]
     assert all(v["bit_exact_fraction"] == 1.0 for v in r["per_layer"].values())
     assert all(v["bit_exact_fraction"] == 1.0 for v in r["segment_buffers"].values())
+    assert r["latency_cutoff"] == r["product_slice_bits"] == cfg["product_slice_bits"]
     assert (fw / "verilog" / "src" / f"tiny_fold{group}_folded.v").is_file()
     md = (rep / "rtl.md").read_text()
     assert "token-serial" in md and "| s1 |" in md

@@ -64,6 +64,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         cmd += ["--sim-max-cost", str(rtl_cfg["sim_max_cost"])]
     if yosys and rtl_cfg.get("ecp5", True):
         cmd += ["--ecp5-max-cost", str(rtl_cfg.get("ecp5_max_cost", 15000))]
+    if int(rtl_cfg.get("product_slice_bits", 18)) != 18:
+        cmd += ["--product-slice-bits", str(int(rtl_cfg["product_slice_bits"]))]
     if int(rtl_cfg.get("tokens_per_cycle", 0)):
         cmd += ["--tokens-per-cycle", str(int(rtl_cfg["tokens_per_cycle"]))]
     if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
@@ -136,6 +138,7 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "part": part,
         "clock_period_ns": rtl_cfg.get("clock_period"),
         "latency_cutoff": res.get("latency_cutoff", rtl_cfg.get("latency_cutoff")),
+        "product_slice_bits": res.get("product_slice_bits"),
         "var_products": res.get("var_products"),
         "estimated_cost_luts_da4ml": res.get("estimated_cost_luts_da4ml"),
         "register_bits_da4ml": res.get("register_bits_da4ml"),
@@ -184,7 +187,8 @@ def markdown(r: dict) -> str:
              f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns target clock, "
              f"which no open tool verifies) | {r['latency_source']} |",
              f"| initiation interval | {_f(r['interval'])} | same |",
-             f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels) | da4ml |"]
+             f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
+             + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "") + ") | da4ml |"]
     res = r.get("resources")
     if res:
         util = r.get("utilization_pct") or {}

@@ -520,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ecp5-max-cost", type=float, default=0,
                     help="place and route designs (folded: segments) up to this da4ml LUT estimate on an ECP5 with nextpnr "
                          "for a post-route Fmax proxy (0: never)")
+    ap.add_argument("--product-slice-bits", type=int, default=18,
+                    help="variable x variable product operands are split into slices of this many bits (>= 2); "
+                         "the latency cutoff is raised to it for attention/softmax/norm designs")
     ap.add_argument("--tokens-per-cycle", type=int, default=0,
                     help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)")
     ap.add_argument("--yosys-max-cost", type=float, default=None,
@@ -545,14 +548,18 @@ def main(argv: list[str] | None = None) -> int:
                     "latency_cutoff": args.latency_cutoff, "clock_period_ns": args.clock_period, "part": args.part,
                     "unsupported": [], "notes": []}
 
-    from .trace_graph import MUL_CHUNK
+    from . import trace_graph
 
+    # operands of variable x variable products are cut into slices of this many bits (one process per design)
+    trace_graph.MUL_CHUNK = chunk = int(args.product_slice_bits)
+    result["product_slice_bits"] = chunk
     cutoff = args.latency_cutoff
-    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < MUL_CHUNK:
-        # a variable x variable product is one da4ml operation of up to MUL_CHUNK adder levels; it must fit a stage
-        cutoff = float(MUL_CHUNK)
+    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < chunk:
+        # a variable x variable product is one da4ml operation of up to `chunk` adder levels; it must fit a stage
+        cutoff = float(chunk)
         result["notes"].append(f"latency cutoff raised from {args.latency_cutoff} to {cutoff} adder levels: da4ml needs a "
-                               f"{MUL_CHUNK}-bit variable x variable product (attention, softmax, norm) inside one stage")
+                               f"{chunk}-bit variable x variable product slice (attention, softmax, norm) inside one stage; "
+                               "lower rtl.product_slice_bits for shallower stages (more, smaller products)")
     result["latency_cutoff"] = cutoff
     inputs, tensors, problems = build(graph, arrays, cutoff)
     timings["trace_s"] = round(time.time() - t0, 2)
