@@ -17,6 +17,34 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not ins
 
 T = 4  # tokens
 
+# run in .venv-rtl: load a neutral file, plan with G tokens per clock, trace (cutoff = product slice), n samples
+FOLD_PRELUDE = """
+import json, numpy as np
+from pathlib import Path
+from hwflow.rtl.export import load_neutral
+from hwflow.rtl import fold
+from hwflow.rtl.emulate import emulate
+from hwflow.rtl.trace_graph import MUL_CHUNK
+from hwflow.rtl.worker import _flat_io
+g, arrays = load_neutral("{neutral}")
+p = fold.plan(g, {group})
+mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
+n = {n}
+x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
+"""
+
+
+def run_folded(neutral, group: int, n: int, body: str) -> dict:
+    """Run FOLD_PRELUDE + body in the RTL environment; return the JSON the body prints last."""
+    import subprocess
+    import textwrap
+
+    code = FOLD_PRELUDE.format(neutral=neutral, group=group, n=n) + textwrap.dedent(body)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
+    p = subprocess.run([str(RTL_PY), "-c", code], capture_output=True, text=True, env=env, timeout=1800)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -106,31 +134,12 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
 @pytest.mark.rtl
 def test_controller_survives_input_gaps(tiny, tmp_path):
     """Samples offered with in_valid withheld on a pseudo-random pattern still come out in order and bit-exact."""
-    import subprocess
-    import textwrap
-
-    hm, x, _, tmp = tiny
-    code = f"""
-        import json, numpy as np
-        from pathlib import Path
-        from hwflow.rtl.export import load_neutral
-        from hwflow.rtl import fold
-        from hwflow.rtl.emulate import emulate
-        from hwflow.rtl.worker import _flat_io
-        g, arrays = load_neutral("{tmp / 'neutral'}")
-        p = fold.plan(g, 1)
-        from hwflow.rtl.trace_graph import MUL_CHUNK
-        mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
-        n = 20
-        x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
+    _, _, _, tmp = tiny
+    r = run_folded(tmp / "neutral", 1, 20, f"""
         prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "gap", 5.0, 5.0, "xcvu13p")
         r = fold.simulate(prj, x, "iverilog", Path("{tmp_path}") / "sim", gaps=True)
         print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval"], "lat": r["latency_cycles"]}}))
-    """
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
-    p = subprocess.run([str(RTL_PY), "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    """)
     assert r["exact"]
     assert r["interval"][0] == T and r["interval"][1] > T  # gaps really happened
     assert r["lat"][0] == r["lat"][1]  # latency does not depend on when a sample arrives
@@ -156,9 +165,6 @@ def test_worker_reports_a_bad_fold_as_one_line(tiny, tmp_path):
 def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
     """Two attention blocks (pre-norm, as built by hwflow.nn from a card): three token segments pass K/V, queries and
     residuals through two double buffers; the chained segments (and, slow, the Verilog in Icarus) equal the C sim."""
-    import subprocess
-    import textwrap
-
     import hwflow.hls as H
     from hwflow.config import load_card, parse_overrides
     from hwflow.nn.transformer import build_transformer
@@ -169,19 +175,7 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
     x = np.random.default_rng(0).normal(0, 1, (260, 4, 4)).astype("float32")
     hm = H.convert(card, m, output_dir=str(tmp_path / "hls"), calibration_data=x[:200])
     export_model(hm, x[200:], tmp_path / "neutral", name="twoblk", trace=True)
-    code = f"""
-        import json, numpy as np
-        from pathlib import Path
-        from hwflow.rtl.export import load_neutral
-        from hwflow.rtl import fold
-        from hwflow.rtl.emulate import emulate
-        from hwflow.rtl.trace_graph import MUL_CHUNK
-        from hwflow.rtl.worker import _flat_io
-        g, arrays = load_neutral("{tmp_path / 'neutral'}")
-        p = fold.plan(g, 2)
-        mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
-        n = 60
-        x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
+    r = run_folded(tmp_path / "neutral", 2, 60, f"""
         y, bufs = fold.emulate_chain(mods, p, x, emulate)
         out = {{"segments": [m.seg.name for m in mods], "emulated": bool(np.array_equal(y, want))}}
         if {icarus}:
@@ -190,11 +184,7 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
             out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_cycles"], ii=r["interval"],
                        expect=3 * 2 + sum(prj["depths"]) + 3)
         print(json.dumps(out))
-    """
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
-    p = subprocess.run([str(RTL_PY), "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=1800)
-    assert p.returncode == 0, p.stderr[-3000:]
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    """)
     assert r["segments"] == ["s0", "s1", "s2", "tail"] and r["emulated"]
     if icarus:
         assert r["icarus"] and r["ii"] == [2, 2] and r["lat"] == [r["expect"], r["expect"]]
