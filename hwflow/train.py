@@ -15,7 +15,6 @@ folder is published, so a model that cannot be deserialized is never left behind
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 

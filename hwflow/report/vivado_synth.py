@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import tables
-from .schema import finalize, new_record, read_report, ReportError, require, to_float, to_int
+from .schema import finalize, new_record, read_report, require, to_float, to_int
 
 _ROWS = {
     "LUT": ("CLB LUTs", "Slice LUTs"),

@@ -13,7 +13,7 @@ Bit-exact reference: ``hwflow.reference.conformer.glu``.
 from __future__ import annotations
 
 from . import swish
-from .conformer_common import activation_quantizer, mult_limit, qkeras_quantizer, register_for_backends, register_handler, result_precision
+from .conformer_common import activation_quantizer, mult_limit, register_for_backends, register_handler, result_precision
 
 HEADER = "hwflow_glu.h"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...reference.attention import AttentionSpec
-from ..codegen import cpp_array, literal
+from ..codegen import literal
 from .softmax_code import softmax_config_cpp, softmax_tables_cpp
 
 DENSE_CONFIG = """struct {name} : nnet::dense_config {{

@@ -15,7 +15,7 @@ Precision: {result, table}, ReuseFactor}}``. The table is computed in Python
 """
 from __future__ import annotations
 
-from .conformer_common import activation_quantizer, mult_limit, qkeras_quantizer, register_for_backends, register_handler, \
+from .conformer_common import activation_quantizer, mult_limit, register_for_backends, register_handler, \
     result_precision
 
 HEADER = "hwflow_swish.h"
