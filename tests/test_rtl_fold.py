@@ -188,3 +188,21 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
     assert r["segments"] == ["s0", "s1", "s2", "tail"] and r["emulated"]
     if icarus:
         assert r["icarus"] and r["ii"] == [2, 2] and r["lat"] == [r["expect"], r["expect"]]
+
+
+@needs_rtl
+@pytest.mark.rtl
+def test_unsupported_layer_is_named_not_its_dependents(tiny, tmp_path):
+    """A layer without an RTL tracer stops the stage with its name and class; the layers after it are only counted."""
+    from hwflow.rtl import run_worker
+    from hwflow.util import HwflowError
+
+    _, _, _, tmp = tiny
+    shutil.copytree(tmp / "neutral", tmp_path / "neutral")
+    g = json.loads((tmp_path / "neutral" / "graph.json").read_text())
+    ln = next(e for e in g["layers"] if e["op"] == "layernorm")
+    ln["op"], ln["hls_class"] = None, "SomeNewNorm"
+    g["unsupported_layers"] = [f"{ln['name']} (SomeNewNorm)"]
+    (tmp_path / "neutral" / "graph.json").write_text(json.dumps(g))
+    with pytest.raises(HwflowError, match=rf"unsupported layers: {ln['name']}: no RTL tracer for hls4ml class SomeNewNorm \(and \d+ layers downstream"):
+        run_worker(tmp_path / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", {}, "xcvu13p-flga2577-2-e", 10, False, RTL_PY)

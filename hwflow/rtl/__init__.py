@@ -83,7 +83,8 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
         raise HwflowError(f"RTL: {res.get('error')}")
     if res.get("status") == "unsupported":
         raise HwflowError(f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
-                          "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose")
+                          "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose and hwflow's "
+                          "multi-head attention, softmax, LayerNorm/RMSNorm")
     return res
 
 

@@ -289,6 +289,8 @@ def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_sha
         return xs[0].reshape(out_shape)
     if op == "transpose":
         return xs[0].transpose(layer["attrs"]["perm"])
+    if op is None:
+        raise UnsupportedOp(f"no RTL tracer for hls4ml class {layer['hls_class']}")
     raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
 
 

@@ -568,8 +568,13 @@ def main(argv: list[str] | None = None) -> int:
     missing_out = [o for o in graph["outputs"] if o not in tensors]
     if missing_out:
         result["status"] = "unsupported"
-        result["error"] = "outputs " + ", ".join(missing_out) + " depend on unsupported layers: " + "; ".join(
-            f"{p['layer']}: {p['reason']}" for p in result["unsupported"])
+        # name the root causes; layers that fail only because their inputs did are counted
+        roots = {u["layer"]: f"{u['layer']}: {u['reason']}" for u in problems if "come from unsupported layers" not in u["reason"]}
+        for u in graph.get("unsupported_layers", []):  # "name (hls4ml class)": no tracer, whatever its inputs
+            roots.setdefault(u.split(" ")[0], f"{u}: no RTL tracer")
+        n_down = len({u["layer"] for u in problems} - set(roots))
+        result["error"] = ("outputs " + ", ".join(missing_out) + " depend on unsupported layers: " + "; ".join(roots.values())
+                           + (f" (and {n_down} layers downstream of them)" if n_down else ""))
         atomic_write_json(args.result, {**result, "timings": timings})
         return 3
 
