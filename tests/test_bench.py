@@ -67,10 +67,7 @@ def test_cli_registered():
 
 
 @pytest.mark.slow
-def test_bench_real_conversion(tmp_path, monkeypatch):
-    hls = pytest.importorskip("hwflow.hls")
-    if not hasattr(hls, "convert") or shutil.which("g++") is None:
-        pytest.skip("hwflow.hls.convert or g++ not available")
+def test_bench_real_conversion(tmp_path, monkeypatch, hls_toolchain):
     from hwflow.bench import bench
 
     monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,10 +11,7 @@ pytest.importorskip("hls4ml")
 
 
 @pytest.mark.slow
-def test_csim_end_to_end_tiny_transformer(tmp_path, monkeypatch):
-    hls = pytest.importorskip("hwflow.hls")
-    if not hasattr(hls, "convert") or shutil.which("g++") is None:
-        pytest.skip("hwflow.hls.convert or g++ not available")
+def test_csim_end_to_end_tiny_transformer(tmp_path, monkeypatch, hls_toolchain):
     from test_train import tiny_card, tiny_dataset
 
     from hwflow.train import train
