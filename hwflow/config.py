@@ -414,6 +414,16 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def set_dotted(out: dict, key: str, value: Any) -> dict:
+    """Set ``out[a][b][c] = value`` for key "a.b.c" (creating the inner dicts); return out."""
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
 def parse_overrides(items: list[str] | None) -> dict:
     """Return a nested override dict from ``key.sub=value`` strings (values parsed as YAML scalars)."""
     import yaml
@@ -423,9 +433,5 @@ def parse_overrides(items: list[str] | None) -> dict:
         if "=" not in item:
             raise CardError(f"override '{item}' is not key=value (e.g. hls.reuse_factor=4)")
         key, value = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        set_dotted(out, key, yaml.safe_load(value))
     return out

@@ -24,19 +24,9 @@ def _tag(key: str, value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", f"{short}{value}").strip("_").lower()
 
 
-def _nested(key: str, value: Any) -> dict:
-    out: dict = {}
-    node = out
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
-
-
 def variants(model: str, key: str, values: list[Any], overrides: dict | None = None) -> list:
     """Return one validated Card per sweep value, each named after its value and trained as the base."""
-    from .config import _merge, load_card
+    from .config import _merge, load_card, set_dotted
 
     if key not in SWEEPABLE:
         raise HwflowError(f"cannot sweep '{key}' without retraining: sweepable keys are {', '.join(SWEEPABLE)}")
@@ -45,7 +35,7 @@ def variants(model: str, key: str, values: list[Any], overrides: dict | None = N
     base = load_card(model, overrides)
     cards = []
     for v in values:
-        card = load_card(model, _merge(overrides or {}, _nested(key, v)))
+        card = load_card(model, _merge(overrides or {}, set_dotted({}, key, v)))
         card["name"] = f"{base.name}_{_tag(key, v)}"
         card.trained_as = base.name
         cards.append(card)
