@@ -162,7 +162,7 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
     outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
     types = {quantizer_type(o.quantizer, o.name).cpp() for o in outs
              if type(o).__name__ == "QActivation" and getattr(o, "quantizer", None) is not None}
-    if outs and len(types) == 1 and all(type(o).__name__ == "QActivation" for o in outs):
+    if len(types) == 1 and _feeds_qactivation(layer):
         return types.pop()
     if calibration_data is not None and current in (None, "auto", default):
         max_abs = float(np.max(np.abs(np.asarray(calibration_data, np.float32))))
