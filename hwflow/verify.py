@@ -141,27 +141,6 @@ def _flat(a: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).reshape(n, -1)
 
 
-def quantize_to(values: np.ndarray, rng: dict) -> np.ndarray:
-    """Return ``values`` cast to the fixed-point type of ``rng`` (its rounding and saturation/wrap modes)."""
-    v = np.asarray(values, dtype=np.float64) / rng["lsb"]
-    mode = rng["rounding"]
-    if mode == "RND_CONV":
-        q = np.round(v)  # numpy rounds half to even, like AP_RND_CONV
-    elif mode.startswith("RND"):
-        q = np.floor(v + 0.5)
-    elif mode == "TRN_ZERO":
-        q = np.trunc(v)
-    else:
-        q = np.floor(v)
-    lo, hi = rng["lo"] / rng["lsb"], rng["hi"] / rng["lsb"]
-    if rng["saturation"].startswith("SAT"):
-        q = np.clip(q, lo, hi)
-    else:  # WRAP: two's complement modulo 2**width
-        span = 2.0 ** rng["width"]
-        q = (q - lo) % span + lo
-    return q * rng["lsb"]
-
-
 def _keras_chain(qmodel, first: str, last: str) -> list:
     """Return the Keras layers from ``first`` to ``last`` following single consumers (the folded chain)."""
     chain = [qmodel.get_layer(first)]
@@ -190,8 +169,11 @@ def local_outputs(qmodel, hls_model, x: np.ndarray, trace: dict, refs: dict) -> 
     x_in = None
     inputs = [ly for ly in hls_model.get_layers() if ly.class_name == "Input"]
     if inputs:
-        rng = type_range(inputs[0].get_output_variable().type.precision)
-        x_in = quantize_to(x, rng) if rng else np.asarray(x, dtype=np.float64)
+        from .reference.fixed import quantize
+
+        prec = inputs[0].get_output_variable().type.precision
+        # the input as the C++ holds it: cast like an ap_fixed assignment (every rounding/overflow mode)
+        x_in = quantize(x, prec) if type_range(prec) else np.asarray(x, dtype=np.float64)
     input_names = {ly.name for ly in qmodel.layers if ly.__class__.__name__ == "InputLayer"}
     out: dict[str, np.ndarray] = {}
     for layer in hls_model.get_layers():
