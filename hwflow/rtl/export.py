@@ -140,40 +140,16 @@ def precision_dict(prec: Any) -> dict:
 
 
 def quantize_np(x: np.ndarray, t: dict) -> np.ndarray:
-    """Return ``x`` (float) cast to the neutral type ``t`` with ap_fixed rounding and overflow, as float64."""
-    f = t["frac"]
-    y = np.asarray(x, dtype=np.float64) * 2.0**f
-    r = t["rounding"]
-    if r == "TRN":
-        q = np.floor(y)
-    elif r == "RND":
-        q = np.floor(y + 0.5)
-    elif r == "RND_CONV":
-        q = np.round(y)  # numpy rounds half to even
-    elif r == "TRN_ZERO":
-        q = np.trunc(y)
-    elif r == "RND_ZERO":
-        q = np.sign(y) * np.ceil(np.abs(y) - 0.5)
-    elif r == "RND_INF":
-        q = np.sign(y) * np.floor(np.abs(y) + 0.5)
-    elif r == "RND_MIN_INF":
-        q = np.ceil(y - 0.5)
-    else:
-        raise HwflowError(f"rounding mode {r} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, RND_MIN_INF")
-    w, signed = t["width"], t["signed"]
-    lo, hi = (-(2 ** (w - 1)), 2 ** (w - 1) - 1) if signed else (0, 2**w - 1)
-    s = t["saturation"]
-    if s == "WRAP":
-        q = np.mod(q - lo, 2.0**w) + lo
-    elif s == "SAT":
-        q = np.clip(q, lo, hi)
-    elif s == "SAT_SYM":
-        q = np.clip(q, -hi if signed else 0, hi)
-    elif s == "SAT_ZERO":
-        q = np.where((q < lo) | (q > hi), 0.0, q)
-    else:
-        raise HwflowError(f"saturation mode {s} unknown: use one of WRAP, SAT, SAT_SYM, SAT_ZERO")
-    return q * 2.0**-f
+    """Return ``x`` (float) cast to the neutral type ``t`` with ap_fixed rounding and overflow, as float64
+    (hwflow.reference.fixed.quantize, the cast the C++ references are checked against)."""
+    from ..reference.fixed import OVERFLOW, ROUNDING, FixedType, quantize
+
+    rnd, ovf = "AP_" + t["rounding"], "AP_" + t["saturation"]
+    if rnd not in ROUNDING:
+        raise HwflowError(f"rounding mode {t['rounding']} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, RND_MIN_INF")
+    if ovf not in OVERFLOW:
+        raise HwflowError(f"saturation mode {t['saturation']} unknown: use one of WRAP, SAT, SAT_SYM, SAT_ZERO")
+    return np.asarray(quantize(x, FixedType(t["width"], t["integer"], t["signed"], rnd, ovf)), dtype=np.float64)
 
 
 def _layer_types(layer) -> dict:
