@@ -39,6 +39,15 @@ def _shift(a, s: int):
     return a >> (-s)
 
 
+def _wrap(a, k, i: int, f: int):
+    """Return integer counts a wrapped into a field of k + i + f bits (two's complement when k, else unsigned)."""
+    b = int(k) + i + f
+    if b <= 0:
+        return a * 0
+    bias = (1 << (b - 1)) * int(k)
+    return np.mod(a + bias, 1 << b) - bias
+
+
 def _as(a, wide: bool):
     return a.astype(object) if wide and a.dtype != object else a
 
@@ -77,16 +86,12 @@ def emulate(comb: CombLogic, x: np.ndarray) -> np.ndarray:
             _, i, f = minimal_kif(op.qint)
             a = val[op.id0] if c == 2 else -val[op.id0]
             a = _shift(_as(a, wide), lsb[op.id0] + f)  # floor at 2**-f
-            a = np.where(a > 0, a, 0)
-            r = np.mod(a, 1 << (i + f)) if (i + f) > 0 else a * 0
+            r = _wrap(np.where(a > 0, a, 0), 0, i, f)
             e = -f
         elif c in (3, -3):
             k, i, f = minimal_kif(op.qint)
             a = val[op.id0] if c == 3 else -val[op.id0]
-            a = _shift(_as(a, wide), lsb[op.id0] + f)
-            b = int(k) + i + f
-            bias = (1 << (b - 1)) * int(k) if b > 0 else 0
-            r = np.mod(a + bias, 1 << b) - bias if b > 0 else a * 0
+            r = _wrap(_shift(_as(a, wide), lsb[op.id0] + f), k, i, f)
             e = -f
         elif c == 4:
             r = at(op.id0, e, wide) + op.data
@@ -127,9 +132,7 @@ def emulate(comb: CombLogic, x: np.ndarray) -> np.ndarray:
                 k, i, f = minimal_kif(qf) if (qf.min != 0 or qf.max != 0) else (False, 1, 0)
                 b = int(k) + i + f
                 kk, ii, ff = minimal_kif(op.qint)
-                bb = int(kk) + ii + ff
-                bias = (1 << (bb - 1)) * int(kk)
-                r = np.mod(np.mod(~a, 1 << b) + bias, 1 << bb) - bias
+                r = _wrap(np.mod(~a, 1 << b), kk, ii, ff)
                 e = -ff
             elif op.data == 1:
                 r = (a != 0).astype(np.int64)
@@ -151,10 +154,7 @@ def emulate(comb: CombLogic, x: np.ndarray) -> np.ndarray:
                 b = -b
             r = a & b if sub == 0 else (a | b if sub == 1 else a ^ b)
             k, i, f = minimal_kif(op.qint)
-            bb = int(k) + i + f
-            bias = (1 << (bb - 1)) * int(k)
-            r = _shift(r, es + f)
-            r = np.mod(r + bias, 1 << bb) - bias
+            r = _wrap(_shift(r, es + f), k, i, f)
             e = -f
         else:
             raise ValueError(f"unknown da4ml opcode {c}")
