@@ -138,7 +138,7 @@ def test_controller_survives_input_gaps(tiny, tmp_path):
     r = run_folded(tmp / "neutral", 1, 20, f"""
         prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "gap", 5.0, 5.0, "xcvu13p")
         r = fold.simulate(prj, x, "iverilog", Path("{tmp_path}") / "sim", gaps=True)
-        print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval"], "lat": r["latency_cycles"]}}))
+        print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval_range"], "lat": r["latency_range"]}}))
     """)
     assert r["exact"]
     assert r["interval"][0] == T and r["interval"][1] > T  # gaps really happened
@@ -181,7 +181,7 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
         if {icarus}:
             prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(MUL_CHUNK), 5.0, "xcvu13p")
             r = fold.simulate(prj, x[:8], "iverilog", Path("{tmp_path}") / "sim")
-            out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_cycles"], ii=r["interval"],
+            out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"], ii=r["interval_range"],
                        expect=3 * 2 + sum(prj["depths"]) + 3)
         print(json.dumps(out))
     """)

@@ -471,24 +471,6 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
     return {"top": top, "src": src, "depths": depths, "stages": stages, "facts": facts, "models": models, "names": names}
 
 
-def sources(src, rom_style: str | None = None, dest=None) -> list[str]:
-    """Return the Verilog files of a folded project; with rom_style, lookup_table.v is rewritten into ``dest`` with it."""
-    from pathlib import Path
-
-    from .worker import ROM_STYLE
-
-    src = Path(src)
-    files = [str(f) for f in sorted(src.glob("*.v"))]
-    for f in sorted((src / "static").glob("*.v")):
-        if f.name == "lookup_table.v" and rom_style:
-            fixed = Path(dest) / f.name
-            fixed.write_text(ROM_STYLE.sub(f'(* rom_style = "{rom_style}" *)', f.read_text()))
-            files.append(str(fixed))
-        else:
-            files.append(str(f))
-    return files
-
-
 def testbench(top: str, facts: dict, n: int, max_cycles: int, gaps: bool = False) -> str:
     """Return a Verilog testbench (Icarus and Verilator --timing) that offers samples back to back through
     in_valid/in_ready (with ``gaps``: withheld on a fixed pseudo-random pattern) and prints every accepted input and
@@ -524,42 +506,20 @@ endmodule
 """
 
 
-def _encode_inputs(x: np.ndarray, fmt: Fmt) -> list[str]:
-    """Return one hex word per sample: element j (two's complement, fmt.f fractional bits) at bits [j*bw, (j+1)*bw)."""
-    ints = np.floor(x * 2.0**fmt.f).astype(object)
-    mask = (1 << fmt.bw) - 1
-    words = []
-    for row in ints:
-        v = 0
-        for j, e in enumerate(row):
-            v |= (int(e) & mask) << (j * fmt.bw)
-        words.append(format(v, "x"))
-    return words
-
-
-def _decode(word: str, n_out: int, fmt: Fmt) -> np.ndarray:
-    v = int(word, 16)
-    mask = (1 << fmt.bw) - 1
-    out = np.empty(n_out)
-    for j in range(n_out):
-        e = (v >> (j * fmt.bw)) & mask
-        if fmt.signed and e >> (fmt.bw - 1):
-            e -= 1 << fmt.bw
-        out[j] = e * 2.0**-fmt.f
-    return out
-
-
 def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int = 7200, gaps: bool = False) -> dict:
     """Return the folded top's outputs on samples x from Icarus ("iverilog") or Verilator ("verilator").
 
-    Keys: outputs (n, n_out) float array (NaN where a sample produced no output), latency_cycles (input accepted ->
-    output valid, per sample: min/max), interval (cycles between accepted samples, steady state), build_s, run_s.
+    Keys: outputs (n, n_out) float array (NaN where a sample produced no output), latency_range (input accepted ->
+    output valid: min, max over the samples), interval_range (clocks between accepted samples: min, max),
+    latency_cycles / interval (the maxima), build_s, run_s.
     """
     import re
     import shutil
     import subprocess
     import time
     from pathlib import Path
+
+    from .worker import icarus_files, pack_words, project_files, unpack_word, verilator_env
 
     work = Path(workdir)
     if work.exists():
@@ -569,7 +529,8 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     n = x.shape[0]
     n_out = facts["w_out"] // facts["out_fmt"].bw
     max_cycles = 100 + sum(prj["depths"]) * 2 + (n + 4) * facts["n_groups"] * 3
-    (work / "tb_inputs.hex").write_text("\n".join(_encode_inputs(x, facts["in_fmt"])) + "\n")
+    fi, fo = facts["in_fmt"], facts["out_fmt"]
+    (work / "tb_inputs.hex").write_text("\n".join(pack_words(x, fi.bw, fi.f)) + "\n")
     (work / "tb.v").write_text(testbench(top, facts, n, max_cycles, gaps))
     for mem in (Path(prj["src"]) / "memfiles").glob("*"):
         shutil.copy(mem, work / mem.name)
@@ -577,17 +538,15 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     if simulator == "iverilog":
         if not shutil.which("iverilog"):
             return {"ran": False, "reason": "iverilog not found (apt-get install iverilog)"}
-        files = sources(prj["src"], rom_style="distributed", dest=work)  # Icarus 11 rejects da4ml's computed attribute
+        files = icarus_files(prj["src"], work)
         subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *files], cwd=work, check=True,
                        capture_output=True, text=True, timeout=timeout_s)
         build_s = time.time() - t0
         run = ["vvp", "-n", "tb.vvp"]
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[0].strip()
     elif simulator == "verilator":
-        from .worker import verilator_env
-
         env = verilator_env()
-        files = sources(prj["src"])
+        files = [str(f) for f in project_files(prj["src"], wrappers=True)]
         cmd = ["verilator", "--binary", "--timing", "-j", "2", "--top-module", "tb", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                "-Wno-TIMESCALEMOD", "--x-initial", "fast", "-CFLAGS", "-O1 -fcoroutines", "--Mdir", "obj_dir", "-o", "Vtb", "tb.v", *files]
         subprocess.run(cmd, cwd=work, check=True, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -612,11 +571,11 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
             outs.append((int(m.group(1)), m.group(2)))
     vals = np.full((n, n_out), np.nan)
     for r, (_, w) in enumerate(outs[:n]):
-        if not re.search(r"[xzXZ]", w):
-            vals[r] = _decode(w, n_out, facts["out_fmt"])
+        vals[r] = unpack_word(w, n_out, fo.bw, fo.f, fo.signed)
     lat = [oc - ic for (oc, _), ic in zip(outs, acc)]
     spacing = np.diff(acc) if len(acc) > 1 else np.array([])
     return {"ran": True, "version": version, "outputs": vals, "n_samples": n, "n_outputs_seen": len(outs),
-            "latency_cycles": (min(lat), max(lat)) if lat else None,
-            "interval": (int(spacing.min()), int(spacing.max())) if spacing.size else None,
+            "latency_range": (min(lat), max(lat)) if lat else None,
+            "interval_range": (int(spacing.min()), int(spacing.max())) if spacing.size else None,
+            "latency_cycles": max(lat) if lat else None, "interval": int(spacing.max()) if spacing.size else None,
             "build_s": round(build_s, 1), "run_s": round(run_s, 2)}

