@@ -6,6 +6,7 @@ simulation and through ``keras.Model.predict`` in one process, one after the oth
 is measured under the same machine load. Results go to ``reports/bench/bench.{json,md}``; each model
 is one entry, other models' entries are kept.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,7 +100,7 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, converter=None) -> dict
     model.predict(x[:2], verbose=0)  # warm-up: graph traced
     keras_s = _best_of(lambda: model.predict(x, batch_size=1024, verbose=0), repeats)
     keras1_n = min(len(x), 200)
-    keras1_s = _best_of(lambda: [model(x[i:i + 1], training=False) for i in range(keras1_n)], 1)
+    keras1_s = _best_of(lambda: [model(x[i : i + 1], training=False) for i in range(keras1_n)], 1)
     y_c = np.asarray(hls_model.predict(x64)).reshape(len(x), -1)
     y_k = np.asarray(model.predict(x, batch_size=1024, verbose=0))
 
@@ -109,7 +110,9 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, converter=None) -> dict
         "parameters": int(model.count_params()),
         "weights": note,
         "n_samples": n,
-        "backend": card["hls"]["backend"], "strategy": card["hls"]["strategy"], "reuse_factor": card["hls"]["reuse_factor"],
+        "backend": card["hls"]["backend"],
+        "strategy": card["hls"]["strategy"],
+        "reuse_factor": card["hls"]["reuse_factor"],
         "convert_seconds": round(convert_s, 3),
         "compile_seconds": round(compile_s, 3),
         "convert_plus_compile_seconds": round(convert_s + compile_s, 3),
@@ -121,8 +124,13 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, converter=None) -> dict
         "keras_single_sample_per_second": keras1_n / keras1_s,
         "csim_over_keras_throughput": (n / csim_s) / (n / keras_s),
         "argmax_agreement_csim_vs_keras": float(np.mean(np.argmax(y_c, 1) == np.argmax(y_k, 1))),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1min_at_start": load0, "python": platform.python_version(),
-                    "gxx": _gxx_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1min_at_start": load0,
+            "python": platform.python_version(),
+            "gxx": _gxx_version(),
+            "platform": platform.platform(),
+        },
         "versions": package_versions(["hls4ml", "tensorflow-cpu", "qkeras", "numpy"]),
         "project_dir": str(out_dir),
         "unix_time": time.time(),
@@ -143,21 +151,29 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, converter=None) -> dict
 
 def markdown(data: dict) -> str:
     """Return the benchmark table as Markdown."""
-    L = ["# hwflow benchmarks", "",
-         "C simulation = the compiled hls4ml C++ (`hls_model.predict`, one call per sample, double in/out); "
-         "Keras = `model.predict` of the QKeras model on the same inputs, batch 1024, same process, run right after.", "",
-         "| model | params | convert | g++ compile | C sim samples/s | Keras samples/s (batch 1024) | Keras samples/s (batch 1) | C sim / Keras | samples | load at start |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "# hwflow benchmarks",
+        "",
+        "C simulation = the compiled hls4ml C++ (`hls_model.predict`, one call per sample, double in/out); "
+        "Keras = `model.predict` of the QKeras model on the same inputs, batch 1024, same process, run right after.",
+        "",
+        "| model | params | convert | g++ compile | C sim samples/s | Keras samples/s (batch 1024) | Keras samples/s (batch 1) | C sim / Keras | samples | load at start |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     rows = {n: e for n, e in sorted(data.get("models", {}).items()) if "csim_over_keras_throughput" in e}
     for name, e in rows.items():
-        L.append(f"| {name} | {e['parameters']} | {e['convert_seconds']:.1f} s | {e['compile_seconds']:.1f} s | "
-                 f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | {e['keras_single_sample_per_second']:.0f} | "
-                 f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {(e['machine'].get('load_avg_1min_at_start') or 0):.2f} |")
+        L.append(
+            f"| {name} | {e['parameters']} | {e['convert_seconds']:.1f} s | {e['compile_seconds']:.1f} s | "
+            f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | {e['keras_single_sample_per_second']:.0f} | "
+            f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {(e['machine'].get('load_avg_1min_at_start') or 0):.2f} |"
+        )
     L.append("")
     for name, e in rows.items():
-        L.append(f"- {name}: {e['weights']}; {e['backend']} {e['strategy']} RF {e['reuse_factor']}; "
-                 f"argmax agreement C sim vs Keras {e['argmax_agreement_csim_vs_keras'] * 100:.1f} %; "
-                 f"{e['machine'].get('cpus')} CPUs, {e['machine'].get('gxx')}")
+        L.append(
+            f"- {name}: {e['weights']}; {e['backend']} {e['strategy']} RF {e['reuse_factor']}; "
+            f"argmax agreement C sim vs Keras {e['argmax_agreement_csim_vs_keras'] * 100:.1f} %; "
+            f"{e['machine'].get('cpus')} CPUs, {e['machine'].get('gxx')}"
+        )
     return "\n".join(L) + "\n"
 
 
@@ -175,8 +191,10 @@ def _cli(args) -> int:
 
     card = load_card(args.model)
     e = bench(card, n_samples=args.samples, repeats=args.repeats)
-    print(f"{card.name}: convert {e['convert_seconds']:.1f} s + compile {e['compile_seconds']:.1f} s; "
-          f"C sim {e['csim_samples_per_second']:.0f}/s vs Keras {e['keras_samples_per_second']:.0f}/s "
-          f"(ratio {e['csim_over_keras_throughput']:.3f})")
+    print(
+        f"{card.name}: convert {e['convert_seconds']:.1f} s + compile {e['compile_seconds']:.1f} s; "
+        f"C sim {e['csim_samples_per_second']:.0f}/s vs Keras {e['keras_samples_per_second']:.0f}/s "
+        f"(ratio {e['csim_over_keras_throughput']:.3f})"
+    )
     print(f"report: {bench_dir() / 'bench.md'}")
     return 0

@@ -4,6 +4,7 @@ Each stage module exposes ``add_cli(subparsers)`` which adds its sub-command and
 heavy libraries (TensorFlow, hls4ml, Pythia) are imported only inside the stage functions, so
 ``hwflow --help`` is instant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ STAGES = [
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level argument parser with every available stage registered."""
-    parser = argparse.ArgumentParser(prog="hwflow", description="Quantized transformers/conformers to FPGA firmware via hls4ml.")
+    parser = argparse.ArgumentParser(
+        prog="hwflow", description="Quantized transformers/conformers to FPGA firmware via hls4ml."
+    )
     parser.add_argument("--version", action="version", version=f"hwflow {__import__('hwflow').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in STAGES:
@@ -52,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # known-harmless library chatter that would bury hwflow's own messages (QKeras quantizers are not
     # Keras constraints; HDF5 is the format QKeras models load from in Keras 2)
-    for msg in (r"The `keras.constraints.serialize\(\)` API", r"You are saving your model as an HDF5 file",
-                r"The initializer \w+ is unseeded"):
+    for msg in (
+        r"The `keras.constraints.serialize\(\)` API",
+        r"You are saving your model as an HDF5 file",
+        r"The initializer \w+ is unseeded",
+    ):
         warnings.filterwarnings("ignore", message=msg)
     parser = build_parser()
     args = parser.parse_args(argv)

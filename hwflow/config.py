@@ -4,12 +4,14 @@ A card is the whole experiment in one file: data settings, architecture, QKeras 
 training settings, the hls4ml configuration and the synthesis settings. Unknown or ill-typed keys
 are rejected with the key's dotted name and what is allowed.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .util import HwflowError, project_root, stable_hash
 
@@ -45,7 +47,7 @@ class S:
     """A section (mapping) with known keys; ``open_values`` allows arbitrary keys whose values match ``F``."""
 
     fields: dict = field(default_factory=dict)
-    open_values: F | "S" | None = None
+    open_values: F | S | None = None
 
 
 def _pos(x):
@@ -83,10 +85,16 @@ JETS = S(
         "jet_r": F(NUM, 0.8, check=_pos, rule="> 0"),
         "match_dr": F(NUM, 0.6, check=_pos, rule="> 0"),
         # deta is the rapidity difference (FastJet's metric); keep in sync with hwflow.data.physics.FEATURES
-        "features": F((list,), ["ptrel", "deta", "dphi", "logpt"], item_types=(str,),
-                      item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel")),
+        "features": F(
+            (list,),
+            ["ptrel", "deta", "dphi", "logpt"],
+            item_types=(str,),
+            item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel"),
+        ),
         "shard_size": F((int,), 250, check=_pos, rule="> 0"),
-        "pthat_margin": F(NUM, 0.1, check=lambda x: 0 <= x < 1, rule="in [0, 1): pT-hat window = [pt_min(1-m), pt_max(1+m)]"),
+        "pthat_margin": F(
+            NUM, 0.1, check=lambda x: 0 <= x < 1, rule="in [0, 1): pT-hat window = [pt_min(1-m), pt_max(1+m)]"
+        ),
         "y_max": F(NUM, 2.5, check=_pos, rule="> 0 (|rapidity| of the jet)"),
         "contained": F((bool,), True),  # W/Z/t: decay quarks within jet_r of the jet axis
         "sd_zcut": F(NUM, 0.1, check=lambda x: 0 < x < 0.5, rule="in (0, 0.5)"),
@@ -97,15 +105,67 @@ JETS = S(
 # Spoken keywords from espeak-ng (hwflow/data/kws.py): one group per voice x variant, so test voices are unseen
 KWS = S(
     {
-        "keywords": F((list,), ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"], item_types=(str,),
-                      rule="quote yes/no/on/off: YAML reads them as booleans"),
+        "keywords": F(
+            (list,),
+            ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"],
+            item_types=(str,),
+            rule="quote yes/no/on/off: YAML reads them as booleans",
+        ),
         "unknown_class": F((bool,), True),
-        "unknown_words": F((list,), ["bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one", "two",
-                                     "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow",
-                                     "forward", "back", "car", "red", "green", "blue", "water", "light", "music",
-                                     "open", "close", "start", "play", "pause", "next", "hello", "good", "time",
-                                     "day", "cup", "map", "jet", "data", "yellow", "dot", "note", "ship", "stone"],
-                           item_types=(str,)),
+        "unknown_words": F(
+            (list,),
+            [
+                "bed",
+                "bird",
+                "cat",
+                "dog",
+                "happy",
+                "house",
+                "tree",
+                "wow",
+                "zero",
+                "one",
+                "two",
+                "three",
+                "four",
+                "five",
+                "six",
+                "seven",
+                "eight",
+                "nine",
+                "learn",
+                "follow",
+                "forward",
+                "back",
+                "car",
+                "red",
+                "green",
+                "blue",
+                "water",
+                "light",
+                "music",
+                "open",
+                "close",
+                "start",
+                "play",
+                "pause",
+                "next",
+                "hello",
+                "good",
+                "time",
+                "day",
+                "cup",
+                "map",
+                "jet",
+                "data",
+                "yellow",
+                "dot",
+                "note",
+                "ship",
+                "stone",
+            ],
+            item_types=(str,),
+        ),
         "silence_class": F((bool,), True),
         "clips_per_class": F((int,), 200, check=_pos, rule="> 0"),
         "sample_rate": F((int,), 16000, check=_pos, rule="> 0 Hz"),
@@ -117,10 +177,23 @@ KWS = S(
         "fmin_hz": F(NUM, 20.0, check=_nonneg, rule=">= 0 Hz"),
         "fmax_hz": F(NUM, 7600.0, check=_pos, rule="> fmin_hz, <= sample_rate / 2"),
         # base espeak-ng voices (no '+'); variants are espeak-ng voice variants ('' = the voice's own)
-        "voices": F((list,), ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-                              "en-029", "en-us-nyc"], item_types=(str,)),
-        "variants": F((list,), ["", "m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "klatt", "whisper"],
-                      item_types=(str,)),
+        "voices": F(
+            (list,),
+            [
+                "en-us",
+                "en-gb",
+                "en-gb-x-rp",
+                "en-gb-scotland",
+                "en-gb-x-gbclan",
+                "en-gb-x-gbcwmd",
+                "en-029",
+                "en-us-nyc",
+            ],
+            item_types=(str,),
+        ),
+        "variants": F(
+            (list,), ["", "m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "klatt", "whisper"], item_types=(str,)
+        ),
         # what the test/val splits hold out whole: each voice x variant, or each base voice (harder)
         "holdout": F((str,), "variant", choices=("variant", "voice")),
         "snr_db": F((list,), [0.0, 20.0], item_types=NUM),
@@ -129,7 +202,9 @@ KWS = S(
         "gain_db": F((list,), [-20.0, 0.0], item_types=NUM),
         "reverb_prob": F(NUM, 0.5, check=lambda x: 0 <= x <= 1, rule="in [0, 1]"),
         "rt60_s": F((list,), [0.1, 0.5], item_types=NUM),
-        "noise_colors": F((list,), ["white", "pink", "brown"], item_types=(str,), item_choices=("white", "pink", "brown")),
+        "noise_colors": F(
+            (list,), ["white", "pink", "brown"], item_types=(str,), item_choices=("white", "pink", "brown")
+        ),
         # clips per fresh worker process; the arrays do not depend on it (each clip is seeded by its index)
         "shard_size": F((int,), 200, check=_pos, rule="> 0"),
     }
@@ -164,10 +239,18 @@ SCHEMA = S(
                 "conv_kernel": F((int,), 7, check=_pos, rule="> 0 (conformer depthwise kernel)"),
                 "subsampling": F((int,), 2, check=_pos, rule="> 0 (conformer front-end stride)"),
                 "fold_batchnorm": F((bool,), True),  # conformer: BN folded into the depthwise conv (exact)
-                "swish_table_size": F((int,), 1024, check=lambda v: v >= 2 and (v & (v - 1)) == 0,
-                                      rule="a power of two >= 2 (swish/GLU sigmoid table entries)"),
-                "swish_table_range": F(NUM, 8.0, check=lambda v: v > 0 and float(v).hex().startswith(("0x1.0000000000000p", "0x1p")),
-                                       rule="a power of two (sigmoid table covers [-range, range))"),
+                "swish_table_size": F(
+                    (int,),
+                    1024,
+                    check=lambda v: v >= 2 and (v & (v - 1)) == 0,
+                    rule="a power of two >= 2 (swish/GLU sigmoid table entries)",
+                ),
+                "swish_table_range": F(
+                    NUM,
+                    8.0,
+                    check=lambda v: v > 0 and float(v).hex().startswith(("0x1.0000000000000p", "0x1p")),
+                    rule="a power of two (sigmoid table covers [-range, range))",
+                ),
                 "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
                 # transformer: fixed per-feature standardization (mean/std of the training set) as the first layer
@@ -206,7 +289,9 @@ SCHEMA = S(
                 "softmax": S(
                     {
                         "table_size": F((int,), 1024, check=_pos, rule="> 0 (power of two: coarse exp table entries)"),
-                        "inv_table_size": F((int,), 1024, check=_pos, rule="> 0 (power of two: reciprocal table entries)"),
+                        "inv_table_size": F(
+                            (int,), 1024, check=_pos, rule="> 0 (power of two: reciprocal table entries)"
+                        ),
                         "exp_table_t": F((str,), None),
                         "inv_table_t": F((str,), None),
                     }
@@ -248,7 +333,9 @@ SCHEMA = S(
                 "ecp5_max_cost": F((int,), 15000, check=_pos, rule="> 0 estimated LUTs"),
                 # fold attention models over the sequence (hwflow.rtl.fold): G tokens per clock, one sample every
                 # seq_len / G clocks; 0 = the whole sequence in parallel (II = 1, largest design)
-                "tokens_per_cycle": F((int,), 0, check=_nonneg, rule=">= 0 (0: all tokens per clock; G must divide the sequence length)"),
+                "tokens_per_cycle": F(
+                    (int,), 0, check=_nonneg, rule=">= 0 (0: all tokens per clock; G must divide the sequence length)"
+                ),
             }
         ),
     }
@@ -314,7 +401,9 @@ def _check_field(spec: F, value: Any, dotted: str) -> Any:
 def _cross_checks(card: dict) -> None:
     j = card["data"]["jets"]
     if j["pt_max"] <= j["pt_min"]:
-        raise CardError(f"data.jets: pT window empty (pt_min={j['pt_min']} >= pt_max={j['pt_max']}): set pt_max above pt_min")
+        raise CardError(
+            f"data.jets: pT window empty (pt_min={j['pt_min']} >= pt_max={j['pt_max']}): set pt_max above pt_min"
+        )
     if not j["classes"]:
         raise CardError("data.jets.classes is empty: list at least one of g, q, W, Z, t")
     if len(set(j["classes"])) != len(j["classes"]):
@@ -342,7 +431,6 @@ class Card(dict):
 
     path: Path | None = None
     trained_as: str | None = None  # a sweep variant reuses its base card's trained model
-
 
     def data_spec(self) -> dict:
         """Return the dataset-defining subset of the card (kind-specific section + seed + splits)."""
@@ -382,7 +470,9 @@ def find_card(name_or_path: str | Path) -> Path:
     if cand.exists():
         return cand
     known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml"))
-    raise CardError(f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: {', '.join(known) or 'none'}")
+    raise CardError(
+        f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: {', '.join(known) or 'none'}"
+    )
 
 
 def load_card(name_or_path: str | Path, overrides: dict | None = None) -> Card:

@@ -5,10 +5,11 @@ Everything works on class-probability arrays ``scores`` of shape (n, n_classes) 
 draw them: signal efficiency (true-positive rate) on x, background mistag rate (false-positive
 rate) on a log y axis. Matplotlib is imported inside the plot functions only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -96,8 +97,9 @@ STYLES = {"float": "-", "qkeras": ":", "csim": "--"}
 LABELS = {"float": "float Keras", "qkeras": "QKeras", "csim": "hls4ml C sim"}
 
 
-def plot_roc(path: str | Path, y: np.ndarray, scores_by_model: dict[str, np.ndarray], class_names: Sequence[str],
-             title: str = "") -> Path:
+def plot_roc(
+    path: str | Path, y: np.ndarray, scores_by_model: dict[str, np.ndarray], class_names: Sequence[str], title: str = ""
+) -> Path:
     """Write a per-class ROC plot (signal efficiency vs background mistag, log y); return its path.
 
     ``scores_by_model`` maps a variant name (``float``, ``qkeras``, ``csim`` or any label) to its
@@ -134,10 +136,18 @@ def plot_roc(path: str | Path, y: np.ndarray, scores_by_model: dict[str, np.ndar
     ax.set_xlabel("signal efficiency (true-positive rate)")
     ax.set_ylabel("background mistag rate (false-positive rate)")
     ax.grid(True, which="both", alpha=0.3)
-    style_key = [Line2D([0], [0], color="black", ls=STYLES.get(v, "-."), label=LABELS.get(v, v)) for v in scores_by_model]
+    style_key = [
+        Line2D([0], [0], color="black", ls=STYLES.get(v, "-."), label=LABELS.get(v, v)) for v in scores_by_model
+    ]
     ax.add_artist(ax.legend(handles=style_key, loc="upper left", fontsize=9, title="line style"))
-    ax.legend(handles=class_handles, loc="lower right", fontsize=8.5, framealpha=0.9,
-              title="AUC " + " / ".join(LABELS.get(v, v) for v in scores_by_model), title_fontsize=8)
+    ax.legend(
+        handles=class_handles,
+        loc="lower right",
+        fontsize=8.5,
+        framealpha=0.9,
+        title="AUC " + " / ".join(LABELS.get(v, v) for v in scores_by_model),
+        title_fontsize=8,
+    )
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -6,6 +6,7 @@ trained model (``models/<model>/``) and gets its own ``firmware/<variant>/`` and
 is on PATH (else the point says "no vendor tool" and no number is invented). The table of all
 points goes to ``reports/<model>/sweep.{json,md}``.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,13 +15,27 @@ from typing import Any
 from .util import HwflowError, atomic_write_json, atomic_write_text
 
 # keys a sweep may vary without retraining: they only change the firmware, never the trained weights
-SWEEPABLE = ("hls.reuse_factor", "hls.strategy", "hls.default_precision", "hls.softmax.table_size", "hls.backend",
-             "hls.clock_period", "hls.part")
+SWEEPABLE = (
+    "hls.reuse_factor",
+    "hls.strategy",
+    "hls.default_precision",
+    "hls.softmax.table_size",
+    "hls.backend",
+    "hls.clock_period",
+    "hls.part",
+)
 
 
 def _tag(key: str, value: Any) -> str:
-    short = {"hls.reuse_factor": "rf", "hls.strategy": "", "hls.default_precision": "p", "hls.softmax.table_size": "smt",
-             "hls.backend": "", "hls.clock_period": "clk", "hls.part": ""}.get(key, key.split(".")[-1])
+    short = {
+        "hls.reuse_factor": "rf",
+        "hls.strategy": "",
+        "hls.default_precision": "p",
+        "hls.softmax.table_size": "smt",
+        "hls.backend": "",
+        "hls.clock_period": "clk",
+        "hls.part": "",
+    }.get(key, key.split(".")[-1])
     return re.sub(r"[^A-Za-z0-9]+", "_", f"{short}{value}").strip("_").lower()
 
 
@@ -42,8 +57,14 @@ def variants(model: str, key: str, values: list[Any], overrides: dict | None = N
     return cards
 
 
-def run(model: str, key: str, values: list[Any], overrides: dict | None = None, synth: bool | None = None,
-        n_samples: int | None = None) -> dict:
+def run(
+    model: str,
+    key: str,
+    values: list[Any],
+    overrides: dict | None = None,
+    synth: bool | None = None,
+    n_samples: int | None = None,
+) -> dict:
     """Run firmware + csim (+ synth where a vendor tool exists) for every sweep point; return the sweep table."""
     from . import hls, verify
     from . import synth as synth_mod
@@ -57,16 +78,25 @@ def run(model: str, key: str, values: list[Any], overrides: dict | None = None, 
         print(f"== sweep point {card.name}: {key} = {value}")
         fw = hls.firmware(card)
         r = verify.csim(card, n_samples=n_samples, trace=False)
-        row = {"name": card.name, key: value, "firmware": str(fw),
-               "accuracy_csim": r.get("accuracy_csim"), "argmax_agreement_vs_qkeras": r.get("argmax_agreement_vs_qkeras"),
-               "auc_drop_max_vs_float": r.get("auc_drop_max_vs_float"), "overflow_total": r.get("overflow_total"),
-               "synth": None}
+        row = {
+            "name": card.name,
+            key: value,
+            "firmware": str(fw),
+            "accuracy_csim": r.get("accuracy_csim"),
+            "argmax_agreement_vs_qkeras": r.get("argmax_agreement_vs_qkeras"),
+            "auc_drop_max_vs_float": r.get("auc_drop_max_vs_float"),
+            "overflow_total": r.get("overflow_total"),
+            "synth": None,
+        }
         want = synth if synth is not None else True
         if want:
             try:
                 s = synth_mod.synth(card)
-                row["synth"] = {k: s.get(k) for k in ("status", "latency_worst_cycles", "interval_max", "resources", "tool")} \
-                    if isinstance(s, dict) else s
+                row["synth"] = (
+                    {k: s.get(k) for k in ("status", "latency_worst_cycles", "interval_max", "resources", "tool")}
+                    if isinstance(s, dict)
+                    else s
+                )
             except HwflowError as e:
                 if synth:  # explicitly asked for: a missing tool is an error
                     raise
@@ -84,9 +114,12 @@ def run(model: str, key: str, values: list[Any], overrides: dict | None = None, 
 def markdown(table: dict) -> str:
     """Return the sweep table as Markdown."""
     key = table["key"]
-    lines = [f"# Sweep of `{key}` for {table['model']}", "",
-             f"| point | {key} | C-sim accuracy | argmax vs QKeras | max AUC drop | overflows | vendor synthesis |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sweep of `{key}` for {table['model']}",
+        "",
+        f"| point | {key} | C-sim accuracy | argmax vs QKeras | max AUC drop | overflows | vendor synthesis |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table["points"]:
         s = r.get("synth") or {}
         if s.get("latency_worst_cycles") is not None:
@@ -97,12 +130,16 @@ def markdown(table: dict) -> str:
         acc = r.get("accuracy_csim")
         agr = r.get("argmax_agreement_vs_qkeras")
         drop = r.get("auc_drop_max_vs_float")
-        lines.append(f"| {r['name']} | {r[key]} | {'' if acc is None else f'{acc:.4f}'} | "
-                     f"{'' if agr is None else f'{agr:.4f}'} | {'' if drop is None else f'{drop:.4f}'} | "
-                     f"{r.get('overflow_total')} | {syn} |")
+        lines.append(
+            f"| {r['name']} | {r[key]} | {'' if acc is None else f'{acc:.4f}'} | "
+            f"{'' if agr is None else f'{agr:.4f}'} | {'' if drop is None else f'{drop:.4f}'} | "
+            f"{r.get('overflow_total')} | {syn} |"
+        )
     lines.append("")
-    lines.append("Reuse factor and strategy change only the schedule, so C-sim figures repeat across them; "
-                 "latency and resources come only from a vendor report and are never estimated here.")
+    lines.append(
+        "Reuse factor and strategy change only the schedule, so C-sim figures repeat across them; "
+        "latency and resources come only from a vendor report and are never estimated here."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -114,8 +151,12 @@ def add_cli(sub) -> None:
     g.add_argument("--reuse", nargs="+", type=int, metavar="RF", help="reuse factors, e.g. --reuse 1 2 4")
     g.add_argument("--param", metavar="KEY", help=f"card key to sweep, one of {', '.join(SWEEPABLE)}")
     p.add_argument("--values", nargs="+", metavar="V", help="values for --param (parsed as YAML scalars)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a card key (repeatable)")
-    p.add_argument("--synth", dest="synth", action="store_true", default=None, help="require vendor synthesis per point")
+    p.add_argument(
+        "--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a card key (repeatable)"
+    )
+    p.add_argument(
+        "--synth", dest="synth", action="store_true", default=None, help="require vendor synthesis per point"
+    )
     p.add_argument("--no-synth", dest="synth", action="store_false", help="skip vendor synthesis")
     p.add_argument("-n", "--samples", type=int, default=None, help="C-sim samples per point")
     p.set_defaults(func=_cli)

@@ -9,6 +9,7 @@ parsed only after a zero exit and only if they were written by this run (mtime a
 the parsed result goes atomically to reports/<name>/synth.json. Any previous synth.json is moved
 to synth.previous.json first, so a failed or timed-out run never leaves a result that looks current.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,7 +110,9 @@ def _read_yml(fw: Path) -> dict[str, str]:
     if not p.is_file():
         return {}
     out = {}
-    for m in re.finditer(r"^([A-Za-z]\w*):[ \t]+(?!!)['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", p.read_text(errors="replace"), re.M):
+    for m in re.finditer(
+        r"^([A-Za-z]\w*):[ \t]+(?!!)['\"]?([^'\"\n#]+?)['\"]?[ \t]*$", p.read_text(errors="replace"), re.M
+    ):
         out[m.group(1)] = m.group(2)
     return out
 
@@ -131,7 +134,9 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     if not fw.is_dir():
         raise HwflowError(f"firmware folder {_rel(fw)} not found: run `make firmware MODEL={name}` first")
     if not (fw / "build_prj.tcl").is_file():
-        raise HwflowError(f"{_rel(fw)}/build_prj.tcl not found (not an hls4ml project): rerun `make firmware MODEL={name}`")
+        raise HwflowError(
+            f"{_rel(fw)}/build_prj.tcl not found (not an hls4ml project): rerun `make firmware MODEL={name}`"
+        )
     prj = read_project_tcl(fw)
     yml = _read_yml(fw)
     backend = card["hls"]["backend"]
@@ -150,11 +155,15 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     clock = prj.get("clock_period") or yml.get("ClockPeriod")
     want_part, want_clock = card["hls"]["part"], float(card["hls"]["clock_period"])
     if part and part != want_part:
-        raise HwflowError(f"{_rel(fw)} was generated for part {part} but the card says {want_part}: rerun `make firmware MODEL={name}`")
+        raise HwflowError(
+            f"{_rel(fw)} was generated for part {part} but the card says {want_part}: rerun `make firmware MODEL={name}`"
+        )
     try:
         clock = float(clock) if clock is not None else None
     except ValueError:
-        raise HwflowError(f"{_rel(fw)}/project.tcl has clock_period {clock!r}, not a number: rerun `make firmware MODEL={name}`") from None
+        raise HwflowError(
+            f"{_rel(fw)}/project.tcl has clock_period {clock!r}, not a number: rerun `make firmware MODEL={name}`"
+        ) from None
     if clock is not None and abs(clock - want_clock) > 1e-9:
         raise HwflowError(
             f"{_rel(fw)} was generated for a {clock:g} ns clock but the card says {want_clock:g} ns: rerun `make firmware MODEL={name}`"
@@ -165,11 +174,18 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     for key, card_key in (("ReuseFactor", "reuse_factor"), ("Strategy", "strategy")):
         have, want = model_cfg.get(key), card["hls"][card_key]
         if have is not None and str(have).lower() != str(want).lower():
-            warnings.append(f"{_rel(fw)}/hls4ml_config.yml has Model {key} {have} but the card says hls.{card_key}: {want} "
-                            f"(stale firmware? rerun `make firmware MODEL={name}`)")
+            warnings.append(
+                f"{_rel(fw)}/hls4ml_config.yml has Model {key} {have} but the card says hls.{card_key}: {want} "
+                f"(stale firmware? rerun `make firmware MODEL={name}`)"
+            )
     project = prj.get("project_name") or yml.get("ProjectName") or "myproject"
-    return {"project": project, "backend": backend, "part": part or want_part, "clock_period": want_clock,
-            "warnings": warnings}
+    return {
+        "project": project,
+        "backend": backend,
+        "part": part or want_part,
+        "clock_period": want_clock,
+        "warnings": warnings,
+    }
 
 
 def expected_reports(fw: Path, project: str, opts: dict[str, int]) -> dict[str, Path]:
@@ -211,15 +227,24 @@ def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
             continue
 
 
-def run_tool(cmd: list[str], cwd: Path, log_path: Path, timeout_s: float, echo: TextIO | None = None) -> tuple[int | None, bool]:
+def run_tool(
+    cmd: list[str], cwd: Path, log_path: Path, timeout_s: float, echo: TextIO | None = None
+) -> tuple[int | None, bool]:
     """Run cmd in cwd, streaming output to ``echo`` and log_path; return (exit code, timed out)."""
     echo = sys.stdout if echo is None else echo
     with open(log_path, "w", errors="replace") as log:
         log.write(f"# hwflow synth: {shlex.join(cmd)}\n# cwd: {cwd}\n# started: {_now()}\n")
         log.flush()
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", bufsize=1, start_new_session=True,  # own group: timeout kills it all
+            cmd,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,  # own group: timeout kills it all
         )
         reader = threading.Thread(target=_stream, args=(proc.stdout, [echo, log]), daemon=True)
         reader.start()
@@ -239,12 +264,14 @@ def run_tool(cmd: list[str], cwd: Path, log_path: Path, timeout_s: float, echo: 
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _last_error(log_path: Path) -> str | None:
     try:
-        errs = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.lstrip().startswith("ERROR")]
+        errs = [
+            ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.lstrip().startswith("ERROR")
+        ]
     except OSError:
         return None
     return errs[-1] if errs else None
@@ -278,7 +305,9 @@ def synth(
     expected = expected_reports(fw, project, opts)
     existing_csynth = fw / f"{project}_prj" / "solution1" / "syn" / "report" / f"{project}_csynth.xml"
     if not opts["synth"] and (opts["cosim"] or opts["export"] or opts["vsynth"]) and not existing_csynth.is_file():
-        raise HwflowError(f"--cosim/--export/--vsynth need C synthesis results and {_rel(existing_csynth)} is absent: add --csynth")
+        raise HwflowError(
+            f"--cosim/--export/--vsynth need C synthesis results and {_rel(existing_csynth)} is absent: add --csynth"
+        )
     timeout = float(timeout_s if timeout_s is not None else card["synth"]["timeout_s"])
     if timeout <= 0:
         raise HwflowError(f"--timeout must be > 0 seconds, got {timeout}")
@@ -315,7 +344,9 @@ def synth(
     if tool_error:
         raise HwflowError(tool_error)
     if opts["vsynth"] and not shutil.which("vivado"):
-        raise HwflowError("Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without --vsynth")
+        raise HwflowError(
+            "Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without --vsynth"
+        )
 
     report_dir = card.report_dir()
     result_path = report_dir / "synth.json"
@@ -412,13 +443,24 @@ def add_cli(subparsers) -> None:
     B = argparse.BooleanOptionalAction
     p.add_argument("--csynth", action=B, default=None, help="C synthesis (card: synth.csynth)")
     p.add_argument("--cosim", action=B, default=None, help="C/RTL co-simulation (card: synth.cosim)")
-    p.add_argument("--vsynth", action=B, default=None, help="Vivado logic synthesis, vivado_synth.rpt (card: synth.vsynth)")
+    p.add_argument(
+        "--vsynth", action=B, default=None, help="Vivado logic synthesis, vivado_synth.rpt (card: synth.vsynth)"
+    )
     p.add_argument("--export", action=B, default=None, help="export the IP (card: synth.export)")
-    p.add_argument("--csim", action=B, default=None, help="also run the tool's C simulation (default off; see `make csim`)")
+    p.add_argument(
+        "--csim", action=B, default=None, help="also run the tool's C simulation (default off; see `make csim`)"
+    )
     p.add_argument("--validation", action=B, default=None, help="compare csim and cosim outputs (needs --csim --cosim)")
     p.add_argument("--reset", action=B, default=None, help="reset the HLS project/solution first")
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop the tool after S seconds (card: synth.timeout_s)")
+    p.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="stop the tool after S seconds (card: synth.timeout_s)"
+    )
     p.add_argument("--dry-run", action="store_true", help="show the tool, command and options; run nothing")
-    p.add_argument("--set", dest="card_overrides", action="append", metavar="KEY=VALUE",
-                   help="override a card key, e.g. --set hls.clock_period=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="card_overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a card key, e.g. --set hls.clock_period=4 (repeatable)",
+    )
     p.set_defaults(func=_cli)

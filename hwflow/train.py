@@ -12,6 +12,7 @@ then writes, atomically as one folder:
 Each saved file is reloaded and must predict exactly what the in-memory model predicted before the
 folder is published, so a model that cannot be deserialized is never left behind.
 """
+
 from __future__ import annotations
 
 import time
@@ -68,16 +69,35 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
 
     t = card["train"]
     set_seed(seed)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=t["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True)]
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=t["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True)
+    ]
     if t.get("reduce_lr", True):
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                              patience=max(2, t["patience"] // 2),
-                                                              min_lr=t["learning_rate"] / 32, verbose=0))
+        callbacks.append(
+            tf.keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=max(2, t["patience"] // 2),
+                min_lr=t["learning_rate"] / 32,
+                verbose=0,
+            )
+        )
     start = time.perf_counter()
-    hist = model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=t["epochs"],
-                     batch_size=t["batch_size"], shuffle=True, callbacks=callbacks, verbose=verbose)
+    hist = model.fit(
+        ds.x_train,
+        ds.y_train,
+        validation_data=(ds.x_val, ds.y_val),
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     seconds = time.perf_counter() - start
     h = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "lr"}
     best = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
@@ -86,8 +106,10 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
 
 def _check_dataset(card, ds) -> None:
     if len(ds.x_train) == 0 or len(ds.x_val) == 0 or len(ds.x_test) == 0:
-        raise HwflowError(f"dataset of '{card.name}' has an empty split (train {len(ds.x_train)}, val {len(ds.x_val)}, "
-                          f"test {len(ds.x_test)}): raise data.*.jets_per_class or the split fractions")
+        raise HwflowError(
+            f"dataset of '{card.name}' has an empty split (train {len(ds.x_train)}, val {len(ds.x_val)}, "
+            f"test {len(ds.x_test)}): raise data.*.jets_per_class or the split fractions"
+        )
     if not np.all(np.isfinite(ds.x_train)):
         raise HwflowError("training inputs contain NaN/inf: regenerate the dataset with `make data --force`")
 
@@ -123,7 +145,9 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         # the transformer's frozen input standardization takes its statistics from the training inputs
         norm_stats = set_input_norm(model, ds.x_train) if card["model"]["kind"] == "transformer" else None
         if verbose:
-            print(f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} samples")
+            print(
+                f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} samples"
+            )
         histories[variant], times[variant], best_epochs[variant] = _fit(card, model, ds, seed, verbose)
         models[variant] = model
         scores[variant] = _predict(model, ds.x_test)
@@ -138,7 +162,9 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         "input_shape": list(input_shape),
         "input_norm": norm_stats,
         "class_names": list(ds.class_names),
-        "n_train": int(len(ds.x_train)), "n_val": int(len(ds.x_val)), "n_test": int(len(ds.x_test)),
+        "n_train": int(len(ds.x_train)),
+        "n_val": int(len(ds.x_val)),
+        "n_test": int(len(ds.x_test)),
         "accuracy": {v: results[v]["accuracy"] for v in variants},
         "auc": {v: results[v]["auc"] for v in variants},
         "auc_mean": {v: results[v]["auc_mean"] for v in variants},
@@ -170,10 +196,17 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
             diff = float(np.max(np.abs(_predict(again, ds.x_test) - scores[v]))) if len(ds.x_test) else 0.0
             summary.setdefault("reload_max_abs_diff", {})[v] = diff
             if diff > 1e-6:
-                raise HwflowError(f"{v} model does not reload identically from HDF5 (max diff {diff:.3g}): "
-                                  f"a layer's get_config is incomplete; report this as a bug")
-        metrics.plot_roc(tmp / "roc.png", ds.y_test, {v: scores[v] for v in ("float", "qkeras") if v in scores},
-                         ds.class_names, title=f"{card.name}: test set ({len(ds.y_test)} samples)")
+                raise HwflowError(
+                    f"{v} model does not reload identically from HDF5 (max diff {diff:.3g}): "
+                    f"a layer's get_config is incomplete; report this as a bug"
+                )
+        metrics.plot_roc(
+            tmp / "roc.png",
+            ds.y_test,
+            {v: scores[v] for v in ("float", "qkeras") if v in scores},
+            ds.class_names,
+            title=f"{card.name}: test set ({len(ds.y_test)} samples)",
+        )
         metrics.plot_training(tmp / "training.png", histories, title=f"{card.name}: training")
         atomic_write_json(tmp / "summary.json", summary)
     summary["model_dir"] = str(out)
@@ -195,8 +228,10 @@ def load_trained(card, which: str = "qkeras"):
         changed = card_changes(trained, card) if trained else []
         if changed:
             shown = "; ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
-            raise HwflowError(f"models/{card.name}/ was trained from a different card ({shown}): "
-                              f"run `make train MODEL={card.name}` again")
+            raise HwflowError(
+                f"models/{card.name}/ was trained from a different card ({shown}): "
+                f"run `make train MODEL={card.name}` again"
+            )
     import tensorflow as tf
 
     from .nn import custom_objects
@@ -218,8 +253,13 @@ def add_cli(sub) -> None:
     """Register `hwflow train`."""
     p = sub.add_parser("train", help="train the QKeras model and its float twin of a model card")
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a card key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a card key, e.g. --set train.epochs=5 (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(func=_cli)
 
@@ -231,6 +271,8 @@ def _cli(args) -> int:
     s = train(card, verbose=0 if args.quiet else 2)
     for v in s["accuracy"]:
         aucs = ", ".join(f"{k} {a:.3f}" for k, a in s["auc"][v].items())
-        print(f"{v:7s} accuracy {s['accuracy'][v]:.4f}  AUC {aucs}  ({s['epochs_run'][v]} epochs, {s['training_seconds'][v]:.0f} s)")
+        print(
+            f"{v:7s} accuracy {s['accuracy'][v]:.4f}  AUC {aucs}  ({s['epochs_run'][v]} epochs, {s['training_seconds'][v]:.0f} s)"
+        )
     print(f"saved {s['model_dir']}/ (qkeras.h5, float.h5, summary.json, roc.png, training.png)")
     return 0

@@ -1,4 +1,5 @@
 """Small shared helpers: atomic file writes, JSON I/O, hashing, tool lookup."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +8,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 class HwflowError(Exception):

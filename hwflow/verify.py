@@ -21,22 +21,36 @@ the report, never silent.
 
 The report core, :func:`run_csim`, takes already converted models, so it serves any hls4ml model.
 """
+
 from __future__ import annotations
 
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .util import HwflowError, atomic_write_json, atomic_write_text, project_root
 
 REQUIRED_KEYS = (
-    "n_samples", "argmax_agreement_vs_qkeras", "argmax_agreement_vs_float", "max_abs_error_vs_qkeras",
-    "mean_abs_error_vs_qkeras", "max_abs_error_vs_float", "accuracy_float", "accuracy_qkeras", "accuracy_csim",
-    "auc_float", "auc_qkeras", "auc_csim", "auc_drop_max_vs_float", "overflow_counts", "softmax_argmax_flips",
+    "n_samples",
+    "argmax_agreement_vs_qkeras",
+    "argmax_agreement_vs_float",
+    "max_abs_error_vs_qkeras",
+    "mean_abs_error_vs_qkeras",
+    "max_abs_error_vs_float",
+    "accuracy_float",
+    "accuracy_qkeras",
+    "accuracy_csim",
+    "auc_float",
+    "auc_qkeras",
+    "auc_csim",
+    "auc_drop_max_vs_float",
+    "overflow_counts",
+    "softmax_argmax_flips",
 )
 # Keras layers hls4ml drops or folds (their output equals their input or becomes the producer's result type)
 _FOLDABLE = ("Activation", "QActivation", "Dropout")
@@ -61,11 +75,20 @@ def type_range(precision) -> dict | None:
     if signed:
         lo, hi = -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - lsb
     else:
-        lo, hi = 0.0, 2.0 ** integer - lsb
+        lo, hi = 0.0, 2.0**integer - lsb
     rounding = str(getattr(precision, "rounding_mode", "TRN")).split(".")[-1]
     saturation = str(getattr(precision, "saturation_mode", "WRAP")).split(".")[-1]
-    return {"lo": lo, "hi": hi, "lsb": lsb, "width": int(width), "integer": int(integer), "signed": signed,
-            "rounding": rounding, "saturation": saturation, "type": _type_name(precision)}
+    return {
+        "lo": lo,
+        "hi": hi,
+        "lsb": lsb,
+        "width": int(width),
+        "integer": int(integer),
+        "signed": signed,
+        "rounding": rounding,
+        "saturation": saturation,
+        "type": _type_name(precision),
+    }
 
 
 def _type_name(precision) -> str:
@@ -256,14 +279,20 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
     refs: dict[str, str | None] = {}
     for layer in layers:  # graph order: a layer's input is resolved before it
         ref = keras_reference_layer(qmodel, layer.name, hls_names)
-        if ref is None and str(layer.get_attr("activation", "")).lower() == "linear" and layer.get_input_node() is not None:
+        if (
+            ref is None
+            and str(layer.get_attr("activation", "")).lower() == "linear"
+            and layer.get_input_node() is not None
+        ):
             # a linear activation hls4ml inserted (e.g. '<dense>_linear', a cast to its own type) holds its input's value
             ref = refs.get(layer.get_input_node().name)
         refs[layer.name] = ref
     keras_names = {ly.name for ly in qmodel.layers}
     accum_layers = {ly.name for ly in layers if _accum_range(ly) is not None and ly.name in keras_names}
-    need = sorted({r for r in refs.values() if r is not None and qmodel.get_layer(r).__class__.__name__ != "InputLayer"}
-                  | accum_layers)
+    need = sorted(
+        {r for r in refs.values() if r is not None and qmodel.get_layer(r).__class__.__name__ != "InputLayer"}
+        | accum_layers
+    )
     kout = keras_layer_outputs(qmodel, x, need)
     local = local_outputs(qmodel, hls_model, x, trace, refs)
     records = []
@@ -277,8 +306,15 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             "keras_layer": ref_name,
             "hls_type": rng["type"] if rng else str(var.type.precision),
             "shape": [int(s) for s in var.shape],
-            "representable": None if rng is None else {"lo": rng["lo"], "hi": rng["hi"], "lsb": rng["lsb"],
-                                                        "rounding": rng["rounding"], "saturation": rng["saturation"]},
+            "representable": None
+            if rng is None
+            else {
+                "lo": rng["lo"],
+                "hi": rng["hi"],
+                "lsb": rng["lsb"],
+                "rounding": rng["rounding"],
+                "saturation": rng["saturation"],
+            },
         }
         ref = kout.get(ref_name) if ref_name else None
         if ref is None and layer.class_name == "Input":
@@ -308,7 +344,9 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             if loc is not None and loc.shape == hv.shape:
                 rec.update(_error_stats(hv, loc, rng, prefix="local_"))
             if ref is not None and ref.shape != hv.shape:
-                rec["note"] = f"shape differs from Keras layer {ref_name}: {list(hv.shape[1:])} vs {list(ref.shape[1:])}"
+                rec["note"] = (
+                    f"shape differs from Keras layer {ref_name}: {list(hv.shape[1:])} vs {list(ref.shape[1:])}"
+                )
         elif layer.class_name != "Input":
             rec["note"] = "not traced (no C++ function of its own)"
         records.append(rec)
@@ -337,11 +375,26 @@ def softmax_flips(hls_model, trace: dict, y_csim: np.ndarray) -> dict:
     best = logits.max(axis=1)
     # a flip is a pick whose input is strictly below the row maximum (ties are not flips)
     flips = logits[np.arange(len(pick)), pick] < best
-    return {"count": int(flips.sum()), "layer": sm.name, "input_layer": src, "rows": np.flatnonzero(flips)[:50].tolist()}
+    return {
+        "count": int(flips.sum()),
+        "layer": sm.name,
+        "input_layer": src,
+        "rows": np.flatnonzero(flips)[:50].tolist(),
+    }
 
 
-def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_names: list[str], out_dir: Path | None,
-             title: str = "", extra: dict | None = None, trace: bool = True) -> dict:
+def run_csim(
+    qmodel,
+    fmodel,
+    hls_model,
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    out_dir: Path | None,
+    title: str = "",
+    extra: dict | None = None,
+    trace: bool = True,
+) -> dict:
     """Return the csim report dict for compiled-or-not ``hls_model`` on (x, y); write it to ``out_dir`` when given."""
     from . import metrics
 
@@ -371,15 +424,19 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
         if r.get("overflow"):
             rep = r["representable"]
             if r.get("accum_overflow"):
-                msg = (f"layer {r['layer']}: accumulator {r['accum_type']} overflows on {r['accum_overflow']} values "
-                       f"(sums in [{r['accum_range'][0]:.4g}, {r['accum_range'][1]:.4g}]); widen Precision: accum in hls.layer_name")
+                msg = (
+                    f"layer {r['layer']}: accumulator {r['accum_type']} overflows on {r['accum_overflow']} values "
+                    f"(sums in [{r['accum_range'][0]:.4g}, {r['accum_range'][1]:.4g}]); widen Precision: accum in hls.layer_name"
+                )
                 warnings.warn(msg, OverflowWarning, stacklevel=2)
                 print(f"warning: {msg}")
             if r["overflow"] == r.get("accum_overflow", 0):
                 continue
-            msg = (f"layer {r['layer']} ({r['hls_type']}): {r['overflow'] - r.get('accum_overflow', 0)} QKeras values outside "
-                   f"[{rep['lo']:g}, {rep['hi']:g}] (observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); "
-                   f"widen its precision in hls.layer_name")
+            msg = (
+                f"layer {r['layer']} ({r['hls_type']}): {r['overflow'] - r.get('accum_overflow', 0)} QKeras values outside "
+                f"[{rep['lo']:g}, {rep['hi']:g}] (observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); "
+                f"widen its precision in hls.layer_name"
+            )
             warnings.warn(msg, OverflowWarning, stacklevel=2)
             print(f"warning: {msg}")
     flips = softmax_flips(hls_model, traced, y_csim) if trace else {"count": None, "note": "trace off"}
@@ -406,8 +463,10 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
         "auc_drop_max_vs_float": drop(auc["float"], auc["csim"]) if "float" in auc else None,
         "auc_drop_max_vs_qkeras": drop(auc["qkeras"], auc["csim"]),
         # statistical error of each AUC on this test sample: a drop well inside it is noise, not firmware error
-        "auc_stat_error": {str(c): metrics.auc_standard_error(auc["csim"][str(c)], int(np.sum(y == i)), int(np.sum(y != i)))
-                           for i, c in enumerate(class_names)},
+        "auc_stat_error": {
+            str(c): metrics.auc_standard_error(auc["csim"][str(c)], int(np.sum(y == i)), int(np.sum(y != i)))
+            for i, c in enumerate(class_names)
+        },
         "overflow_counts": overflow,
         "overflow_total": int(sum(overflow.values())),
         "softmax_argmax_flips": flips.get("count"),
@@ -433,8 +492,15 @@ def run_csim(qmodel, fmodel, hls_model, x: np.ndarray, y: np.ndarray, class_name
 
 
 # ---------------------------------------------------------------------------------------- outputs
-def write_report(out_dir: Path, report: dict, scores: dict, y: np.ndarray, class_names: list[str], records: list[dict],
-                 title: str = "") -> Path:
+def write_report(
+    out_dir: Path,
+    report: dict,
+    scores: dict,
+    y: np.ndarray,
+    class_names: list[str],
+    records: list[dict],
+    title: str = "",
+) -> Path:
     """Write csim.json, csim.md and the plots into ``out_dir`` (replacing only these files, each atomically)."""
     from . import metrics
 
@@ -444,8 +510,12 @@ def write_report(out_dir: Path, report: dict, scores: dict, y: np.ndarray, class
         plot_layer_errors(out_dir / "layer_errors.png", records, title=title)
         plot_ranges(out_dir / "ranges.png", records, title=title)
     plot_scatter(out_dir / "scatter.png", scores["qkeras"], scores["csim"], class_names, title=title)
-    report["plots"] = {"roc": "roc.png", "layer_errors": "layer_errors.png" if records else None,
-                       "ranges": "ranges.png" if records else None, "scatter": "scatter.png"}
+    report["plots"] = {
+        "roc": "roc.png",
+        "layer_errors": "layer_errors.png" if records else None,
+        "ranges": "ranges.png" if records else None,
+        "scatter": "scatter.png",
+    }
     # markdown first, json last: csim.json present means the whole report is there
     atomic_write_text(out_dir / "csim.md", markdown(report, title))
     atomic_write_json(out_dir / "csim.json", report)
@@ -468,50 +538,80 @@ def markdown(r: dict, title: str = "") -> str:
     """Return the csim report as Markdown."""
     L = [f"# C simulation report{': ' + title if title else ''}", ""]
     if r.get("backend"):
-        L.append(f"hls4ml {r.get('hls4ml_version', '')} · backend {r['backend']} · {r.get('strategy', '')} · "
-                 f"reuse factor {r.get('reuse_factor', '')} · project `{r.get('project_dir', '')}`")
+        L.append(
+            f"hls4ml {r.get('hls4ml_version', '')} · backend {r['backend']} · {r.get('strategy', '')} · "
+            f"reuse factor {r.get('reuse_factor', '')} · project `{r.get('project_dir', '')}`"
+        )
         L.append("")
-    L += [f"{r['n_samples']} test samples through float Keras, QKeras and the compiled hls4ml C++ "
-          f"(C simulation {r['csim_seconds']:.1f} s incl. compile).", ""]
+    L += [
+        f"{r['n_samples']} test samples through float Keras, QKeras and the compiled hls4ml C++ "
+        f"(C simulation {r['csim_seconds']:.1f} s incl. compile).",
+        "",
+    ]
     ok_arg = r["argmax_agreement_vs_qkeras"] >= 0.99
     drop = r.get("auc_drop_max_vs_float")
     ok_auc = drop is not None and math.isfinite(drop) and drop <= 0.01
-    L += ["| check | value | target |", "|---|---|---|",
-          f"| argmax agreement C sim vs QKeras | {r['argmax_agreement_vs_qkeras'] * 100:.2f} % | ≥ 99 % {'✅' if ok_arg else '❌'} |",
-          f"| argmax agreement C sim vs float | {_pct(r.get('argmax_agreement_vs_float'))} | |",
-          f"| max AUC drop C sim vs float | {_fmt(drop)} | ≤ 0.01 {'✅' if ok_auc else '❌'} |",
-          f"| softmax argmax flips (final softmax) | {_fmt(r['softmax_argmax_flips'])} | 0 {'✅' if r['softmax_argmax_flips'] == 0 else '❌'} |",
-          f"| layers with overflow | {sum(1 for v in r['overflow_counts'].values() if v)} ({r['overflow_total']} values) | 0 {'✅' if not r['overflow_total'] else '⚠️'} |",
-          f"| max abs error C sim vs QKeras | {_fmt(r['max_abs_error_vs_qkeras'])} (mean {_fmt(r['mean_abs_error_vs_qkeras'])}) | |",
-          f"| max abs error C sim vs float | {_fmt(r.get('max_abs_error_vs_float'))} (mean {_fmt(r.get('mean_abs_error_vs_float'))}) | |",
-          ""]
-    L += ["## Accuracy and AUC per class", "",
-          "| | float | QKeras | C sim | C sim − float | C sim − QKeras | AUC stat. error |", "|---|---|---|---|---|---|---|",
-          f"| accuracy | {_pct(r.get('accuracy_float'))} | {_pct(r['accuracy_qkeras'])} | {_pct(r['accuracy_csim'])} | "
-          f"{_fmt((r['accuracy_csim'] - r['accuracy_float']) if r.get('accuracy_float') is not None else None)} | "
-          f"{_fmt(r['accuracy_csim'] - r['accuracy_qkeras'])} | |"]
+    L += [
+        "| check | value | target |",
+        "|---|---|---|",
+        f"| argmax agreement C sim vs QKeras | {r['argmax_agreement_vs_qkeras'] * 100:.2f} % | ≥ 99 % {'✅' if ok_arg else '❌'} |",
+        f"| argmax agreement C sim vs float | {_pct(r.get('argmax_agreement_vs_float'))} | |",
+        f"| max AUC drop C sim vs float | {_fmt(drop)} | ≤ 0.01 {'✅' if ok_auc else '❌'} |",
+        f"| softmax argmax flips (final softmax) | {_fmt(r['softmax_argmax_flips'])} | 0 {'✅' if r['softmax_argmax_flips'] == 0 else '❌'} |",
+        f"| layers with overflow | {sum(1 for v in r['overflow_counts'].values() if v)} ({r['overflow_total']} values) | 0 {'✅' if not r['overflow_total'] else '⚠️'} |",
+        f"| max abs error C sim vs QKeras | {_fmt(r['max_abs_error_vs_qkeras'])} (mean {_fmt(r['mean_abs_error_vs_qkeras'])}) | |",
+        f"| max abs error C sim vs float | {_fmt(r.get('max_abs_error_vs_float'))} (mean {_fmt(r.get('mean_abs_error_vs_float'))}) | |",
+        "",
+    ]
+    L += [
+        "## Accuracy and AUC per class",
+        "",
+        "| | float | QKeras | C sim | C sim − float | C sim − QKeras | AUC stat. error |",
+        "|---|---|---|---|---|---|---|",
+        f"| accuracy | {_pct(r.get('accuracy_float'))} | {_pct(r['accuracy_qkeras'])} | {_pct(r['accuracy_csim'])} | "
+        f"{_fmt((r['accuracy_csim'] - r['accuracy_float']) if r.get('accuracy_float') is not None else None)} | "
+        f"{_fmt(r['accuracy_csim'] - r['accuracy_qkeras'])} | |",
+    ]
     for c in r["class_names"]:
         af = (r.get("auc_float") or {}).get(c)
-        L.append(f"| AUC {c} | {_fmt(af)} | {_fmt(r['auc_qkeras'][c])} | {_fmt(r['auc_csim'][c])} | "
-                 f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} | {_fmt(r['auc_csim'][c] - r['auc_qkeras'][c])} | "
-                 f"± {_fmt((r.get('auc_stat_error') or {}).get(c))} |")
-    L += ["", "C sim − QKeras isolates the firmware; C sim − float adds the quantization-aware training. "
-          "The statistical error (Hanley–McNeil) is that of one AUC on this test sample.", ""]
-    L += ["", "![ROC](roc.png)", "", "## Output errors per class", "",
-          "| output | max abs err vs QKeras | mean abs err vs QKeras | max abs err vs float | mean abs err vs float |",
-          "|---|---|---|---|---|"]
+        L.append(
+            f"| AUC {c} | {_fmt(af)} | {_fmt(r['auc_qkeras'][c])} | {_fmt(r['auc_csim'][c])} | "
+            f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} | {_fmt(r['auc_csim'][c] - r['auc_qkeras'][c])} | "
+            f"± {_fmt((r.get('auc_stat_error') or {}).get(c))} |"
+        )
+    L += [
+        "",
+        "C sim − QKeras isolates the firmware; C sim − float adds the quantization-aware training. "
+        "The statistical error (Hanley–McNeil) is that of one AUC on this test sample.",
+        "",
+    ]
+    L += [
+        "",
+        "![ROC](roc.png)",
+        "",
+        "## Output errors per class",
+        "",
+        "| output | max abs err vs QKeras | mean abs err vs QKeras | max abs err vs float | mean abs err vs float |",
+        "|---|---|---|---|---|",
+    ]
     for c, e in r["per_output"].items():
-        L.append(f"| {c} | {_fmt(e['max_abs_error_vs_qkeras'])} | {_fmt(e['mean_abs_error_vs_qkeras'])} | "
-                 f"{_fmt(e['max_abs_error_vs_float'])} | {_fmt(e['mean_abs_error_vs_float'])} |")
+        L.append(
+            f"| {c} | {_fmt(e['max_abs_error_vs_qkeras'])} | {_fmt(e['mean_abs_error_vs_qkeras'])} | "
+            f"{_fmt(e['max_abs_error_vs_float'])} | {_fmt(e['mean_abs_error_vs_float'])} |"
+        )
     L += ["", "![C sim vs QKeras](scatter.png)", ""]
     if r["layers"]:
-        L += ["## Per-layer trace (C++ layer output vs the QKeras layer)", "",
-              "Representable range of the layer's HLS result type; *overflow* = QKeras values outside it "
-              "(they wrap or saturate in the firmware); *at limit* = C++ values sitting on the type's min/max; "
-              "*err* is end to end (inherits upstream error), *own err* feeds the QKeras layer the C++ layer's own "
-              "inputs, so it is the layer's own deviation; *exact (own)* = share of its values that are bit exact.", "",
-              "| layer | class | HLS type | representable | QKeras range | max abs err | err / LSB | own err / LSB | exact (own) | overflow | at limit |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "## Per-layer trace (C++ layer output vs the QKeras layer)",
+            "",
+            "Representable range of the layer's HLS result type; *overflow* = QKeras values outside it "
+            "(they wrap or saturate in the firmware); *at limit* = C++ values sitting on the type's min/max; "
+            "*err* is end to end (inherits upstream error), *own err* feeds the QKeras layer the C++ layer's own "
+            "inputs, so it is the layer's own deviation; *exact (own)* = share of its values that are bit exact.",
+            "",
+            "| layer | class | HLS type | representable | QKeras range | max abs err | err / LSB | own err / LSB | exact (own) | overflow | at limit |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for x in r["layers"]:
             rep = x.get("representable")
             rep_s = f"[{rep['lo']:g}, {rep['hi']:g}]" if rep else "–"
@@ -521,23 +621,39 @@ def markdown(r: dict, title: str = "") -> str:
             ovf_s = f"**{ovf}** ⚠️" if ovf else _fmt(ovf)
             if x.get("accum_overflow"):
                 ovf_s += f" (accumulator `{x['accum_type']}`: {x['accum_overflow']})"
-            L.append(f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | {_fmt(x.get('max_abs_error'))} | "
-                     f"{_fmt(x.get('max_abs_error_lsb'), 1)} | {_fmt(x.get('local_max_abs_error_lsb'), 1)} | "
-                     f"{_pct(x.get('local_exact_fraction'))} | {ovf_s} | {_fmt(x.get('at_limit'))} |")
-        own = sorted((x for x in r["layers"] if x.get("local_max_abs_error_lsb")), key=lambda x: -x["local_max_abs_error_lsb"])
+            L.append(
+                f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | {_fmt(x.get('max_abs_error'))} | "
+                f"{_fmt(x.get('max_abs_error_lsb'), 1)} | {_fmt(x.get('local_max_abs_error_lsb'), 1)} | "
+                f"{_pct(x.get('local_exact_fraction'))} | {ovf_s} | {_fmt(x.get('at_limit'))} |"
+            )
+        own = sorted(
+            (x for x in r["layers"] if x.get("local_max_abs_error_lsb")), key=lambda x: -x["local_max_abs_error_lsb"]
+        )
         exact = [x["layer"] for x in r["layers"] if x.get("local_max_abs_error") == 0]
-        L += ["", "Where the C++ departs from QKeras on its own inputs: " +
-              (", ".join(f"**{x['layer']}** ({x['class']}, up to {x['local_max_abs_error_lsb']:.0f} LSB, "
-                         f"{x['local_exact_fraction'] * 100:.1f} % of values exact)" for x in own[:3]) or "nowhere")
-              + (f"; bit exact on their inputs: {', '.join(exact)}." if exact else ".")]
+        L += [
+            "",
+            "Where the C++ departs from QKeras on its own inputs: "
+            + (
+                ", ".join(
+                    f"**{x['layer']}** ({x['class']}, up to {x['local_max_abs_error_lsb']:.0f} LSB, "
+                    f"{x['local_exact_fraction'] * 100:.1f} % of values exact)"
+                    for x in own[:3]
+                )
+                or "nowhere"
+            )
+            + (f"; bit exact on their inputs: {', '.join(exact)}." if exact else "."),
+        ]
         notes = [f"- {x['layer']}: {x['note']}" for x in r["layers"] if x.get("note")]
         if notes:
             L += ["", *notes]
         L += ["", "![per-layer error](layer_errors.png)", "", "![ranges](ranges.png)", ""]
     sd = r.get("softmax_flips_detail") or {}
     if sd.get("layer"):
-        L += [f"Softmax flips: argmax of `{sd['layer']}` output vs argmax of its traced input `{sd.get('input_layer')}` "
-              "(the float softmax of the same logits keeps their argmax).", ""]
+        L += [
+            f"Softmax flips: argmax of `{sd['layer']}` output vs argmax of its traced input `{sd.get('input_layer')}` "
+            "(the float softmax of the same logits keeps their argmax).",
+            "",
+        ]
     return "\n".join(L) + "\n"
 
 
@@ -579,8 +695,14 @@ def plot_layer_errors(path: Path, records: list[dict], title: str = "") -> Path:
         mx = np.array([max(r["max_abs_error"], floor) for r in rows])
         loc = np.array([max(r.get("local_max_abs_error", np.nan), floor) for r in rows])
         ax.barh(ypos + 0.19, mx, height=0.36, color="tab:red", alpha=0.8, label="max error, end to end")
-        ax.barh(ypos - 0.19, loc, height=0.36, color="tab:green", alpha=0.8,
-                label="max error, layer fed its C++ inputs (own error)")
+        ax.barh(
+            ypos - 0.19,
+            loc,
+            height=0.36,
+            color="tab:green",
+            alpha=0.8,
+            label="max error, layer fed its C++ inputs (own error)",
+        )
         ax.scatter(lsb, ypos, marker="|", s=300, linewidths=2, color="black", zorder=3, label="1 LSB of the HLS type")
         mean = np.array([max(r["mean_abs_error"], floor) for r in rows])
         ax.scatter(mean, ypos + 0.19, marker="o", s=14, color="black", zorder=4, label="mean error, end to end")
@@ -592,7 +714,15 @@ def plot_layer_errors(path: Path, records: list[dict], title: str = "") -> Path:
             elif r.get("local_max_abs_error") == 0:
                 ax.text(floor * 1.5, yp - 0.19, "bit exact on its inputs", va="center", fontsize=7.5, color="darkgreen")
             if r.get("overflow"):
-                ax.text(right / 300, yp, f"overflow {r['overflow']}", va="center", fontsize=8, color="darkred", weight="bold")
+                ax.text(
+                    right / 300,
+                    yp,
+                    f"overflow {r['overflow']}",
+                    va="center",
+                    fontsize=8,
+                    color="darkred",
+                    weight="bold",
+                )
         ax.set_yticks(ypos)
         ax.set_yticklabels([_row_label(r) for r in rows], fontsize=8)
         ax.set_xscale("log")
@@ -600,8 +730,11 @@ def plot_layer_errors(path: Path, records: list[dict], title: str = "") -> Path:
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     ax.set_xlabel("max |C++ layer output − QKeras layer output|")
     ax.grid(True, axis="x", which="major", alpha=0.3)
-    fig.suptitle(f"{title}: per-layer error of the C simulation" if title else "per-layer error of the C simulation",
-                 fontsize=10, y=0.995)
+    fig.suptitle(
+        f"{title}: per-layer error of the C simulation" if title else "per-layer error of the C simulation",
+        fontsize=10,
+        y=0.995,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -630,14 +763,33 @@ def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
             ok_pos.append(yp)
             colors.append("tab:red" if r.get("overflow") else "tab:blue")
         if r.get("overflow"):
-            ax.text(top + 0.4, yp, f"overflow: {r['overflow']}", va="center", color="darkred", fontsize=8, weight="bold")
+            ax.text(
+                top + 0.4, yp, f"overflow: {r['overflow']}", va="center", color="darkred", fontsize=8, weight="bold"
+            )
         if len(vals):
             under = float(np.mean(vals < rep["lsb"] / 2))  # nonzero values the type rounds away
             if under >= 0.001:
-                ax.text(bottom - 0.4, yp, f"{under * 100:.1f}% < LSB", va="center", ha="right", color="darkorange", fontsize=7.5)
+                ax.text(
+                    bottom - 0.4,
+                    yp,
+                    f"{under * 100:.1f}% < LSB",
+                    va="center",
+                    ha="right",
+                    color="darkorange",
+                    fontsize=7.5,
+                )
     if data:
-        bp = ax.boxplot(data, positions=ok_pos, vert=False, widths=0.42, whis=(0, 100), patch_artist=True,
-                        showfliers=False, zorder=2, medianprops={"color": "black"})
+        bp = ax.boxplot(
+            data,
+            positions=ok_pos,
+            vert=False,
+            widths=0.42,
+            whis=(0, 100),
+            patch_artist=True,
+            showfliers=False,
+            zorder=2,
+            medianprops={"color": "black"},
+        )
         for patch, col in zip(bp["boxes"], colors):
             patch.set_facecolor(col)
             patch.set_alpha(0.75)
@@ -645,10 +797,14 @@ def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
     ax.set_yticklabels([f"{r['layer']}  {r['hls_type']}" for r in rows], fontsize=8)
     ax.set_xlabel("log2 |value|")
     ax.grid(True, axis="x", alpha=0.3)
-    handles = [Patch(facecolor="0.88", edgecolor="0.55", label="representable: 1 LSB … max |value|"),
-               Patch(facecolor="tab:blue", alpha=0.75, label="QKeras output: quartiles, whiskers min–max"),
-               Patch(facecolor="tab:red", alpha=0.75, label="overflows its type")][: 3 if "tab:red" in colors else 2]
-    ax.legend(handles=handles, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False)
+    handles = [
+        Patch(facecolor="0.88", edgecolor="0.55", label="representable: 1 LSB … max |value|"),
+        Patch(facecolor="tab:blue", alpha=0.75, label="QKeras output: quartiles, whiskers min–max"),
+        Patch(facecolor="tab:red", alpha=0.75, label="overflows its type"),
+    ][: 3 if "tab:red" in colors else 2]
+    ax.legend(
+        handles=handles, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False
+    )
     fig.suptitle(f"{title}: value ranges vs HLS types" if title else "value ranges vs HLS types", fontsize=10, y=0.995)
     fig.tight_layout()
     return _save(fig, path)
@@ -681,9 +837,14 @@ def plot_scatter(path: Path, y_q: np.ndarray, y_c: np.ndarray, class_names: list
     ax2.set_xlabel("C sim − QKeras (all outputs)")
     ax2.set_ylabel("count")
     ax2.grid(True, alpha=0.3)
-    ax2.set_title(f"max |diff| = {np.abs(flat).max():.3g}, mean = {np.abs(flat).mean():.3g}; "
-                  f"argmax agreement {np.mean(~flip) * 100:.2f} %", fontsize=9)
-    fig.suptitle(f"{title}: C simulation vs QKeras, {len(y_q)} samples" if title else "C simulation vs QKeras", fontsize=10)
+    ax2.set_title(
+        f"max |diff| = {np.abs(flat).max():.3g}, mean = {np.abs(flat).mean():.3g}; "
+        f"argmax agreement {np.mean(~flip) * 100:.2f} %",
+        fontsize=9,
+    )
+    fig.suptitle(
+        f"{title}: C simulation vs QKeras, {len(y_q)} samples" if title else "C simulation vs QKeras", fontsize=10
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -693,7 +854,9 @@ def _default_converter() -> Callable:
     try:
         from .hls import convert
     except ImportError as e:
-        raise HwflowError(f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install") from None
+        raise HwflowError(
+            f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install"
+        ) from None
     return convert
 
 
@@ -702,8 +865,9 @@ def csim_build_dir(card) -> Path:
     return project_root() / "build" / card.name / "csim"
 
 
-def csim(card, n_samples: int | None = None, converter: Callable | None = None, trace: bool = True,
-         dataset=None) -> dict:
+def csim(
+    card, n_samples: int | None = None, converter: Callable | None = None, trace: bool = True, dataset=None
+) -> dict:
     """Return the csim report of a trained card, after writing reports/<name>/csim.{json,md} and plots."""
     import shutil
 
@@ -731,8 +895,12 @@ def csim(card, n_samples: int | None = None, converter: Callable | None = None, 
     convert_s = time.perf_counter() - t0
     extra = {
         "model": card.name,
-        "backend": card["hls"]["backend"], "strategy": card["hls"]["strategy"], "reuse_factor": card["hls"]["reuse_factor"],
-        "io_type": card["hls"]["io_type"], "project_dir": str(build), "convert_seconds": round(convert_s, 3),
+        "backend": card["hls"]["backend"],
+        "strategy": card["hls"]["strategy"],
+        "reuse_factor": card["hls"]["reuse_factor"],
+        "io_type": card["hls"]["io_type"],
+        "project_dir": str(build),
+        "convert_seconds": round(convert_s, 3),
         "hls4ml_version": package_versions(["hls4ml"])["hls4ml"],
         "dataset": {"spec_hash": ds.manifest.get("spec_hash"), "content_sha256": ds.manifest.get("content_sha256")},
     }
@@ -744,9 +912,16 @@ def add_cli(sub) -> None:
     """Register `hwflow csim`."""
     p = sub.add_parser("csim", help="C-simulate the firmware on test data: float vs QKeras vs C++ report")
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
-    p.add_argument("-n", "--samples", type=int, default=None, help="test samples (default: hls.csim_samples of the card)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a card key, e.g. --set hls.reuse_factor=2 (repeatable)")
+    p.add_argument(
+        "-n", "--samples", type=int, default=None, help="test samples (default: hls.csim_samples of the card)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a card key, e.g. --set hls.reuse_factor=2 (repeatable)",
+    )
     p.add_argument("--no-trace", action="store_true", help="skip the per-layer trace (faster)")
     p.set_defaults(func=_cli)
 
@@ -756,9 +931,11 @@ def _cli(args) -> int:
 
     card = load_card(args.model, parse_overrides(args.overrides))
     r = csim(card, n_samples=args.samples, trace=not args.no_trace)
-    print(f"{r['n_samples']} samples: accuracy float {_pct(r['accuracy_float'])}, QKeras {_pct(r['accuracy_qkeras'])}, "
-          f"C sim {_pct(r['accuracy_csim'])}; argmax agreement vs QKeras {_pct(r['argmax_agreement_vs_qkeras'])}, "
-          f"max AUC drop vs float {_fmt(r['auc_drop_max_vs_float'])}, softmax flips {r['softmax_argmax_flips']}, "
-          f"overflowing values {r['overflow_total']}")
+    print(
+        f"{r['n_samples']} samples: accuracy float {_pct(r['accuracy_float'])}, QKeras {_pct(r['accuracy_qkeras'])}, "
+        f"C sim {_pct(r['accuracy_csim'])}; argmax agreement vs QKeras {_pct(r['argmax_agreement_vs_qkeras'])}, "
+        f"max AUC drop vs float {_fmt(r['auc_drop_max_vs_float'])}, softmax flips {r['softmax_argmax_flips']}, "
+        f"overflowing values {r['overflow_total']}"
+    )
     print(f"report: {card.report_dir() / 'csim.md'}")
     return 0

@@ -1,4 +1,5 @@
 """Shared fixtures of the test suite."""
+
 import shutil
 
 import pytest

@@ -1,4 +1,5 @@
 """Benchmark stage: bookkeeping with a stand-in compiled model (fast), the real conversion (slow)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,13 @@ pytest.importorskip("qkeras")
 
 
 def tiny_card(name="bench_tiny"):
-    return validate({"name": name, "data": {"kind": "jets", "jets": {"n_constituents": 4, "classes": ["g", "t"]}},
-                     "model": {"kind": "transformer", "embed_dim": 4, "key_dim": 2, "ffn_dim": 4}})
+    return validate(
+        {
+            "name": name,
+            "data": {"kind": "jets", "jets": {"n_constituents": 4, "classes": ["g", "t"]}},
+            "model": {"kind": "transformer", "embed_dim": 4, "key_dim": 2, "ffn_dim": 4},
+        }
+    )
 
 
 class KerasAsHls:
@@ -29,7 +35,9 @@ class KerasAsHls:
 
     def predict(self, x):
         assert self.compiled and x.dtype == np.float64
-        return np.concatenate([self.model(x[i:i + 1].astype(np.float32), training=False).numpy() for i in range(len(x))])
+        return np.concatenate(
+            [self.model(x[i : i + 1].astype(np.float32), training=False).numpy() for i in range(len(x))]
+        )
 
 
 def test_bench_writes_entry_and_keeps_others(tmp_path, monkeypatch):
@@ -50,7 +58,9 @@ def test_bench_writes_entry_and_keeps_others(tmp_path, monkeypatch):
     assert seen["card"] == "bench_tiny" and seen["calib"] == (40, 4, 4)
     assert "untrained" in e["weights"]  # no trained model in this root: timings only, and said so
     assert e["n_samples"] == 40 and e["argmax_agreement_csim_vs_keras"] == 1.0
-    assert e["csim_over_keras_throughput"] == pytest.approx(e["csim_samples_per_second"] / e["keras_samples_per_second"])
+    assert e["csim_over_keras_throughput"] == pytest.approx(
+        e["csim_samples_per_second"] / e["keras_samples_per_second"]
+    )
     data = json.loads((tmp_path / "reports" / "bench" / "bench.json").read_text())
     assert data["models"]["other"] == {"kept": True} and "bench_tiny" in data["models"]
     md = (tmp_path / "reports" / "bench" / "bench.md").read_text()

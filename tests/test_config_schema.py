@@ -1,4 +1,5 @@
 """Model-card schema: unknown keys named, wrong types, bad values, defaults, cross checks, the shipped card."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,28 +37,34 @@ def test_unknown_key_is_named_with_allowed_keys():
         validate(raw(quant={"qkv": {"width": 8}}))
 
 
-@pytest.mark.parametrize("section,key,value,pattern", [
-    ("model", "embed_dim", "16", r"model\.embed_dim.*expected int"),
-    ("model", "num_heads", 2.0, r"model\.num_heads.*expected int"),
-    ("model", "num_blocks", True, r"model\.num_blocks.*expected int"),  # bools are not ints in a card
-    ("train", "learning_rate", "fast", r"train\.learning_rate.*expected int/float"),
-    ("train", "float_twin", "yes", r"train\.float_twin.*expected bool"),
-    ("hls", "reuse_factor", [1], r"hls\.reuse_factor.*expected int"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,pattern",
+    [
+        ("model", "embed_dim", "16", r"model\.embed_dim.*expected int"),
+        ("model", "num_heads", 2.0, r"model\.num_heads.*expected int"),
+        ("model", "num_blocks", True, r"model\.num_blocks.*expected int"),  # bools are not ints in a card
+        ("train", "learning_rate", "fast", r"train\.learning_rate.*expected int/float"),
+        ("train", "float_twin", "yes", r"train\.float_twin.*expected bool"),
+        ("hls", "reuse_factor", [1], r"hls\.reuse_factor.*expected int"),
+    ],
+)
 def test_wrong_type(section, key, value, pattern):
     with pytest.raises(CardError, match=pattern):
         validate(raw(**{section: {key: value}}))
 
 
-@pytest.mark.parametrize("section,key,value,pattern", [
-    ("model", "embed_dim", 0, r"model\.embed_dim.*> 0"),
-    ("model", "pooling", "sum", r"model\.pooling.*one of 'mean', 'max', 'flatten'"),
-    ("model", "norm", "batchnorm", r"model\.norm.*'layernorm', 'rmsnorm'"),
-    ("model", "kind", "mlp", r"model\.kind.*'transformer', 'conformer'"),
-    ("model", "dropout", 1.0, r"model\.dropout.*in \[0, 1\)"),
-    ("train", "epochs", -1, r"train\.epochs.*> 0"),
-    ("hls", "strategy", "latency", r"hls\.strategy.*'Latency', 'Resource'"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,pattern",
+    [
+        ("model", "embed_dim", 0, r"model\.embed_dim.*> 0"),
+        ("model", "pooling", "sum", r"model\.pooling.*one of 'mean', 'max', 'flatten'"),
+        ("model", "norm", "batchnorm", r"model\.norm.*'layernorm', 'rmsnorm'"),
+        ("model", "kind", "mlp", r"model\.kind.*'transformer', 'conformer'"),
+        ("model", "dropout", 1.0, r"model\.dropout.*in \[0, 1\)"),
+        ("train", "epochs", -1, r"train\.epochs.*> 0"),
+        ("hls", "strategy", "latency", r"hls\.strategy.*'Latency', 'Resource'"),
+    ],
+)
 def test_bad_value(section, key, value, pattern):
     with pytest.raises(CardError, match=pattern):
         validate(raw(**{section: {key: value}}))

@@ -1,4 +1,5 @@
 """Conformer builder (shapes, quantizers, float twin, save/load, folded batch norm) and the numpy references."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +14,16 @@ from hwflow.util import HwflowError
 
 
 def _card(**model):
-    raw = {"name": "cf_test", "data": {"kind": "kws"},
-           "model": {"kind": "conformer", "embed_dim": 16, "ffn_dim": 32, "key_dim": 8, "conv_kernel": 7, **model}}
+    raw = {
+        "name": "cf_test",
+        "data": {"kind": "kws"},
+        "model": {"kind": "conformer", "embed_dim": 16, "ffn_dim": 32, "key_dim": 8, "conv_kernel": 7, **model},
+    }
     return validate(raw)
 
 
 # ------------------------------------------------------------------------------------------ references
+
 
 def test_sigmoid_table_index_floor_and_clamp():
     t = ref.SigmoidTable(256, 8.0, "ap_ufixed<10,1,AP_RND,AP_SAT>")
@@ -29,7 +34,7 @@ def test_sigmoid_table_index_floor_and_clamp():
     assert v.shape == (256,) and np.all(np.diff(v) >= 0) and v[0] < 0.001 and v[-1] > 0.999
     # each entry is sigmoid at its bin centre, rounded to the 9 fractional bits of the table type
     centre = -8 + (np.arange(256) + 0.5) / 16
-    assert np.abs(v - 1 / (1 + np.exp(-centre))).max() <= 2.0 ** -10 + 1e-12
+    assert np.abs(v - 1 / (1 + np.exp(-centre))).max() <= 2.0**-10 + 1e-12
 
 
 def test_sigmoid_table_rejects_non_power_of_two():
@@ -63,7 +68,7 @@ def test_depthwise_reference_matches_float_conv_with_exact_accumulator(padding):
     y = ref.depthwise_conv1d(x, w, b, padding, acc, "ap_fixed<40,12>")
     pl, pr = ref.depthwise_pads(K, padding)
     xp = np.pad(x, ((0, 0), (pl, pr), (0, 0)))
-    expect = sum(w[k] * xp[:, k:k + xp.shape[1] - K + 1] for k in range(K)) + b
+    expect = sum(w[k] * xp[:, k : k + xp.shape[1] - K + 1] for k in range(K)) + b
     np.testing.assert_array_equal(y, expect)
     # extreme inputs (most negative input times most negative weight everywhere) do not overflow it
     big = np.full((1, T, C), parse_type("ap_fixed<12,4>").min)
@@ -71,7 +76,7 @@ def test_depthwise_reference_matches_float_conv_with_exact_accumulator(padding):
     bmax = np.full(C, parse_type("ap_fixed<10,3>").max)
     worst = ref.depthwise_conv1d(big, wmin, bmax, padding, acc, "ap_fixed<40,12>")
     bp = np.pad(big, ((0, 0), (pl, pr), (0, 0)))
-    np.testing.assert_array_equal(worst, sum(wmin[k] * bp[:, k:k + bp.shape[1] - K + 1] for k in range(K)) + bmax)
+    np.testing.assert_array_equal(worst, sum(wmin[k] * bp[:, k : k + bp.shape[1] - K + 1] for k in range(K)) + bmax)
 
 
 def test_depthwise_reference_narrow_accumulator_wraps_in_order():
@@ -83,6 +88,7 @@ def test_depthwise_reference_narrow_accumulator_wraps_in_order():
 
 
 # ------------------------------------------------------------------------------------------ builder
+
 
 @pytest.fixture(scope="module")
 def models():
@@ -122,7 +128,11 @@ def test_quantizers_attached_and_float_twin_has_none(models):
     assert isinstance(qm.get_layer("b0_ffn1_hidden"), QActivation)
     for layer in fm.layers:
         for q in getattr(layer, "get_quantizers", lambda: [])():
-            if type(layer).__name__.startswith("Q") and type(layer).__name__ not in ("QDense", "QConv1D", "QActivation"):
+            if type(layer).__name__.startswith("Q") and type(layer).__name__ not in (
+                "QDense",
+                "QConv1D",
+                "QActivation",
+            ):
                 assert q is None, f"float twin layer {layer.name} has a quantizer"
     assert not any(isinstance(layer, QActivation) for layer in fm.layers)
 
@@ -146,8 +156,12 @@ def test_folded_batchnorm_trains_moving_stats_and_quantizes_folded_weights():
 
     from hwflow.nn.conformer import get_custom_objects
 
-    layer = get_custom_objects()["QDepthwiseConv1D"](3, depthwise_quantizer=quantized_bits(8, 2, alpha=1),
-                                                     bias_quantizer=quantized_bits(12, 4, alpha=1), fold_batchnorm=True)
+    layer = get_custom_objects()["QDepthwiseConv1D"](
+        3,
+        depthwise_quantizer=quantized_bits(8, 2, alpha=1),
+        bias_quantizer=quantized_bits(12, 4, alpha=1),
+        fold_batchnorm=True,
+    )
     x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (8, 10, 4)), tf.float32)
     layer(x)
     before = layer.moving_mean.numpy().copy()
@@ -158,7 +172,7 @@ def test_folded_batchnorm_trains_moving_stats_and_quantizes_folded_weights():
     np.testing.assert_array_equal(w["kernel"], quantize(w["kernel"], "ap_fixed<8,3>"))
     np.testing.assert_array_equal(w["bias"], quantize(w["bias"], "ap_fixed<12,5>"))
     scale = layer.gamma.numpy() / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
-    np.testing.assert_allclose(w["kernel"], layer.depthwise_kernel.numpy() * scale, atol=2 ** -5 / 2 + 1e-6)
+    np.testing.assert_allclose(w["kernel"], layer.depthwise_kernel.numpy() * scale, atol=2**-5 / 2 + 1e-6)
 
 
 def test_rmsnorm_variant_builds():
@@ -168,11 +182,14 @@ def test_rmsnorm_variant_builds():
     assert type(m.get_layer("b1_norm")).__name__ == "QRMSNormalization"
 
 
-@pytest.mark.parametrize("model, match", [
-    ({"subsampling": 1, "conv_kernel": 7, "pooling": "flatten"}, "pooling"),
-    ({"conv_kernel": 6}, "odd"),
-    ({"conv_kernel": 31}, "wider"),
-])
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        ({"subsampling": 1, "conv_kernel": 7, "pooling": "flatten"}, "pooling"),
+        ({"conv_kernel": 6}, "odd"),
+        ({"conv_kernel": 31}, "wider"),
+    ],
+)
 def test_bad_model_section_is_a_clear_error(model, match):
     from hwflow.nn.conformer import build_conformer
 

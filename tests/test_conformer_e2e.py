@@ -5,6 +5,7 @@ Checks C-simulation argmax agreement with the QKeras model, and that every confo
 (swish, GLU, depthwise conv with folded batch norm) computes bit for bit what its QKeras layer
 computes when fed the C simulation's own input to that layer (hls4ml trace).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -63,8 +64,9 @@ def test_csim_argmax_agrees_with_qkeras(run):
     assert agree >= 0.99, f"C-sim vs QKeras argmax agreement {agree:.4f} < 0.99"
 
 
-@pytest.mark.parametrize("layer", ["b0_ffn1_swish", "b0_conv_glu", "b0_conv_dw", "b0_conv_swish", "b0_ffn2_swish",
-                                   "feature_norm"])
+@pytest.mark.parametrize(
+    "layer", ["b0_ffn1_swish", "b0_conv_glu", "b0_conv_dw", "b0_conv_swish", "b0_ffn2_swish", "feature_norm"]
+)
 def test_extension_layer_bit_exact_in_the_full_model(run, layer):
     model, hm, trace = run["model"], run["hm"], run["trace"]
     klayer = model.get_layer(layer)

@@ -3,6 +3,7 @@
 One hls4ml project per (backend, strategy) holds all three layers as separate outputs of one
 model, so each combination costs a single compile (module-scoped fixtures).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,10 +37,18 @@ def _inputs(n_random=60, seed=0):
     rng = np.random.default_rng(seed)
     x = quantize(rng.uniform(-12, 12, (n_random, T, 2 * C)), t)
     n = T * 2 * C * 4
-    codes = np.unique(np.linspace(0, 2 ** t.width - 1, n).round())  # evenly spaced codes, both ends included
+    codes = np.unique(np.linspace(0, 2**t.width - 1, n).round())  # evenly spaced codes, both ends included
     grid = (t.min + codes * t.lsb).reshape(4, T, 2 * C)
-    ext = np.stack([np.zeros((T, 2 * C)), np.full((T, 2 * C), t.max), np.full((T, 2 * C), t.min),
-                    np.full((T, 2 * C), 8.0), np.full((T, 2 * C), -8.0), np.full((T, 2 * C), 8.0 - t.lsb)])
+    ext = np.stack(
+        [
+            np.zeros((T, 2 * C)),
+            np.full((T, 2 * C), t.max),
+            np.full((T, 2 * C), t.min),
+            np.full((T, 2 * C), 8.0),
+            np.full((T, 2 * C), -8.0),
+            np.full((T, 2 * C), 8.0 - t.lsb),
+        ]
+    )
     return np.concatenate([x, grid, ext]).astype(np.float32)
 
 
@@ -55,9 +64,15 @@ def _model(seed=1):
     x = QActivation(quantized_bits(14, 5, alpha=1), name="x_q")(inp)
     sw = L["QSwish"](output_quantizer=quantized_bits(*SW_OUT, alpha=1), name="sw", **TABLE)(x)
     gl = L["QGLU"](output_quantizer=quantized_bits(*GLU_OUT, alpha=1), name="glu", **TABLE)(x)
-    dw = L["QDepthwiseConv1D"](K, padding="same", depthwise_quantizer=quantized_bits(8, 2, alpha=1),
-                               bias_quantizer=quantized_bits(12, 4, alpha=1),
-                               output_quantizer=quantized_bits(*DW_OUT, alpha=1), fold_batchnorm=True, name="dw")(gl)
+    dw = L["QDepthwiseConv1D"](
+        K,
+        padding="same",
+        depthwise_quantizer=quantized_bits(8, 2, alpha=1),
+        bias_quantizer=quantized_bits(12, 4, alpha=1),
+        output_quantizer=quantized_bits(*DW_OUT, alpha=1),
+        fold_batchnorm=True,
+        name="dw",
+    )(gl)
     model = tf.keras.Model(inp, [sw, gl, dw])
     # non-trivial batch-norm statistics so the fold matters (gamma/sqrt(var) != 1, mean != 0)
     layer = model.get_layer("dw")
@@ -86,8 +101,9 @@ def _convert(model, tmp_path_factory, backend, strategy, reuse):
         cfg["LayerName"][name]["Strategy"] = strategy
     cfg["LayerName"]["x"]["Precision"]["result"] = IN_T
     out = tmp_path_factory.mktemp(f"conformer_ext_{backend}_{strategy}")
-    hmodel = hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, output_dir=str(out), backend=backend,
-                                                        io_type="io_parallel", part="xcvu13p-flga2577-2-e")
+    hmodel = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=str(out), backend=backend, io_type="io_parallel", part="xcvu13p-flga2577-2-e"
+    )
     hmodel.compile()
     return hmodel
 
@@ -97,17 +113,26 @@ def keras_model():
     return _model()
 
 
-@pytest.fixture(scope="module", params=[("Vitis", "Latency", 1), ("Vivado", "Resource", 4)],
-                ids=["vitis-latency", "vivado-resource-rf4"])
+@pytest.fixture(
+    scope="module",
+    params=[("Vitis", "Latency", 1), ("Vivado", "Resource", 4)],
+    ids=["vitis-latency", "vivado-resource-rf4"],
+)
 def compiled(request, keras_model, tmp_path_factory):
     backend, strategy, reuse = request.param
     hmodel = _convert(keras_model, tmp_path_factory, backend, strategy, reuse)
     x = _inputs()
     outs = hmodel.predict(x)
     n = len(x)
-    return {"hmodel": hmodel, "x": x, "sw": np.asarray(outs[0]).reshape(n, T, 2 * C),
-            "glu": np.asarray(outs[1]).reshape(n, T, C), "dw": np.asarray(outs[2]).reshape(n, T, C),
-            "strategy": strategy, "reuse": reuse}
+    return {
+        "hmodel": hmodel,
+        "x": x,
+        "sw": np.asarray(outs[0]).reshape(n, T, 2 * C),
+        "glu": np.asarray(outs[1]).reshape(n, T, C),
+        "dw": np.asarray(outs[2]).reshape(n, T, C),
+        "strategy": strategy,
+        "reuse": reuse,
+    }
 
 
 def _table():
@@ -146,7 +171,7 @@ def test_keras_layers_match_reference(compiled, keras_model):
 
 def test_generated_config_carries_strategy_and_table(compiled):
     hm = compiled["hmodel"]
-    params = (hm.config.get_output_dir() + "/firmware/parameters.h")
+    params = hm.config.get_output_dir() + "/firmware/parameters.h"
     text = open(params).read()
     assert "nnet::hwflow_sigmoid_lut_config" in text and "nnet::hwflow_depthwise1d_config" in text
     assert f"static const unsigned reuse_factor = {compiled['reuse']};" in text
@@ -171,8 +196,13 @@ def test_activation_swish_converts(tmp_path_factory):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
     cfg["LayerName"]["x"]["Precision"]["result"] = "ap_fixed<12,5>"
     cfg["LayerName"]["sw"]["Precision"]["result"] = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
-    hm = hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, backend="Vitis", io_type="io_parallel",
-                                                    output_dir=str(tmp_path_factory.mktemp("act_swish")))
+    hm = hls4ml.converters.convert_from_keras_model(
+        model,
+        hls_config=cfg,
+        backend="Vitis",
+        io_type="io_parallel",
+        output_dir=str(tmp_path_factory.mktemp("act_swish")),
+    )
     assert hm.graph["sw"].class_name == "HwflowSwish"
     hm.compile()
     x = quantize(np.linspace(-16, 16, 64).reshape(8, 8), "ap_fixed<12,5>").astype(np.float32)
@@ -188,11 +218,26 @@ def test_full_conformer_converts_with_quantizer_types(tmp_path):
     from hwflow.hls.convert import convert
     from hwflow.nn.conformer import build_conformer
 
-    card = validate({"name": "cf_conv", "data": {"kind": "kws"},
-                     "model": {"kind": "conformer", "embed_dim": 16, "ffn_dim": 32, "key_dim": 8, "conv_kernel": 7,
-                               "swish_table_size": 512, "swish_table_range": 4.0},
-                     "quant": {"default": {"bits": 8, "integer": 0}, "dw_kernel": {"bits": 6, "integer": 1},
-                               "glu": {"bits": 14, "integer": 4}}})
+    card = validate(
+        {
+            "name": "cf_conv",
+            "data": {"kind": "kws"},
+            "model": {
+                "kind": "conformer",
+                "embed_dim": 16,
+                "ffn_dim": 32,
+                "key_dim": 8,
+                "conv_kernel": 7,
+                "swish_table_size": 512,
+                "swish_table_range": 4.0,
+            },
+            "quant": {
+                "default": {"bits": 8, "integer": 0},
+                "dw_kernel": {"bits": 6, "integer": 1},
+                "glu": {"bits": 14, "integer": 4},
+            },
+        }
+    )
     model = build_conformer(card, True)
     x = np.random.default_rng(0).normal(-5, 3, (16, 49, 40)).astype(np.float32)
     hm = convert(card, model, output_dir=tmp_path / "fw", calibration_data=x)

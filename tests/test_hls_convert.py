@@ -1,5 +1,6 @@
 """hwflow.hls: a small QKeras transformer converts, compiles and agrees with QKeras; per-layer bit-exactness
 of the compiled hls4ml project against the numpy references (through hls4ml's trace)."""
+
 import shutil
 import time
 
@@ -76,10 +77,17 @@ def test_extension_layers_bit_exact_inside_the_compiled_project(compiled):
     # attention
     node = layers["mha"]
     spec = node.hwflow_spec()
-    w = {f"{p}_{k}": node.weights[f"{p}_{'weight' if k == 'kernel' else 'bias'}"].data
-         for p in ("query", "key", "value", "output") for k in ("kernel", "bias")}
-    w = {k: (np.transpose(v) if k.endswith("kernel") and node.get_attr("_weights_transposed") else v).reshape(
-        (-1, v.shape[-1]) if k.endswith("kernel") else (-1,)) for k, v in w.items()}
+    w = {
+        f"{p}_{k}": node.weights[f"{p}_{'weight' if k == 'kernel' else 'bias'}"].data
+        for p in ("query", "key", "value", "output")
+        for k in ("kernel", "bias")
+    }
+    w = {
+        k: (np.transpose(v) if k.endswith("kernel") and node.get_attr("_weights_transposed") else v).reshape(
+            (-1, v.shape[-1]) if k.endswith("kernel") else (-1,)
+        )
+        for k, v in w.items()
+    }
     got = np.asarray(trace["mha"], np.float64).reshape(n, T, D)
     assert np.array_equal(got, mha(inp("mha").reshape(n, T, D), spec, w))
     # layer norm and RMS norm

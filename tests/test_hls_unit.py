@@ -1,4 +1,5 @@
 """hwflow.hls without C compilation: extension registration, errors, config keys, generated code, firmware project."""
+
 import sys
 from pathlib import Path
 
@@ -59,10 +60,22 @@ def test_config_keys_override_intermediate_precisions_and_resource_strategy(tmp_
     import hwflow.hls as H
 
     model = build_small_transformer()
-    card = small_card(backend="Vivado", strategy="Resource", reuse_factor=4, layer_name={
-        "mha": {"Precision": {"score": "ap_fixed<18,7,AP_RND,AP_SAT>", "accum": "ap_fixed<40,14>",
-                              "exp_table": "ap_ufixed<16,1,AP_RND,AP_SAT>"}, "ExpTableSize": 512},
-        "ln1": {"Precision": {"var": "ap_ufixed<30,12,AP_RND,AP_SAT>"}, "TableSize": 256}})
+    card = small_card(
+        backend="Vivado",
+        strategy="Resource",
+        reuse_factor=4,
+        layer_name={
+            "mha": {
+                "Precision": {
+                    "score": "ap_fixed<18,7,AP_RND,AP_SAT>",
+                    "accum": "ap_fixed<40,14>",
+                    "exp_table": "ap_ufixed<16,1,AP_RND,AP_SAT>",
+                },
+                "ExpTableSize": 512,
+            },
+            "ln1": {"Precision": {"var": "ap_ufixed<30,12,AP_RND,AP_SAT>"}, "TableSize": 256},
+        },
+    )
     hm = H.convert(card, model, output_dir=tmp_path / "prj")
     hm.write()
     params = (tmp_path / "prj" / "firmware" / "parameters.h").read_text()
@@ -124,10 +137,19 @@ def test_firmware_writes_a_complete_project(tmp_path, monkeypatch):
     card = small_card()
     path = H.firmware(card, model=model, calibration_data=x, test_inputs=x)
     assert path == card.firmware_dir() and path.is_dir()
-    for rel in ("build_prj.tcl", "firmware/myproject.cpp", "firmware/parameters.h", "firmware/defines.h",
-                "firmware/nnet_utils/hwflow_mha.h", "firmware/nnet_utils/hwflow_softmax.h",
-                "firmware/nnet_utils/hwflow_layernorm.h", "myproject_test.cpp", "tb_data/tb_input_features.dat",
-                "tb_data/tb_output_predictions.dat", "hwflow_firmware.json"):
+    for rel in (
+        "build_prj.tcl",
+        "firmware/myproject.cpp",
+        "firmware/parameters.h",
+        "firmware/defines.h",
+        "firmware/nnet_utils/hwflow_mha.h",
+        "firmware/nnet_utils/hwflow_softmax.h",
+        "firmware/nnet_utils/hwflow_layernorm.h",
+        "myproject_test.cpp",
+        "tb_data/tb_input_features.dat",
+        "tb_data/tb_output_predictions.dat",
+        "hwflow_firmware.json",
+    ):
         assert (path / rel).exists(), rel
     assert list((path / "firmware" / "weights").glob("wq*")), "attention weights written"
     assert np.loadtxt(path / "tb_data" / "tb_input_features.dat").shape == (20, T * 4)
@@ -143,8 +165,9 @@ def test_plain_hls4ml_flow_uses_hwflow_layers_after_registration(tmp_path):
     H.register_extensions()
     model = build_small_transformer()
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
-    hm = hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, backend="Vitis", output_dir=str(tmp_path / "p"),
-                                                    io_type="io_parallel")
+    hm = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, backend="Vitis", output_dir=str(tmp_path / "p"), io_type="io_parallel"
+    )
     by = {ly.name: ly for ly in hm.get_layers()}
     assert by["mha"].class_name == "HwflowMultiHeadAttention" and by["softmax"].class_name == "HwflowSoftmax"
     assert str(by["softmax"].hwflow_spec().exp_table_t) == "ap_ufixed<18,1,AP_RND,AP_SAT>"
@@ -160,7 +183,8 @@ def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "unit_cli.yaml").write_text(
-        "name: unit_cli\ndata: {kind: jets}\nmodel: {kind: transformer}\nhls: {backend: Vivado}\n")
+        "name: unit_cli\ndata: {kind: jets}\nmodel: {kind: transformer}\nhls: {backend: Vivado}\n"
+    )
     monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
     model = build_small_transformer()
     monkeypatch.setattr(hwflow.train, "load_trained", lambda card, which="qkeras": model)
@@ -186,12 +210,16 @@ def test_input_type_follows_the_input_quantizer_or_the_data():
     card = validate({"name": "t", "data": {"kind": "jets"}, "model": {"kind": "transformer"}})
     inp = tf.keras.Input((8,), name="x_in")
     h = QActivation(quantized_bits(12, 3, alpha=1), name="in_q")(inp)
-    out = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d")(h)
+    out = QDense(
+        4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d"
+    )(h)
     cfg = hls_config(card, tf.keras.Model(inp, out))
     assert cfg["LayerName"]["x_in"]["Precision"]["result"] == "ap_fixed<12,4,AP_RND_CONV,AP_SAT>"
 
     inp2 = tf.keras.Input((8,), name="raw_in")
-    out2 = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d2")(inp2)
+    out2 = QDense(
+        4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1), name="d2"
+    )(inp2)
     x = np.full((4, 8), 5.0, np.float32)
     cfg2 = hls_config(card, tf.keras.Model(inp2, out2), calibration_data=x)
     assert cfg2["LayerName"]["raw_in"]["Precision"]["result"] == "ap_fixed<18,4,AP_RND_CONV,AP_SAT>"

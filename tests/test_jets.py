@@ -3,6 +3,7 @@
 Generation is real (no mocks of Pythia or FastJet); samples are kept small so the file stays within the
 default test budget. Every dataset goes to a temporary $HWFLOW_DATA (and reports to a temporary $HWFLOW_ROOT).
 """
+
 from __future__ import annotations
 
 import json
@@ -111,7 +112,7 @@ def test_jets_are_matched_in_window_and_well_formed(phys):
 def test_manifest_records_generation(phys):
     arrays, manifest, folder = phys
     assert (folder / "manifest.json").exists() and (folder / "dataset.npz").exists()
-    assert manifest["counts_per_class"] == {c: PHYS["jets_per_class"] for c in PHYS["classes"]}
+    assert manifest["counts_per_class"] == dict.fromkeys(PHYS["classes"], PHYS["jets_per_class"])
     assert manifest["spec"]["seed"] == PHYS["seed"] and manifest["spec"]["n_constituents"] == 16
     assert manifest["versions"]["pythia8mc"] and manifest["versions"]["fastjet"]
     assert manifest["content_sha256"] == cache.sha256_file(folder / "dataset.npz")
@@ -232,7 +233,9 @@ def test_corrupt_cache_is_regenerated(tiny, tmp_path, monkeypatch, corruption):
     a2, m2, _ = jets.generate(TINY, workers=1, progress=False)
     assert calls, "a corrupt cache must be regenerated, not loaded"
     np.testing.assert_array_equal(a1["X"], a2["X"])
-    assert json.loads((folder / "manifest.json").read_text())["content_sha256"] == cache.sha256_file(folder / "dataset.npz")
+    assert json.loads((folder / "manifest.json").read_text())["content_sha256"] == cache.sha256_file(
+        folder / "dataset.npz"
+    )
 
 
 def test_interrupted_run_leaves_no_cache(env, tmp_path, monkeypatch):
@@ -266,22 +269,25 @@ def test_banners_silenced(env, tmp_path, monkeypatch, capfd):
 
 
 # ------------------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("bad, fragment", [
-    ({"classes": ["g", "b"]}, "allowed values are g, q, W, Z, t"),
-    ({"classes": []}, "classes is empty"),
-    ({"classes": ["W", "W"]}, "duplicates"),
-    ({"n_constituents": 0}, "n_constituents"),
-    ({"n_constituents": -3}, "n_constituents"),
-    ({"jets_per_class": 0}, "jets_per_class"),
-    ({"pt_min": 1000, "pt_max": 900}, "pT window empty"),
-    ({"pt_min": 1000, "pt_max": 1000}, "pT window empty"),
-    ({"pt_max": 7000}, "kinematic limit"),
-    ({"features": ["ptrel", "mass"]}, "allowed values"),
-    ({"jet_rr": 0.8}, "unknown key 'data.jets.jet_rr'"),
-    ({"jet_r": "0.8"}, "data.jets.jet_r"),
-    ({"kind": "kws"}, "kws"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ({"classes": ["g", "b"]}, "allowed values are g, q, W, Z, t"),
+        ({"classes": []}, "classes is empty"),
+        ({"classes": ["W", "W"]}, "duplicates"),
+        ({"n_constituents": 0}, "n_constituents"),
+        ({"n_constituents": -3}, "n_constituents"),
+        ({"jets_per_class": 0}, "jets_per_class"),
+        ({"pt_min": 1000, "pt_max": 900}, "pT window empty"),
+        ({"pt_min": 1000, "pt_max": 1000}, "pT window empty"),
+        ({"pt_max": 7000}, "kinematic limit"),
+        ({"features": ["ptrel", "mass"]}, "allowed values"),
+        ({"jet_rr": 0.8}, "unknown key 'data.jets.jet_rr'"),
+        ({"jet_r": "0.8"}, "data.jets.jet_r"),
+        ({"kind": "kws"}, "kws"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_settings_raise_clear_errors(env, bad, fragment):
     with pytest.raises(HwflowError) as ei:
         jets.generate({**TINY, **bad}, progress=False)
@@ -305,14 +311,28 @@ def test_cli_generates_from_a_card(env, tmp_path, capsys):
 
     card = tmp_path / "tiny_jets.yaml"
     spec = {k: v for k, v in TINY.items() if k not in ("kind", "seed")}
-    card.write_text(json.dumps({"name": "tiny_jets", "data": {"kind": "jets", "seed": TINY["seed"], "jets": spec},
-                                "model": {"kind": "transformer"}}))  # JSON is valid YAML
+    card.write_text(
+        json.dumps(
+            {
+                "name": "tiny_jets",
+                "data": {"kind": "jets", "seed": TINY["seed"], "jets": spec},
+                "model": {"kind": "transformer"},
+            }
+        )
+    )  # JSON is valid YAML
     assert main(["data", "jets", "--model", str(card), "--quiet", "-j", "1"]) == 0
     out = capsys.readouterr().out
     assert "jets-" in out and "'Z': 5" in out
     bad = tmp_path / "bad.yaml"
-    bad.write_text(json.dumps({"name": "bad", "data": {"kind": "jets", "jets": {"pt_min": 900, "pt_max": 800}},
-                               "model": {"kind": "transformer"}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "name": "bad",
+                "data": {"kind": "jets", "jets": {"pt_min": 900, "pt_max": 800}},
+                "model": {"kind": "transformer"},
+            }
+        )
+    )
     assert main(["data", "--model", str(bad)]) == 1
     assert "pT window empty" in capsys.readouterr().err
 
@@ -330,7 +350,9 @@ def test_card_spec_hash_matches_normalized_spec():
     from hwflow.config import validate
     from hwflow.util import stable_hash
 
-    card = validate({"name": "j", "data": {"kind": "jets", "jets": {"n_constituents": 8}}, "model": {"kind": "transformer"}})
+    card = validate(
+        {"name": "j", "data": {"kind": "jets", "jets": {"n_constituents": 8}}, "model": {"kind": "transformer"}}
+    )
     spec = card.data_spec()
     assert jets.normalize_spec(spec) == spec  # a card's spec is already complete: same cache key either way
     assert stable_hash(jets.normalize_spec({"kind": "jets", "seed": 42, "n_constituents": 8})) == card.data_hash()

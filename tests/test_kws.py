@@ -1,4 +1,5 @@
 """Spoken-keyword dataset (hwflow.data.kws, hwflow.data.audio): espeak-ng clips -> log-mel features."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,21 @@ import pytest
 
 from hwflow.config import CardError, validate
 from hwflow.data import audio, kws
-from hwflow.data.cache import MANIFEST, ARRAYS, dataset_dir, split_indices
+from hwflow.data.cache import ARRAYS, MANIFEST, dataset_dir, split_indices
 from hwflow.util import HwflowError, sha256_file
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 SMALL = {"clips_per_class": 3, "voices": ["en-us", "en-gb", "en-029"], "variants": ["", "f2"], "shard_size": 10}
 
 
 def card_for(kws_over: dict, **data_over):
     """Return a validated card with a kws data section."""
-    return validate({"name": "kws_test", "data": {"kind": "kws", "kws": kws_over, **data_over}, "model": {"kind": "conformer"}})
+    return validate(
+        {"name": "kws_test", "data": {"kind": "kws", "kws": kws_over, **data_over}, "model": {"kind": "conformer"}}
+    )
 
 
 def spec_for(kws_over: dict, seed: int = 42) -> dict:
@@ -77,7 +82,7 @@ def test_log_mel_of_a_tone_peaks_at_its_mel_band():
 @pytest.mark.parametrize("color,slope", [("white", 0.0), ("pink", -1.0), ("brown", -2.0)])
 def test_colored_noise_has_its_spectral_slope(color, slope):
     x = audio.colored_noise(np.random.default_rng(0), 1 << 16, color)
-    assert abs(float(np.sqrt(np.mean(x ** 2))) - 1.0) < 1e-5
+    assert abs(float(np.sqrt(np.mean(x**2))) - 1.0) < 1e-5
     p = np.abs(np.fft.rfft(x)) ** 2
     f = np.fft.rfftfreq(len(x))
     band = (f > 0.005) & (f < 0.4)
@@ -89,7 +94,7 @@ def test_reverb_ir_decays_and_has_its_direct_to_reverberant_ratio():
     ir = audio.reverb_ir(np.random.default_rng(1), 16000, rt60_s=0.3, drr_db=6.0)
     assert len(ir) == 4800 and ir[0] == 1.0
     tail = ir[1:].astype(np.float64)
-    assert abs(10 * np.log10(1.0 / np.sum(tail ** 2)) - 6.0) < 1e-3
+    assert abs(10 * np.log10(1.0 / np.sum(tail**2)) - 6.0) < 1e-3
     q = len(tail) // 4
     assert np.sum(tail[-q:] ** 2) < 1e-3 * np.sum(tail[:q] ** 2)  # the last quarter is > 30 dB below the first
 
@@ -173,7 +178,7 @@ def test_manifest_and_figures(small, env):
     assert manifest["content_sha256"] == sha256_file(folder / ARRAYS)
     assert manifest["versions"]["espeak-ng"] == kws.espeak_version()
     assert manifest["versions"]["numpy"] and manifest["versions"]["scipy"]
-    assert manifest["counts_per_class"] == {c: 3 for c in arrays["class_names"]}
+    assert manifest["counts_per_class"] == dict.fromkeys(arrays["class_names"], 3)
     assert manifest["generation"]["clips_per_s"] > 0 and manifest["generation"]["shards"] == 4
     assert json.loads((folder / MANIFEST).read_text())["spec"] == spec
     assert (folder / "examples.png").stat().st_size > 10_000
@@ -236,7 +241,14 @@ def test_cache_hit_miss_and_corruption(small, monkeypatch):
 def test_test_split_holds_out_whole_voice_variants(small):
     arrays = small[0]
     g, n = arrays["groups"], len(arrays["y"])
-    assert len(np.unique(g)) == 6 and arrays["group_names"].tolist() == ["en-us", "en-us+f2", "en-gb", "en-gb+f2", "en-029", "en-029+f2"]
+    assert len(np.unique(g)) == 6 and arrays["group_names"].tolist() == [
+        "en-us",
+        "en-us+f2",
+        "en-gb",
+        "en-gb+f2",
+        "en-029",
+        "en-029+f2",
+    ]
     for seed in range(5):
         idx = split_indices(n, 0.2, 0.2, seed, groups=g)
         sets = {k: set(g[v].tolist()) for k, v in idx.items()}
@@ -266,35 +278,50 @@ def test_holdout_by_voice_groups_base_voices():
     assert all(m["groups"] == m["voice"] for m in metas)
 
 
-@pytest.mark.parametrize("over,match", [
-    ({"n_frames": 50}, "n_frames: 49"),
-    ({"voices": ["en-us+m3"]}, "variants"),
-    ({"speed": [50, 200]}, "speed"),
-    ({"pitch": [10, 120]}, "pitch"),
-    ({"fmax_hz": 9000.0}, "fmax_hz"),
-    ({"keywords": ["yes", "yes"]}, "duplicates"),
-    ({"keywords": []}, "keywords is empty"),
-    ({"keywords": ["Yes!"]}, "lower-case"),
-    ({"n_mels": 256}, "n_mels"),
-    ({"gain_db": [-10.0, 6.0]}, "gain_db"),
-    ({"unknown_words": ["yes"], "keywords": ["yes"]}, "unknown_words"),
-    ({"win_ms": 2000.0}, "win_ms"),
-])
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"n_frames": 50}, "n_frames: 49"),
+        ({"voices": ["en-us+m3"]}, "variants"),
+        ({"speed": [50, 200]}, "speed"),
+        ({"pitch": [10, 120]}, "pitch"),
+        ({"fmax_hz": 9000.0}, "fmax_hz"),
+        ({"keywords": ["yes", "yes"]}, "duplicates"),
+        ({"keywords": []}, "keywords is empty"),
+        ({"keywords": ["Yes!"]}, "lower-case"),
+        ({"n_mels": 256}, "n_mels"),
+        ({"gain_db": [-10.0, 6.0]}, "gain_db"),
+        ({"unknown_words": ["yes"], "keywords": ["yes"]}, "unknown_words"),
+        ({"win_ms": 2000.0}, "win_ms"),
+    ],
+)
 def test_bad_settings_raise_clear_errors(env, over, match):
     with pytest.raises(HwflowError, match=match):
         kws.generate(spec_for({**SMALL, **over}), progress=False)
 
 
 @needs_espeak
-@pytest.mark.parametrize("over,match", [({"voices": ["xx-nowhere"]}, "no voice 'xx-nowhere'"),
-                                        ({"variants": ["nosuchvariant"]}, "no variant 'nosuchvariant'")])
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"voices": ["xx-nowhere"]}, "no voice 'xx-nowhere'"),
+        ({"variants": ["nosuchvariant"]}, "no variant 'nosuchvariant'"),
+    ],
+)
 def test_unknown_voice_or_variant(env, over, match):
     with pytest.raises(HwflowError, match=match):
         kws.generate(spec_for({**SMALL, **over}), progress=False)
 
 
-@pytest.mark.parametrize("over,match", [({"snr_db": [20.0, 0.0]}, "snr_db"), ({"holdout": "speaker"}, "holdout"),
-                                        ({"noise_colors": ["blue"]}, "noise_colors"), ({"clip_s": 1}, "clip_s")])
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"snr_db": [20.0, 0.0]}, "snr_db"),
+        ({"holdout": "speaker"}, "holdout"),
+        ({"noise_colors": ["blue"]}, "noise_colors"),
+        ({"clip_s": 1}, "clip_s"),
+    ],
+)
 def test_bad_card_keys(over, match):
     with pytest.raises(CardError, match=match):
         card_for(over)
@@ -316,13 +343,17 @@ def test_unguarded_script_fails_fast_with_main_guard_hint(tmp_path):
     import sys
 
     script = tmp_path / "unguarded.py"
-    script.write_text("from hwflow.config import validate\nfrom hwflow.data import kws\n"
-                      f"card = validate({{'name': 'u', 'data': {{'kind': 'kws', 'kws': {SMALL!r}}}, 'model': {{'kind': 'conformer'}}}})\n"
-                      "kws.generate(card.data_spec(), workers=2, progress=False)\n")
+    script.write_text(
+        "from hwflow.config import validate\nfrom hwflow.data import kws\n"
+        f"card = validate({{'name': 'u', 'data': {{'kind': 'kws', 'kws': {SMALL!r}}}, 'model': {{'kind': 'conformer'}}}})\n"
+        "kws.generate(card.data_spec(), workers=2, progress=False)\n"
+    )
     env = {**os.environ, "HWFLOW_DATA": str(tmp_path / "data"), "HWFLOW_ROOT": str(tmp_path)}
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+    )
     assert res.returncode != 0
-    assert "if __name__ == \"__main__\":" in res.stderr.splitlines()[-1]
+    assert 'if __name__ == "__main__":' in res.stderr.splitlines()[-1]
 
 
 def test_wrong_kind_rejected():

@@ -1,14 +1,21 @@
 """hwflow.nn.layers: QKeras-style attention/norm layers are drop-in twins of the Keras layers and serialize."""
+
 import numpy as np
 import pytest
 
 
 def _keras_mha_weights_to_ours(km, d):
     ws = km.get_weights()  # q k v kernels (D,H,dk) + biases (H,dk), output (H,dk,D) + (D,)
-    return {"query_kernel": ws[0].reshape(d, -1), "query_bias": ws[1].reshape(-1),
-            "key_kernel": ws[2].reshape(d, -1), "key_bias": ws[3].reshape(-1),
-            "value_kernel": ws[4].reshape(d, -1), "value_bias": ws[5].reshape(-1),
-            "output_kernel": ws[6].reshape(-1, ws[6].shape[-1]), "output_bias": ws[7]}
+    return {
+        "query_kernel": ws[0].reshape(d, -1),
+        "query_bias": ws[1].reshape(-1),
+        "key_kernel": ws[2].reshape(d, -1),
+        "key_bias": ws[3].reshape(-1),
+        "value_kernel": ws[4].reshape(d, -1),
+        "value_bias": ws[5].reshape(-1),
+        "output_kernel": ws[6].reshape(-1, ws[6].shape[-1]),
+        "output_bias": ws[7],
+    }
 
 
 def test_float_mha_equals_keras_multiheadattention():
@@ -33,8 +40,13 @@ def test_quantizers_act_where_the_firmware_stores_values():
     from hwflow.nn.layers import QMultiHeadAttention
 
     x = np.random.default_rng(1).normal(size=(2, 6, 8)).astype("float32")
-    layer = QMultiHeadAttention(2, 4, kernel_quantizer=quantized_bits(4, 0, alpha=1), output_quantizer=quantized_bits(8, 3),
-                                softmax_quantizer=quantized_bits(8, 0, keep_negative=False))
+    layer = QMultiHeadAttention(
+        2,
+        4,
+        kernel_quantizer=quantized_bits(4, 0, alpha=1),
+        output_quantizer=quantized_bits(8, 3),
+        softmax_quantizer=quantized_bits(8, 0, keep_negative=False),
+    )
     y, a = layer(x, return_attention_scores=True)
     assert np.allclose(y.numpy() * 16, np.round(y.numpy() * 16))  # on the 2^-4 grid of quantized_bits(8,3)
     assert np.allclose(a.numpy() * 256, np.round(a.numpy() * 256))
@@ -49,10 +61,11 @@ def test_norms_match_formulas():
     from hwflow.nn.layers import QLayerNormalization, QRMSNormalization
 
     x = (np.random.default_rng(2).normal(size=(4, 5, 8)) * 3 + 1).astype("float32")
-    np.testing.assert_allclose(QLayerNormalization()(x).numpy(), tf.keras.layers.LayerNormalization()(x).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        QLayerNormalization()(x).numpy(), tf.keras.layers.LayerNormalization()(x).numpy(), atol=1e-5
+    )
     rms = QRMSNormalization(epsilon=1e-6)(x).numpy()
-    np.testing.assert_allclose(rms, x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-6), rtol=1e-4)
+    np.testing.assert_allclose(rms, x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6), rtol=1e-4)
 
 
 @pytest.mark.parametrize("fmt", ["h5", "keras"])
@@ -64,8 +77,13 @@ def test_model_with_hwflow_layers_saves_and_loads(tmp_path, fmt):
 
     inp = tf.keras.Input((6, 4))
     h = QDense(8, kernel_quantizer=quantized_bits(8, 0, alpha=1))(inp)
-    h = QMultiHeadAttention(2, 4, kernel_quantizer=quantized_bits(8, 0, alpha=1), qkv_quantizer="quantized_bits(16,5)",
-                            score_quantizer=quantized_bits(16, 5))(h, h)
+    h = QMultiHeadAttention(
+        2,
+        4,
+        kernel_quantizer=quantized_bits(8, 0, alpha=1),
+        qkv_quantizer="quantized_bits(16,5)",
+        score_quantizer=quantized_bits(16, 5),
+    )(h, h)
     h = QLayerNormalization(output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1))(h)
     h = QRMSNormalization(output_quantizer=quantized_bits(16, 4))(h)
     model = tf.keras.Model(inp, h)

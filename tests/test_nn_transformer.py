@@ -1,4 +1,5 @@
 """Transformer builder: shapes, quantizers on every layer, parameter-count formula, float twin, save/load."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,18 @@ qkeras = pytest.importorskip("qkeras")
 
 
 def card(**model):
-    return validate({"name": "t", "data": {"kind": "jets", "jets": {"n_constituents": 8, "classes": ["g", "q", "t"]}},
-                     "model": {"kind": "transformer", **model},
-                     "quant": {"default": {"bits": 6, "integer": 0}, "qkv": {"bits": 10, "integer": 3},
-                               "softmax": {"bits": 9, "integer": 0, "keep_negative": False}}})
+    return validate(
+        {
+            "name": "t",
+            "data": {"kind": "jets", "jets": {"n_constituents": 8, "classes": ["g", "q", "t"]}},
+            "model": {"kind": "transformer", **model},
+            "quant": {
+                "default": {"bits": 6, "integer": 0},
+                "qkv": {"bits": 10, "integer": 3},
+                "softmax": {"bits": 9, "integer": 0, "keep_negative": False},
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +79,15 @@ def test_float_twin_same_layers_no_quantizers(models):
             assert all(qz is None for qz in l.get_quantizers())
 
 
-@pytest.mark.parametrize("model", [
-    {},
-    {"pooling": "flatten"},
-    {"pooling": "max", "norm": "rmsnorm"},
-    {"norm_position": "pre", "num_blocks": 2, "embed_dim": 12, "num_heads": 3, "key_dim": 4, "ffn_dim": 20},
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {},
+        {"pooling": "flatten"},
+        {"pooling": "max", "norm": "rmsnorm"},
+        {"norm_position": "pre", "num_blocks": 2, "embed_dim": 12, "num_heads": 3, "key_dim": 4, "ffn_dim": 20},
+    ],
+)
 def test_parameter_count_formula(model):
     from hwflow.nn import build
     from hwflow.nn.transformer import parameter_count

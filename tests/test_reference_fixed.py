@@ -1,4 +1,5 @@
 """The numpy ap_fixed model: parsing, rounding and overflow modes."""
+
 import numpy as np
 import pytest
 
@@ -34,7 +35,7 @@ def test_overflow_modes():
 
 def test_quantize_raw_matches_float_path_and_is_exact_beyond_53_bits():
     rng = np.random.default_rng(0)
-    raw = rng.integers(-2**40, 2**40, 1000)
+    raw = rng.integers(-(2**40), 2**40, 1000)
     t = parse_type("ap_fixed<20,4,AP_RND_CONV,AP_SAT>")
     assert np.array_equal(quantize_raw(raw, 36, t), np.round(quantize(raw / 2.0**36, t) * 2**16).astype(np.int64))
     big = (1 << 70) + (1 << 10) + 1  # needs 71 bits

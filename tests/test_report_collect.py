@@ -1,4 +1,5 @@
 """`hwflow report` (collect), `hwflow report compare` and `hwflow report parse` on a temporary project root."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ from hwflow.report import find
 from hwflow.report.schema import RECORD_KEYS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hls_reports"
-pytestmark = pytest.mark.skipif(not (FIXTURES / "MANIFEST.tsv").is_file(), reason=f"report fixtures absent ({FIXTURES})")
+pytestmark = pytest.mark.skipif(
+    not (FIXTURES / "MANIFEST.tsv").is_file(), reason=f"report fixtures absent ({FIXTURES})"
+)
 
 
 def _fx(part: str, name: str) -> Path:
@@ -26,22 +29,45 @@ def _fx(part: str, name: str) -> Path:
 
 
 CSIM = {
-    "n_samples": 500, "accuracy_float": 0.7712, "accuracy_qkeras": 0.7654, "accuracy_csim": 0.7611,
-    "argmax_agreement_vs_qkeras": 0.9871, "argmax_agreement_vs_float": 0.9533, "max_abs_error_vs_qkeras": 0.03125,
-    "auc_float": {"g": 0.91, "q": 0.88}, "auc_qkeras": {"g": 0.905, "q": 0.874}, "auc_csim": {"g": 0.9, "q": 0.87},
-    "auc_drop_max_vs_float": 0.01, "overflow_counts": {"dense": 3, "softmax": 0}, "softmax_argmax_flips": 7,
+    "n_samples": 500,
+    "accuracy_float": 0.7712,
+    "accuracy_qkeras": 0.7654,
+    "accuracy_csim": 0.7611,
+    "argmax_agreement_vs_qkeras": 0.9871,
+    "argmax_agreement_vs_float": 0.9533,
+    "max_abs_error_vs_qkeras": 0.03125,
+    "auc_float": {"g": 0.91, "q": 0.88},
+    "auc_qkeras": {"g": 0.905, "q": 0.874},
+    "auc_csim": {"g": 0.9, "q": 0.87},
+    "auc_drop_max_vs_float": 0.01,
+    "overflow_counts": {"dense": 3, "softmax": 0},
+    "softmax_argmax_flips": 7,
 }
-RTL = {"n_samples": 200, "bit_exact_fraction_vs_csim": 1.0, "latency_cycles": 41, "interval": 1,
-       "resources": {"LUT": 98765, "FF": 4321, "DSP": 0, "BRAM_18K": 0}, "synthesizer": "yosys 0.33",
-       "part": "xcvu13p-flga2577-2-e"}
+RTL = {
+    "n_samples": 200,
+    "bit_exact_fraction_vs_csim": 1.0,
+    "latency_cycles": 41,
+    "interval": 1,
+    "resources": {"LUT": 98765, "FF": 4321, "DSP": 0, "BRAM_18K": 0},
+    "synthesizer": "yosys 0.33",
+    "part": "xcvu13p-flga2577-2-e",
+}
 
 
 def _synth_json(dst: Path, files: list[Path], reuse: int = 1) -> Path:
     recs = [find.parse_file(f) for f in files]
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / "synth.json").write_text(json.dumps({"model": dst.name, "status": "ok", "finished_utc": "2026-11-29T00:00:00Z",
-                                                "card_hls": {"reuse_factor": reuse, "strategy": "Latency"},
-                                                "reports": recs}))
+    (dst / "synth.json").write_text(
+        json.dumps(
+            {
+                "model": dst.name,
+                "status": "ok",
+                "finished_utc": "2026-11-29T00:00:00Z",
+                "card_hls": {"reuse_factor": reuse, "strategy": "Latency"},
+                "reports": recs,
+            }
+        )
+    )
     return dst / "synth.json"
 
 
@@ -55,8 +81,15 @@ def root(tmp_path, monkeypatch):
     (fw / "myproject.cpp").write_text("//\n")
     os.utime(fw / "myproject.cpp", (old, old))
     mha = _fx("keras_mha_Vitis", "myproject_csynth.xml")
-    _synth_json(r / "reports" / "alpha", [mha, mha.with_suffix(".rpt"), _fx("YanLunHuang", "myproject_cosim.rpt"),
-                                          _fx("keras_mha_Vitis", "vivado_synth.rpt")])
+    _synth_json(
+        r / "reports" / "alpha",
+        [
+            mha,
+            mha.with_suffix(".rpt"),
+            _fx("YanLunHuang", "myproject_cosim.rpt"),
+            _fx("keras_mha_Vitis", "vivado_synth.rpt"),
+        ],
+    )
     (r / "reports" / "alpha" / "csim.json").write_text(json.dumps(CSIM))
     (r / "reports" / "alpha" / "rtl.json").write_text(json.dumps(RTL))
     # beta: no vendor tools were available; only csim and open RTL
@@ -68,7 +101,9 @@ def root(tmp_path, monkeypatch):
     g = r / "firmware" / "gamma"
     rep = g / "myproject_prj" / "solution1" / "syn" / "report"
     rep.mkdir(parents=True)
-    (g / "project.tcl").write_text('variable project_name\nset project_name "myproject"\nvariable backend\nset backend "vivado"\n')
+    (g / "project.tcl").write_text(
+        'variable project_name\nset project_name "myproject"\nvariable backend\nset backend "vivado"\n'
+    )
     shutil.copyfile(_fx("SpAllen", "myproject_csynth.xml"), rep / "myproject_csynth.xml")
     # delta: a corrupt report
     d = r / "firmware" / "delta" / "myproject_prj" / "solution1" / "syn" / "report"
@@ -86,7 +121,12 @@ def test_collect_summary_numbers_come_from_their_sources(root, capsys):
     a = rows["alpha"]
     h = a["vendor"]["hls"]
     assert h["source"].endswith("myproject_csynth.xml")  # the XML is preferred over its text twin
-    assert (h["latency_worst_cycles"], h["interval_max"], h["resources"]["LUT"], h["clock_estimated_ns"]) == (113, 114, 4134866, 3.649)
+    assert (h["latency_worst_cycles"], h["interval_max"], h["resources"]["LUT"], h["clock_estimated_ns"]) == (
+        113,
+        114,
+        4134866,
+        3.649,
+    )
     assert h["latency_worst_ns"] == pytest.approx(113 * 3.649, abs=1e-3)
     assert h["utilization_pct"]["BRAM_18K"] == pytest.approx(580.36, abs=0.01)
     assert a["vendor"]["vivado_synth"]["resources"]["LUT"] == 6405638
@@ -129,7 +169,9 @@ def test_markdown_never_passes_open_rtl_numbers_as_vendor_numbers(root):
 def test_collect_selected_models_and_unknown_model(root):
     s = C.collect(root, ["beta"])
     assert [m["model"] for m in s["models"]] == ["beta"]
-    with pytest.raises(Exception, match=r"no firmware/ or reports/ folder for zeta: known models are alpha, beta, delta, gamma"):
+    with pytest.raises(
+        Exception, match=r"no firmware/ or reports/ folder for zeta: known models are alpha, beta, delta, gamma"
+    ):
         C.collect(root, ["zeta"])
 
 
@@ -151,11 +193,17 @@ def test_compare_two_runs(root, tmp_path, capsys):
     assert (lut["a"], lut["b"], lut["delta"]) == (4134866, 339116, 339116 - 4134866)
     assert lut["delta_pct"] == pytest.approx(100 * (339116 - 4134866) / 4134866, abs=0.01)
     assert rows["hls.latency_worst_cycles"]["delta"] == 695 - 113
-    assert rows["cosim.status"]["a"] == "Pass" and rows["cosim.status"]["b"] == "Fail" and rows["cosim.status"]["changed"]
+    assert (
+        rows["cosim.status"]["a"] == "Pass" and rows["cosim.status"]["b"] == "Fail" and rows["cosim.status"]["changed"]
+    )
     assert rows["accuracy.accuracy_csim"]["delta"] == pytest.approx(-0.02)
     assert "vivado_synth.LUT" in rows and rows["vivado_synth.LUT"]["b"] is None
     assert any("different parts" in n for n in cmp["notes"])
-    assert (rows["card.reuse_factor"]["a"], rows["card.reuse_factor"]["b"], rows["card.reuse_factor"]["delta"]) == (1, 4, 3)
+    assert (rows["card.reuse_factor"]["a"], rows["card.reuse_factor"]["b"], rows["card.reuse_factor"]["delta"]) == (
+        1,
+        4,
+        3,
+    )
     assert not rows["card.strategy"]["changed"]
     assert cli_main(["report", "compare", str(root / "reports" / "alpha"), str(b)]) == 0
     md = capsys.readouterr().out
@@ -187,19 +235,33 @@ def test_parse_cli_json_and_text(capsys):
 
 
 def test_report_import_stays_light():
-    code = ("import sys, argparse; import hwflow.report, hwflow.synth; "
-            "sub = argparse.ArgumentParser().add_subparsers(); hwflow.report.add_cli(sub); hwflow.synth.add_cli(sub); "
-            "bad = [m for m in ('matplotlib', 'tensorflow', 'hls4ml', 'numpy', 'qkeras') if m in sys.modules]; print(bad)")
+    code = (
+        "import sys, argparse; import hwflow.report, hwflow.synth; "
+        "sub = argparse.ArgumentParser().add_subparsers(); hwflow.report.add_cli(sub); hwflow.synth.add_cli(sub); "
+        "bad = [m for m in ('matplotlib', 'tensorflow', 'hls4ml', 'numpy', 'qkeras') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # no heavy module at import time (matplotlib only when plotting)
 
 
 def test_nan_and_unsynthesized_rtl_are_reported_plainly(root):
-    csim = CSIM | {"auc_csim": {"g": float("nan"), "q": 0.87}, "auc_drop_max_vs_float": float("nan"), "overflow_total": 3}
+    csim = CSIM | {
+        "auc_csim": {"g": float("nan"), "q": 0.87},
+        "auc_drop_max_vs_float": float("nan"),
+        "overflow_total": 3,
+    }
     (root / "reports" / "beta" / "csim.json").write_text(json.dumps(csim))  # json writes NaN as Python does
-    (root / "reports" / "beta" / "rtl.json").write_text(json.dumps(
-        RTL | {"resources": None, "synthesizer": "not run (--no-yosys or rtl.yosys: false)", "simulator": "Verilator 5.020"}))
+    (root / "reports" / "beta" / "rtl.json").write_text(
+        json.dumps(
+            RTL
+            | {
+                "resources": None,
+                "synthesizer": "not run (--no-yosys or rtl.yosys: false)",
+                "simulator": "Verilator 5.020",
+            }
+        )
+    )
     assert cli_main(["report", "--models", "beta"]) == 0
 
     def strict(c):

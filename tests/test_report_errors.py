@@ -1,4 +1,5 @@
 """Corrupt, truncated, empty and unknown reports give a clear error naming the file and what is missing."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,9 @@ from hwflow.report.schema import ReportError
 from hwflow.util import HwflowError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hls_reports"
-needs_fixtures = pytest.mark.skipif(not (FIXTURES / "MANIFEST.tsv").is_file(), reason=f"report fixtures absent ({FIXTURES})")
+needs_fixtures = pytest.mark.skipif(
+    not (FIXTURES / "MANIFEST.tsv").is_file(), reason=f"report fixtures absent ({FIXTURES})"
+)
 
 
 def _fx(part: str, name: str) -> Path:
@@ -39,7 +42,11 @@ def test_truncated_csynth_xml(tmp_path, fraction):
 def test_csynth_xml_missing_elements_are_named(tmp_path):
     src = _fx("SpAllen", "myproject_csynth.xml").read_text()
     p = tmp_path / "myproject_csynth.xml"
-    p.write_text(src.replace("<EstimatedClockPeriod>3.649</EstimatedClockPeriod>", "").replace("<Part>xczu49dr-ffvf1760-2-e</Part>", ""))
+    p.write_text(
+        src.replace("<EstimatedClockPeriod>3.649</EstimatedClockPeriod>", "").replace(
+            "<Part>xczu49dr-ffvf1760-2-e</Part>", ""
+        )
+    )
     with pytest.raises(ReportError, match=r"missing <UserAssignments><Part>, <EstimatedClockPeriod>"):
         find.parse_file(p)
     p.write_text("<root><a/></root>")
@@ -48,11 +55,14 @@ def test_csynth_xml_missing_elements_are_named(tmp_path):
 
 
 @needs_fixtures
-@pytest.mark.parametrize("upto,missing", [
-    ("== Utilization Estimates", "'Utilization Estimates' Total row"),
-    ("+ Latency:", "'Latency' summary row"),
-    ("|Available            |", "'Utilization Estimates' Available row"),
-])
+@pytest.mark.parametrize(
+    "upto,missing",
+    [
+        ("== Utilization Estimates", "'Utilization Estimates' Total row"),
+        ("+ Latency:", "'Latency' summary row"),
+        ("|Available            |", "'Utilization Estimates' Available row"),
+    ],
+)
 def test_truncated_csynth_rpt(tmp_path, upto, missing):
     p = _cut(_fx("keras_mha_Vitis", "myproject_csynth.rpt"), tmp_path, upto=upto)
     with pytest.raises(ReportError) as e:
@@ -63,7 +73,9 @@ def test_truncated_csynth_rpt(tmp_path, upto, missing):
 @needs_fixtures
 def test_truncated_vivado_synth(tmp_path):
     p = _cut(_fx("keras_mha_Vitis", "vivado_synth.rpt"), tmp_path, upto="2. BLOCKRAM\n-----")
-    with pytest.raises(ReportError, match=r"vivado_synth.rpt: Vivado utilization report is missing 'Block RAM Tile' row, 'DSPs' row"):
+    with pytest.raises(
+        ReportError, match=r"vivado_synth.rpt: Vivado utilization report is missing 'Block RAM Tile' row, 'DSPs' row"
+    ):
         find.parse_file(p)
 
 
@@ -73,8 +85,12 @@ def test_truncated_cosim(tmp_path):
     p = _cut(src, tmp_path, upto="|   Verilog|")
     with pytest.raises(ReportError, match=r"myproject_cosim.rpt: .*(not closed|no RTL result rows)"):
         find.parse_file(p)
-    p = _cut(src, tmp_path, upto="+----------+----------+-----------------------------------------------+----------------"
-                                   "-------------------------------+\n|          |")
+    p = _cut(
+        src,
+        tmp_path,
+        upto="+----------+----------+-----------------------------------------------+----------------"
+        "-------------------------------+\n|          |",
+    )
     with pytest.raises(ReportError, match=r"no RTL result rows"):
         find.parse_file(p)
 
@@ -88,8 +104,9 @@ def test_truncated_log_is_flagged_incomplete(tmp_path):
     assert rec["details"]["phases_completed"] == ["csim"]
 
 
-@pytest.mark.parametrize("name", ["myproject_csynth.xml", "myproject_csynth.rpt", "myproject_cosim.rpt", "vivado_synth.rpt",
-                                  "vitis_hls.log"])
+@pytest.mark.parametrize(
+    "name", ["myproject_csynth.xml", "myproject_csynth.rpt", "myproject_cosim.rpt", "vivado_synth.rpt", "vitis_hls.log"]
+)
 def test_empty_file(tmp_path, name):
     p = tmp_path / name
     p.write_text("")
@@ -98,8 +115,10 @@ def test_empty_file(tmp_path, name):
     assert str(p) in str(e.value) and "empty" in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["myproject_csynth.xml", "myproject_csynth.rpt", "myproject_cosim.rpt", "vivado_synth.rpt",
-                                  "vivado_hls.log"])
+@pytest.mark.parametrize(
+    "name",
+    ["myproject_csynth.xml", "myproject_csynth.rpt", "myproject_cosim.rpt", "vivado_synth.rpt", "vivado_hls.log"],
+)
 def test_garbage(tmp_path, name):
     p = tmp_path / name
     p.write_bytes(b"\x00\x01garbage \xff\xfe not a report\n" * 20)
@@ -117,10 +136,12 @@ def test_unknown_kind(tmp_path):
 
 @needs_fixtures
 def test_kind_sniffed_from_content_when_renamed(tmp_path):
-    for part, name, kind in [("SpAllen", "myproject_csynth.xml", "csynth_xml"),
-                             ("keras_mha_Vitis", "myproject_csynth.rpt", "csynth_rpt"),
-                             ("keras_mha_Vitis", "vivado_synth.rpt", "vivado_synth"),
-                             ("SpAllen", "myproject_cosim.rpt", "cosim")]:
+    for part, name, kind in [
+        ("SpAllen", "myproject_csynth.xml", "csynth_xml"),
+        ("keras_mha_Vitis", "myproject_csynth.rpt", "csynth_rpt"),
+        ("keras_mha_Vitis", "vivado_synth.rpt", "vivado_synth"),
+        ("SpAllen", "myproject_cosim.rpt", "cosim"),
+    ]:
         p = tmp_path / f"renamed_{kind}.dat"
         p.write_bytes(_fx(part, name).read_bytes())
         assert find.detect_kind(p) == kind
@@ -221,6 +242,11 @@ def test_csynth_rpt_vivado_hls_2018_layout(tmp_path):
     rec = find.parse_file(p)
     assert (rec["tool"], rec["tool_version"], rec["part"]) == ("Vivado HLS", "2018.2", "xcvu9p-flgb2104-2-e")
     assert (rec["clock_target_ns"], rec["clock_estimated_ns"]) == (5.0, 4.371)
-    assert (rec["latency_best_cycles"], rec["latency_worst_cycles"], rec["interval_min"], rec["interval_max"]) == (9, 11, 1, 1)
+    assert (rec["latency_best_cycles"], rec["latency_worst_cycles"], rec["interval_min"], rec["interval_max"]) == (
+        9,
+        11,
+        1,
+        1,
+    )
     assert rec["resources"] == {"LUT": 2048, "FF": 512, "DSP": 3, "BRAM_18K": 0, "URAM": 0}
     assert rec["details"]["pipeline_type"] == "function"

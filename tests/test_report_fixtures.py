@@ -1,4 +1,5 @@
 """Every real report in ../shared/fixtures/hls_reports/ must parse to exactly its MANIFEST.tsv numbers."""
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,13 @@ MANIFEST = FIXTURES / "MANIFEST.tsv"
 
 pytestmark = pytest.mark.skipif(not MANIFEST.is_file(), reason=f"report fixtures absent ({FIXTURES})")
 
-KIND = {"csynth_xml": "csynth_xml", "csynth_rpt": "csynth_rpt", "cosim_rpt": "cosim", "hls_log": "log",
-        "vivado_synth_rpt": "vivado_synth"}
+KIND = {
+    "csynth_xml": "csynth_xml",
+    "csynth_rpt": "csynth_rpt",
+    "cosim_rpt": "cosim",
+    "hls_log": "log",
+    "vivado_synth_rpt": "vivado_synth",
+}
 
 
 def _rows() -> list[dict[str, str]]:
@@ -132,8 +138,18 @@ def test_manifest_notes_csynth_details():
     assert any("over 100%" in f and "BRAM_18K" in f for f in chi["flags"])
     # the text twin gives the same numbers, and its rounded Utilization row agrees
     rpt = find.parse_file(_fixture("ChiRuiChen", "myproject_csynth.rpt"))
-    for k in ("latency_best_cycles", "latency_worst_cycles", "interval_min", "interval_max", "resources", "available",
-              "clock_estimated_ns", "clock_target_ns", "part", "top"):
+    for k in (
+        "latency_best_cycles",
+        "latency_worst_cycles",
+        "interval_min",
+        "interval_max",
+        "resources",
+        "available",
+        "clock_estimated_ns",
+        "clock_target_ns",
+        "part",
+        "top",
+    ):
         assert rpt[k] == chi[k], k
     assert rpt["details"]["utilization_pct_reported"]["BRAM_18K"] == 101
     assert rpt["details"]["clock_uncertainty_ns"] == 0.62
@@ -152,8 +168,11 @@ def test_manifest_notes_mha_vitis_rpt_slr_rows_and_flags():
     xml = find.parse_file(_fixture("keras_mha_Vitis", "myproject_csynth.xml"))
     rpt = find.parse_file(_fixture("keras_mha_Vitis", "myproject_csynth.rpt"))
     # the SLR rows are per-SLR, the part is the whole-device "Available" row
-    assert rpt["available"] == xml["available"] == {"LUT": 1728000, "FF": 3456000, "DSP": 12288, "BRAM_18K": 5376,
-                                                     "URAM": 1280}
+    assert (
+        rpt["available"]
+        == xml["available"]
+        == {"LUT": 1728000, "FF": 3456000, "DSP": 12288, "BRAM_18K": 5376, "URAM": 1280}
+    )
     assert rpt["details"]["available_slr"]["LUT"] == 432000
     assert rpt["details"]["solution"].endswith("(Vivado IP Flow Target)")
     assert rpt["utilization_pct"]["BRAM_18K"] == pytest.approx(580.36, abs=0.01)
@@ -192,6 +211,8 @@ def test_manifest_notes_logs():
     assert viv["details"]["phases_completed"] == ["csim", "csynth", "cosim", "export"]
     assert viv["details"]["complete"] is True and viv["timing_met"] is True
     vit = find.parse_file(_fixture("keras_mha_Vivado", "vitis_hls.log"))
-    assert vit["errors"] == ["ERROR: [HLS 200-642] The 'config_array_partition -maximum_size' command is not supported."]
+    assert vit["errors"] == [
+        "ERROR: [HLS 200-642] The 'config_array_partition -maximum_size' command is not supported."
+    ]
     assert vit["cosim_status"] == "Pass"
     assert "vsynth" not in vit["details"]["phases_completed"] and "csynth" in vit["details"]["phases_completed"]

@@ -1,4 +1,5 @@
 """Open RTL route, main-venv side: neutral-file format, ap_fixed casts, the missing-environment error (no .venv-rtl needed)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def T(ctype_w, i, signed=True, rnd="TRN", sat="WRAP"):
-    return {"ctype": "x", "signed": signed, "width": ctype_w, "integer": i, "frac": ctype_w - i,
-            "rounding": rnd, "saturation": sat, "sat_bits": 0}
+    return {
+        "ctype": "x",
+        "signed": signed,
+        "width": ctype_w,
+        "integer": i,
+        "frac": ctype_w - i,
+        "rounding": rnd,
+        "saturation": sat,
+        "sat_bits": 0,
+    }
 
 
 def test_quantize_modes_match_ap_fixed_rules():
@@ -38,9 +47,13 @@ def test_quantize_modes_match_ap_fixed_rules():
     # saturation
     np.testing.assert_array_equal(quantize_np(np.array([9.0, -9.0]), {**t, "saturation": "SAT"}), [7.9375, -8.0])
     np.testing.assert_array_equal(quantize_np(np.array([9.0, -9.0]), {**t, "saturation": "SAT_SYM"}), [7.9375, -7.9375])
-    np.testing.assert_array_equal(quantize_np(np.array([9.0, -9.0, 1.0]), {**t, "saturation": "SAT_ZERO"}), [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(
+        quantize_np(np.array([9.0, -9.0, 1.0]), {**t, "saturation": "SAT_ZERO"}), [0.0, 0.0, 1.0]
+    )
     u = T(8, 3, signed=False, rnd="RND_CONV", sat="SAT")
-    np.testing.assert_array_equal(quantize_np(np.array([-1.0, 8.5, 0.015625, 0.046875]), u), [0.0, 7.96875, 0.0, 0.0625])
+    np.testing.assert_array_equal(
+        quantize_np(np.array([-1.0, 8.5, 0.015625, 0.046875]), u), [0.0, 7.96875, 0.0, 0.0625]
+    )
 
 
 def test_precision_dict_from_hls4ml_types():
@@ -49,8 +62,16 @@ def test_precision_dict_from_hls4ml_types():
     from hwflow.rtl.export import precision_dict
 
     d = precision_dict(FixedPrecisionType(16, 6, True, RoundingMode.RND, SaturationMode.SAT))
-    assert d == {"ctype": "ap_fixed<16,6,AP_RND,AP_SAT>", "signed": True, "width": 16, "integer": 6, "frac": 10,
-                 "rounding": "RND", "saturation": "SAT", "sat_bits": 0}
+    assert d == {
+        "ctype": "ap_fixed<16,6,AP_RND,AP_SAT>",
+        "signed": True,
+        "width": 16,
+        "integer": 6,
+        "frac": 10,
+        "rounding": "RND",
+        "saturation": "SAT",
+        "sat_bits": 0,
+    }
     d = precision_dict(FixedPrecisionType(8, 3, False))
     assert (d["signed"], d["rounding"], d["saturation"], d["frac"]) == (False, "TRN", "WRAP", 5)
     d = precision_dict(IntegerPrecisionType(5, False))
@@ -97,7 +118,9 @@ def test_neutral_file_describes_the_graph(exported):
     assert not np.array_equal(xi, x)  # the cast really happened (random inputs are not on the grid)
     y = arrays[graph["samples"]["csim"]["head"]]
     assert y.shape == (40, 3)
-    np.testing.assert_array_equal(y, np.asarray(hls_model.predict(np.ascontiguousarray(x.astype(np.float64)))).reshape(40, 3))
+    np.testing.assert_array_equal(
+        y, np.asarray(hls_model.predict(np.ascontiguousarray(x.astype(np.float64)))).reshape(40, 3)
+    )
     assert set(graph["samples"]["trace"]) >= {"d1", "r1", "d2", "r2", "res", "pool", "head"}
     np.testing.assert_array_equal(arrays[graph["samples"]["trace"]["head"]], y)
 
@@ -134,8 +157,14 @@ def test_cli_reports_missing_rtl_env(tmp_path):
     shutil.copy(ROOT / "models" / "jet_transformer.yaml", tmp_path / "models")
     env = {k: v for k, v in __import__("os").environ.items() if k != "HWFLOW_RTL_PYTHON"}
     env["HWFLOW_ROOT"] = str(tmp_path)
-    p = subprocess.run([sys.executable, "-m", "hwflow.cli", "rtl", "jet_transformer"], capture_output=True, text=True,
-                       env=env, cwd=tmp_path, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "hwflow.cli", "rtl", "jet_transformer"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert p.returncode == 1
     assert ENV_HINT.split(":")[0] in p.stderr and "make rtl-env" in p.stderr
     assert not (tmp_path / "reports").exists() and not (tmp_path / "firmware").exists()

@@ -1,5 +1,6 @@
 """Open RTL route for hwflow's extension layers: the da4ml traces of softmax, layer/RMS norm and multi-head attention
 equal the numpy references of the firmware (hwflow.reference.*) bit for bit, on random and extreme inputs."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ def run(op, layer, arrays, in_t, x):
 def run_rtl_python(code: str) -> dict:
     """Run PRELUDE + code in .venv-rtl (hwflow sources importable); return the JSON it prints last."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
-    p = subprocess.run([str(RTL_PY), "-c", PRELUDE + textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                       timeout=600)
+    p = subprocess.run(
+        [str(RTL_PY), "-c", PRELUDE + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 

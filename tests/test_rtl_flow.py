@@ -1,4 +1,5 @@
 """Open RTL route end to end in .venv-rtl: da4ml trace, Verilator + Icarus bit-exactness vs C sim, Yosys counts."""
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,20 @@ def test_small_model_end_to_end(tmp_path, kind):
     assert (src / f"tiny_{kind}.v").is_file() and list(src.glob(f"tiny_{kind}_stage*.v"))
     assert (fw / "neutral" / "graph.json").is_file()
     saved = json.loads((rep / "rtl.json").read_text())
-    for key in ("n_samples", "bit_exact_fraction_vs_csim", "latency_cycles", "interval", "resources", "utilization_pct",
-                "synthesizer", "simulator", "part", "clock_period_ns", "per_layer", "timings"):
+    for key in (
+        "n_samples",
+        "bit_exact_fraction_vs_csim",
+        "latency_cycles",
+        "interval",
+        "resources",
+        "utilization_pct",
+        "synthesizer",
+        "simulator",
+        "part",
+        "clock_period_ns",
+        "per_layer",
+        "timings",
+    ):
         assert key in saved
     md = (rep / "rtl.md").read_text()
     assert "not Vivado" in md and "bit-exact" in md and "ECP5 post-route Fmax (proxy)" in md
@@ -130,7 +143,9 @@ def test_corrupted_weight_is_caught(tmp_path):
     z["d2.weight"][0, 0] += 2.0**-5  # one LSB of the weight type
     np.savez(neutral / "data.npz", **z)
     cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 16}
-    r = run_worker(neutral, tmp_path / "v", tmp_path / "r.json", "flat_bad", cfg, "xcvu13p-flga2577-2-e", 100, False, RTL_PY)
+    r = run_worker(
+        neutral, tmp_path / "v", tmp_path / "r.json", "flat_bad", cfg, "xcvu13p-flga2577-2-e", 100, False, RTL_PY
+    )
     assert r["per_layer"]["d1"]["bit_exact_fraction"] == 1.0
     assert r["per_layer"]["d2"]["n_mismatch"] > 0 and r["per_layer"]["d2"]["max_abs_error"] > 0
     assert r["bit_exact_fraction_vs_csim"] < 1.0
@@ -144,8 +159,17 @@ def test_big_design_path_is_labelled(tmp_path):
     model = tiny_qkeras("flat")
     hls_model = convert_stock(model, str(tmp_path / "hls"))
     cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 16, "sim_max_cost": 1, "yosys_max_cost": 1}
-    r = rtl_from_hls(hls_model, sample_inputs(model, 50), "flat_big", tmp_path / "fw", tmp_path / "rep", cfg,
-                     "xcvu13p-flga2577-2-e", yosys=True, python=RTL_PY)
+    r = rtl_from_hls(
+        hls_model,
+        sample_inputs(model, 50),
+        "flat_big",
+        tmp_path / "fw",
+        tmp_path / "rep",
+        cfg,
+        "xcvu13p-flga2577-2-e",
+        yosys=True,
+        python=RTL_PY,
+    )
     assert r["bit_exact_fraction_vs_csim"] == 1.0
     assert r["bit_exact_source"].startswith("emulated") and "not simulated" in r["simulator"]
     assert r["latency_cycles"] == r["pipeline_stages"] and "not measured" in r["latency_source"]

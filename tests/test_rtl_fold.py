@@ -1,5 +1,6 @@
 """Token-serial (folded) RTL of attention models: segment plan, bit-exact Verilator/Icarus simulation of the generated
 controller + da4ml pipelines against the hls4ml C simulation, measured latency/interval, refusal of unfoldable graphs."""
+
 from __future__ import annotations
 
 import json
@@ -89,7 +90,9 @@ def test_unfoldable_graphs_are_refused_with_the_fix(tiny, tmp_path):
     with pytest.raises(FoldError, match="must divide the sequence length 4"):
         plan(graph, 3)
     m = tiny_qkeras("seq")
-    g, _ = load_neutral(export_model(convert_stock(m, str(tmp_path / "h")), sample_inputs(m, 4), tmp_path / "n", name="seq"))
+    g, _ = load_neutral(
+        export_model(convert_stock(m, str(tmp_path / "h")), sample_inputs(m, 4), tmp_path / "n", name="seq")
+    )
     with pytest.raises(FoldError, match="tokens_per_cycle: 0"):
         plan(g, 1)
 
@@ -104,8 +107,14 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
 
     hm, x, _, _ = tiny
     # G = 2 also uses 9-bit product slices (cutoff 9): shallower stages, same bits
-    cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 12, "tokens_per_cycle": group,
-           "yosys_timeout_s": 900, "product_slice_bits": 18 if group == 1 else 9}
+    cfg = {
+        "latency_cutoff": 5.0,
+        "clock_period": 5.0,
+        "iverilog_samples": 12,
+        "tokens_per_cycle": group,
+        "yosys_timeout_s": 900,
+        "product_slice_bits": 18 if group == 1 else 9,
+    }
     fw, rep = tmp_path / "fw", tmp_path / "rep"
     r = rtl_from_hls(hm, x, f"tiny_fold{group}", fw, rep, cfg, "xcvu13p-flga2577-2-e", yosys=yosys, python=RTL_PY)
     n = x.shape[0]
@@ -117,7 +126,11 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
     stages = [s["pipeline_stages"] for s in arch["segments"]]
     n_tok = len(stages) - 1
     assert r["interval"] == T // group == r["second_simulator"]["interval"]
-    assert r["latency_cycles"] == n_tok * (T // group) + sum(s + 1 for s in stages) + n_tok == r["second_simulator"]["latency_cycles"]
+    assert (
+        r["latency_cycles"]
+        == n_tok * (T // group) + sum(s + 1 for s in stages) + n_tok
+        == r["second_simulator"]["latency_cycles"]
+    )
     assert all(v["bit_exact_fraction"] == 1.0 for v in r["per_layer"].values())
     assert all(v["bit_exact_fraction"] == 1.0 for v in r["segment_buffers"].values())
     assert r["latency_cutoff"] == r["product_slice_bits"] == cfg["product_slice_bits"]
@@ -135,11 +148,16 @@ def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
 def test_controller_survives_input_gaps(tiny, tmp_path):
     """Samples offered with in_valid withheld on a pseudo-random pattern still come out in order and bit-exact."""
     _, _, _, tmp = tiny
-    r = run_folded(tmp / "neutral", 1, 20, f"""
+    r = run_folded(
+        tmp / "neutral",
+        1,
+        20,
+        f"""
         prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "gap", 5.0, 5.0, "xcvu13p")
         r = fold.simulate(prj, x, "iverilog", Path("{tmp_path}") / "sim", gaps=True)
         print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval_range"], "lat": r["latency_range"]}}))
-    """)
+    """,
+    )
     assert r["exact"]
     assert r["interval"][0] == T and r["interval"][1] > T  # gaps really happened
     assert r["lat"][0] == r["lat"][1]  # latency does not depend on when a sample arrives
@@ -155,7 +173,9 @@ def test_worker_reports_a_bad_fold_as_one_line(tiny, tmp_path):
     _, _, _, tmp = tiny
     cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "tokens_per_cycle": 3}
     with pytest.raises(HwflowError, match=r"RTL: rtl.tokens_per_cycle = 3 must divide the sequence length 4"):
-        run_worker(tmp / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", cfg, "xcvu13p-flga2577-2-e", 10, False, RTL_PY)
+        run_worker(
+            tmp / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", cfg, "xcvu13p-flga2577-2-e", 10, False, RTL_PY
+        )
     assert not (tmp_path / "v").exists()
 
 
@@ -175,7 +195,11 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
     x = np.random.default_rng(0).normal(0, 1, (260, 4, 4)).astype("float32")
     hm = H.convert(card, m, output_dir=str(tmp_path / "hls"), calibration_data=x[:200])
     export_model(hm, x[200:], tmp_path / "neutral", name="twoblk", trace=True)
-    r = run_folded(tmp_path / "neutral", 2, 60, f"""
+    r = run_folded(
+        tmp_path / "neutral",
+        2,
+        60,
+        f"""
         y, bufs = fold.emulate_chain(mods, p, x, emulate)
         out = {{"segments": [m.seg.name for m in mods], "emulated": bool(np.array_equal(y, want))}}
         if {icarus}:
@@ -184,7 +208,8 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
             out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"], ii=r["interval_range"],
                        expect=3 * 2 + sum(prj["depths"]) + 3)
         print(json.dumps(out))
-    """)
+    """,
+    )
     assert r["segments"] == ["s0", "s1", "s2", "tail"] and r["emulated"]
     if icarus:
         assert r["icarus"] and r["ii"] == [2, 2] and r["lat"] == [r["expect"], r["expect"]]
@@ -204,5 +229,18 @@ def test_unsupported_layer_is_named_not_its_dependents(tiny, tmp_path):
     ln["op"], ln["hls_class"] = None, "SomeNewNorm"
     g["unsupported_layers"] = [f"{ln['name']} (SomeNewNorm)"]
     (tmp_path / "neutral" / "graph.json").write_text(json.dumps(g))
-    with pytest.raises(HwflowError, match=rf"unsupported layers: {ln['name']}: no RTL tracer for hls4ml class SomeNewNorm \(and \d+ layers downstream"):
-        run_worker(tmp_path / "neutral", tmp_path / "v", tmp_path / "r.json", "bad", {}, "xcvu13p-flga2577-2-e", 10, False, RTL_PY)
+    with pytest.raises(
+        HwflowError,
+        match=rf"unsupported layers: {ln['name']}: no RTL tracer for hls4ml class SomeNewNorm \(and \d+ layers downstream",
+    ):
+        run_worker(
+            tmp_path / "neutral",
+            tmp_path / "v",
+            tmp_path / "r.json",
+            "bad",
+            {},
+            "xcvu13p-flga2577-2-e",
+            10,
+            False,
+            RTL_PY,
+        )

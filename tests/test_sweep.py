@@ -1,4 +1,5 @@
 """Sweep variants: naming, trained-model reuse, refusal of keys that need retraining, table rendering."""
+
 import pytest
 
 from hwflow import sweep
@@ -28,13 +29,36 @@ def test_sweep_refuses_keys_that_need_retraining():
 
 
 def test_markdown_never_invents_synthesis_numbers():
-    table = {"model": "m", "key": "hls.reuse_factor", "values": [1, 2], "points": [
-        {"name": "m_rf1", "hls.reuse_factor": 1, "accuracy_csim": 0.71, "argmax_agreement_vs_qkeras": 1.0,
-         "auc_drop_max_vs_float": 0.002, "overflow_total": 0,
-         "synth": {"status": "not run", "reason": "Vitis HLS not found on PATH"}},
-        {"name": "m_rf2", "hls.reuse_factor": 2, "accuracy_csim": 0.71, "argmax_agreement_vs_qkeras": 1.0,
-         "auc_drop_max_vs_float": 0.002, "overflow_total": 0,
-         "synth": {"status": "ok", "latency_worst_cycles": 57, "interval_max": 2, "resources": {"LUT": 1000, "DSP": 3}}}]}
+    table = {
+        "model": "m",
+        "key": "hls.reuse_factor",
+        "values": [1, 2],
+        "points": [
+            {
+                "name": "m_rf1",
+                "hls.reuse_factor": 1,
+                "accuracy_csim": 0.71,
+                "argmax_agreement_vs_qkeras": 1.0,
+                "auc_drop_max_vs_float": 0.002,
+                "overflow_total": 0,
+                "synth": {"status": "not run", "reason": "Vitis HLS not found on PATH"},
+            },
+            {
+                "name": "m_rf2",
+                "hls.reuse_factor": 2,
+                "accuracy_csim": 0.71,
+                "argmax_agreement_vs_qkeras": 1.0,
+                "auc_drop_max_vs_float": 0.002,
+                "overflow_total": 0,
+                "synth": {
+                    "status": "ok",
+                    "latency_worst_cycles": 57,
+                    "interval_max": 2,
+                    "resources": {"LUT": 1000, "DSP": 3},
+                },
+            },
+        ],
+    }
     md = sweep.markdown(table)
     assert "Vitis HLS not found on PATH" in md
     assert "57 cycles, II 2, LUT 1000, DSP 3" in md

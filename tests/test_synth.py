@@ -1,4 +1,5 @@
 """hwflow synth without vendor tools: command construction, detection, failure paths, fake-tool end to end."""
+
 from __future__ import annotations
 
 import io
@@ -18,9 +19,19 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hls_re
 MHA = FIXTURES / "rianbrooksflynn__transformer-synthesis" / "hls4ml_projects" / "keras_mha_Vitis"
 MHA_XML = MHA / "myproject_prj" / "solution1" / "syn" / "report" / "myproject_csynth.xml"
 MHA_VSYNTH = MHA / "vivado_synth.rpt"
-COSIM_PASS = FIXTURES / "YanLunHuang__conv2d_test" / "myproject_prj" / "solution1" / "sim" / "report" / "myproject_cosim.rpt"
-COSIM_FAIL = (FIXTURES / "SpAllen0726__HG-DREAM-Pulse-Detection-Project" / "HLS_models" / "myproject_prj" / "solution1"
-              / "sim" / "report" / "myproject_cosim.rpt")
+COSIM_PASS = (
+    FIXTURES / "YanLunHuang__conv2d_test" / "myproject_prj" / "solution1" / "sim" / "report" / "myproject_cosim.rpt"
+)
+COSIM_FAIL = (
+    FIXTURES
+    / "SpAllen0726__HG-DREAM-Pulse-Detection-Project"
+    / "HLS_models"
+    / "myproject_prj"
+    / "solution1"
+    / "sim"
+    / "report"
+    / "myproject_cosim.rpt"
+)
 needs_fixtures = pytest.mark.skipif(not MHA_XML.is_file(), reason=f"report fixtures absent ({FIXTURES})")
 
 VITIS_BUILD_PRJ = """#################
@@ -64,8 +75,14 @@ exit
 """
 
 
-def make_project(root: Path, name: str = "tiny", backend: str = "Vitis", part: str = "xcvu13p-flga2577-2-e",
-                 clock: float = 5, card_extra: str = "") -> Path:
+def make_project(
+    root: Path,
+    name: str = "tiny",
+    backend: str = "Vitis",
+    part: str = "xcvu13p-flga2577-2-e",
+    clock: float = 5,
+    card_extra: str = "",
+) -> Path:
     """Write models/<name>.yaml and a minimal hls4ml project in firmware/<name>/ as hls4ml writes it."""
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "models" / f"{name}.yaml").write_text(
@@ -122,9 +139,19 @@ def no_tools(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- command construction and detection
 
+
 def test_build_opt_tcl_is_what_hls4ml_vitis_backend_writes():
     opts = S.build_options({"csynth": True, "cosim": True, "vsynth": False, "export": False}, {})
-    assert opts == {"reset": 0, "csim": 0, "synth": 1, "cosim": 1, "validation": 0, "export": 0, "vsynth": 0, "fifo_opt": 0}
+    assert opts == {
+        "reset": 0,
+        "csim": 0,
+        "synth": 1,
+        "cosim": 1,
+        "validation": 0,
+        "export": 0,
+        "vsynth": 0,
+        "fifo_opt": 0,
+    }
     # byte-for-byte the format of hls4ml 1.3.0 VitisBackend.build
     assert S.build_opt_tcl(opts) == (
         "array set opt {\n    reset      0\n    csim       0\n    synth      1\n    cosim      1\n"
@@ -137,7 +164,11 @@ def test_build_command_per_tool():
     assert S.build_command("/opt/x/vitis-run", opts) == ["/opt/x/vitis-run", "--tcl", "build_prj.tcl", "--mode", "hls"]
     assert S.build_command("vitis_hls", opts) == ["vitis_hls", "-f", "build_prj.tcl"]
     assert S.build_command("vivado_hls", opts) == [
-        "vivado_hls", "-f", "build_prj.tcl", "reset=1 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=1 fifo_opt=0"]
+        "vivado_hls",
+        "-f",
+        "build_prj.tcl",
+        "reset=1 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=1 fifo_opt=0",
+    ]
     with pytest.raises(HwflowError, match="unknown HLS executable"):
         S.build_command("quartus_sh", opts)
 
@@ -165,8 +196,10 @@ def test_find_tool_prefers_vitis_run_then_vitis_hls(tmp_path, monkeypatch):
 def test_absent_tool_message(no_tools):
     with pytest.raises(HwflowError) as e:
         S.find_tool("Vitis")
-    assert str(e.value) == ("Vitis HLS not found on PATH (looked for vitis-run, vitis_hls): "
-                            "install it or run `make report` on existing reports")
+    assert str(e.value) == (
+        "Vitis HLS not found on PATH (looked for vitis-run, vitis_hls): "
+        "install it or run `make report` on existing reports"
+    )
 
 
 def test_cli_without_vendor_tools_fails_clearly(root, no_tools, capsys):
@@ -190,7 +223,10 @@ def test_stale_firmware_is_refused(root, no_tools):
     make_project(root)
     card = (root / "models" / "tiny.yaml").read_text().replace("clock_period: 5", "clock_period: 4")
     (root / "models" / "tiny.yaml").write_text(card)
-    with pytest.raises(HwflowError, match=r"^firmware/tiny was generated for a 5 ns clock but the card says 4 ns: rerun `make firmware MODEL=tiny`$"):
+    with pytest.raises(
+        HwflowError,
+        match=r"^firmware/tiny was generated for a 5 ns clock but the card says 4 ns: rerun `make firmware MODEL=tiny`$",
+    ):
         S.synth("tiny")
 
 
@@ -216,6 +252,7 @@ def test_dry_run_writes_nothing(root, no_tools):
 
 # ---------------------------------------------------------------- end to end with the fake tool
 
+
 @needs_fixtures
 def test_fake_vitis_end_to_end(root, fake_path, capsys):
     fw = make_project(root, card_extra="synth: {cosim: true, vsynth: true, timeout_s: 120}\n")
@@ -226,8 +263,16 @@ def test_fake_vitis_end_to_end(root, fake_path, capsys):
     assert "Vitis HLS - High-Level Synthesis" in out  # the tool log streams to the terminal
     call = [json.loads(ln) for ln in fake_path.read_text().splitlines()]
     assert len(call) == 1 and call[0]["tool"] == "vitis-run" and Path(call[0]["cwd"]) == fw
-    assert call[0]["opts"] == {"reset": 0, "csim": 0, "synth": 1, "cosim": 1, "validation": 0, "export": 0, "vsynth": 1,
-                               "fifo_opt": 0}
+    assert call[0]["opts"] == {
+        "reset": 0,
+        "csim": 0,
+        "synth": 1,
+        "cosim": 1,
+        "validation": 0,
+        "export": 0,
+        "vsynth": 1,
+        "fifo_opt": 0,
+    }
     log = (fw / "hwflow_synth.log").read_text()
     assert "Estimated Fmax: 274.05 MHz" in log and "exit=0" in log
     res = json.loads((root / "reports" / "tiny" / "synth.json").read_text())
@@ -236,7 +281,12 @@ def test_fake_vitis_end_to_end(root, fake_path, capsys):
     kinds = sorted(r["kind"] for r in res["reports"])
     assert kinds == ["cosim", "csynth_rpt", "csynth_xml", "log", "vivado_synth"]
     h = res["summary"]["hls"]
-    assert (h["latency_worst_cycles"], h["interval_max"], h["resources"]["LUT"], h["resources"]["DSP"]) == (113, 114, 4134866, 13676)
+    assert (h["latency_worst_cycles"], h["interval_max"], h["resources"]["LUT"], h["resources"]["DSP"]) == (
+        113,
+        114,
+        4134866,
+        13676,
+    )
     assert h["clock_estimated_ns"] == 3.649 and h["timing_met"] is True
     assert res["summary"]["vivado_synth"]["resources"]["BRAM_18K"] == 2720
     assert res["summary"]["cosim_status"] == "Pass"
@@ -250,7 +300,11 @@ def test_fake_vivado_hls_end_to_end(root, fake_path):
     res = S.synth("tiny", echo=io.StringIO())
     call = json.loads(fake_path.read_text().splitlines()[0])
     assert call["tool"] == "vivado_hls"
-    assert call["argv"] == ["-f", "build_prj.tcl", "reset=0 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=0 fifo_opt=0"]
+    assert call["argv"] == [
+        "-f",
+        "build_prj.tcl",
+        "reset=0 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=0 fifo_opt=0",
+    ]
     assert call["opts"]["cosim"] == 0 and call["opts"]["synth"] == 1
     assert res["summary"]["hls"]["resources"]["FF"] == 519152
     assert not (root / "firmware" / "tiny" / "build_opt.tcl").exists()  # Vivado HLS takes its options on argv

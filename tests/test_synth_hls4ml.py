@@ -1,4 +1,5 @@
 """hwflow synth on a project written by hls4ml 1.3.0 itself (both backends), with the fake vendor tool."""
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,17 @@ from hwflow import synth as S
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hls_reports"
-XML = (FIXTURES / "rianbrooksflynn__transformer-synthesis" / "hls4ml_projects" / "keras_mha_Vitis" / "myproject_prj"
-       / "solution1" / "syn" / "report" / "myproject_csynth.xml")
+XML = (
+    FIXTURES
+    / "rianbrooksflynn__transformer-synthesis"
+    / "hls4ml_projects"
+    / "keras_mha_Vitis"
+    / "myproject_prj"
+    / "solution1"
+    / "syn"
+    / "report"
+    / "myproject_csynth.xml"
+)
 
 WRITE = """
 import sys, hls4ml, keras
@@ -34,7 +44,8 @@ def test_synth_on_real_hls4ml_project(tmp_path, monkeypatch, backend, tool):
     root = tmp_path / "proj"
     (root / "models").mkdir(parents=True)
     (root / "models" / "tiny.yaml").write_text(
-        f"name: tiny\ndata: {{kind: jets}}\nmodel: {{kind: transformer}}\nhls: {{backend: {backend}}}\nsynth: {{timeout_s: 120}}\n")
+        f"name: tiny\ndata: {{kind: jets}}\nmodel: {{kind: transformer}}\nhls: {{backend: {backend}}}\nsynth: {{timeout_s: 120}}\n"
+    )
     fw = root / "firmware" / "tiny"
     r = subprocess.run([sys.executable, "-c", WRITE, str(fw), backend], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Training stage on tiny synthetic data: smoke, saved artefacts, reload, reproducibility, errors."""
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,14 @@ CLASSES = ["g", "W", "t"]
 
 
 def tiny_card(name="tiny", **train):
-    return validate({
-        "name": name,
-        "data": {"kind": "jets", "jets": {"n_constituents": 6, "classes": CLASSES}},
-        "model": {"kind": "transformer", "embed_dim": 8, "key_dim": 4, "ffn_dim": 8},
-        "train": {"epochs": 3, "batch_size": 64, "patience": 2, "seed": 3, "learning_rate": 0.01, **train},
-    })
+    return validate(
+        {
+            "name": name,
+            "data": {"kind": "jets", "jets": {"n_constituents": 6, "classes": CLASSES}},
+            "model": {"kind": "transformer", "embed_dim": 8, "key_dim": 4, "ffn_dim": 8},
+            "train": {"epochs": 3, "batch_size": 64, "patience": 2, "seed": 3, "learning_rate": 0.01, **train},
+        }
+    )
 
 
 def tiny_dataset(seed=0, n=(480, 160, 160)):
@@ -65,8 +68,19 @@ def test_outputs_written(trained):
     for f in ("qkeras.h5", "float.h5", "summary.json", "roc.png", "training.png"):
         assert (d / f).stat().st_size > 0, f
     on_disk = json.loads((d / "summary.json").read_text())
-    for key in ("accuracy", "auc", "parameters", "training_seconds", "epochs_run", "seeds", "dataset", "versions",
-                "confusion_matrix", "history", "card_hash"):
+    for key in (
+        "accuracy",
+        "auc",
+        "parameters",
+        "training_seconds",
+        "epochs_run",
+        "seeds",
+        "dataset",
+        "versions",
+        "confusion_matrix",
+        "history",
+        "card_hash",
+    ):
         assert key in on_disk, key
     assert set(on_disk["accuracy"]) == {"qkeras", "float"}
     assert set(on_disk["auc"]["qkeras"]) == set(CLASSES)

@@ -1,4 +1,5 @@
 """Verification: metrics on known inputs, fixed-point ranges and overflow counting, and the csim report end to end."""
+
 from __future__ import annotations
 
 import json
@@ -58,16 +59,16 @@ def prec(width, integer, signed=True, rounding=None, saturation=None):
 def test_type_range_signed_unsigned():
     pytest.importorskip("hls4ml")
     r = type_range(prec(16, 6))
-    assert (r["lo"], r["hi"], r["lsb"]) == (-32.0, 32.0 - 2 ** -10, 2 ** -10)
+    assert (r["lo"], r["hi"], r["lsb"]) == (-32.0, 32.0 - 2**-10, 2**-10)
     assert r["type"] == "ap_fixed<16,6>"
     u = type_range(prec(8, 0, signed=False))
-    assert (u["lo"], u["hi"], u["lsb"]) == (0.0, 1 - 2 ** -8, 2 ** -8)
+    assert (u["lo"], u["hi"], u["lsb"]) == (0.0, 1 - 2**-8, 2**-8)
 
 
 def test_overflow_counting_crafted():
     pytest.importorskip("hls4ml")
     r = type_range(prec(8, 3))  # [-4, 4 - 1/32], lsb 1/32, truncation
-    lsb = 2 ** -5
+    lsb = 2**-5
     vals = np.array([0.0, 3.99, 4 - lsb / 2, 4.0, 100.0, -4.0, -4.0 - 1e-6, -1000.0])
     # truncation: anything below hi + lsb still lands on hi; below lo wraps
     assert count_overflow(vals, r) == 4  # 4.0, 100, -4-eps, -1000
@@ -125,8 +126,9 @@ def tiny_csim(tmp_path_factory):
     cfg["LayerName"]["d2"]["Precision"]["result"] = "ap_fixed<8,1>"  # |logits| > 1 overflow on purpose
     cfg["LayerName"]["d2"]["Precision"]["accum"] = "ap_fixed<12,2>"  # and its accumulator too
     out_dir = tmp_path_factory.mktemp("csim")
-    hm = hls4ml.converters.convert_from_keras_model(m, hls_config=cfg, output_dir=str(out_dir / "prj"),
-                                                    backend="Vitis", io_type="io_parallel")
+    hm = hls4ml.converters.convert_from_keras_model(
+        m, hls_config=cfg, output_dir=str(out_dir / "prj"), backend="Vitis", io_type="io_parallel"
+    )
     with pytest.warns(UserWarning, match="layer d2.*outside"):
         r = run_csim(m, m, hm, x, y, ["a", "b", "c"], out_dir / "report", title="tiny")
     return SimpleNamespace(report=r, dir=out_dir / "report", model=m, x=x, y=y)
@@ -164,7 +166,7 @@ def test_csim_overflow_detected_where_it_is(tiny_csim):
     assert layers["d2"]["accum_type"].startswith("ap_fixed<12,2") and layers["d2"]["accum_overflow"] > 0
     assert layers["d1"]["accum_overflow"] == 0 and layers["d1"]["accum_range"][1] > 0
     # a wide accumulator matches QKeras to well under one input LSB; the wrapped layer does not
-    assert layers["d1"]["max_abs_error"] < 2 ** -6
+    assert layers["d1"]["max_abs_error"] < 2**-6
     assert layers["d2"]["max_abs_error"] > 0.5
     assert layers["relu1"]["local_max_abs_error"] == 0  # fed the C++ d1 values, the quantized relu is bit exact
     assert layers["d1"]["local_max_abs_error"] < layers["d1"]["max_abs_error"] or layers["d1"]["max_abs_error"] == 0
@@ -186,10 +188,17 @@ def test_markdown_without_float_twin(tiny_csim):
     from hwflow.verify import markdown
 
     r = dict(tiny_csim.report)
-    for k in ("auc_float", "accuracy_float", "argmax_agreement_vs_float", "max_abs_error_vs_float",
-              "mean_abs_error_vs_float", "auc_drop_max_vs_float"):
+    for k in (
+        "auc_float",
+        "accuracy_float",
+        "argmax_agreement_vs_float",
+        "max_abs_error_vs_float",
+        "mean_abs_error_vs_float",
+        "auc_drop_max_vs_float",
+    ):
         r[k] = None
-    r["per_output"] = {c: {**e, "max_abs_error_vs_float": None, "mean_abs_error_vs_float": None}
-                       for c, e in r["per_output"].items()}
+    r["per_output"] = {
+        c: {**e, "max_abs_error_vs_float": None, "mean_abs_error_vs_float": None} for c, e in r["per_output"].items()
+    }
     md = markdown(r, "nofloat")
     assert "| AUC a | – |" in md and "max AUC drop C sim vs float | – |" in md

@@ -5,6 +5,7 @@ Each generator module (``jets``, ``kws``) exposes
 ``arrays`` holds at least ``X`` (float32 features), ``y`` (int labels) and ``class_names``, and
 optionally ``groups`` (ids whose members must stay in one split, e.g. voice variants).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -55,15 +56,26 @@ def get_dataset(card, workers: int | None = None, progress: bool = True, force: 
     groups = arrays.get("groups")
     idx = split_indices(len(arrays["y"]), d["test_fraction"], d["val_fraction"], d["seed"], groups=groups)
     X, y = arrays["X"].astype(np.float32), arrays["y"].astype(np.int64)
-    return Dataset(X[idx["train"]], y[idx["train"]], X[idx["val"]], y[idx["val"]], X[idx["test"]], y[idx["test"]],
-                   [str(c) for c in arrays["class_names"]], manifest, folder)
+    return Dataset(
+        X[idx["train"]],
+        y[idx["train"]],
+        X[idx["val"]],
+        y[idx["val"]],
+        X[idx["test"]],
+        y[idx["test"]],
+        [str(c) for c in arrays["class_names"]],
+        manifest,
+        folder,
+    )
 
 
 def add_cli(sub) -> None:
     """Register `hwflow data`."""
     p = sub.add_parser("data", help="generate (or reuse) a cached dataset")
     p.add_argument("kind", nargs="?", choices=KINDS, help="dataset kind (default: the model card's)")
-    p.add_argument("--model", "-m", help="model card name or path (default: jet_transformer for jets, kws_conformer for kws)")
+    p.add_argument(
+        "--model", "-m", help="model card name or path (default: jet_transformer for jets, kws_conformer for kws)"
+    )
     p.add_argument("--workers", "-j", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="regenerate even if the cache is valid")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -79,7 +91,9 @@ def _cli(args) -> int:
     if args.kind and card["data"]["kind"] != args.kind:
         raise HwflowError(f"model card '{card.name}' uses data.kind '{card['data']['kind']}', not '{args.kind}'")
     spec = card.data_spec()
-    arrays, manifest, folder = generator(spec["kind"]).generate(spec, workers=args.workers, progress=not args.quiet, force=args.force)
+    arrays, manifest, folder = generator(spec["kind"]).generate(
+        spec, workers=args.workers, progress=not args.quiet, force=args.force
+    )
     counts = manifest.get("counts_per_class", {})
     print(f"dataset {folder} ({len(arrays['y'])} samples; {counts})")
     return 0

@@ -5,6 +5,7 @@ triangles of peak 1, no area normalisation), the same as TensorFlow's
 ``tf.signal.linear_to_mel_weight_matrix``, so features can be recomputed on a device without a
 Python audio stack. Frames are not centred (no padding): ``n_frames = 1 + (n - win) // hop``.
 """
+
 from __future__ import annotations
 
 import struct
@@ -28,10 +29,10 @@ def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
         raise HwflowError("espeak-ng did not return WAV data: check that `espeak-ng --stdout -v en-us yes` works")
     pos, rate, channels, bits = 12, None, 1, 16
     while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         body = pos + 8
         if cid == b"fmt ":
-            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[body:body + 16])
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[body : body + 16])
             if fmt != 1 or bits != 16:
                 raise HwflowError(f"espeak-ng WAV format {fmt}/{bits} bit not supported: expected 16-bit PCM")
         elif cid == b"data":
@@ -64,7 +65,7 @@ def trim(x: np.ndarray, rate: int, rel_threshold: float = 0.01, margin_ms: float
         return x[:0]
     on = np.flatnonzero(np.abs(x) > rel_threshold * peak)
     m = int(rate * margin_ms / 1000)
-    return x[max(0, on[0] - m): min(len(x), on[-1] + 1 + m)]
+    return x[max(0, on[0] - m) : min(len(x), on[-1] + 1 + m)]
 
 
 def colored_noise(rng: np.random.Generator, n: int, color: str) -> np.ndarray:
@@ -106,16 +107,20 @@ def mel_to_hz(m):
 def mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Return the (n_mels, n_fft // 2 + 1) HTK triangular mel filterbank (peak 1 per filter)."""
     if not 0 <= fmin < fmax <= rate / 2:
-        raise HwflowError(f"mel range fmin_hz={fmin} .. fmax_hz={fmax} invalid for sample_rate {rate}: "
-                          f"need 0 <= fmin_hz < fmax_hz <= {rate / 2}")
+        raise HwflowError(
+            f"mel range fmin_hz={fmin} .. fmax_hz={fmax} invalid for sample_rate {rate}: "
+            f"need 0 <= fmin_hz < fmax_hz <= {rate / 2}"
+        )
     f = np.fft.rfftfreq(n_fft, 1.0 / rate)
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     fb = np.maximum(0.0, np.minimum((f - lo) / (mid - lo), (hi - f) / (hi - mid)))
     empty = np.flatnonzero(fb.sum(axis=1) == 0)
     if empty.size:
-        raise HwflowError(f"{empty.size} of {n_mels} mel filters cover no FFT bin (n_fft={n_fft}): "
-                          "lower n_mels, raise fmin_hz or lengthen win_ms")
+        raise HwflowError(
+            f"{empty.size} of {n_mels} mel filters cover no FFT bin (n_fft={n_fft}): "
+            "lower n_mels, raise fmin_hz or lengthen win_ms"
+        )
     return fb.astype(np.float32)
 
 

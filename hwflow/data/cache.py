@@ -6,6 +6,7 @@ valid only when the manifest exists and the hash matches. Shards run each in a f
 (``maxtasksperchild=1``) with a seed derived from (base seed, class, shard index), so the result
 does not depend on the number of workers.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ import multiprocessing as mp
 import os
 import time
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -63,14 +65,19 @@ def load_cached(kind: str, spec: dict, root: Path | None = None) -> tuple[dict[s
     return arrays, manifest
 
 
-def save(kind: str, spec: dict, arrays: dict[str, np.ndarray], extra: dict[str, Any],
-         versions: Iterable[str] = (), root: Path | None = None) -> Path:
+def save(
+    kind: str,
+    spec: dict,
+    arrays: dict[str, np.ndarray],
+    extra: dict[str, Any],
+    versions: Iterable[str] = (),
+    root: Path | None = None,
+) -> Path:
     """Write arrays + manifest atomically (npz first, manifest last); return the folder."""
     d = dataset_dir(kind, spec, root)
     d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / ARRAYS, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+    with atomic_path(d / ARRAYS, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     manifest = {
         "kind": kind,
         "spec": spec,
@@ -85,8 +92,13 @@ def save(kind: str, spec: dict, arrays: dict[str, np.ndarray], extra: dict[str, 
     return d
 
 
-def run_shards(fn: Callable[[dict], Any], tasks: list[dict], workers: int | None = None,
-               desc: str = "shards", progress: bool = True) -> list[Any]:
+def run_shards(
+    fn: Callable[[dict], Any],
+    tasks: list[dict],
+    workers: int | None = None,
+    desc: str = "shards",
+    progress: bool = True,
+) -> list[Any]:
     """Run ``fn(task)`` for each task, each in a fresh process; return results in task order."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     try:
@@ -109,9 +121,11 @@ def run_shards(fn: Callable[[dict], Any], tasks: list[dict], workers: int | None
             if bar:
                 bar.update(1)
     except BrokenProcessPool:
-        raise HwflowError(f"a {desc} worker process died: if you call hwflow from a Python script, put the call under "
-                          "`if __name__ == \"__main__\":` (workers are spawned and re-import the script); "
-                          "otherwise check free memory") from None
+        raise HwflowError(
+            f"a {desc} worker process died: if you call hwflow from a Python script, put the call under "
+            '`if __name__ == "__main__":` (workers are spawned and re-import the script); '
+            "otherwise check free memory"
+        ) from None
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
         if bar:
@@ -124,8 +138,9 @@ def _indexed(arg):
     return i, fn(task)
 
 
-def split_indices(n: int, test_fraction: float, val_fraction: float, seed: int,
-                  groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def split_indices(
+    n: int, test_fraction: float, val_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Return seeded, sorted train/val/test index arrays; with ``groups``, each group lies wholly in one split.
 
     With groups, test and validation both hold out whole groups (e.g. unseen voices), so early
@@ -136,8 +151,11 @@ def split_indices(n: int, test_fraction: float, val_fraction: float, seed: int,
     if groups is None:
         perm = rng.permutation(n)
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-        return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
-                "train": np.sort(perm[n_test + n_val:])}
+        return {
+            "test": np.sort(perm[:n_test]),
+            "val": np.sort(perm[n_test : n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val :]),
+        }
     groups = np.asarray(groups)
     if len(groups) != n:
         raise HwflowError(f"split_indices: {len(groups)} group ids for {n} samples (generator bug)")
@@ -145,12 +163,17 @@ def split_indices(n: int, test_fraction: float, val_fraction: float, seed: int,
     n_test = max(1, int(round(len(uniq) * test_fraction))) if test_fraction > 0 else 0
     n_val = max(1, int(round(len(uniq) * val_fraction))) if val_fraction > 0 else 0
     if n_test + n_val >= len(uniq):
-        raise HwflowError(f"only {len(uniq)} groups (e.g. voice variants) for test {n_test} + val {n_val} + train >= 1: "
-                          "add voices/variants or lower data.test_fraction / data.val_fraction")
+        raise HwflowError(
+            f"only {len(uniq)} groups (e.g. voice variants) for test {n_test} + val {n_val} + train >= 1: "
+            "add voices/variants or lower data.test_fraction / data.val_fraction"
+        )
     test_mask = np.isin(groups, uniq[:n_test])
-    val_mask = np.isin(groups, uniq[n_test:n_test + n_val])
-    return {"test": np.flatnonzero(test_mask), "val": np.flatnonzero(val_mask),
-            "train": np.flatnonzero(~(test_mask | val_mask))}
+    val_mask = np.isin(groups, uniq[n_test : n_test + n_val])
+    return {
+        "test": np.flatnonzero(test_mask),
+        "val": np.flatnonzero(val_mask),
+        "train": np.flatnonzero(~(test_mask | val_mask)),
+    }
 
 
 def require(cond: bool, msg: str) -> None:

@@ -16,6 +16,7 @@ Per jet: the N hardest constituents' features (zero padded), jet pt/η/y/φ/mass
 Each (class, shard) runs in its own fresh process with seed shard_seed(seed, class, shard), so the
 arrays do not depend on the number of workers. Cached under data/jets-<spec hash>/.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,13 @@ PROCESSES = {
     "g": ["HardQCD:gg2gg = on", "HardQCD:qqbar2gg = on"],
     "q": ["HardQCD:qg2qg = on", "HardQCD:qq2qq = on", "HardQCD:qqbar2qqbarNew = on"],
     "W": ["WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC],
-    "Z": ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on", "WeakZ0:gmZmode = 2",
-          "23:onMode = off", "23:onIfAny = 1 2 3 4 5"],
+    "Z": [
+        "WeakBosonAndParton:qqbar2gmZg = on",
+        "WeakBosonAndParton:qg2gmZq = on",
+        "WeakZ0:gmZmode = 2",
+        "23:onMode = off",
+        "23:onIfAny = 1 2 3 4 5",
+    ],
     "t": ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_W_HADRONIC],
 }
 
@@ -75,16 +81,23 @@ def normalize_spec(spec: dict) -> dict:
     if len(set(s["classes"])) != len(s["classes"]):
         raise HwflowError(f"data.jets.classes has duplicates {s['classes']}: list each class once")
     if not s["features"] or len(set(s["features"])) != len(s["features"]):
-        raise HwflowError(f"data.jets.features = {s['features']}: list at least one feature, each once "
-                          f"(known: {', '.join(FEATURES)})")
+        raise HwflowError(
+            f"data.jets.features = {s['features']}: list at least one feature, each once (known: {', '.join(FEATURES)})"
+        )
     if s["pt_max"] <= s["pt_min"]:
-        raise HwflowError(f"data.jets: pT window empty (pt_min={s['pt_min']} >= pt_max={s['pt_max']}): set pt_max above pt_min")
+        raise HwflowError(
+            f"data.jets: pT window empty (pt_min={s['pt_min']} >= pt_max={s['pt_max']}): set pt_max above pt_min"
+        )
     if s["pt_max"] * (1 + s["pthat_margin"]) >= s["sqrt_s"] / 2:
-        raise HwflowError(f"data.jets.pt_max={s['pt_max']} GeV is beyond the kinematic limit sqrt_s/2={s['sqrt_s'] / 2} "
-                          "(with pthat_margin): lower pt_max or raise sqrt_s")
+        raise HwflowError(
+            f"data.jets.pt_max={s['pt_max']} GeV is beyond the kinematic limit sqrt_s/2={s['sqrt_s'] / 2} "
+            "(with pthat_margin): lower pt_max or raise sqrt_s"
+        )
     if s["match_dr"] > s["jet_r"] * 1.5:
-        raise HwflowError(f"data.jets.match_dr={s['match_dr']} is much larger than jet_r={s['jet_r']}: "
-                          "use match_dr <= jet_r so a recoil jet cannot be matched")
+        raise HwflowError(
+            f"data.jets.match_dr={s['match_dr']} is much larger than jet_r={s['jet_r']}: "
+            "use match_dr <= jet_r so a recoil jet cannot be matched"
+        )
     return {"kind": KIND, "seed": seed, **s}
 
 
@@ -106,12 +119,21 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
         n_shards = math.ceil(spec["jets_per_class"] / spec["shard_size"])
         for si in range(n_shards):
             n = min(spec["shard_size"], spec["jets_per_class"] - si * spec["shard_size"])
-            tasks.append({"spec": spec, "cls": cls, "class_index": ci, "shard": si, "n": n,
-                          "seed": cache.shard_seed(spec["seed"], ci, si),
-                          "max_events": MAX_EVENTS_PER_JET * n + MAX_EVENTS_EXTRA})
+            tasks.append(
+                {
+                    "spec": spec,
+                    "cls": cls,
+                    "class_index": ci,
+                    "shard": si,
+                    "n": n,
+                    "seed": cache.shard_seed(spec["seed"], ci, si),
+                    "max_events": MAX_EVENTS_PER_JET * n + MAX_EVENTS_EXTRA,
+                }
+            )
     t0 = time.time()
-    results = cache.run_shards(_run_shard, tasks, workers=workers, desc=f"jets ({len(spec['classes'])} classes)",
-                               progress=progress)
+    results = cache.run_shards(
+        _run_shard, tasks, workers=workers, desc=f"jets ({len(spec['classes'])} classes)", progress=progress
+    )
     wall = time.time() - t0
 
     arrays, stats = _assemble(spec, tasks, results)
@@ -129,9 +151,13 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
             "per_class": stats,
             "generator": "Pythia 8 (Monash tune, MPI+ISR+FSR+hadronization, no pileup) + FastJet anti-kt",
         },
-        "mass_medians": {c: {"jet_mass": round(float(np.median(arrays["jet_mass"][arrays["y"] == i])), 2),
-                             "jet_msd": round(float(np.median(arrays["jet_msd"][arrays["y"] == i])), 2)}
-                         for i, c in enumerate(spec["classes"])},
+        "mass_medians": {
+            c: {
+                "jet_mass": round(float(np.median(arrays["jet_mass"][arrays["y"] == i])), 2),
+                "jet_msd": round(float(np.median(arrays["jet_msd"][arrays["y"] == i])), 2),
+            }
+            for i, c in enumerate(spec["classes"])
+        },
         "pythia_settings": {c: pythia_settings(spec, c, seed=None) for c in spec["classes"]},
     }
     folder = cache.save(KIND, spec, arrays, extra, versions=VERSIONS)
@@ -184,8 +210,12 @@ def _stdout_to_devnull():
 def pythia_settings(spec: dict, cls: str, seed: int | None) -> list[str]:
     """Return the Pythia 8 readString settings for one class (the shard seed last; omitted when None)."""
     settings = [
-        "Print:quiet = on", "Next:numberShowEvent = 0", "Next:numberCount = 0",
-        "Beams:idA = 2212", "Beams:idB = 2212", f"Beams:eCM = {float(spec['sqrt_s'])}",
+        "Print:quiet = on",
+        "Next:numberShowEvent = 0",
+        "Next:numberCount = 0",
+        "Beams:idA = 2212",
+        "Beams:idB = 2212",
+        f"Beams:eCM = {float(spec['sqrt_s'])}",
         # pT-hat window slightly wider than the jet-pT window so jets migrating in are not cut off
         f"PhaseSpace:pTHatMin = {spec['pt_min'] * (1 - spec['pthat_margin'])}",
         f"PhaseSpace:pTHatMax = {spec['pt_max'] * (1 + spec['pthat_margin'])}",
@@ -205,8 +235,10 @@ def _pythia(spec: dict, cls: str, seed: int):
         if not py.readString(s):
             raise HwflowError(f"Pythia rejected setting '{s}': check the pythia8mc version (expected 8.317.2)")
     if not py.init():
-        raise HwflowError(f"Pythia failed to initialize for class {cls} (pT-hat {spec['pt_min']}-{spec['pt_max']} GeV, "
-                          f"sqrt_s {spec['sqrt_s']} GeV): check the pT window and sqrt_s")
+        raise HwflowError(
+            f"Pythia failed to initialize for class {cls} (pT-hat {spec['pt_min']}-{spec['pt_max']} GeV, "
+            f"sqrt_s {spec['sqrt_s']} GeV): check the pT window and sqrt_s"
+        )
     return py
 
 
@@ -269,8 +301,10 @@ def _run_shard(task: dict) -> dict:
         got = events = 0
         while got < n:
             if events >= max_events:
-                raise HwflowError(f"class {cls}: only {got} of {n} jets after {events} events (rejections {rejected}): "
-                                  "widen the pT window, raise match_dr/jet_r or y_max")
+                raise HwflowError(
+                    f"class {cls}: only {got} of {n} jets after {events} events (rejections {rejected}): "
+                    "widen the pT window, raise match_dr/jet_r or y_max"
+                )
             events += 1
             if not py.next():
                 rejected["pythia_failed"] += 1
@@ -298,7 +332,9 @@ def _run_shard(task: dict) -> dict:
                 if abs(jet.rap()) > spec["y_max"]:
                     reason = "rapidity"
                     continue
-                if spec["contained"] and any(delta_r(jet.rap(), jet.phi(), qy, qphi) >= spec["jet_r"] for qy, qphi in quarks):
+                if spec["contained"] and any(
+                    delta_r(jet.rap(), jet.phi(), qy, qphi) >= spec["jet_r"] for qy, qphi in quarks
+                ):
                     reason = "not_contained"
                     continue
                 _fill(X, jet_cols, got, jet, spec, N, t_pt, dr[k])
@@ -353,8 +389,10 @@ def plot_masses(arrays: dict, path: Path, spec: dict | None = None) -> Path:
     names = [str(c) for c in arrays["class_names"]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     bins = np.linspace(0, 300, 61)
-    for ax, key, title in ((axes[0], "jet_mass", "jet mass"),
-                           (axes[1], "jet_msd", "soft-drop mass" + (f" (z_cut={spec['sd_zcut']}, β={spec['sd_beta']})" if spec else ""))):
+    for ax, key, title in (
+        (axes[0], "jet_mass", "jet mass"),
+        (axes[1], "jet_msd", "soft-drop mass" + (f" (z_cut={spec['sd_zcut']}, β={spec['sd_beta']})" if spec else "")),
+    ):
         for i, c in enumerate(names):
             v = arrays[key][arrays["y"] == i]
             ax.hist(v, bins=bins, histtype="step", density=True, lw=1.6, label=f"{c} (median {np.median(v):.0f})")
@@ -372,7 +410,10 @@ def plot_masses(arrays: dict, path: Path, spec: dict | None = None) -> Path:
     axes[2].set_ylabel("normalized")
     axes[2].legend(fontsize=8)
     algo = f"anti-kt R={spec['jet_r']}, √s={spec['sqrt_s'] / 1000:g} TeV, seed {spec['seed']}; " if spec else ""
-    fig.suptitle(f"Pythia 8 + FastJet jets ({algo}{len(pt)} jets, pT {pt.min():.0f}–{pt.max():.0f} GeV) "
-                 f"(dotted: W 80.4, Z 91.2, t 172.5 GeV)", fontsize=10)
+    fig.suptitle(
+        f"Pythia 8 + FastJet jets ({algo}{len(pt)} jets, pT {pt.min():.0f}–{pt.max():.0f} GeV) "
+        f"(dotted: W 80.4, Z 91.2, t 172.5 GeV)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

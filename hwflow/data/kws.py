@@ -22,6 +22,7 @@ Outputs in data/kws-<spec hash>/: dataset.npz (X, y, class_names, groups + per-c
 manifest.json, examples.png (log-mel per class, also copied to reports/data/kws_examples.png) and
 examples/*.wav (one clip per class). espeak-ng is found on PATH or at $HWFLOW_ESPEAK.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..util import HwflowError, atomic_path, package_versions, project_root, save_figure
 from . import audio
 from .cache import dataset_dir, load_cached, require, run_shards, save
-from ..util import HwflowError, atomic_path, package_versions, project_root, save_figure
 
 KIND = "kws"
 GENERATOR_VERSION = 1  # bump when the same spec would give different arrays; stale caches are then rebuilt
@@ -105,7 +106,11 @@ def speak(word: str, voice: str, speed: int, pitch: int, rate: int, exe: str | N
 # ---------------------------------------------------------------- spec
 def class_names(spec: dict) -> list[str]:
     """Return the class names: keywords, then _unknown_ and _silence_ when enabled."""
-    return list(spec["keywords"]) + ([UNKNOWN] if spec["unknown_class"] else []) + ([SILENCE] if spec["silence_class"] else [])
+    return (
+        list(spec["keywords"])
+        + ([UNKNOWN] if spec["unknown_class"] else [])
+        + ([SILENCE] if spec["silence_class"] else [])
+    )
 
 
 def group_names(spec: dict) -> list[str]:
@@ -124,7 +129,14 @@ def frame_layout(spec: dict) -> dict:
     rate = spec["sample_rate"]
     n = int(round(rate * spec["clip_ms"] / 1000))
     win, hop, n_fft = audio.frame_params(rate, spec["win_ms"], spec["hop_ms"])
-    return {"rate": rate, "n_samples": n, "win": win, "hop": hop, "n_fft": n_fft, "n_frames": audio.n_frames_for(n, win, hop)}
+    return {
+        "rate": rate,
+        "n_samples": n,
+        "win": win,
+        "hop": hop,
+        "n_fft": n_fft,
+        "n_frames": audio.n_frames_for(n, win, hop),
+    }
 
 
 def check_spec(spec: dict) -> None:
@@ -136,29 +148,41 @@ def check_spec(spec: dict) -> None:
     for w in kw + spec["unknown_words"]:
         require(bool(_WORD_RE.match(w)), f"{where}: word {w!r} is not a lower-case English word: use letters a-z only")
     if spec["unknown_class"]:
-        require(len(unknown_words(spec)) > 0, f"{where}.unknown_words has no word outside the keywords: add some or set unknown_class: false")
+        require(
+            len(unknown_words(spec)) > 0,
+            f"{where}.unknown_words has no word outside the keywords: add some or set unknown_class: false",
+        )
     require(len(spec["voices"]) > 0, f"{where}.voices is empty: list espeak-ng voices such as en-us")
     require(len(spec["variants"]) > 0, f"{where}.variants is empty: use [''] for each voice's own variant")
     for v in spec["voices"]:
-        require("+" not in v, f"{where}.voices entry {v!r} holds a variant: list the base voice and put the variant in {where}.variants")
+        require(
+            "+" not in v,
+            f"{where}.voices entry {v!r} holds a variant: list the base voice and put the variant in {where}.variants",
+        )
     require(len(set(spec["voices"])) == len(spec["voices"]), f"{where}.voices has duplicates")
     require(len(set(spec["variants"])) == len(spec["variants"]), f"{where}.variants has duplicates")
     for key in ("snr_db", "speed", "pitch", "gain_db", "rt60_s"):
         v = spec[key]
         require(len(v) == 2 and v[0] <= v[1], f"{where}.{key} must be [low, high] with low <= high, got {v}")
-    require(ESPEAK_RATE[0] <= spec["speed"][0] and spec["speed"][1] <= ESPEAK_RATE[1],
-            f"{where}.speed {spec['speed']} outside espeak-ng's {ESPEAK_RATE[0]}-{ESPEAK_RATE[1]} words per minute")
-    require(0 <= spec["pitch"][0] and spec["pitch"][1] <= 99, f"{where}.pitch {spec['pitch']} outside espeak-ng's 0-99")
+    require(
+        ESPEAK_RATE[0] <= spec["speed"][0] and spec["speed"][1] <= ESPEAK_RATE[1],
+        f"{where}.speed {spec['speed']} outside espeak-ng's {ESPEAK_RATE[0]}-{ESPEAK_RATE[1]} words per minute",
+    )
+    require(spec["pitch"][0] >= 0 and spec["pitch"][1] <= 99, f"{where}.pitch {spec['pitch']} outside espeak-ng's 0-99")
     require(spec["gain_db"][1] <= 0, f"{where}.gain_db {spec['gain_db']} above 0 dBFS would clip: keep it <= 0")
     require(spec["rt60_s"][0] > 0 or spec["reverb_prob"] == 0, f"{where}.rt60_s must be > 0 s when reverb_prob > 0")
     require(len(spec["noise_colors"]) > 0, f"{where}.noise_colors is empty: list white, pink and/or brown")
     lay = frame_layout(spec)
     require(lay["win"] <= lay["n_samples"], f"{where}.win_ms {spec['win_ms']} longer than clip_ms {spec['clip_ms']}")
-    require(spec["n_frames"] == lay["n_frames"],
-            f"{where}.n_frames = {spec['n_frames']} but a {spec['clip_ms']} ms clip with win_ms {spec['win_ms']} and hop_ms "
-            f"{spec['hop_ms']} has {lay['n_frames']} frames: set n_frames: {lay['n_frames']} or change clip_ms/win_ms/hop_ms")
-    require(spec["fmax_hz"] <= spec["sample_rate"] / 2 and spec["fmin_hz"] < spec["fmax_hz"],
-            f"{where}: need fmin_hz < fmax_hz <= sample_rate/2 = {spec['sample_rate'] / 2}, got {spec['fmin_hz']}..{spec['fmax_hz']}")
+    require(
+        spec["n_frames"] == lay["n_frames"],
+        f"{where}.n_frames = {spec['n_frames']} but a {spec['clip_ms']} ms clip with win_ms {spec['win_ms']} and hop_ms "
+        f"{spec['hop_ms']} has {lay['n_frames']} frames: set n_frames: {lay['n_frames']} or change clip_ms/win_ms/hop_ms",
+    )
+    require(
+        spec["fmax_hz"] <= spec["sample_rate"] / 2 and spec["fmin_hz"] < spec["fmax_hz"],
+        f"{where}: need fmin_hz < fmax_hz <= sample_rate/2 = {spec['sample_rate'] / 2}, got {spec['fmin_hz']}..{spec['fmax_hz']}",
+    )
     audio.mel_filterbank(lay["rate"], lay["n_fft"], spec["n_mels"], spec["fmin_hz"], spec["fmax_hz"])
 
 
@@ -168,13 +192,25 @@ def check_voices(spec: dict, exe: str) -> None:
     for v in spec["voices"]:
         require(v in voices, f"data.kws.voices: espeak-ng has no voice {v!r}: see `espeak-ng --voices=en`")
     for v in spec["variants"]:
-        require(v == "" or v in variants, f"data.kws.variants: espeak-ng has no variant {v!r}: see `espeak-ng --voices=variant`")
+        require(
+            v == "" or v in variants,
+            f"data.kws.variants: espeak-ng has no variant {v!r}: see `espeak-ng --voices=variant`",
+        )
 
 
 # ---------------------------------------------------------------- clips
 META_FIELDS = {  # per-clip metadata stored next to X (name -> dtype)
-    "groups": np.int32, "voice": np.int16, "variant": np.int16, "word": "U24", "speed": np.int16, "pitch": np.int16,
-    "gain_db": np.float32, "snr_db": np.float32, "noise_color": np.int8, "rt60_s": np.float32, "offset_s": np.float32,
+    "groups": np.int32,
+    "voice": np.int16,
+    "variant": np.int16,
+    "word": "U24",
+    "speed": np.int16,
+    "pitch": np.int16,
+    "gain_db": np.float32,
+    "snr_db": np.float32,
+    "noise_color": np.int8,
+    "rt60_s": np.float32,
+    "offset_s": np.float32,
     "speech_s": np.float32,
 }
 
@@ -218,11 +254,11 @@ def make_clip(spec: dict, index: int, exe: str | None = None) -> tuple[np.ndarra
         speech_s = len(w) / rate
         if len(w) >= n:  # longer than the window: random crop, like a recording cut mid-word
             start = int(place * (len(w) - n + 1))
-            x[:] = w[start:start + n]
+            x[:] = w[start : start + n]
             offset = -start
         else:
             offset = int(place * (n - len(w) + 1))
-            x[offset:offset + len(w)] = w
+            x[offset : offset + len(w)] = w
         if use_reverb:
             from scipy.signal import fftconvolve
 
@@ -231,9 +267,18 @@ def make_clip(spec: dict, index: int, exe: str | None = None) -> tuple[np.ndarra
     x = x + rng.standard_normal(n).astype(np.float32) * 10 ** (MIC_FLOOR_DBFS / 20)
     x = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768) / 32768  # a 16-bit recording
     meta = {
-        "groups": g if spec["holdout"] == "variant" else voice_i, "voice": voice_i, "variant": var_i, "word": word,
-        "speed": speed, "pitch": pitch, "gain_db": gain_db, "snr_db": snr, "noise_color": color_i,
-        "rt60_s": rt60 if (use_reverb and cls != SILENCE) else 0.0, "offset_s": offset / rate, "speech_s": speech_s,
+        "groups": g if spec["holdout"] == "variant" else voice_i,
+        "voice": voice_i,
+        "variant": var_i,
+        "word": word,
+        "speed": speed,
+        "pitch": pitch,
+        "gain_db": gain_db,
+        "snr_db": snr,
+        "noise_color": color_i,
+        "rt60_s": rt60 if (use_reverb and cls != SILENCE) else 0.0,
+        "offset_s": offset / rate,
+        "speech_s": speech_s,
     }
     return x.astype(np.float32), meta
 
@@ -272,8 +317,14 @@ def _shard(task: dict) -> dict:
 
 
 # ---------------------------------------------------------------- dataset
-def generate(spec: dict, workers: int | None = None, progress: bool = True, force: bool = False,
-             root: Path | None = None, figure: bool = True):
+def generate(
+    spec: dict,
+    workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+    root: Path | None = None,
+    figure: bool = True,
+):
     """Return (arrays, manifest, folder) of the keyword dataset for ``spec``, from the cache or freshly generated."""
     require(spec.get("kind") == KIND, f"kws.generate got a spec of kind {spec.get('kind')!r}: expected 'kws'")
     check_spec(spec)
@@ -314,23 +365,48 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
         "n_groups": len(arrays["group_names"]),
         "holdout": spec["holdout"],
         "features": {
-            "shape": list(arrays["X"].shape[1:]), "layout": "(n, n_frames, n_mels)", "value": "ln(mel power + 1e-6)",
-            "window": "periodic Hann", "win_samples": lay["win"], "hop_samples": lay["hop"], "n_fft": lay["n_fft"],
-            "mel_scale": "HTK, triangles of peak 1 (numpy, hwflow.data.audio)", "fmin_hz": spec["fmin_hz"],
-            "fmax_hz": spec["fmax_hz"], "clip_samples": lay["n_samples"], "min": float(arrays["X"].min()),
-            "max": float(arrays["X"].max()), "mean": float(arrays["X"].mean()), "std": float(arrays["X"].std()),
+            "shape": list(arrays["X"].shape[1:]),
+            "layout": "(n, n_frames, n_mels)",
+            "value": "ln(mel power + 1e-6)",
+            "window": "periodic Hann",
+            "win_samples": lay["win"],
+            "hop_samples": lay["hop"],
+            "n_fft": lay["n_fft"],
+            "mel_scale": "HTK, triangles of peak 1 (numpy, hwflow.data.audio)",
+            "fmin_hz": spec["fmin_hz"],
+            "fmax_hz": spec["fmax_hz"],
+            "clip_samples": lay["n_samples"],
+            "min": float(arrays["X"].min()),
+            "max": float(arrays["X"].max()),
+            "mean": float(arrays["X"].mean()),
+            "std": float(arrays["X"].std()),
         },
         "augmentation": {
-            "placement": "uniform in the clip window (random crop if longer)", "gain_db": spec["gain_db"],
-            "reverb": {"prob": spec["reverb_prob"], "rt60_s": spec["rt60_s"], "drr_db": list(DRR_DB),
-                       "ir": "unit direct path + exponentially decaying Gaussian noise"},
-            "noise": {"colors": spec["noise_colors"], "snr_db": spec["snr_db"], "snr_reference": "RMS of the trimmed word"},
+            "placement": "uniform in the clip window (random crop if longer)",
+            "gain_db": spec["gain_db"],
+            "reverb": {
+                "prob": spec["reverb_prob"],
+                "rt60_s": spec["rt60_s"],
+                "drr_db": list(DRR_DB),
+                "ir": "unit direct path + exponentially decaying Gaussian noise",
+            },
+            "noise": {
+                "colors": spec["noise_colors"],
+                "snr_db": spec["snr_db"],
+                "snr_reference": "RMS of the trimmed word",
+            },
             "silence_level": f"noise at the level it would have under a word (word RMS = {TYPICAL_RMS_PER_PEAK} x peak gain)",
-            "mic_floor_dbfs": MIC_FLOOR_DBFS, "quantization": "clipped to [-1, 1), rounded to 16 bit",
+            "mic_floor_dbfs": MIC_FLOOR_DBFS,
+            "quantization": "clipped to [-1, 1), rounded to 16 bit",
         },
-        "generation": {"clips": n_total, "shards": len(tasks), "workers": used, "wall_s": round(wall, 2),
-                       "clips_per_s": round(n_total / wall, 1),
-                       "cpu_s_per_clip": round(sum(p["seconds"] for p in parts) / n_total, 5)},
+        "generation": {
+            "clips": n_total,
+            "shards": len(tasks),
+            "workers": used,
+            "wall_s": round(wall, 2),
+            "clips_per_s": round(n_total / wall, 1),
+            "cpu_s_per_clip": round(sum(p["seconds"] for p in parts) / n_total, 5),
+        },
     }
     folder = save(KIND, spec, arrays, extra, root=root)
     manifest = load_cached(KIND, spec, root)[1]
@@ -363,8 +439,13 @@ def plot_examples(arrays: dict, path: Path, per_class: int = 3) -> Path | None:
     names = [str(c) for c in arrays["class_names"]]
     X, y = arrays["X"], arrays["y"]
     vmin, vmax = np.percentile(X, [0.5, 99.9])
-    fig, axes = plt.subplots(per_class, len(names), figsize=(1.45 * len(names) + 1.2, 1.75 * per_class + 0.7),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        per_class,
+        len(names),
+        figsize=(1.45 * len(names) + 1.2, 1.75 * per_class + 0.7),
+        squeeze=False,
+        layout="constrained",
+    )
     for c, name in enumerate(names):
         idx = np.flatnonzero(y == c)[:per_class]
         for r in range(per_class):

@@ -4,6 +4,7 @@ Angles use rapidity y (not pseudorapidity) together with φ, the same metric Fas
 Cambridge/Aachen distances use, so a constituent at ΔR < R in FastJet's sense has |Δy|, |Δφ| < R here.
 FastJet is imported lazily: this module stays importable (and its numpy parts testable) without it.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,11 +5,19 @@ Public API: ``convert(card, model, output_dir=None, calibration_data=None)``, ``
 ``calibrate(model, x)``, ``supported_layers()``; CLI ``hwflow firmware MODEL``.
 hls4ml/TensorFlow are imported inside the functions only.
 """
+
 from __future__ import annotations
 
 # the function names shadow the submodule name 'convert' on purpose: hwflow.hls.convert(...) is the API
 from .convert import (  # noqa: F401
-    calibrate, compile_model, convert, csim_outputs, firmware, hls_config, supported_layers, trace,
+    calibrate,
+    compile_model,
+    convert,
+    csim_outputs,
+    firmware,
+    hls_config,
+    supported_layers,
+    trace,
 )
 from .extensions import register_extensions  # noqa: F401
 
@@ -27,6 +35,11 @@ def add_cli(subparsers) -> None:
     """Add the `hwflow firmware MODEL` sub-command."""
     p = subparsers.add_parser("firmware", help="write the HLS project of a trained model to firmware/<name>/")
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a card key, e.g. --set hls.reuse_factor=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a card key, e.g. --set hls.reuse_factor=4 (repeatable)",
+    )
     p.set_defaults(func=_cmd_firmware)

@@ -1,4 +1,5 @@
 """Small C++ code-generation helpers shared by the extension layers and the standalone harness."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ def literal(v: float) -> str:
 def cpp_array(name: str, ctype: str, values, per_line: int = 16) -> str:
     """Return a ``static const`` C++ array definition holding ``values`` exactly."""
     vals = [literal(v) for v in np.asarray(values, np.float64).ravel()]
-    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines)
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}}};\n"
 
@@ -30,6 +31,6 @@ def cpp_raw_array(name: str, ftype, values, per_line: int = 16) -> str:
     raw = quantize_int(np.asarray(values, np.float64).ravel(), t)
     mask = (1 << t.width) - 1
     vals = [f"{int(r) & mask}ULL" for r in raw]
-    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines)
     return f"static const ap_uint<{t.width}> {name}[{len(vals)}] = {{\n    {body}}};\n"

@@ -23,6 +23,7 @@ What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_
   softmax{table_size, inv_table_size, exp_table_t, inv_table_t} (applied to attention and classifier
   softmaxes) and ``layer_name`` (hls4ml LayerName overrides, merged last, so they win).
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,7 +58,8 @@ def check_supported(model) -> None:
         if cls not in ok:
             raise HwflowError(
                 f"layer '{layer.name}' of type {cls} cannot be converted to HLS; supported types: "
-                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(HWFLOW_LAYERS)}); replace it or use an equivalent")
+                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(HWFLOW_LAYERS)}); replace it or use an equivalent"
+            )
 
 
 def _flat_layers(model):
@@ -135,10 +137,14 @@ def calibrate(model, x) -> dict:
             cal[hname] = {"InputRange": calibrate_range(logits)}
         else:
             t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
-            cal[hname] = {"ScoreRange": calibrate_range(t["scores"]),
-                          "_max_abs": {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
-                                       "score": float(np.abs(t["scores"]).max()),
-                                       "context": float(np.abs(t["context"]).max())}}
+            cal[hname] = {
+                "ScoreRange": calibrate_range(t["scores"]),
+                "_max_abs": {
+                    "q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
+                    "score": float(np.abs(t["scores"]).max()),
+                    "context": float(np.abs(t["context"]).max()),
+                },
+            }
     return cal
 
 
@@ -160,8 +166,11 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
     from .ext.common import quantizer_type
 
     outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
-    types = {quantizer_type(o.quantizer, o.name).cpp() for o in outs
-             if type(o).__name__ == "QActivation" and getattr(o, "quantizer", None) is not None}
+    types = {
+        quantizer_type(o.quantizer, o.name).cpp()
+        for o in outs
+        if type(o).__name__ == "QActivation" and getattr(o, "quantizer", None) is not None
+    }
     if len(types) == 1 and _feeds_qactivation(layer):
         return types.pop()
     if calibration_data is not None and current in (None, "auto", default):
@@ -180,9 +189,13 @@ def hls_config(card, model, calibration_data=None) -> dict:
     register_extensions()
     check_supported(model)
     h = card["hls"]
-    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=h["backend"],
-                                               default_precision=h["default_precision"],
-                                               default_reuse_factor=h["reuse_factor"])
+    cfg = hls4ml.utils.config_from_keras_model(
+        model,
+        granularity="name",
+        backend=h["backend"],
+        default_precision=h["default_precision"],
+        default_reuse_factor=h["reuse_factor"],
+    )
     cfg["Model"]["Strategy"] = h["strategy"]
     cfg["Model"]["ReuseFactor"] = h["reuse_factor"]
     sm_cfg = h.get("softmax", {}) or {}
@@ -209,7 +222,11 @@ def hls_config(card, model, calibration_data=None) -> dict:
             c = cal.get(name)
             if c:
                 lc["ScoreRange"] = c["ScoreRange"]
-                for key, qname in (("q", "qkv_quantizer"), ("score", "score_quantizer"), ("context", "context_quantizer")):
+                for key, qname in (
+                    ("q", "qkv_quantizer"),
+                    ("score", "score_quantizer"),
+                    ("context", "context_quantizer"),
+                ):
                     if getattr(layer, qname) is None:  # no quantizer: size the type from the data
                         prec[key] = _range_type(c["_max_abs"][key])
         elif cls in ("QLayerNormalization", "QRMSNormalization"):
@@ -258,8 +275,15 @@ def convert(card, model, output_dir=None, calibration_data=None):
     out = Path(output_dir) if output_dir is not None else card.firmware_dir()
     try:
         hm = hls4ml.converters.convert_from_keras_model(
-            model, hls_config=cfg, output_dir=str(out), project_name="myproject", backend=h["backend"],
-            io_type=h["io_type"], part=h["part"], clock_period=h["clock_period"])
+            model,
+            hls_config=cfg,
+            output_dir=str(out),
+            project_name="myproject",
+            backend=h["backend"],
+            io_type=h["io_type"],
+            part=h["part"],
+            clock_period=h["clock_period"],
+        )
     except HwflowError:
         raise
     except Exception as e:  # hls4ml raises bare Exceptions; name the problem for the user
@@ -323,7 +347,9 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
         try:
             from ..train import load_trained
         except ImportError as e:
-            raise HwflowError("no trained model loader (hwflow.train) available: run `make train MODEL=...` first") from e
+            raise HwflowError(
+                "no trained model loader (hwflow.train) available: run `make train MODEL=...` first"
+            ) from e
         model = load_trained(card, "qkeras")
     if calibration_data is None or test_inputs is None:
         try:
@@ -351,11 +377,20 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
         # the project was written in a temporary folder: point its recorded paths at the final one
         yml = Path(tmp) / "hls4ml_config.yml"
         if yml.exists():
-            yml.write_text(yml.read_text().replace(str(Path(tmp).resolve()), str(dest.resolve())).replace(str(tmp), str(dest)))
-        atomic_write_json(Path(tmp) / "hwflow_firmware.json", {
-            "card": card.name, "backend": card["hls"]["backend"], "part": card["hls"]["part"],
-            "clock_period": card["hls"]["clock_period"], "io_type": card["hls"]["io_type"],
-            "strategy": card["hls"]["strategy"], "reuse_factor": card["hls"]["reuse_factor"],
-            "n_test_vectors": 0 if test_inputs is None else int(len(test_inputs)),
-        })
+            yml.write_text(
+                yml.read_text().replace(str(Path(tmp).resolve()), str(dest.resolve())).replace(str(tmp), str(dest))
+            )
+        atomic_write_json(
+            Path(tmp) / "hwflow_firmware.json",
+            {
+                "card": card.name,
+                "backend": card["hls"]["backend"],
+                "part": card["hls"]["part"],
+                "clock_period": card["hls"]["clock_period"],
+                "io_type": card["hls"]["io_type"],
+                "strategy": card["hls"]["strategy"],
+                "reuse_factor": card["hls"]["reuse_factor"],
+                "n_test_vectors": 0 if test_inputs is None else int(len(test_inputs)),
+            },
+        )
     return dest

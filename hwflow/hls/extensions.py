@@ -4,6 +4,7 @@ Each module under hwflow/hls/ext/ defines ``register(backends)`` that registers 
 handler, templates, passes and C++ header through hls4ml's public extension API. To add one, append its
 module name to EXTENSIONS.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -3,6 +3,7 @@
 Used by the bit-exactness tests (much faster than a whole hls4ml project) and handy for debugging
 a single layer: the harness reads rows of doubles on stdin and prints the outputs as exact doubles.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,11 +62,26 @@ def compiler() -> str:
     return cxx
 
 
-def build(includes: list[str], prelude: str, call: str, in_t: str, out_t: str, n_in: int, n_out: int,
-          cache_dir: str | os.PathLike | None = None) -> Path:
+def build(
+    includes: list[str],
+    prelude: str,
+    call: str,
+    in_t: str,
+    out_t: str,
+    n_in: int,
+    n_out: int,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
     """Return the path of a compiled harness executable (cached by source hash)."""
-    src = _MAIN.format(includes="\n".join(f'#include "{h}"' for h in includes), prelude=prelude, call=call,
-                       in_t=in_t, out_t=out_t, n_in=n_in, n_out=n_out)
+    src = _MAIN.format(
+        includes="\n".join(f'#include "{h}"' for h in includes),
+        prelude=prelude,
+        call=call,
+        in_t=in_t,
+        out_t=out_t,
+        n_in=n_in,
+        n_out=n_out,
+    )
     headers = "".join(p.read_text() for p in sorted((HERE / "nnet_utils").glob("hwflow_*.h")))
     key = hashlib.sha256((src + headers).encode()).hexdigest()[:16]
     cache = Path(cache_dir or Path(tempfile.gettempdir()) / f"hwflow_harness_{os.getuid()}")
@@ -75,7 +91,16 @@ def build(includes: list[str], prelude: str, call: str, in_t: str, out_t: str, n
         return exe
     cpp = cache / f"h_{key}.cpp"
     cpp.write_text(src)
-    cmd = [compiler(), "-O1", "-std=c++14", "-w", *[f"-I{d}" for d in hls4ml_include_dirs()], str(cpp), "-o", str(exe) + ".tmp"]
+    cmd = [
+        compiler(),
+        "-O1",
+        "-std=c++14",
+        "-w",
+        *[f"-I{d}" for d in hls4ml_include_dirs()],
+        str(cpp),
+        "-o",
+        str(exe) + ".tmp",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise HwflowError(f"harness compile failed ({cpp}): {r.stderr[-3000:]}")

@@ -4,6 +4,7 @@
 ``conformer`` (hwflow.nn.conformer, keyword spotting). TensorFlow is imported only when a model is
 built, so importing this package stays cheap.
 """
+
 from __future__ import annotations
 
 from ..util import HwflowError

@@ -32,6 +32,7 @@ Notes on exactness (what the firmware computes is what this model computes):
 Quantizer roles (card ``quant`` section) and fallbacks when a role is not in the card: see
 ``ROLE_DEFAULTS`` (activations) and ``WEIGHT_ROLES`` (weights, falling back to ``quant.default``).
 """
+
 from __future__ import annotations
 
 import math
@@ -92,6 +93,7 @@ def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
 # Keras layers (TensorFlow is imported lazily so that `import hwflow.nn.conformer` stays cheap)
 # ----------------------------------------------------------------------------------------------
 
+
 def _fixed_grid(quantizer):
     """Return (frac_bits, lo, hi) of a quantized_bits quantizer with a power-of-two-free scale, else None."""
     if quantizer is None or type(quantizer).__name__ != "quantized_bits":
@@ -124,7 +126,7 @@ def quantize_exact(quantizer, y):
         return quantizer(tf.cast(y, tf.float32))
     frac, lo, hi = grid
     y = tf.cast(y, tf.float64)
-    q = tf.clip_by_value(tf.round(y * (2.0 ** frac)), float(lo), float(hi)) * (2.0 ** -frac)
+    q = tf.clip_by_value(tf.round(y * (2.0**frac)), float(lo), float(hi)) * (2.0**-frac)
     return tf.cast(y + tf.stop_gradient(q - y), tf.float32)
 
 
@@ -145,8 +147,15 @@ def _layers():
     class _SigmoidLUT(tf.keras.layers.Layer):
         """Shared plumbing of QSwish/QGLU: the sigmoid table and the output quantizer."""
 
-        def __init__(self, output_quantizer=None, use_table=None, table_size=1024, table_range=8.0,
-                     table_t="ap_ufixed<12,1,AP_RND,AP_SAT>", **kwargs):
+        def __init__(
+            self,
+            output_quantizer=None,
+            use_table=None,
+            table_size=1024,
+            table_range=8.0,
+            table_t="ap_ufixed<12,1,AP_RND,AP_SAT>",
+            **kwargs,
+        ):
             super().__init__(**kwargs)
             self.output_quantizer = get_quantizer(output_quantizer)
             # by default the table is used exactly when the layer is quantized (the float twin is exact)
@@ -161,7 +170,7 @@ def _layers():
             if not self.use_table:
                 return exact
             half = self.table.table_size // 2
-            k = tf.floor(x * (2.0 ** self.table.log2_scale))
+            k = tf.floor(x * (2.0**self.table.log2_scale))
             idx = tf.cast(tf.clip_by_value(k, -half, half - 1) + half, tf.int32)
             return exact + tf.stop_gradient(tf.gather(self._table_values, idx) - exact)
 
@@ -171,13 +180,15 @@ def _layers():
 
         def get_config(self):
             config = super().get_config()
-            config.update({
-                "output_quantizer": ser(self.output_quantizer),
-                "use_table": self.use_table,
-                "table_size": self.table.table_size,
-                "table_range": self.table.table_range,
-                "table_t": self.table.table_t,
-            })
+            config.update(
+                {
+                    "output_quantizer": ser(self.output_quantizer),
+                    "use_table": self.use_table,
+                    "table_size": self.table.table_size,
+                    "table_range": self.table.table_range,
+                    "table_t": self.table.table_t,
+                }
+            )
             return config
 
     class QSwish(_SigmoidLUT):
@@ -218,9 +229,21 @@ def _layers():
         float64 and cast by ``output_quantizer``, like the firmware's accumulator and result cast.
         """
 
-        def __init__(self, kernel_size, padding="same", use_bias=True, depthwise_quantizer=None, bias_quantizer=None,
-                     output_quantizer=None, fold_batchnorm=False, momentum=0.99, epsilon=1e-3,
-                     depthwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        def __init__(
+            self,
+            kernel_size,
+            padding="same",
+            use_bias=True,
+            depthwise_quantizer=None,
+            bias_quantizer=None,
+            output_quantizer=None,
+            fold_batchnorm=False,
+            momentum=0.99,
+            epsilon=1e-3,
+            depthwise_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            **kwargs,
+        ):
             super().__init__(**kwargs)
             self.kernel_size = int(kernel_size[0] if isinstance(kernel_size, (list, tuple)) else kernel_size)
             depthwise_pads(self.kernel_size, padding)  # validates padding
@@ -239,17 +262,23 @@ def _layers():
 
         def build(self, input_shape):
             c = int(input_shape[-1])
-            self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=(self.kernel_size, c),
-                                                    initializer=self.depthwise_initializer, trainable=True)
+            self.depthwise_kernel = self.add_weight(
+                name="depthwise_kernel",
+                shape=(self.kernel_size, c),
+                initializer=self.depthwise_initializer,
+                trainable=True,
+            )
             if self.use_bias or self.fold_batchnorm:
-                self.bias = self.add_weight(name="bias", shape=(c,), initializer=self.bias_initializer,
-                                            trainable=self.use_bias)
+                self.bias = self.add_weight(
+                    name="bias", shape=(c,), initializer=self.bias_initializer, trainable=self.use_bias
+                )
             if self.fold_batchnorm:
                 self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones", trainable=True)
                 self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros", trainable=True)
                 self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer="zeros", trainable=False)
-                self.moving_variance = self.add_weight(name="moving_variance", shape=(c,), initializer="ones",
-                                                       trainable=False)
+                self.moving_variance = self.add_weight(
+                    name="moving_variance", shape=(c,), initializer="ones", trainable=False
+                )
             super().build(input_shape)
 
         def _conv(self, x, kernel, bias):
@@ -258,7 +287,7 @@ def _layers():
             t_out = tf.shape(x)[1] - self.kernel_size + 1
             y = 0.0
             for k in range(self.kernel_size):
-                y = y + x[:, k:k + t_out, :] * kernel[k]
+                y = y + x[:, k : k + t_out, :] * kernel[k]
             return y if bias is None else y + bias
 
         def folded(self, training=False, x=None):
@@ -295,8 +324,10 @@ def _layers():
             """Return {'kernel': (K, C), 'bias': (C,)} numpy arrays as the firmware stores them (inference folding)."""
             kernel, bias = self.folded(training=False)
             c = int(self.depthwise_kernel.shape[-1])
-            return {"kernel": np.asarray(kernel, dtype=np.float64),
-                    "bias": np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)}
+            return {
+                "kernel": np.asarray(kernel, dtype=np.float64),
+                "bias": np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64),
+            }
 
         def compute_output_shape(self, input_shape):
             shape = tf.TensorShape(input_shape).as_list()
@@ -310,16 +341,18 @@ def _layers():
 
         def get_config(self):
             config = super().get_config()
-            config.update({
-                "kernel_size": self.kernel_size,
-                "padding": self.padding,
-                "use_bias": self.use_bias,
-                "fold_batchnorm": self.fold_batchnorm,
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-                "depthwise_initializer": tf.keras.initializers.serialize(self.depthwise_initializer),
-                "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
-            })
+            config.update(
+                {
+                    "kernel_size": self.kernel_size,
+                    "padding": self.padding,
+                    "use_bias": self.use_bias,
+                    "fold_batchnorm": self.fold_batchnorm,
+                    "momentum": self.momentum,
+                    "epsilon": self.epsilon,
+                    "depthwise_initializer": tf.keras.initializers.serialize(self.depthwise_initializer),
+                    "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+                }
+            )
             for n in self.QUANTIZER_NAMES:
                 config[n] = ser(getattr(self, n))
             return config
@@ -347,11 +380,14 @@ def get_custom_objects() -> dict:
 # builder
 # ----------------------------------------------------------------------------------------------
 
+
 def input_shape_from_card(card) -> tuple[int, int]:
     """Return (n_frames, n_mels) of a kws card."""
     if card["data"]["kind"] != "kws":
-        raise HwflowError(f"the conformer builder derives its input from data.kws; card '{card.name}' has data.kind "
-                          f"'{card['data']['kind']}': set data.kind kws or pass input_shape=")
+        raise HwflowError(
+            f"the conformer builder derives its input from data.kws; card '{card.name}' has data.kind "
+            f"'{card['data']['kind']}': set data.kind kws or pass input_shape="
+        )
     k = card["data"]["kws"]
     return int(k["n_frames"]), int(k["n_mels"])
 
@@ -383,15 +419,20 @@ def check_model_section(card, input_shape=None) -> None:
     n_frames = (input_shape or input_shape_from_card(card))[0]
     t = frames_after_subsampling(n_frames, m["subsampling"])
     if t > 64:
-        raise HwflowError(f"model.subsampling {m['subsampling']} leaves {t} frames of {n_frames}: attention over more "
-                          f"than 64 frames does not fit an FPGA; raise model.subsampling")
+        raise HwflowError(
+            f"model.subsampling {m['subsampling']} leaves {t} frames of {n_frames}: attention over more "
+            f"than 64 frames does not fit an FPGA; raise model.subsampling"
+        )
     if m["pooling"] not in ("mean", "max"):
         raise HwflowError(f"model.pooling '{m['pooling']}' is not available for the conformer: use mean or max")
     if m["conv_kernel"] > t:
-        raise HwflowError(f"model.conv_kernel {m['conv_kernel']} is wider than the {t} frames after subsampling: "
-                          f"use a kernel <= {t}")
+        raise HwflowError(
+            f"model.conv_kernel {m['conv_kernel']} is wider than the {t} frames after subsampling: use a kernel <= {t}"
+        )
     if m["conv_kernel"] % 2 == 0:
-        raise HwflowError(f"model.conv_kernel {m['conv_kernel']} is even: use an odd kernel so 'same' padding is centred")
+        raise HwflowError(
+            f"model.conv_kernel {m['conv_kernel']} is even: use an odd kernel so 'same' padding is centred"
+        )
 
 
 def build_conformer(card, quantized: bool = True, input_shape: tuple | None = None, n_classes: int | None = None):
@@ -430,9 +471,16 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
 
     def norm(name):
         if m["norm"] == "rmsnorm":
-            return QRMSNormalization(epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name)
-        return QLayerNormalization(epsilon=1e-3, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"),
-                                   beta_quantizer=q("bias"), name=name)
+            return QRMSNormalization(
+                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name
+            )
+        return QLayerNormalization(
+            epsilon=1e-3,
+            output_quantizer=q("norm"),
+            gamma_quantizer=q("norm_gamma"),
+            beta_quantizer=q("bias"),
+            name=name,
+        )
 
     def drop(x, name):
         return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
@@ -449,9 +497,18 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
 
     def mhsa(x, p):
         a = norm(f"{p}_norm")(x)
-        a = QMultiHeadAttention(H, dk, kernel_quantizer=q("default"), bias_quantizer=q("bias"), qkv_quantizer=q("qkv"),
-                                score_quantizer=q("score"), softmax_quantizer=q("softmax"),
-                                context_quantizer=q("context"), output_quantizer=q("attn_out"), name=p)(a, a)
+        a = QMultiHeadAttention(
+            H,
+            dk,
+            kernel_quantizer=q("default"),
+            bias_quantizer=q("bias"),
+            qkv_quantizer=q("qkv"),
+            score_quantizer=q("score"),
+            softmax_quantizer=q("softmax"),
+            context_quantizer=q("context"),
+            output_quantizer=q("attn_out"),
+            name=p,
+        )(a, a)
         a = drop(a, f"{p}_drop")
         return L.Add(name=f"{p}_add")([x, a])
 
@@ -460,9 +517,15 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
         c = dense(2 * D, f"{p}_pw1")(c)
         c = act("conv_pw", f"{p}_pw1_act")(c)
         c = QGLU(output_quantizer=q("glu"), use_table=quantized, name=f"{p}_glu", **table)(c)
-        c = QDepthwiseConv1D(K, padding="same", depthwise_quantizer=q("dw_kernel" if fold else "default"),
-                             bias_quantizer=q("dw_bias" if fold else "bias"), output_quantizer=q("conv_dw"),
-                             fold_batchnorm=fold, name=f"{p}_dw")(c)
+        c = QDepthwiseConv1D(
+            K,
+            padding="same",
+            depthwise_quantizer=q("dw_kernel" if fold else "default"),
+            bias_quantizer=q("dw_bias" if fold else "bias"),
+            output_quantizer=q("conv_dw"),
+            fold_batchnorm=fold,
+            name=f"{p}_dw",
+        )(c)
         if not fold:
             c = L.BatchNormalization(name=f"{p}_bn")(c)
         c = swish("conv_act", f"{p}_swish")(c)
@@ -475,11 +538,26 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     h = act("input", "input_q")(inp)
     # per-mel feature normalization: a batch norm folded into a kernel-1 depthwise conv, so the firmware
     # applies exactly the quantized scale and shift (log-mel features are not zero-mean or unit-variance)
-    h = QDepthwiseConv1D(1, padding="valid", use_bias=False, depthwise_quantizer=q("in_norm_scale"),
-                         bias_quantizer=q("in_norm_shift"), output_quantizer=q("in_norm"), fold_batchnorm=True,
-                         depthwise_initializer="ones", name="feature_norm")(h)
-    h = QConv1D(D, 3, strides=m["subsampling"], padding="same", kernel_quantizer=q("default"),
-                bias_quantizer=q("bias"), name="subsample")(h)
+    h = QDepthwiseConv1D(
+        1,
+        padding="valid",
+        use_bias=False,
+        depthwise_quantizer=q("in_norm_scale"),
+        bias_quantizer=q("in_norm_shift"),
+        output_quantizer=q("in_norm"),
+        fold_batchnorm=True,
+        depthwise_initializer="ones",
+        name="feature_norm",
+    )(h)
+    h = QConv1D(
+        D,
+        3,
+        strides=m["subsampling"],
+        padding="same",
+        kernel_quantizer=q("default"),
+        bias_quantizer=q("bias"),
+        name="subsample",
+    )(h)
     h = act("frontend", "subsample_act", kind="relu")(h)
     h = dense(D, "proj")(h)
     h = act("embed", "proj_act")(h)

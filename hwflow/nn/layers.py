@@ -18,6 +18,7 @@ so models simply use ``QDense`` per token.
 TensorFlow/QKeras are imported when this module is imported (it *is* the model code); nothing runs
 at import time besides class definitions.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,11 +61,26 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
     (Dv, H*value_dim), ``output_kernel`` (H*value_dim, output_dim) and matching biases.
     """
 
-    def __init__(self, num_heads, key_dim, value_dim=None, output_dim=None, use_bias=True,
-                 kernel_quantizer=None, bias_quantizer=None, qkv_quantizer=None, score_quantizer=None,
-                 softmax_quantizer=None, context_quantizer=None, output_quantizer=None,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        output_dim=None,
+        use_bias=True,
+        kernel_quantizer=None,
+        bias_quantizer=None,
+        qkv_quantizer=None,
+        score_quantizer=None,
+        softmax_quantizer=None,
+        context_quantizer=None,
+        output_quantizer=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if int(num_heads) <= 0 or int(key_dim) <= 0:
             raise ValueError(f"QMultiHeadAttention: num_heads and key_dim must be > 0, got {num_heads}, {key_dim}")
@@ -87,8 +103,15 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         self.supports_masking = False
 
     # names of the quantizers, in the order the data meets them
-    QUANTIZER_NAMES = ("kernel_quantizer", "bias_quantizer", "qkv_quantizer", "score_quantizer",
-                       "softmax_quantizer", "context_quantizer", "output_quantizer")
+    QUANTIZER_NAMES = (
+        "kernel_quantizer",
+        "bias_quantizer",
+        "qkv_quantizer",
+        "score_quantizer",
+        "softmax_quantizer",
+        "context_quantizer",
+        "output_quantizer",
+    )
 
     @property
     def scale(self) -> float:
@@ -96,7 +119,11 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         return 1.0 / math.sqrt(self.key_dim)
 
     def build(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+        if (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
+        ):
             q_shape = tf.TensorShape(input_shape[0])
             v_shape = tf.TensorShape(input_shape[1]) if len(input_shape) > 1 else q_shape
         else:
@@ -156,11 +183,17 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         if isinstance(query, (list, tuple)):
             query, value = query[0], (query[1] if len(query) > 1 else None)
         t = self.intermediates(query, value, key)
-        out = _q(self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None)))
+        out = _q(
+            self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None))
+        )
         return (out, t["attn"]) if return_attention_scores else out
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+        if (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
+        ):
             input_shape = input_shape[0]
         shape = tf.TensorShape(input_shape).as_list()
         return tf.TensorShape(shape[:-1] + [self.output_dim or shape[-1]])
@@ -181,17 +214,23 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_heads": self.num_heads,
-            "key_dim": self.key_dim,
-            "value_dim": self.value_dim,
-            "output_dim": self.output_dim,
-            "use_bias": self.use_bias,
-            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer) if self.kernel_regularizer else None,
-            "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer) if self.bias_regularizer else None,
-        })
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "output_dim": self.output_dim,
+                "use_bias": self.use_bias,
+                "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer)
+                if self.kernel_regularizer
+                else None,
+                "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer)
+                if self.bias_regularizer
+                else None,
+            }
+        )
         for n in self.QUANTIZER_NAMES:
             config[n] = _ser(getattr(self, n))
         return config
@@ -220,8 +259,19 @@ class QLayerNormalization(_QNormBase):
 
     QUANTIZER_NAMES = ("gamma_quantizer", "beta_quantizer", "output_quantizer")
 
-    def __init__(self, epsilon=1e-3, center=True, scale=True, output_quantizer=None, gamma_quantizer=None,
-                 beta_quantizer=None, axis=-1, beta_initializer="zeros", gamma_initializer="ones", **kwargs):
+    def __init__(
+        self,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        output_quantizer=None,
+        gamma_quantizer=None,
+        beta_quantizer=None,
+        axis=-1,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if axis not in (-1,) and not isinstance(axis, int):
             raise ValueError("QLayerNormalization normalizes over the last axis only (axis=-1)")
@@ -241,7 +291,9 @@ class QLayerNormalization(_QNormBase):
         if self.axis not in (-1, len(tf.TensorShape(input_shape)) - 1):
             raise ValueError("QLayerNormalization normalizes over the last axis only (axis=-1)")
         self._dim = d
-        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        self.gamma = (
+            self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        )
         self.beta = self.add_weight(name="beta", shape=(d,), initializer=self.beta_initializer) if self.center else None
         super().build(input_shape)
 
@@ -262,19 +314,23 @@ class QLayerNormalization(_QNormBase):
         gamma = np.asarray(_q(self.gamma_quantizer, self.gamma)) if self.scale else None
         beta = np.asarray(_q(self.beta_quantizer, self.beta)) if self.center else None
         n = len(gamma) if gamma is not None else len(beta) if beta is not None else d
-        return {"gamma": gamma if gamma is not None else np.ones(n, np.float32),
-                "beta": beta if beta is not None else np.zeros(n, np.float32)}
+        return {
+            "gamma": gamma if gamma is not None else np.ones(n, np.float32),
+            "beta": beta if beta is not None else np.zeros(n, np.float32),
+        }
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": tf.keras.initializers.serialize(self.beta_initializer),
-            "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
-        })
+        config.update(
+            {
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": tf.keras.initializers.serialize(self.beta_initializer),
+                "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+            }
+        )
         for n in self.QUANTIZER_NAMES:
             config[n] = _ser(getattr(self, n))
         return config
@@ -289,8 +345,16 @@ class QRMSNormalization(_QNormBase):
 
     QUANTIZER_NAMES = ("gamma_quantizer", "output_quantizer")
 
-    def __init__(self, epsilon=1e-6, scale=True, output_quantizer=None, gamma_quantizer=None, axis=-1,
-                 gamma_initializer="ones", **kwargs):
+    def __init__(
+        self,
+        epsilon=1e-6,
+        scale=True,
+        output_quantizer=None,
+        gamma_quantizer=None,
+        axis=-1,
+        gamma_initializer="ones",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.axis = axis
         self.epsilon = float(epsilon)
@@ -305,7 +369,9 @@ class QRMSNormalization(_QNormBase):
         if self.axis not in (-1, len(tf.TensorShape(input_shape)) - 1):
             raise ValueError("QRMSNormalization normalizes over the last axis only (axis=-1)")
         self._dim = d
-        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        self.gamma = (
+            self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
+        )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -323,12 +389,14 @@ class QRMSNormalization(_QNormBase):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "scale": self.scale,
-            "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
-        })
+        config.update(
+            {
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "scale": self.scale,
+                "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+            }
+        )
         for n in self.QUANTIZER_NAMES:
             config[n] = _ser(getattr(self, n))
         return config
@@ -340,9 +408,11 @@ def get_custom_objects() -> dict:
 
     objs: dict = {}
     _add_supported_quantized_objects(objs)
-    objs.update({
-        "QMultiHeadAttention": QMultiHeadAttention,
-        "QLayerNormalization": QLayerNormalization,
-        "QRMSNormalization": QRMSNormalization,
-    })
+    objs.update(
+        {
+            "QMultiHeadAttention": QMultiHeadAttention,
+            "QLayerNormalization": QLayerNormalization,
+            "QRMSNormalization": QRMSNormalization,
+        }
+    )
     return objs

@@ -5,6 +5,7 @@ for, e.g. ``bias``, ``activation``, ``qkv``, ``attention``, ``norm``) to ``{bits
 keep_negative, alpha}``. A role missing from the card falls back to ``default``. With
 ``quant.enabled: false`` (or ``quantized=False``, the float twin) every quantizer is None.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,13 @@ def bits(spec: dict | None) -> Any:
         return None
     from qkeras import quantized_bits
 
-    return quantized_bits(bits=spec["bits"], integer=spec["integer"], symmetric=0,
-                          keep_negative=spec.get("keep_negative", True), alpha=spec.get("alpha", 1))
+    return quantized_bits(
+        bits=spec["bits"],
+        integer=spec["integer"],
+        symmetric=0,
+        keep_negative=spec.get("keep_negative", True),
+        alpha=spec.get("alpha", 1),
+    )
 
 
 def relu(spec: dict | None) -> Any:

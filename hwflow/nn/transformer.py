@@ -51,6 +51,7 @@ Masking: zero-padded constituents are not masked in attention or pooling, becaus
 mask tensor; padded tokens are ordinary (all-zero) inputs that the network learns to discount. The
 float, QKeras and firmware models therefore compute exactly the same function.
 """
+
 from __future__ import annotations
 
 from ..util import HwflowError
@@ -72,7 +73,7 @@ ROLE_DEFAULTS = {
     "logits": (16, 5, True),
 }
 WEIGHT_ROLES = ("default", "bias", "embed_kernel")
-NORM_EPS = 2.0 ** -20  # input_norm epsilon: with variance 1 - eps the BatchNormalization scale is exactly gamma
+NORM_EPS = 2.0**-20  # input_norm epsilon: with variance 1 - eps the BatchNormalization scale is exactly gamma
 ROLES = WEIGHT_ROLES + tuple(ROLE_DEFAULTS)
 
 
@@ -92,8 +93,10 @@ def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
 def input_shape_from_card(card) -> tuple[int, int]:
     """Return (n_constituents, n_features) of a jets card."""
     if card["data"]["kind"] != "jets":
-        raise HwflowError(f"the transformer builder derives its input from data.jets; card '{card.name}' has data.kind "
-                          f"'{card['data']['kind']}': pass input_shape= or use model.kind conformer")
+        raise HwflowError(
+            f"the transformer builder derives its input from data.jets; card '{card.name}' has data.kind "
+            f"'{card['data']['kind']}': pass input_shape= or use model.kind conformer"
+        )
     j = card["data"]["jets"]
     return int(j["n_constituents"]), len(j["features"])
 
@@ -107,10 +110,14 @@ def check_model_section(card) -> None:
     """Raise HwflowError when the card's model section asks for something this builder cannot make."""
     m = card["model"]
     if m["activation"] != "relu":
-        raise HwflowError(f"model.activation '{m['activation']}' is not available for the transformer (hls4ml has no "
-                          f"quantized {m['activation']} kernel): use relu")
+        raise HwflowError(
+            f"model.activation '{m['activation']}' is not available for the transformer (hls4ml has no "
+            f"quantized {m['activation']} kernel): use relu"
+        )
     if m["pooling"] == "cls":
-        raise HwflowError("model.pooling 'cls' needs a learned class token, which hls4ml cannot prepend: use mean, max or flatten")
+        raise HwflowError(
+            "model.pooling 'cls' needs a learned class token, which hls4ml cannot prepend: use mean, max or flatten"
+        )
 
 
 def build_transformer(card, quantized: bool = True, input_shape: tuple | None = None, n_classes: int | None = None):
@@ -142,9 +149,16 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
 
     def norm(name):
         if m["norm"] == "rmsnorm":
-            return QRMSNormalization(epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name)
-        return QLayerNormalization(epsilon=1e-3, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"),
-                                   beta_quantizer=q("bias"), name=name)
+            return QRMSNormalization(
+                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name
+            )
+        return QLayerNormalization(
+            epsilon=1e-3,
+            output_quantizer=q("norm"),
+            gamma_quantizer=q("norm_gamma"),
+            beta_quantizer=q("bias"),
+            name=name,
+        )
 
     def drop(x, name):
         return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
@@ -160,9 +174,18 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     for i in range(m["num_blocks"]):
         # attention sub-block
         a = norm(f"norm{i}a")(h) if pre else h
-        a = QMultiHeadAttention(H, dk, kernel_quantizer=q("default"), bias_quantizer=q("bias"),
-                                qkv_quantizer=q("qkv"), score_quantizer=q("score"), softmax_quantizer=q("softmax"),
-                                context_quantizer=q("context"), output_quantizer=q("attn_out"), name=f"mha{i}")(a, a)
+        a = QMultiHeadAttention(
+            H,
+            dk,
+            kernel_quantizer=q("default"),
+            bias_quantizer=q("bias"),
+            qkv_quantizer=q("qkv"),
+            score_quantizer=q("score"),
+            softmax_quantizer=q("softmax"),
+            context_quantizer=q("context"),
+            output_quantizer=q("attn_out"),
+            name=f"mha{i}",
+        )(a, a)
         a = drop(a, f"mha{i}_drop")
         h = L.Add(name=f"mha{i}_add")([h, a])
         if not pre:
@@ -223,7 +246,7 @@ def set_input_norm(model, x) -> dict | None:
     # exact in float32 and in fixed point: (x - mean_q) * 2**k; var + eps == 1 exactly, so gamma is the scale
     k = np.clip(np.round(np.log2(1.0 / std)), -8, 8)
     mean_q = np.round(mean * 1024.0) / 1024.0
-    gamma, beta = 2.0 ** k, np.zeros_like(mean)
+    gamma, beta = 2.0**k, np.zeros_like(mean)
     var = np.full_like(mean, 1.0 - NORM_EPS)
     layer.set_weights([w.astype(np.float32) for w in (gamma, beta, mean_q, var)])
     return {"mean": mean.tolist(), "std": std.tolist(), "mean_q": mean_q.tolist(), "scale": gamma.tolist()}

@@ -1,4 +1,5 @@
 """Numpy reference of hwflow_mha.h (quantized multi-head self-attention), bit-exact, and its type derivation."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType, from_int, parse_type, quantize, quantize_int, quantize_raw
-from .softmax import SoftmaxSpec, make_spec as make_softmax_spec
-from .softmax import softmax
+from .softmax import SoftmaxSpec, softmax
+from .softmax import make_spec as make_softmax_spec
 
 
 @dataclass
@@ -68,10 +69,32 @@ def scale_type(key_dim: int, text=None) -> FixedType:
     return FixedType(18, 0, False, "AP_RND", "AP_SAT")
 
 
-def make_spec(seq_len, embed_dim, num_heads, key_dim, value_dim, out_dim, input_t, weight_t, bias_t, q_t, score_t,
-              attn_t, context_t, result_t, proj_accum_t=None, accum_t=None, scale_t=None, out_accum_t=None,
-              exp_table_size=1024, inv_table_size=1024, exp_table_t=None, inv_table_t=None, inp_norm_t=None,
-              score_range=None) -> AttentionSpec:
+def make_spec(
+    seq_len,
+    embed_dim,
+    num_heads,
+    key_dim,
+    value_dim,
+    out_dim,
+    input_t,
+    weight_t,
+    bias_t,
+    q_t,
+    score_t,
+    attn_t,
+    context_t,
+    result_t,
+    proj_accum_t=None,
+    accum_t=None,
+    scale_t=None,
+    out_accum_t=None,
+    exp_table_size=1024,
+    inv_table_size=1024,
+    exp_table_t=None,
+    inv_table_t=None,
+    inp_norm_t=None,
+    score_range=None,
+) -> AttentionSpec:
     """Return an AttentionSpec; accumulators default to exact widths, the softmax to hwflow defaults."""
     it, wt, bt = parse_type(input_t), parse_type(weight_t), parse_type(bias_t)
     qt, st, at, ct, rt = (parse_type(t) for t in (q_t, score_t, attn_t, context_t, result_t))
@@ -87,10 +110,37 @@ def make_spec(seq_len, embed_dim, num_heads, key_dim, value_dim, out_dim, input_
         kw["exp_table_t"] = exp_table_t
     if inv_table_t is not None:
         kw["inv_table_t"] = inv_table_t
-    sm = make_softmax_spec(seq_len, st, at, exp_table_size=exp_table_size, inv_table_size=inv_table_size,
-                           inp_norm_t=inp_norm_t, input_range=score_range, **kw)
-    return AttentionSpec(seq_len, embed_dim, num_heads, key_dim, value_dim, out_dim, it, wt, bt, pa, qt, accum_t,
-                         scale_type(key_dim, scale_t), st, at, ct, oa, rt, sm)
+    sm = make_softmax_spec(
+        seq_len,
+        st,
+        at,
+        exp_table_size=exp_table_size,
+        inv_table_size=inv_table_size,
+        inp_norm_t=inp_norm_t,
+        input_range=score_range,
+        **kw,
+    )
+    return AttentionSpec(
+        seq_len,
+        embed_dim,
+        num_heads,
+        key_dim,
+        value_dim,
+        out_dim,
+        it,
+        wt,
+        bt,
+        pa,
+        qt,
+        accum_t,
+        scale_type(key_dim, scale_t),
+        st,
+        at,
+        ct,
+        oa,
+        rt,
+        sm,
+    )
 
 
 def dense(x, w, b, accum_t: FixedType, res_t: FixedType) -> np.ndarray:
@@ -119,8 +169,8 @@ def mha(x, spec: AttentionSpec, weights: dict) -> np.ndarray:
     v = dense(x, *wb("value", hv), s.proj_accum_t, s.q_t)
     ctx = np.zeros(x.shape[:-1] + (hv,))
     for h in range(s.num_heads):
-        qh, kh = q[..., h * s.key_dim:(h + 1) * s.key_dim], k[..., h * s.key_dim:(h + 1) * s.key_dim]
-        vh = v[..., h * s.value_dim:(h + 1) * s.value_dim]
+        qh, kh = q[..., h * s.key_dim : (h + 1) * s.key_dim], k[..., h * s.key_dim : (h + 1) * s.key_dim]
+        vh = v[..., h * s.value_dim : (h + 1) * s.value_dim]
         acc = np.zeros(x.shape[:-2] + (s.seq_len, s.seq_len))
         for d in range(s.key_dim):
             acc = quantize(acc + qh[..., :, None, d] * kh[..., None, :, d], s.accum_t)
@@ -131,5 +181,5 @@ def mha(x, spec: AttentionSpec, weights: dict) -> np.ndarray:
         acc = np.zeros(x.shape[:-2] + (s.seq_len, s.value_dim))
         for j in range(s.seq_len):
             acc = quantize(acc + a[..., :, j, None] * vh[..., j, None, :], s.accum_t)
-        ctx[..., h * s.value_dim:(h + 1) * s.value_dim] = quantize(acc, s.context_t)
+        ctx[..., h * s.value_dim : (h + 1) * s.value_dim] = quantize(acc, s.context_t)
     return dense(ctx, *wb("output", s.out_dim), s.out_accum_t, s.result_t)

@@ -15,6 +15,7 @@ HLS config, so the table is never recomputed in C++ with a different libm):
 - index of x: ``clip(floor(x * N / 2R), -N/2, N/2 - 1) + N/2`` — a floor and a clamp, which the
   C++ gets from one cast to ``ap_fixed<log2 N, log2 N, AP_TRN, AP_SAT>``.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,13 @@ import numpy as np
 from ..util import HwflowError
 from .fixed import FixedType, parse_type, quantize
 
+
 def _log2_exact(v: float, what: str) -> int:
     e = math.log2(v) if v > 0 else float("nan")
     if not (e == e and float(e).is_integer()):
-        raise HwflowError(f"{what} = {v} must be a power of two (the table index is then a bit slice): use e.g. 4, 8 or 16")
+        raise HwflowError(
+            f"{what} = {v} must be a power of two (the table index is then a bit slice): use e.g. 4, 8 or 16"
+        )
     return int(e)
 
 
@@ -65,7 +69,7 @@ class SigmoidTable:
     def index(self, x) -> np.ndarray:
         """Return the table index of each x (floor, clamp, offset), as int64."""
         half = self.table_size // 2
-        k = np.floor(np.asarray(x, dtype=np.float64) * 2.0 ** self.log2_scale)
+        k = np.floor(np.asarray(x, dtype=np.float64) * 2.0**self.log2_scale)
         return (np.clip(k, -half, half - 1) + half).astype(np.int64)
 
     def lookup(self, x) -> np.ndarray:
@@ -85,7 +89,7 @@ def glu(x, table: SigmoidTable, res_t) -> np.ndarray:
     c = x.shape[-1]
     if c % 2:
         raise HwflowError(f"GLU needs an even number of channels, got {c}: make the preceding layer 2*C wide")
-    a, b = x[..., : c // 2], x[..., c // 2:]
+    a, b = x[..., : c // 2], x[..., c // 2 :]
     return quantize(a * table.lookup(b), res_t)
 
 
@@ -118,10 +122,10 @@ def depthwise_conv1d(x, weights, bias, padding: str, accum_t, res_t) -> np.ndarr
     t_out = t_in + pl + pr - k_size + 1
     acc = np.broadcast_to(quantize(b, accum_t), x.shape[:-2] + (t_out, c)).copy()
     xp = np.zeros(x.shape[:-2] + (t_in + pl + pr, c))
-    xp[..., pl:pl + t_in, :] = x
+    xp[..., pl : pl + t_in, :] = x
     for k in range(k_size):
         # padded taps are skipped in C++ (no multiply); adding accum_t(0) is the identity, so both agree
-        prod = quantize(w[k] * xp[..., k:k + t_out, :], accum_t)
+        prod = quantize(w[k] * xp[..., k : k + t_out, :], accum_t)
         acc = quantize(acc + prod, accum_t)
     return quantize(acc, res_t)
 

@@ -4,6 +4,7 @@ Values are carried as float64 arrays that hold exact dyadic numbers (every ap_fi
 53 significant bits is exact in a double), so products and sums of the firmware's operands are
 exact and a cast reproduces the C++ ``ap_fixed`` assignment bit for bit.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,7 @@ class FixedType:
     @property
     def lsb(self) -> float:
         """Return the value of one least-significant bit."""
-        return 2.0 ** -self.frac
+        return 2.0**-self.frac
 
     @property
     def max(self) -> float:
@@ -57,7 +58,7 @@ class FixedType:
     def __str__(self) -> str:
         return self.cpp()
 
-    def with_modes(self, rounding: str | None = None, overflow: str | None = None) -> "FixedType":
+    def with_modes(self, rounding: str | None = None, overflow: str | None = None) -> FixedType:
         """Return the same type with other rounding/overflow modes."""
         return FixedType(self.width, self.integer, self.signed, rounding or self.rounding, overflow or self.overflow)
 
@@ -75,7 +76,9 @@ def parse_type(text) -> FixedType:
             return text
     m = _TYPE_RE.match(text)
     if not m:
-        raise HwflowError(f"cannot parse fixed-point type {text!r}: use e.g. 'ap_fixed<16,6>' or 'ap_ufixed<18,1,AP_RND,AP_SAT>'")
+        raise HwflowError(
+            f"cannot parse fixed-point type {text!r}: use e.g. 'ap_fixed<16,6>' or 'ap_ufixed<18,1,AP_RND,AP_SAT>'"
+        )
     unsigned, kind = m.group(2) == "u", m.group(3)
     args = [a.strip() for a in m.group(4).split(",") if a.strip()]
     try:
@@ -110,12 +113,12 @@ def _from_hls4ml(p):
 
 def to_int(x, t: FixedType) -> np.ndarray:
     """Return the integer representation (value * 2^frac) of values already in type ``t``."""
-    return np.round(np.asarray(x, np.float64) * 2.0 ** t.frac).astype(np.int64)
+    return np.round(np.asarray(x, np.float64) * 2.0**t.frac).astype(np.int64)
 
 
 def from_int(r, t: FixedType) -> np.ndarray:
     """Return the values of integer representations ``r`` of type ``t``."""
-    return np.asarray(r, np.float64) * 2.0 ** -t.frac
+    return np.asarray(r, np.float64) * 2.0**-t.frac
 
 
 def _round(s: np.ndarray, mode: str) -> np.ndarray:
@@ -146,7 +149,7 @@ def _round(s: np.ndarray, mode: str) -> np.ndarray:
 
 def quantize_int(x, t: FixedType) -> np.ndarray:
     """Return the integer representation of ``x`` after assignment to type ``t`` (rounding, then overflow)."""
-    s = np.asarray(x, np.float64) * 2.0 ** t.frac
+    s = np.asarray(x, np.float64) * 2.0**t.frac
     return _overflow(_round(s, t.rounding), t)
 
 
@@ -168,8 +171,13 @@ def quantize_raw(raw, frac: int, t) -> np.ndarray:
     elif t.rounding == "AP_TRN_ZERO":
         r = np.where((raw < 0) & (rem != 0), fl + 1, fl)
     else:
-        tie = {"AP_RND": fl + 1, "AP_RND_ZERO": np.where(raw > 0, fl, fl + 1), "AP_RND_MIN_INF": fl,
-               "AP_RND_INF": np.where(raw > 0, fl + 1, fl), "AP_RND_CONV": np.where(fl % 2 == 0, fl, fl + 1)}[t.rounding]
+        tie = {
+            "AP_RND": fl + 1,
+            "AP_RND_ZERO": np.where(raw > 0, fl, fl + 1),
+            "AP_RND_MIN_INF": fl,
+            "AP_RND_INF": np.where(raw > 0, fl + 1, fl),
+            "AP_RND_CONV": np.where(fl % 2 == 0, fl, fl + 1),
+        }[t.rounding]
         r = np.where(rem > half, fl + 1, np.where(rem < half, fl, tie))
     return _overflow(r, t)
 
@@ -177,9 +185,9 @@ def quantize_raw(raw, frac: int, t) -> np.ndarray:
 def _overflow(r, t: FixedType) -> np.ndarray:
     """Apply the overflow mode of ``t`` to integer representations ``r``."""
     lo = -(2 ** (t.width - 1)) if t.signed else 0
-    hi = (2 ** (t.width - 1) - 1) if t.signed else 2 ** t.width - 1
+    hi = (2 ** (t.width - 1) - 1) if t.signed else 2**t.width - 1
     if t.overflow == "AP_WRAP":
-        mod = 2 ** t.width
+        mod = 2**t.width
         r = np.mod(r - lo, mod) + lo
     elif t.overflow == "AP_SAT":
         r = np.minimum(np.maximum(r, lo), hi)
@@ -209,7 +217,7 @@ def exact_type(values, signed: bool | None = None, max_width: int = 32, frac: in
     signed = bool((v < 0).any()) if signed is None else signed
     if frac is None:
         frac = 0
-        while frac < max_width and not np.all(np.floor(v * 2.0 ** frac) == v * 2.0 ** frac):
+        while frac < max_width and not np.all(np.floor(v * 2.0**frac) == v * 2.0**frac):
             frac += 1
     mag = float(np.max(np.abs(v))) if v.size else 0.0
     integer = int(np.floor(np.log2(mag))) + 1 if mag > 0 else 0

@@ -1,4 +1,5 @@
 """Numpy reference of hwflow_layernorm.h (LayerNorm and RMSNorm), bit-exact, plus its type/table derivation."""
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ class NormSpec:
     @property
     def table_size(self) -> int:
         """Return the number of entries of the 1/sqrt table (two octaves of 2^table_bits + 1)."""
-        return 2 * (2 ** self.table_bits + 1)
+        return 2 * (2**self.table_bits + 1)
 
     @property
     def inv_n(self) -> float:
@@ -55,16 +56,32 @@ def _ilog2(x: float) -> int:
     return int(math.ceil(math.log2(x))) if x > 1 else 0
 
 
-def make_spec(n_in: int, input_t, result_t, center: bool = True, epsilon: float = 1e-3, scale_t="ap_fixed<16,6>",
-              bias_t="ap_fixed<16,6>", table_size: int = 1024, table_t=DEFAULT_TABLE, var_t=None, accum_t=None,
-              mean_t=None, inv_std_t=None, norm_t=None, seq_len: int = 1) -> NormSpec:
+def make_spec(
+    n_in: int,
+    input_t,
+    result_t,
+    center: bool = True,
+    epsilon: float = 1e-3,
+    scale_t="ap_fixed<16,6>",
+    bias_t="ap_fixed<16,6>",
+    table_size: int = 1024,
+    table_t=DEFAULT_TABLE,
+    var_t=None,
+    accum_t=None,
+    mean_t=None,
+    inv_std_t=None,
+    norm_t=None,
+    seq_len: int = 1,
+) -> NormSpec:
     """Return a NormSpec with exact/derived defaults for every type not given."""
     it, rt = parse_type(input_t), parse_type(result_t)
     if table_size < 2 or table_size & (table_size - 1):
         raise HwflowError(f"normalization table_size={table_size} must be a power of two (e.g. 1024)")
     tt = parse_type(table_t)
     if tt.signed or tt.integer < 1:
-        raise HwflowError(f"normalization table type {tt} must be unsigned with >= 1 integer bit (it stores 1/sqrt(1) = 1)")
+        raise HwflowError(
+            f"normalization table type {tt} must be unsigned with >= 1 integer bit (it stores 1/sqrt(1) = 1)"
+        )
     lg = _ilog2(n_in)
     pow2 = n_in & (n_in - 1) == 0
     inv_n_t = FixedType(24, -int(math.floor(math.log2(n_in))), False, "AP_RND", "AP_SAT")
@@ -99,15 +116,32 @@ def make_spec(n_in: int, input_t, result_t, center: bool = True, epsilon: float 
         ni = _ilog2(math.sqrt(n_in)) + 2
         norm_t = FixedType(ni + 16, ni, True, "AP_RND", "AP_SAT")
     norm_t = parse_type(norm_t)
-    spec = NormSpec(n_in, center, float(epsilon), it, rt, accum_t, mean_t, diff_t, var_t, tt, inv_std_t, norm_t,
-                    parse_type(scale_t), parse_type(bias_t), inv_n_t, int(math.log2(table_size)), seq_len)
+    spec = NormSpec(
+        n_in,
+        center,
+        float(epsilon),
+        it,
+        rt,
+        accum_t,
+        mean_t,
+        diff_t,
+        var_t,
+        tt,
+        inv_std_t,
+        norm_t,
+        parse_type(scale_t),
+        parse_type(bias_t),
+        inv_n_t,
+        int(math.log2(table_size)),
+        seq_len,
+    )
     spec.table = build_table(spec)
     return spec
 
 
 def build_table(spec: NormSpec) -> np.ndarray:
     """Return the 1/sqrt table: [1/sqrt(1 + j/N) for j in 0..N] + [1/sqrt(2 (1 + j/N))], in table_t."""
-    n = 2 ** spec.table_bits
+    n = 2**spec.table_bits
     m = 1.0 + np.arange(n + 1, dtype=np.float64) / n
     return quantize(np.concatenate([1.0 / np.sqrt(m), 1.0 / np.sqrt(2.0 * m)]), spec.table_t)
 
@@ -129,14 +163,14 @@ def norm(x, spec: NormSpec, gamma=None, beta=None) -> np.ndarray:
     if spec.center:
         s = np.zeros(x.shape[:-1] + (1,))
         for i in range(n):  # accumulate in accum_t, like the C++ loop
-            s = quantize(s + x[..., i:i + 1], spec.accum_t)
+            s = quantize(s + x[..., i : i + 1], spec.accum_t)
         mean = _mul(s, spec.accum_t, inv_n, spec.inv_n_t, spec.mean_t)
         d = quantize(x - mean, spec.diff_t)
     else:
         d = quantize(x, spec.diff_t)
     sq = np.zeros(x.shape[:-1] + (1,))
     for i in range(n):
-        sq = quantize(sq + d[..., i:i + 1] * d[..., i:i + 1], spec.accum_t)
+        sq = quantize(sq + d[..., i : i + 1] * d[..., i : i + 1], spec.accum_t)
     var = quantize(_mul(sq, spec.accum_t, inv_n, spec.inv_n_t, spec.var_t) + spec.eps_q, spec.var_t)
     raw = quantize_int(var, spec.var_t)
     vw, vf, tb = spec.var_t.width, spec.var_t.frac, spec.table_bits
@@ -147,19 +181,19 @@ def norm(x, spec: NormSpec, gamma=None, beta=None) -> np.ndarray:
     sh = pos - tb
     j = np.where(sh > 0, mfrac >> np.maximum(sh, 0), mfrac << np.maximum(-sh, 0))
     rem = np.where(sh > 0, mfrac & ((np.int64(1) << np.maximum(sh, 0)) - 1), 0)
-    f_raw = rem.astype(object) * (2 ** vw) // (2 ** np.maximum(sh, 0)).astype(object)  # rem << (vw - sh), exact
+    f_raw = rem.astype(object) * (2**vw) // (2 ** np.maximum(sh, 0)).astype(object)  # rem << (vw - sh), exact
     b = pos - vf
     odd = b & 1
     e = (b - odd) // 2
     tt = spec.table_t
     traw = quantize_int(spec.table, tt).astype(object)
-    base = odd * (2 ** tb + 1) + j
+    base = odd * (2**tb + 1) + j
     t0, t1 = traw[base], traw[base + 1]
-    r = from_int(quantize_raw(t0 * (2 ** vw) + (t1 - t0) * f_raw, tt.frac + vw, tt), tt)
+    r = from_int(quantize_raw(t0 * (2**vw) + (t1 - t0) * f_raw, tt.frac + vw, tt), tt)
     it = spec.inv_std_t
     rr = quantize_int(r, it)
     rr = np.where(e >= 0, rr >> np.maximum(e, 0), rr << np.maximum(-e, 0))
-    rr = np.mod(rr, 2 ** it.width)  # operator<< keeps the width (wraps)
+    rr = np.mod(rr, 2**it.width)  # operator<< keeps the width (wraps)
     # d * inv_std can exceed 53 bits: exact integer product, then round into norm_t
     nrm = _mul(d, spec.diff_t, from_int(rr, it), it, spec.norm_t)
     return quantize(nrm * gamma + beta, spec.result_t)

@@ -3,6 +3,7 @@
 Also builds the look-up tables (the firmware receives the very same values as literals) and
 chooses the table configuration from calibration data.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,17 +42,27 @@ class SoftmaxSpec:
     @property
     def exp_lo_size(self) -> int:
         """Return the number of entries of the fine exp table (1 when unused)."""
-        return 2 ** self.lo_bits
+        return 2**self.lo_bits
 
     @property
     def inv_table_size(self) -> int:
         """Return the number of entries of the reciprocal table."""
-        return 2 ** self.inv_bits + 1
+        return 2**self.inv_bits + 1
 
 
-def make_spec(n_in: int, input_t, result_t, n_rows: int = 1, exp_table_size: int = 1024, inv_table_size: int = 1024,
-              exp_table_t=DEFAULT_EXP_TABLE, inv_table_t=DEFAULT_INV_TABLE, inp_norm_t=None,
-              input_range: float | None = None, max_lo_bits: int = 6) -> SoftmaxSpec:
+def make_spec(
+    n_in: int,
+    input_t,
+    result_t,
+    n_rows: int = 1,
+    exp_table_size: int = 1024,
+    inv_table_size: int = 1024,
+    exp_table_t=DEFAULT_EXP_TABLE,
+    inv_table_t=DEFAULT_INV_TABLE,
+    inp_norm_t=None,
+    input_range: float | None = None,
+    max_lo_bits: int = 6,
+) -> SoftmaxSpec:
     """Return a SoftmaxSpec with derived defaults.
 
     ``exp_table_size`` is the coarse exp table (power of two); the normalised input ``x_max - x``
@@ -65,7 +76,9 @@ def make_spec(n_in: int, input_t, result_t, n_rows: int = 1, exp_table_size: int
         if size < 2 or size & (size - 1):
             raise HwflowError(f"softmax {name}={size} must be a power of two >= 2 (e.g. 1024)")
     if exp_t.integer < 1 or exp_t.signed:
-        raise HwflowError(f"softmax exp_table type {exp_t} must be unsigned with >= 1 integer bit (it stores exp(0) = 1)")
+        raise HwflowError(
+            f"softmax exp_table type {exp_t} must be unsigned with >= 1 integer bit (it stores exp(0) = 1)"
+        )
     if inv_t.integer < 1 or inv_t.signed:
         raise HwflowError(f"softmax inv_table type {inv_t} must be unsigned with >= 1 integer bit (it stores 1/1 = 1)")
     if inp_norm_t is None:
@@ -85,7 +98,9 @@ def make_spec(n_in: int, input_t, result_t, n_rows: int = 1, exp_table_size: int
     lo_bits = max(norm.width - n_hi, 0)
     s_int = int(math.ceil(math.log2(n_in))) + 1 + (exp_t.integer - 1)
     sum_t = FixedType(s_int + exp_t.frac, s_int, False)
-    spec = SoftmaxSpec(n_in, input_t, result_t, norm, exp_t, inv_t, sum_t, lo_bits, int(math.log2(inv_table_size)), n_rows)
+    spec = SoftmaxSpec(
+        n_in, input_t, result_t, norm, exp_t, inv_t, sum_t, lo_bits, int(math.log2(inv_table_size)), n_rows
+    )
     spec.tables = build_tables(spec)
     return spec
 
@@ -99,7 +114,7 @@ def build_tables(spec: SoftmaxSpec) -> dict:
     return {
         "exp_hi": quantize(np.exp(-hi), spec.exp_table_t),
         "exp_lo": quantize(np.exp(-lo), spec.exp_table_t),
-        "inv": quantize(1.0 / (1.0 + j / 2 ** spec.inv_bits), spec.inv_table_t),
+        "inv": quantize(1.0 / (1.0 + j / 2**spec.inv_bits), spec.inv_table_t),
     }
 
 
@@ -135,8 +150,12 @@ def softmax(x, spec: SoftmaxSpec) -> np.ndarray:
     e_raw = quantize_int(e, spec.exp_table_t)
     inv_raw = quantize_int(inv, spec.inv_table_t)
     praw = (e_raw * inv_raw) >> p
-    prod = from_int(praw, FixedType(spec.exp_table_t.width + spec.inv_table_t.width,
-                                    spec.exp_table_t.integer + spec.inv_table_t.integer, False))
+    prod = from_int(
+        praw,
+        FixedType(
+            spec.exp_table_t.width + spec.inv_table_t.width, spec.exp_table_t.integer + spec.inv_table_t.integer, False
+        ),
+    )
     return quantize(prod, spec.result_t)
 
 

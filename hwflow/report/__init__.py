@@ -8,6 +8,7 @@ Parsers (one per report kind) return records of one schema (see ``schema.RECORD_
 reports/summary.{json,md} and plots; ``compare`` puts two runs side by side.
 Only the standard library is imported here; matplotlib is loaded when plotting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,12 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     for r in summary["models"]:
         if r["vendor"] and r["vendor"]["hls"]:
             h = r["vendor"]["hls"]
-            print(f"{r['model']}: {h['tool']} {h['tool_version']}: latency {h['latency_worst_cycles']} cycles "
-                  f"({h['latency_worst_ns']} ns), II {h['interval_max']}, LUT {h['resources']['LUT']}, "
-                  f"timing met {h['timing_met']}" + (f"  [{'; '.join(r['vendor']['flags'])}]" if r["vendor"]["flags"] else ""))
+            print(
+                f"{r['model']}: {h['tool']} {h['tool_version']}: latency {h['latency_worst_cycles']} cycles "
+                f"({h['latency_worst_ns']} ns), II {h['interval_max']}, LUT {h['resources']['LUT']}, "
+                f"timing met {h['timing_met']}"
+                + (f"  [{'; '.join(r['vendor']['flags'])}]" if r["vendor"]["flags"] else "")
+            )
         else:
             print(f"{r['model']}: {r['vendor_note'] or 'no HLS C-synthesis report'}")
         for e in r["vendor_errors"]:
@@ -82,15 +86,23 @@ def add_cli(subparsers) -> None:
         "firmware/<name>/), C-simulation accuracy (csim.json) and open-RTL numbers (rtl.json) into "
         "reports/summary.json, reports/summary.md and plots.",
     )
-    p.add_argument("--models", nargs="+", metavar="NAME", help="only these models (default: all under firmware/ and reports/)")
+    p.add_argument(
+        "--models", nargs="+", metavar="NAME", help="only these models (default: all under firmware/ and reports/)"
+    )
     p.set_defaults(func=_cmd_collect)
     sub = p.add_subparsers(dest="report_action", metavar="ACTION")
     pp = sub.add_parser("parse", help="parse a vendor report file or project folder into the unified schema")
-    pp.add_argument("path", type=Path, help="a report (*_csynth.xml|rpt, *_cosim.rpt, vivado_synth.rpt, *_hls.log) or a project folder")
+    pp.add_argument(
+        "path",
+        type=Path,
+        help="a report (*_csynth.xml|rpt, *_cosim.rpt, vivado_synth.rpt, *_hls.log) or a project folder",
+    )
     pp.add_argument("--json", action="store_true", help="print a JSON list, one object per report")
     pp.set_defaults(func=_cmd_parse)
     pc = sub.add_parser("compare", help="compare two runs of a model side by side with deltas")
-    pc.add_argument("a", type=Path, help="run A (base): reports/<name>/ folder, synth.json, project folder or report file")
+    pc.add_argument(
+        "a", type=Path, help="run A (base): reports/<name>/ folder, synth.json, project folder or report file"
+    )
     pc.add_argument("b", type=Path, help="run B")
     pc.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     pc.add_argument("--out", type=Path, help="write to this file (atomically) instead of stdout")

@@ -1,4 +1,5 @@
 """Helpers for the ASCII tables (``+----+`` / ``| a | b |``) of Xilinx text reports."""
+
 from __future__ import annotations
 
 import re

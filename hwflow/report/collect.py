@@ -6,6 +6,7 @@ Sources per model <name>:
   open RTL reports/<name>/rtl.json   (open flow: yosys mapping; labelled as such, never as Vivado)
 Numbers are only copied from those files; where a source is missing the summary says so.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -20,13 +21,41 @@ from .schema import RESOURCE_KEYS
 from .summary import fmt, markdown_table, res_cell, vendor_view
 
 CSIM_KEYS = (
-    "n_samples", "accuracy_float", "accuracy_qkeras", "accuracy_csim", "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float", "argmax_agreement_qkeras_vs_float", "max_abs_error_vs_qkeras", "mean_abs_error_vs_qkeras",
-    "max_abs_error_vs_float", "auc_float", "auc_qkeras", "auc_csim", "auc_drop_max_vs_float", "auc_drop_max_vs_qkeras",
-    "overflow_counts", "overflow_total", "softmax_argmax_flips",
+    "n_samples",
+    "accuracy_float",
+    "accuracy_qkeras",
+    "accuracy_csim",
+    "argmax_agreement_vs_qkeras",
+    "argmax_agreement_vs_float",
+    "argmax_agreement_qkeras_vs_float",
+    "max_abs_error_vs_qkeras",
+    "mean_abs_error_vs_qkeras",
+    "max_abs_error_vs_float",
+    "auc_float",
+    "auc_qkeras",
+    "auc_csim",
+    "auc_drop_max_vs_float",
+    "auc_drop_max_vs_qkeras",
+    "overflow_counts",
+    "overflow_total",
+    "softmax_argmax_flips",
 )
-RTL_KEYS = ("source", "n_samples", "bit_exact_fraction_vs_csim", "latency_cycles", "latency_ns", "interval", "clock_period_ns",
-            "resources", "utilization_pct", "synthesizer", "simulator", "part", "bit_exact_source", "pipeline_stages")
+RTL_KEYS = (
+    "source",
+    "n_samples",
+    "bit_exact_fraction_vs_csim",
+    "latency_cycles",
+    "latency_ns",
+    "interval",
+    "clock_period_ns",
+    "resources",
+    "utilization_pct",
+    "synthesizer",
+    "simulator",
+    "part",
+    "bit_exact_source",
+    "pipeline_stages",
+)
 
 
 def model_names(root: Path) -> list[str]:
@@ -38,8 +67,13 @@ def model_names(root: Path) -> list[str]:
     rep = root / "reports"
     if rep.is_dir():
         # only report folders of a model (not e.g. reports/bench/)
-        names.update(p.name for p in rep.iterdir() if p.is_dir() and not p.name.startswith(".")
-                     and any((p / f).is_file() for f in ("synth.json", "csim.json", "rtl.json")))
+        names.update(
+            p.name
+            for p in rep.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and any((p / f).is_file() for f in ("synth.json", "csim.json", "rtl.json"))
+        )
     return sorted(names)
 
 
@@ -80,7 +114,9 @@ def load_vendor(name: str, root: Path) -> dict[str, Any]:
             newest = max((p.stat().st_mtime for p in src.rglob("*") if p.is_file()), default=0.0)
             if newest > synth_json.stat().st_mtime:
                 out["stale"] = True
-                out["view"]["flags"].append(f"firmware/{name}/ changed after this synthesis: numbers may be stale, rerun `make synth MODEL={name}`")
+                out["view"]["flags"].append(
+                    f"firmware/{name}/ changed after this synthesis: numbers may be stale, rerun `make synth MODEL={name}`"
+                )
     elif fw.is_dir():
         files = []
         try:
@@ -161,11 +197,13 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
             "open_rtl_source": f"reports/{name}/rtl.json" if rtl else None,
         }
         rows.append(row)
-    return _clean({
-        "generated_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "root": str(root),
-        "models": rows,
-    })
+    return _clean(
+        {
+            "generated_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "root": str(root),
+            "models": rows,
+        }
+    )
 
 
 def _clean(obj: Any) -> Any:
@@ -208,21 +246,52 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
     ]
     with_vendor = [r for r in rows if r["vendor"] and r["vendor"]["hls"]]
     if with_vendor:
-        header = ["model", "tool", "part", "clock target / est. (ns)", "Fmax (MHz)", "latency (cycles)",
-                  "latency (ns @ est. clock)", "II", "LUT", "FF", "DSP", "BRAM_18K", "timing met", "cosim", "flags"]
+        header = [
+            "model",
+            "tool",
+            "part",
+            "clock target / est. (ns)",
+            "Fmax (MHz)",
+            "latency (cycles)",
+            "latency (ns @ est. clock)",
+            "II",
+            "LUT",
+            "FF",
+            "DSP",
+            "BRAM_18K",
+            "timing met",
+            "cosim",
+            "flags",
+        ]
         tab = []
         for r in with_vendor:
             h = r["vendor"]["hls"]
-            lat = (f"{fmt(h['latency_best_cycles'])}" if h["latency_best_cycles"] == h["latency_worst_cycles"]
-                   else f"{fmt(h['latency_best_cycles'])}-{fmt(h['latency_worst_cycles'])}")
-            ii = (fmt(h["interval_min"]) if h["interval_min"] == h["interval_max"]
-                  else f"{fmt(h['interval_min'])}-{fmt(h['interval_max'])}")
-            tab.append([
-                r["model"], f"{fmt(h['tool'])} {fmt(h['tool_version'])}", fmt(h["part"]),
-                f"{fmt(h['clock_target_ns'])} / {fmt(h['clock_estimated_ns'])}", fmt(h["fmax_mhz"], 1), lat,
-                fmt(h["latency_worst_ns"], 1), ii, *(res_cell(h, k) for k in ("LUT", "FF", "DSP", "BRAM_18K")),
-                fmt(h["timing_met"]), fmt(r["vendor"]["cosim_status"]), "; ".join(r["vendor"]["flags"]) or "-",
-            ])
+            lat = (
+                f"{fmt(h['latency_best_cycles'])}"
+                if h["latency_best_cycles"] == h["latency_worst_cycles"]
+                else f"{fmt(h['latency_best_cycles'])}-{fmt(h['latency_worst_cycles'])}"
+            )
+            ii = (
+                fmt(h["interval_min"])
+                if h["interval_min"] == h["interval_max"]
+                else f"{fmt(h['interval_min'])}-{fmt(h['interval_max'])}"
+            )
+            tab.append(
+                [
+                    r["model"],
+                    f"{fmt(h['tool'])} {fmt(h['tool_version'])}",
+                    fmt(h["part"]),
+                    f"{fmt(h['clock_target_ns'])} / {fmt(h['clock_estimated_ns'])}",
+                    fmt(h["fmax_mhz"], 1),
+                    lat,
+                    fmt(h["latency_worst_ns"], 1),
+                    ii,
+                    *(res_cell(h, k) for k in ("LUT", "FF", "DSP", "BRAM_18K")),
+                    fmt(h["timing_met"]),
+                    fmt(r["vendor"]["cosim_status"]),
+                    "; ".join(r["vendor"]["flags"]) or "-",
+                ]
+            )
         out += [markdown_table(header, tab), ""]
         out += [f"- {r['model']}: from {r['vendor_origin']}" for r in with_vendor] + [""]
     else:
@@ -242,24 +311,57 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
     viv = [r for r in rows if r["vendor"] and r["vendor"]["vivado_synth"]]
     if viv:
         out += ["## Vivado logic synthesis (post-synthesis utilization)", ""]
-        tab = [[r["model"], f"Vivado {fmt(r['vendor']['vivado_synth']['tool_version'])}",
+        tab = [
+            [
+                r["model"],
+                f"Vivado {fmt(r['vendor']['vivado_synth']['tool_version'])}",
                 fmt(r["vendor"]["vivado_synth"]["part"]),
-                *(res_cell(r["vendor"]["vivado_synth"], k) for k in RESOURCE_KEYS)] for r in viv]
+                *(res_cell(r["vendor"]["vivado_synth"], k) for k in RESOURCE_KEYS),
+            ]
+            for r in viv
+        ]
         out += [markdown_table(["model", "tool", "part", *RESOURCE_KEYS], tab), ""]
 
     out += ["## Accuracy (C simulation vs QKeras vs float)", ""]
     acc = [r for r in rows if r["accuracy"]]
     if acc:
-        header = ["model", "samples", "acc float", "acc QKeras", "acc csim", "argmax agree vs QKeras", "argmax agree vs float",
-                  "max abs err vs QKeras", "AUC csim", "AUC drop max vs float", "overflows", "softmax argmax flips"]
+        header = [
+            "model",
+            "samples",
+            "acc float",
+            "acc QKeras",
+            "acc csim",
+            "argmax agree vs QKeras",
+            "argmax agree vs float",
+            "max abs err vs QKeras",
+            "AUC csim",
+            "AUC drop max vs float",
+            "overflows",
+            "softmax argmax flips",
+        ]
         tab = []
         for r in acc:
             a = r["accuracy"]
-            tab.append([r["model"], fmt(a.get("n_samples")), fmt(a.get("accuracy_float"), 4), fmt(a.get("accuracy_qkeras"), 4),
-                        fmt(a.get("accuracy_csim"), 4), fmt(a.get("argmax_agreement_vs_qkeras"), 4),
-                        fmt(a.get("argmax_agreement_vs_float"), 4), fmt(a.get("max_abs_error_vs_qkeras"), 5),
-                        _auc_cell(a.get("auc_csim")), fmt(a.get("auc_drop_max_vs_float"), 4),
-                        fmt(a["overflow_total"] if a.get("overflow_total") is not None else _overflow_total(a.get("overflow_counts"))), fmt(a.get("softmax_argmax_flips"))])
+            tab.append(
+                [
+                    r["model"],
+                    fmt(a.get("n_samples")),
+                    fmt(a.get("accuracy_float"), 4),
+                    fmt(a.get("accuracy_qkeras"), 4),
+                    fmt(a.get("accuracy_csim"), 4),
+                    fmt(a.get("argmax_agreement_vs_qkeras"), 4),
+                    fmt(a.get("argmax_agreement_vs_float"), 4),
+                    fmt(a.get("max_abs_error_vs_qkeras"), 5),
+                    _auc_cell(a.get("auc_csim")),
+                    fmt(a.get("auc_drop_max_vs_float"), 4),
+                    fmt(
+                        a["overflow_total"]
+                        if a.get("overflow_total") is not None
+                        else _overflow_total(a.get("overflow_counts"))
+                    ),
+                    fmt(a.get("softmax_argmax_flips")),
+                ]
+            )
         out += [markdown_table(header, tab), ""]
     for r in rows:
         if not r["accuracy"]:
@@ -275,13 +377,30 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
             res = o.get("resources") or {}
             util = o.get("utilization_pct") or {}
             cell = lambda k: fmt(res.get(k)) + (f" ({util[k]:.1f}%)" if isinstance(util.get(k), (int, float)) else "")  # noqa: E731
-            lat_ns = f" ({fmt(o.get('latency_ns'), 1)} ns at the target clock)" if o.get("latency_ns") is not None else ""
-            tab.append([r["model"], o["label"], fmt(o.get("bit_exact_fraction_vs_csim"), 6), fmt(o.get("latency_cycles")) + lat_ns,
-                        fmt(o.get("interval")), *(cell(k) for k in ("LUT", "FF", "DSP", "BRAM_18K"))])
-        out += [markdown_table(["model", "source", "bit-exact vs csim", "latency (cycles)", "II", "LUT", "FF", "DSP",
-                                "BRAM_18K"], tab), ""]
-        out += ["Open-flow latency is measured in cycles by RTL simulation; no open tool checks timing, so ns are at the "
-                "card's target clock (reports/<model>/rtl.md gives the ECP5 post-route Fmax proxy where one was run).", ""]
+            lat_ns = (
+                f" ({fmt(o.get('latency_ns'), 1)} ns at the target clock)" if o.get("latency_ns") is not None else ""
+            )
+            tab.append(
+                [
+                    r["model"],
+                    o["label"],
+                    fmt(o.get("bit_exact_fraction_vs_csim"), 6),
+                    fmt(o.get("latency_cycles")) + lat_ns,
+                    fmt(o.get("interval")),
+                    *(cell(k) for k in ("LUT", "FF", "DSP", "BRAM_18K")),
+                ]
+            )
+        out += [
+            markdown_table(
+                ["model", "source", "bit-exact vs csim", "latency (cycles)", "II", "LUT", "FF", "DSP", "BRAM_18K"], tab
+            ),
+            "",
+        ]
+        out += [
+            "Open-flow latency is measured in cycles by RTL simulation; no open tool checks timing, so ns are at the "
+            "card's target clock (reports/<model>/rtl.md gives the ECP5 post-route Fmax proxy where one was run).",
+            "",
+        ]
     if plots:
         out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     return "\n".join(out) + "\n"

@@ -3,6 +3,7 @@
 A run is a report folder (reports/<name>/ with synth.json and csim.json), a synth.json file, an
 hls4ml project folder (its vendor reports are found), or a single report file.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,16 @@ from .find import load_synth_json
 from .schema import RESOURCE_KEYS
 from .summary import fmt, markdown_table, vendor_view
 
-_ACC = ("accuracy_float", "accuracy_qkeras", "accuracy_csim", "argmax_agreement_vs_qkeras", "argmax_agreement_vs_float",
-        "max_abs_error_vs_qkeras", "auc_drop_max_vs_float", "softmax_argmax_flips")
+_ACC = (
+    "accuracy_float",
+    "accuracy_qkeras",
+    "accuracy_csim",
+    "argmax_agreement_vs_qkeras",
+    "argmax_agreement_vs_float",
+    "max_abs_error_vs_qkeras",
+    "auc_drop_max_vs_float",
+    "softmax_argmax_flips",
+)
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -43,7 +52,9 @@ def load_run(path: str | Path) -> dict[str, Any]:
         if path.is_dir() and (path / "csim.json").is_file():
             accuracy = json.loads((path / "csim.json").read_text())
     if view["hls"] is None and view["vivado_synth"] is None and view["cosim"] is None:
-        raise HwflowError(f"{path}: no synthesis or cosim numbers to compare (only a log?): pass a report folder or csynth report")
+        raise HwflowError(
+            f"{path}: no synthesis or cosim numbers to compare (only a log?): pass a report folder or csynth report"
+        )
     return {"label": str(path), "path": str(path), "view": view, "accuracy": accuracy, "card": card}
 
 
@@ -53,8 +64,19 @@ def metrics(run: dict[str, Any]) -> dict[str, Any]:
     m: dict[str, Any] = {f"card.{k}": val for k, val in (run.get("card") or {}).items()}
     h = v["hls"]
     if h:
-        for k in ("part", "top", "clock_target_ns", "clock_estimated_ns", "fmax_mhz", "latency_best_cycles",
-                  "latency_worst_cycles", "latency_worst_ns", "interval_min", "interval_max", "timing_met"):
+        for k in (
+            "part",
+            "top",
+            "clock_target_ns",
+            "clock_estimated_ns",
+            "fmax_mhz",
+            "latency_best_cycles",
+            "latency_worst_cycles",
+            "latency_worst_ns",
+            "interval_min",
+            "interval_max",
+            "timing_met",
+        ):
             m[f"hls.{k}"] = h[k]
         for k in RESOURCE_KEYS:
             m[f"hls.{k}"] = h["resources"][k]
@@ -94,15 +116,20 @@ def compare(a: str | Path, b: str | Path) -> dict[str, Any]:
             delta = vb - va
             delta = round(delta, 6) if isinstance(delta, float) else delta
             delta_pct = round(100.0 * delta / va, 2) if va else None
-        rows.append({"metric": k, "a": va, "b": vb, "delta": delta, "delta_pct": delta_pct,
-                     "changed": va != vb})
+        rows.append({"metric": k, "a": va, "b": vb, "delta": delta, "delta_pct": delta_pct, "changed": va != vb})
     notes = []
     if ma.get("hls.top") and mb.get("hls.top") and ma["hls.top"] != mb["hls.top"]:
         notes.append(f"different top functions ({ma['hls.top']} vs {mb['hls.top']}): are these runs of the same model?")
     if ma.get("hls.part") and mb.get("hls.part") and ma["hls.part"] != mb["hls.part"]:
         notes.append(f"different parts ({ma['hls.part']} vs {mb['hls.part']}): % of part is not comparable")
-    return {"a": ra["label"], "b": rb["label"], "rows": rows, "notes": notes,
-            "flags_a": ra["view"]["flags"], "flags_b": rb["view"]["flags"]}
+    return {
+        "a": ra["label"],
+        "b": rb["label"],
+        "rows": rows,
+        "notes": notes,
+        "flags_a": ra["view"]["flags"],
+        "flags_b": rb["view"]["flags"],
+    }
 
 
 def to_markdown(cmp: dict[str, Any]) -> str:

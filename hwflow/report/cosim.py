@@ -5,6 +5,7 @@ New (Vitis HLS) layout adds "Total Execution Time (Clock Cycles)" (9 columns). S
 Pass / Fail / NA per RTL language; the language that ran (status not NA) is reported, Verilog
 first. ``NA`` numbers (e.g. interval with a single transaction) stay None.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import cells, is_border
-from .schema import finalize, new_record, read_report, ReportError, to_int
+from .schema import ReportError, finalize, new_record, read_report, to_int
 
 _RTL = ("Verilog", "VHDL", "SystemC")
 

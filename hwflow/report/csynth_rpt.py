@@ -4,6 +4,7 @@ Handles the Vivado HLS and Vitis HLS layouts: DSP column ``DSP48E`` or ``DSP``, 
 "(Vivado IP Flow Target)" solution suffix, and the extra ``Available SLR`` / ``Utilization SLR (%)``
 rows newer Vitis prints before the whole-part ``Available`` row (only the latter is the part).
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._table import find_line, tables
-from .schema import RESOURCE_KEYS, finalize, new_record, read_report, ReportError, require, to_float, to_int
+from .schema import RESOURCE_KEYS, ReportError, finalize, new_record, read_report, require, to_float, to_int
 
 _COL_ALIASES = {"DSP48E": "DSP", "DSP48": "DSP", "DSP58": "DSP"}
 
@@ -25,7 +26,7 @@ def _first_table_after(lines: list[str], pattern: str, start: int = 0) -> list[l
 
 
 def _resource_row(header: list[str], row: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: None for k in RESOURCE_KEYS}
+    out: dict[str, Any] = dict.fromkeys(RESOURCE_KEYS)
     for name, value in zip(header[1:], row[1:]):
         key = _COL_ALIASES.get(name, name)
         if key in out:
@@ -43,9 +44,7 @@ def parse(path: str | Path) -> dict[str, Any]:
 
     m = re.search(r"==\s*(Vivado HLS|Vitis HLS)\s+Report for '([^']+)'", text)
     if not m:
-        raise ReportError(
-            f"{path}: no '== Vivado HLS/Vitis HLS Report for ...' header; not a csynth text report"
-        )
+        raise ReportError(f"{path}: no '== Vivado HLS/Vitis HLS Report for ...' header; not a csynth text report")
     rec["tool"], rec["top"] = m.group(1), m.group(2)
     m = re.search(r"^\*\s*Version:\s*(\S+)(?:\s*\(Build\s+(\d+))?", text, re.M)
     if m:
@@ -125,7 +124,9 @@ def parse(path: str | Path) -> dict[str, Any]:
             "'Timing' summary (target/estimated clock)": rec["clock_estimated_ns"],
             "'Latency' summary row": True if lat_seen else None,
             "'Utilization Estimates' Total row": True if total_seen else None,
-            "'Utilization Estimates' Available row": True if any(v is not None for v in rec["available"].values()) else None,
+            "'Utilization Estimates' Available row": True
+            if any(v is not None for v in rec["available"].values())
+            else None,
         },
         "csynth text report",
     )

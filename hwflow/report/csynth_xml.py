@@ -4,6 +4,7 @@ Format differences handled: the DSP tag is ``DSP48E`` in Vivado HLS and ``DSP`` 
 Vivado HLS dataflow designs may give the interval only as ``DataflowPipelineThroughput`` (either a
 ``<range><min/><max/></range>`` or a plain number); Vitis writes ``undef`` for unknown latencies.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from .schema import RESOURCE_KEYS, finalize, new_record, read_report, ReportError, require, to_float, to_int
+from .schema import RESOURCE_KEYS, ReportError, finalize, new_record, read_report, require, to_float, to_int
 
 _TAG_ALIASES = {"DSP48E": "DSP", "DSP48": "DSP", "DSP58": "DSP", "BRAM": "BRAM_18K"}
 
@@ -24,7 +25,7 @@ def _text(node: ET.Element | None, path: str) -> str | None:
 
 
 def _resources(node: ET.Element | None) -> tuple[dict[str, Any], list[str]]:
-    out: dict[str, Any] = {k: None for k in RESOURCE_KEYS}
+    out: dict[str, Any] = dict.fromkeys(RESOURCE_KEYS)
     tags: list[str] = []
     if node is None:
         return out, tags
@@ -56,7 +57,9 @@ def parse(path: str | Path) -> dict[str, Any]:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as e:
-        raise ReportError(f"{path}: not well-formed XML ({e}); the report is truncated or corrupt: re-run C synthesis") from None
+        raise ReportError(
+            f"{path}: not well-formed XML ({e}); the report is truncated or corrupt: re-run C synthesis"
+        ) from None
     if root.tag != "profile":
         raise ReportError(f"{path}: XML root is <{root.tag}>, expected <profile> of a Vivado/Vitis HLS csynth report")
 

@@ -5,12 +5,14 @@ Project layout (hls4ml): ``<dir>/project.tcl`` names the project; reports live u
 ``vivado_synth.rpt`` and ``vivado_hls.log``/``vitis_hls.log`` sit in ``<dir>``. The syn/report folder
 also holds one report per sub-module, so only the top function's report is taken.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import cosim, csynth_rpt, csynth_xml, hls_log, vivado_synth
 from .schema import ReportError
@@ -24,7 +26,20 @@ PARSERS: dict[str, Callable[[Path], dict[str, Any]]] = {
 }
 LOG_NAMES = ("vitis_hls.log", "vivado_hls.log")
 # big generated folders that never hold the reports we read
-_PRUNE = {".autopilot", "verilog", "vhdl", "systemc", "wrapc", "wrapc_pc", "impl", "csim", "db", ".git", "__pycache__", "ip"}
+_PRUNE = {
+    ".autopilot",
+    "verilog",
+    "vhdl",
+    "systemc",
+    "wrapc",
+    "wrapc_pc",
+    "impl",
+    "csim",
+    "db",
+    ".git",
+    "__pycache__",
+    "ip",
+}
 
 
 def detect_kind(path: str | Path) -> str:

@@ -4,6 +4,7 @@ A log carries what the reports do not: the tool banner (name + version), the est
 line (``HLS 200-789``), every ``ERROR:`` line, which phases completed, the echoed cosim table
 and whether the tool exited. Latency/resources are not taken from logs (use the csynth report).
 """
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cosim as _cosim
-from .schema import finalize, new_record, read_report, ReportError, to_float
+from .schema import ReportError, finalize, new_record, read_report, to_float
 
 _BANNER = re.compile(
     r"^\*{4,}\s+(Vivado\(TM\) HLS|Vivado HLS|Vitis HLS|vitis-run|Vitis|Vivado)\b.*?\bv(\d{4}\.\d+(?:\.\d+)?)",
@@ -55,7 +56,9 @@ def parse_text(text: str, path: str | Path) -> dict[str, Any]:
     rec["errors"] = [ln.strip() for ln in text.splitlines() if ln.lstrip().startswith("ERROR:")]
     d["phases_completed"] = [k for k, title in _PHASES.items() if f"***** {title} COMPLETED" in text]
     d["phases_started"] = [k for k, title in _PHASES.items() if f"***** {title} *****" in text]
-    d["complete"] = bool(re.search(r"Exiting (vivado_hls|vitis_hls|vitis-run|vitis)\b", text)) or "Total elapsed time" in text
+    d["complete"] = (
+        bool(re.search(r"Exiting (vivado_hls|vitis_hls|vitis-run|vitis)\b", text)) or "Total elapsed time" in text
+    )
     rows, _, _closed = _cosim.parse_table(text)
     status, _row = _cosim.status_from_rows(rows)
     if status is None:

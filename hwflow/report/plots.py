@@ -1,4 +1,5 @@
 """Summary plots (matplotlib, Agg backend, imported only here): resources as % of the part; latency vs LUTs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,14 @@ def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
         if pts_r:
             # a different marker and an explicit label: open-flow numbers are not Vivado numbers
             tools = sorted({str(o.get("synthesizer") or "open flow") for _, o in rtl})
-            ax.scatter([p[1] for p in pts_r], [p[2] for p in pts_r], marker="^", facecolors="none", edgecolors="C1",
-                       label=f"open RTL ({', '.join(tools)}), not Vivado")
+            ax.scatter(
+                [p[1] for p in pts_r],
+                [p[2] for p in pts_r],
+                marker="^",
+                facecolors="none",
+                edgecolors="C1",
+                label=f"open RTL ({', '.join(tools)}), not Vivado",
+            )
         for m, lut, lat in pts_v + pts_r:
             ax.annotate(m, (lut, lat), fontsize=7, xytext=(3, 3), textcoords="offset points")
         luts = [p[1] for p in pts_v + pts_r if p[1] > 0]

@@ -5,6 +5,7 @@ the numbers a reader wants at a glance (Fmax, latency in ns, % of the part, timi
 flags (timing missed, over 100 % of the part, cosim failed). Values a report does not contain
 stay ``None``: nothing is guessed.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,14 +51,14 @@ class ReportError(HwflowError):
 
 def resource_dict() -> dict[str, Any]:
     """Return a resource mapping with every resource key set to None."""
-    return {k: None for k in RESOURCE_KEYS}
+    return dict.fromkeys(RESOURCE_KEYS)
 
 
 def new_record(source: str | Path, kind: str) -> dict[str, Any]:
     """Return an empty record (all values None / empty) for a report file of the given kind."""
     if kind not in KINDS:
         raise ValueError(f"unknown report kind {kind!r}")
-    rec: dict[str, Any] = {k: None for k in RECORD_KEYS}
+    rec: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
     rec.update(
         source=str(source),
         kind=kind,
@@ -119,9 +120,7 @@ def flags_for(rec: dict[str, Any]) -> list[str]:
     """Return the at-a-glance warnings for a record: timing missed, over 100 % of the part, cosim failed."""
     flags: list[str] = []
     if rec.get("timing_met") is False:
-        flags.append(
-            f"timing missed: estimated {rec['clock_estimated_ns']} ns > target {rec['clock_target_ns']} ns"
-        )
+        flags.append(f"timing missed: estimated {rec['clock_estimated_ns']} ns > target {rec['clock_target_ns']} ns")
     over = [
         f"{k} {rec['utilization_pct'][k]:.0f}%"
         for k in RESOURCE_KEYS

@@ -3,16 +3,32 @@
 ``vendor_view`` combines the records of one project (csynth estimate, Vivado utilization, cosim,
 log) into the numbers a person asks for, each tagged with the report it came from.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .schema import RESOURCE_KEYS
 
 _HLS_KEYS = (
-    "source", "tool", "tool_version", "part", "top", "clock_target_ns", "clock_estimated_ns", "fmax_mhz",
-    "latency_best_cycles", "latency_worst_cycles", "latency_worst_ns", "interval_min", "interval_max",
-    "resources", "available", "utilization_pct", "timing_met",
+    "source",
+    "tool",
+    "tool_version",
+    "part",
+    "top",
+    "clock_target_ns",
+    "clock_estimated_ns",
+    "fmax_mhz",
+    "latency_best_cycles",
+    "latency_worst_cycles",
+    "latency_worst_ns",
+    "interval_min",
+    "interval_max",
+    "resources",
+    "available",
+    "utilization_pct",
+    "timing_met",
 )
 
 
@@ -30,19 +46,36 @@ def vendor_view(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     view: dict[str, Any] = {
         "hls": {k: hls[k] for k in _HLS_KEYS} if hls else None,
         "vivado_synth": (
-            {k: viv[k] for k in ("source", "tool", "tool_version", "part", "top", "resources", "available", "utilization_pct")}
-            if viv else None
+            {
+                k: viv[k]
+                for k in ("source", "tool", "tool_version", "part", "top", "resources", "available", "utilization_pct")
+            }
+            if viv
+            else None
         ),
         "cosim": (
-            {"source": cos["source"], "status": cos["cosim_status"], "latency_best_cycles": cos["latency_best_cycles"],
-             "latency_worst_cycles": cos["latency_worst_cycles"], "interval_min": cos["interval_min"],
-             "interval_max": cos["interval_max"]}
-            if cos else None
+            {
+                "source": cos["source"],
+                "status": cos["cosim_status"],
+                "latency_best_cycles": cos["latency_best_cycles"],
+                "latency_worst_cycles": cos["latency_worst_cycles"],
+                "interval_min": cos["interval_min"],
+                "interval_max": cos["interval_max"],
+            }
+            if cos
+            else None
         ),
         "log": (
-            {"source": log["source"], "tool": log["tool"], "tool_version": log["tool_version"], "fmax_mhz": log["fmax_mhz"],
-             "errors": log["errors"], "complete": log["details"].get("complete")}
-            if log else None
+            {
+                "source": log["source"],
+                "tool": log["tool"],
+                "tool_version": log["tool_version"],
+                "fmax_mhz": log["fmax_mhz"],
+                "errors": log["errors"],
+                "complete": log["details"].get("complete"),
+            }
+            if log
+            else None
         ),
     }
     view["cosim_status"] = (cos or {}).get("cosim_status") or (log or {}).get("cosim_status")
@@ -95,8 +128,11 @@ def format_records(records: list[dict[str, Any]]) -> str:
     """Return a readable text rendering of parsed records (one block per report, flags first)."""
     blocks = []
     for r in records:
-        lines = [f"{r['source']}", f"  kind {r['kind']}; tool {fmt(r['tool'])} {fmt(r['tool_version'])}; "
-                 f"part {fmt(r['part'])}; top {fmt(r['top'])}"]
+        lines = [
+            f"{r['source']}",
+            f"  kind {r['kind']}; tool {fmt(r['tool'])} {fmt(r['tool_version'])}; "
+            f"part {fmt(r['part'])}; top {fmt(r['top'])}",
+        ]
         for f in r["flags"]:
             lines.append(f"  !! {f}")
         if r["clock_target_ns"] is not None or r["clock_estimated_ns"] is not None:
@@ -104,17 +140,33 @@ def format_records(records: list[dict[str, Any]]) -> str:
                 f"  clock: target {fmt(r['clock_target_ns'])} ns, estimated {fmt(r['clock_estimated_ns'])} ns "
                 f"(Fmax {fmt(r['fmax_mhz'], 2)} MHz), timing met: {fmt(r['timing_met'])}"
             )
-        if r["latency_worst_cycles"] is not None or r["latency_best_cycles"] is not None or r["interval_min"] is not None:
-            ns = f" = {fmt(r['latency_worst_ns'])} ns at the estimated clock" if r["latency_worst_ns"] is not None else ""
+        if (
+            r["latency_worst_cycles"] is not None
+            or r["latency_best_cycles"] is not None
+            or r["interval_min"] is not None
+        ):
+            ns = (
+                f" = {fmt(r['latency_worst_ns'])} ns at the estimated clock"
+                if r["latency_worst_ns"] is not None
+                else ""
+            )
             lines.append(
                 f"  latency: {fmt(r['latency_best_cycles'])} .. {fmt(r['latency_worst_cycles'])} cycles{ns}; "
                 f"II {fmt(r['interval_min'])} .. {fmt(r['interval_max'])}"
             )
         if any(v is not None for v in r["resources"].values()):
-            rows = [[k, fmt(r["resources"][k]), fmt(r["available"][k]),
-                     fmt(r["utilization_pct"][k], 2) + ("%" if r["utilization_pct"][k] is not None else "")]
-                    for k in RESOURCE_KEYS]
-            lines += ["    " + ln for ln in text_table(["resource", "used", "available", "% of part"], rows).splitlines()]
+            rows = [
+                [
+                    k,
+                    fmt(r["resources"][k]),
+                    fmt(r["available"][k]),
+                    fmt(r["utilization_pct"][k], 2) + ("%" if r["utilization_pct"][k] is not None else ""),
+                ]
+                for k in RESOURCE_KEYS
+            ]
+            lines += [
+                "    " + ln for ln in text_table(["resource", "used", "available", "% of part"], rows).splitlines()
+            ]
         if r["cosim_status"] is not None or r["kind"] == "cosim":
             rtl = r["details"].get("rtl")
             lines.append(f"  cosim: {r['cosim_status'] or 'not run (all NA)'}" + (f" ({rtl})" if rtl else ""))

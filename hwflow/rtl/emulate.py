@@ -7,12 +7,12 @@ This module follows da4ml's Python interpreter (``CombLogic.__call__``) op by op
 samples: every buffer is an integer count of its op's step (int64 up to 62 bits, Python integers beyond), so it is
 exact at any width.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 from da4ml.types import CombLogic, minimal_kif
 
 WIDE = 62  # beyond this many bits a buffer is held as Python integers (object arrays)
@@ -165,6 +165,9 @@ def emulate(comb: CombLogic, x: np.ndarray) -> np.ndarray:
             out[:, j] = 0.0
             continue
         sgn = -1.0 if comb.out_negs[j] else 1.0
-        out[:, j] = sgn * np.asarray([float(t) for t in val[oi]] if val[oi].dtype == object else val[oi], dtype=np.float64) \
+        out[:, j] = (
+            sgn
+            * np.asarray([float(t) for t in val[oi]] if val[oi].dtype == object else val[oi], dtype=np.float64)
             * 2.0 ** (lsb[oi] + comb.out_shifts[j])
+        )
     return out

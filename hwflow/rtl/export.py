@@ -51,6 +51,7 @@ OPS (op name: semantics, all in the C++ order of hls4ml's io_parallel Latency ke
   ``inv_table``, ``invsqrt_table``) are carried as arrays with the table index types in ``types``. The RTL side
   names them unsupported until their reference semantics are wired in (see the report's ``unsupported``).
 """
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,16 @@ def fixedtype_dict(ft: Any) -> dict:
     rnd = str(ft.rounding).replace("AP_", "")
     sat = str(ft.overflow).replace("AP_", "")
     signed = bool(ft.signed)
-    return {"ctype": ft.cpp(), "signed": signed, "width": int(ft.width), "integer": int(ft.integer),
-            "frac": int(ft.width - ft.integer), "rounding": rnd, "saturation": sat, "sat_bits": 0}
+    return {
+        "ctype": ft.cpp(),
+        "signed": signed,
+        "width": int(ft.width),
+        "integer": int(ft.integer),
+        "frac": int(ft.width - ft.integer),
+        "rounding": rnd,
+        "saturation": sat,
+        "sat_bits": 0,
+    }
 
 
 def spec_to_neutral(spec: Any, prefix: str = "") -> tuple[dict, dict, dict]:
@@ -114,7 +123,16 @@ def spec_to_neutral(spec: Any, prefix: str = "") -> tuple[dict, dict, dict]:
         elif isinstance(v, (bool, int, float, str)) or v is None:
             attrs[key] = v
     # derived constants the C++ uses (properties of the spec), e.g. the stored 1/n and epsilon
-    for prop in ("scale", "scale_exact", "inv_n", "eps_q", "exp_hi_size", "exp_lo_size", "inv_table_size", "table_size"):
+    for prop in (
+        "scale",
+        "scale_exact",
+        "inv_n",
+        "eps_q",
+        "exp_hi_size",
+        "exp_lo_size",
+        "inv_table_size",
+        "table_size",
+    ):
         if hasattr(type(spec), prop) and isinstance(getattr(type(spec), prop), property):
             attrs[prefix + prop] = getattr(spec, prop)
     return types, attrs, arrays
@@ -133,10 +151,20 @@ def precision_dict(prec: Any) -> dict:
         saturation = str(prec.saturation_mode) if prec.saturation_mode is not None else "WRAP"
         sat_bits = int(prec.saturation_bits or 0)
     else:
-        raise HwflowError(f"precision {prec} ({name}) has no fixed-point form: set an ap_fixed precision for it in the hls config")
+        raise HwflowError(
+            f"precision {prec} ({name}) has no fixed-point form: set an ap_fixed precision for it in the hls config"
+        )
     ctype = f"ap_{'' if signed else 'u'}fixed<{width},{integer},AP_{rounding},AP_{saturation}>"
-    return {"ctype": ctype, "signed": signed, "width": width, "integer": integer, "frac": width - integer,
-            "rounding": rounding, "saturation": saturation, "sat_bits": sat_bits}
+    return {
+        "ctype": ctype,
+        "signed": signed,
+        "width": width,
+        "integer": integer,
+        "frac": width - integer,
+        "rounding": rounding,
+        "saturation": saturation,
+        "sat_bits": sat_bits,
+    }
 
 
 def quantize_np(x: np.ndarray, t: dict) -> np.ndarray:
@@ -146,7 +174,9 @@ def quantize_np(x: np.ndarray, t: dict) -> np.ndarray:
 
     rnd, ovf = "AP_" + t["rounding"], "AP_" + t["saturation"]
     if rnd not in ROUNDING:
-        raise HwflowError(f"rounding mode {t['rounding']} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, RND_MIN_INF")
+        raise HwflowError(
+            f"rounding mode {t['rounding']} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, RND_MIN_INF"
+        )
     if ovf not in OVERFLOW:
         raise HwflowError(f"saturation mode {t['saturation']} unknown: use one of WRAP, SAT, SAT_SYM, SAT_ZERO")
     return np.asarray(quantize(x, FixedType(t["width"], t["integer"], t["signed"], rnd, ovf)), dtype=np.float64)
@@ -187,8 +217,16 @@ def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
     op = _CLASS_TO_OP.get(cls) or _EXT_OPS.get(cls)
     out_var = layer.get_output_variable()
     out_name = str(layer.outputs[0]) if getattr(layer, "outputs", None) else layer.name
-    entry: dict = {"name": layer.name, "op": op, "hls_class": cls, "inputs": inputs, "output": out_name,
-                   "types": _layer_types(layer), "arrays": {}, "attrs": {}}
+    entry: dict = {
+        "name": layer.name,
+        "op": op,
+        "hls_class": cls,
+        "inputs": inputs,
+        "output": out_name,
+        "types": _layer_types(layer),
+        "arrays": {},
+        "attrs": {},
+    }
     arrays: dict = {}
     entry["types"]["result"] = precision_dict(out_var.type.precision)
     if op == "input":
@@ -241,24 +279,37 @@ def graph_from_hls(hls_model) -> tuple[dict, dict]:
         ins = [str(i) for i in layer.inputs] if layer.inputs else []
         # input names in hls4ml are layer names; an output variable is named after its layer
         entry, arr = _describe(layer, ins)
-        if entry["op"] is None or (entry["op"] == "activation" and entry["attrs"].get("activation") not in _ACTIVATIONS):
+        if entry["op"] is None or (
+            entry["op"] == "activation" and entry["attrs"].get("activation") not in _ACTIVATIONS
+        ):
             what = entry["attrs"].get("activation", "")
             unsupported.append(f"{layer.name} ({layer.class_name}{' ' + what if what else ''})")
         layers.append(entry)
         arrays.update(arr)
-        tensors[entry["output"]] = {"shape": [int(s) for s in layer.get_output_variable().shape],
-                               "type": entry["types"]["result"]}
+        tensors[entry["output"]] = {
+            "shape": [int(s) for s in layer.get_output_variable().shape],
+            "type": entry["types"]["result"],
+        }
     inputs = [str(n) for n in hls_model.inputs]
     outputs = [str(n) for n in hls_model.outputs]
-    graph = {"format": FORMAT, "version": VERSION, "model": hls_model.config.get_project_name(),
-             "backend": str(hls_model.config.backend.name), "io_type": hls_model.config.get_config_value("IOType"),
-             "inputs": inputs, "outputs": outputs, "tensors": tensors, "layers": layers,
-             "unsupported_layers": unsupported}
+    graph = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": hls_model.config.get_project_name(),
+        "backend": str(hls_model.config.backend.name),
+        "io_type": hls_model.config.get_config_value("IOType"),
+        "inputs": inputs,
+        "outputs": outputs,
+        "tensors": tensors,
+        "layers": layers,
+        "unsupported_layers": unsupported,
+    }
     return graph, arrays
 
 
-def export_model(hls_model, x: np.ndarray | list[np.ndarray], out_dir: str | Path, name: str | None = None,
-                 trace: bool = True) -> Path:
+def export_model(
+    hls_model, x: np.ndarray | list[np.ndarray], out_dir: str | Path, name: str | None = None, trace: bool = True
+) -> Path:
     """Write the neutral file (graph.json + data.npz) of a converted hls4ml model with C-sim outputs; return the folder.
 
     ``x`` are float test inputs (one array per model input, batch first). The C simulation runs here (hls4ml
@@ -269,7 +320,9 @@ def export_model(hls_model, x: np.ndarray | list[np.ndarray], out_dir: str | Pat
         graph["model"] = name
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(graph["inputs"]):
-        raise HwflowError(f"{len(xs)} input arrays given but the model has {len(graph['inputs'])} inputs: pass one per input")
+        raise HwflowError(
+            f"{len(xs)} input arrays given but the model has {len(graph['inputs'])} inputs: pass one per input"
+        )
     # float64 in: hls4ml then runs the C++ with double I/O, so traces of wide types (> 24 bits) stay exact;
     # float32 values convert to the input type exactly as before
     xs = [np.ascontiguousarray(np.asarray(a, dtype=np.float32).astype(np.float64)) for a in xs]

@@ -19,6 +19,7 @@ few controller cycles, measured in simulation.
 
 ``plan`` needs no da4ml (pure graph analysis); ``trace_plan`` / ``emulate_chain`` / ``write_top`` run in .venv-rtl.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,10 @@ def plan(graph: dict, group: int) -> Plan:
     layers = graph["layers"]
     mhas = [e for e in layers if e["op"] == "mha"]
     if not mhas:
-        raise FoldError("rtl.tokens_per_cycle folds attention models only (no multi-head attention in this graph); "
-                        "set rtl.tokens_per_cycle: 0")
+        raise FoldError(
+            "rtl.tokens_per_cycle folds attention models only (no multi-head attention in this graph); "
+            "set rtl.tokens_per_cycle: 0"
+        )
     L = int(mhas[0]["attrs"]["seq_len"])
     if group < 1 or L % group:
         raise FoldError(f"rtl.tokens_per_cycle = {group} must divide the sequence length {L}")
@@ -79,8 +82,10 @@ def plan(graph: dict, group: int) -> Plan:
         return len(shapes[t]) == 2 and shapes[t][0] == L
 
     if len(graph["inputs"]) != 1 or not is_token(graph["inputs"][0]):
-        raise FoldError(f"folding needs one (tokens, features) input of {L} tokens; inputs: "
-                        + ", ".join(f"{t} {list(shapes[t])}" for t in graph["inputs"]))
+        raise FoldError(
+            f"folding needs one (tokens, features) input of {L} tokens; inputs: "
+            + ", ".join(f"{t} {list(shapes[t])}" for t in graph["inputs"])
+        )
     widths = {t: shapes[t][1] for t in shapes if is_token(t)}
     segs = [Segment("s0", "token")]
     tail = Segment("tail", "tail")
@@ -89,9 +94,16 @@ def plan(graph: dict, group: int) -> Plan:
         if e["op"] == "input":
             continue
         if not in_tail:
-            token_wise = (e["op"] in TOKEN_OPS and all(is_token(t) for t in e["inputs"]) and is_token(e["output"])
-                          and not (e["op"] == "merge" and e["attrs"].get("op") == "concatenate"
-                                   and e["attrs"].get("axis", -1) not in (-1, 1)))
+            token_wise = (
+                e["op"] in TOKEN_OPS
+                and all(is_token(t) for t in e["inputs"])
+                and is_token(e["output"])
+                and not (
+                    e["op"] == "merge"
+                    and e["attrs"].get("op") == "concatenate"
+                    and e["attrs"].get("axis", -1) not in (-1, 1)
+                )
+            )
             if e["op"] == "mha":
                 q, k, v = _qkv(e)
                 for t, n in ((q, "key_dim"), (k, "key_dim"), (v, "value_dim")):
@@ -103,10 +115,14 @@ def plan(graph: dict, group: int) -> Plan:
                 in_tail = True
         (tail if in_tail else segs[-1]).layers.append(e)
     if not tail.layers:
-        raise FoldError("folding needs a sequence-mixing layer (pooling/flatten) after the last attention; "
-                        "set rtl.tokens_per_cycle: 0")
+        raise FoldError(
+            "folding needs a sequence-mixing layer (pooling/flatten) after the last attention; "
+            "set rtl.tokens_per_cycle: 0"
+        )
     if any(e["op"] == "mha" for e in tail.layers):
-        raise FoldError("attention after a pooling/flatten layer cannot be folded token by token; set rtl.tokens_per_cycle: 0")
+        raise FoldError(
+            "attention after a pooling/flatten layer cannot be folded token by token; set rtl.tokens_per_cycle: 0"
+        )
 
     # liveness, backwards: what each segment reads from the buffer before it, what it must pass on
     def produced(s: Segment) -> set:
@@ -149,7 +165,9 @@ def plan(graph: dict, group: int) -> Plan:
     for s in order:
         for t in s.row_in + s.full_in + s.live_out:
             if t not in widths:
-                raise FoldError(f"tensor {t} {list(shapes.get(t, ()))} crosses a segment boundary but is not (tokens, features)")
+                raise FoldError(
+                    f"tensor {t} {list(shapes.get(t, ()))} crosses a segment boundary but is not (tokens, features)"
+                )
     return Plan(L, group, widths, order)
 
 
@@ -342,68 +360,105 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
     w_in = NG * n_in0 * fin[0].bw
     w_out = len(mods[-1].out_cols) * fout[-1].bw
     fi, fo = fin[0], fout[-1]
-    L = [f"// hwflow folded top: {p.seq_len} tokens, {G} per clock, {NG} clocks per sample (generated, do not edit)",
-         "// segments: " + "; ".join(f"{m.seg.name} ({m.seg.kind}, {depths[i]} clocks)" for i, m in enumerate(mods)),
-         "// rst: synchronous, active high. A sample is taken when in_valid && in_ready (in_ready is high at most",
-         f"// once every {NG} clocks); its result is on model_out while out_valid is high (one clock), in order.",
-         f"// model_inp: {w_in // fi.bw} elements of {fi.bw} bits, {'signed' if fi.signed else 'unsigned'}, {fi.f} fractional bits, "
-         "token-major (element j at bits [j*bw +: bw]).",
-         f"// model_out: {w_out // fo.bw} elements of {fo.bw} bits, {'signed' if fo.signed else 'unsigned'}, {fo.f} fractional bits.",
-         "`timescale 1 ns / 1 ps", "",
-         f"module {top} (",
-         "    input clk,", "    input rst,", "    input in_valid,", "    output in_ready,",
-         f"    input [{w_in - 1}:0] model_inp,", "    output out_valid,", f"    output [{w_out - 1}:0] model_out", ");"]
+    L = [
+        f"// hwflow folded top: {p.seq_len} tokens, {G} per clock, {NG} clocks per sample (generated, do not edit)",
+        "// segments: " + "; ".join(f"{m.seg.name} ({m.seg.kind}, {depths[i]} clocks)" for i, m in enumerate(mods)),
+        "// rst: synchronous, active high. A sample is taken when in_valid && in_ready (in_ready is high at most",
+        f"// once every {NG} clocks); its result is on model_out while out_valid is high (one clock), in order.",
+        f"// model_inp: {w_in // fi.bw} elements of {fi.bw} bits, {'signed' if fi.signed else 'unsigned'}, {fi.f} fractional bits, "
+        "token-major (element j at bits [j*bw +: bw]).",
+        f"// model_out: {w_out // fo.bw} elements of {fo.bw} bits, {'signed' if fo.signed else 'unsigned'}, {fo.f} fractional bits.",
+        "`timescale 1 ns / 1 ps",
+        "",
+        f"module {top} (",
+        "    input clk,",
+        "    input rst,",
+        "    input in_valid,",
+        "    output in_ready,",
+        f"    input [{w_in - 1}:0] model_inp,",
+        "    output out_valid,",
+        f"    output [{w_out - 1}:0] model_out",
+        ");",
+    ]
     for si, m in enumerate(mods):
         d = depths[si]
         n_in, n_out = len(m.in_map), len(m.out_cols)
-        L += ["", f"    // ---- segment {m.seg.name} ({m.seg.kind}): {n_in} inputs x {fin[si].bw} b, {n_out} outputs x {fout[si].bw} b, "
-              f"{d} cycles"]
-        L += [f"    wire [{n_in * fin[si].bw - 1}:0] {m.seg.name}_in;", f"    wire [{n_out * fout[si].bw - 1}:0] {m.seg.name}_out;",
-              f"    reg [{d - 1}:0] {m.seg.name}_v;"]
-        L.append(f"    {names[si]}_wrapper u_{m.seg.name} (.clk(clk), .model_inp({m.seg.name}_in), .model_out({m.seg.name}_out));")
+        L += [
+            "",
+            f"    // ---- segment {m.seg.name} ({m.seg.kind}): {n_in} inputs x {fin[si].bw} b, {n_out} outputs x {fout[si].bw} b, "
+            f"{d} cycles",
+        ]
+        L += [
+            f"    wire [{n_in * fin[si].bw - 1}:0] {m.seg.name}_in;",
+            f"    wire [{n_out * fout[si].bw - 1}:0] {m.seg.name}_out;",
+            f"    reg [{d - 1}:0] {m.seg.name}_v;",
+        ]
+        L.append(
+            f"    {names[si]}_wrapper u_{m.seg.name} (.clk(clk), .model_inp({m.seg.name}_in), .model_out({m.seg.name}_out));"
+        )
         if m.seg.kind == "token":
             s = m.seg.name
-            L += [f"    reg {s}_run;", f"    reg [{cw - 1}:0] {s}_cnt;", f"    wire {s}_last = {s}_run && {s}_cnt == {cw}'d{NG - 1};",
-                  f"    reg [{cw * d - 1}:0] {s}_g;", f"    wire [{cw - 1}:0] {s}_gout = {s}_g[{cw * d - 1}:{cw * (d - 1)}];",
-                  f"    reg [{NG * n_out * fout[si].bw - 1}:0] {s}_wb;", f"    reg {s}_done;"]
+            L += [
+                f"    reg {s}_run;",
+                f"    reg [{cw - 1}:0] {s}_cnt;",
+                f"    wire {s}_last = {s}_run && {s}_cnt == {cw}'d{NG - 1};",
+                f"    reg [{cw * d - 1}:0] {s}_g;",
+                f"    wire [{cw - 1}:0] {s}_gout = {s}_g[{cw * d - 1}:{cw * (d - 1)}];",
+                f"    reg [{NG * n_out * fout[si].bw - 1}:0] {s}_wb;",
+                f"    reg {s}_done;",
+            ]
             if si == 0:
-                L += [f"    reg [{w_in - 1}:0] xin;", f"    assign in_ready = !{s}_run || {s}_last;",
-                      "    always @(posedge clk) begin",
-                      f"        if (rst) begin {s}_run <= 1'b0; {s}_cnt <= {cw}'d0; end",
-                      f"        else if (in_valid && in_ready) begin xin <= model_inp; {s}_run <= 1'b1; {s}_cnt <= {cw}'d0; end",
-                      f"        else if ({s}_last) {s}_run <= 1'b0;",
-                      f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
-                      "    end",
-                      f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];"]
+                L += [
+                    f"    reg [{w_in - 1}:0] xin;",
+                    f"    assign in_ready = !{s}_run || {s}_last;",
+                    "    always @(posedge clk) begin",
+                    f"        if (rst) begin {s}_run <= 1'b0; {s}_cnt <= {cw}'d0; end",
+                    f"        else if (in_valid && in_ready) begin xin <= model_inp; {s}_run <= 1'b1; {s}_cnt <= {cw}'d0; end",
+                    f"        else if ({s}_last) {s}_run <= 1'b0;",
+                    f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
+                    "    end",
+                    f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];",
+                ]
             else:
                 pv = mods[si - 1].seg.name
-                L += ["    always @(posedge clk) begin",
-                      f"        if (rst) begin {s}_run <= 1'b0; {s}_cnt <= {cw}'d0; end",
-                      f"        else if ({pv}_done) begin {pv}_rb <= {pv}_wb; {s}_run <= 1'b1; {s}_cnt <= {cw}'d0; end",
-                      f"        else if ({s}_last) {s}_run <= 1'b0;",
-                      f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
-                      "    end"]
+                L += [
+                    "    always @(posedge clk) begin",
+                    f"        if (rst) begin {s}_run <= 1'b0; {s}_cnt <= {cw}'d0; end",
+                    f"        else if ({pv}_done) begin {pv}_rb <= {pv}_wb; {s}_run <= 1'b1; {s}_cnt <= {cw}'d0; end",
+                    f"        else if ({s}_last) {s}_run <= 1'b0;",
+                    f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
+                    "    end",
+                ]
                 L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_rb", f"{s}_cnt", s)
             shift_v = f"{{{s}_v[{d - 2}:0], {s}_run}}" if d > 1 else f"{s}_run"
             shift_g = f"{{{s}_g[{cw * (d - 1) - 1}:0], {s}_cnt}}" if d > 1 else f"{s}_cnt"
             wg = n_out * fout[si].bw
-            L += ["    always @(posedge clk) begin",
-                  f"        if (rst) begin {s}_v <= {d}'d0; {s}_done <= 1'b0; end",
-                  f"        else begin {s}_v <= {shift_v}; {s}_done <= {s}_v[{d - 1}] && {s}_gout == {cw}'d{NG - 1}; end",
-                  f"        {s}_g <= {shift_g};",
-                  f"        if ({s}_v[{d - 1}]) {s}_wb[{s}_gout * {wg} +: {wg}] <= {s}_out;",
-                  "    end"]
+            L += [
+                "    always @(posedge clk) begin",
+                f"        if (rst) begin {s}_v <= {d}'d0; {s}_done <= 1'b0; end",
+                f"        else begin {s}_v <= {shift_v}; {s}_done <= {s}_v[{d - 1}] && {s}_gout == {cw}'d{NG - 1}; end",
+                f"        {s}_g <= {shift_g};",
+                f"        if ({s}_v[{d - 1}]) {s}_wb[{s}_gout * {wg} +: {wg}] <= {s}_out;",
+                "    end",
+            ]
             if si + 1 < len(mods) and mods[si + 1].seg.kind == "token":
                 L.append(f"    reg [{NG * wg - 1}:0] {s}_rb;  // read copy for the next segment")
         else:
             pv = mods[si - 1].seg.name
             s = m.seg.name
             L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_wb", None, s)
-            L += ["    always @(posedge clk) begin",
-                  f"        if (rst) {s}_v <= {d}'d0;",
-                  (f"        else {s}_v <= {{{s}_v[{d - 2}:0], {pv}_done}};" if d > 1 else f"        else {s}_v <= {pv}_done;"),
-                  "    end",
-                  f"    assign out_valid = {s}_v[{d - 1}];", f"    assign model_out = {s}_out;"]
+            L += [
+                "    always @(posedge clk) begin",
+                f"        if (rst) {s}_v <= {d}'d0;",
+                (
+                    f"        else {s}_v <= {{{s}_v[{d - 2}:0], {pv}_done}};"
+                    if d > 1
+                    else f"        else {s}_v <= {pv}_done;"
+                ),
+                "    end",
+                f"    assign out_valid = {s}_v[{d - 1}];",
+                f"    assign model_out = {s}_out;",
+            ]
     L += ["endmodule", ""]
     facts = {"w_in": w_in, "w_out": w_out, "in_fmt": fin[0], "out_fmt": fout[-1], "n_groups": NG, "count_width": cw}
     return "\n".join(L), facts
@@ -448,8 +503,15 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
     names, depths, stages, models = [], [], [], []
     for m in mods:
         nm = f"{name}_{m.seg.name}"
-        vm = VerilogModel(m.comb, nm, out / m.seg.name, latency_cutoff=cutoff, clock_period=clock_period,
-                          part_name=part, print_latency=False)
+        vm = VerilogModel(
+            m.comb,
+            nm,
+            out / m.seg.name,
+            latency_cutoff=cutoff,
+            clock_period=clock_period,
+            part_name=part,
+            print_latency=False,
+        )
         vm.write(metadata={"hwflow_model": name, "segment": m.seg.name})
         n_st = len(vm._pipe.solutions) if vm._pipe is not None else 0
         names.append(nm)
@@ -468,7 +530,15 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
     top = f"{name}_folded"
     text, facts = write_top(mods, p, top, names, depths)
     (src / f"{top}.v").write_text(text)
-    return {"top": top, "src": src, "depths": depths, "stages": stages, "facts": facts, "models": models, "names": names}
+    return {
+        "top": top,
+        "src": src,
+        "depths": depths,
+        "stages": stages,
+        "facts": facts,
+        "models": models,
+        "names": names,
+    }
 
 
 def testbench(top: str, facts: dict, n: int, max_cycles: int, gaps: bool = False) -> str:
@@ -480,10 +550,10 @@ module tb;
   reg clk = 1'b0;
   reg rst = 1'b1;
   reg in_valid = 1'b0;
-  reg [{facts['w_in'] - 1}:0] model_inp = 0;
+  reg [{facts["w_in"] - 1}:0] model_inp = 0;
   wire in_ready, out_valid;
-  wire [{facts['w_out'] - 1}:0] model_out;
-  reg [{facts['w_in'] - 1}:0] mem [0:{n - 1}];
+  wire [{facts["w_out"] - 1}:0] model_out;
+  reg [{facts["w_in"] - 1}:0] mem [0:{n - 1}];
   integer cyc = 0;
   integer sent = 0;
   integer got = 0;
@@ -539,16 +609,43 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
         if not shutil.which("iverilog"):
             return {"ran": False, "reason": "iverilog not found (apt-get install iverilog)"}
         files = icarus_files(prj["src"], work)
-        subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *files], cwd=work, check=True,
-                       capture_output=True, text=True, timeout=timeout_s)
+        subprocess.run(
+            ["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *files],
+            cwd=work,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         build_s = time.time() - t0
         run = ["vvp", "-n", "tb.vvp"]
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[0].strip()
     elif simulator == "verilator":
         env = verilator_env()
         files = [str(f) for f in project_files(prj["src"], wrappers=True)]
-        cmd = ["verilator", "--binary", "--timing", "-j", "2", "--top-module", "tb", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-               "-Wno-TIMESCALEMOD", "--x-initial", "fast", "-CFLAGS", "-O1 -fcoroutines", "--Mdir", "obj_dir", "-o", "Vtb", "tb.v", *files]
+        cmd = [
+            "verilator",
+            "--binary",
+            "--timing",
+            "-j",
+            "2",
+            "--top-module",
+            "tb",
+            "-Wno-fatal",
+            "-Wno-lint",
+            "-Wno-style",
+            "-Wno-TIMESCALEMOD",
+            "--x-initial",
+            "fast",
+            "-CFLAGS",
+            "-O1 -fcoroutines",
+            "--Mdir",
+            "obj_dir",
+            "-o",
+            "Vtb",
+            "tb.v",
+            *files,
+        ]
         subprocess.run(cmd, cwd=work, check=True, capture_output=True, text=True, timeout=timeout_s, env=env)
         build_s = time.time() - t0
         run = [str(work / "obj_dir" / "Vtb")]
@@ -574,8 +671,16 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
         vals[r] = unpack_word(w, n_out, fo.bw, fo.f, fo.signed)
     lat = [oc - ic for (oc, _), ic in zip(outs, acc)]
     spacing = np.diff(acc) if len(acc) > 1 else np.array([])
-    return {"ran": True, "version": version, "outputs": vals, "n_samples": n, "n_outputs_seen": len(outs),
-            "latency_range": (min(lat), max(lat)) if lat else None,
-            "interval_range": (int(spacing.min()), int(spacing.max())) if spacing.size else None,
-            "latency_cycles": max(lat) if lat else None, "interval": int(spacing.max()) if spacing.size else None,
-            "build_s": round(build_s, 1), "run_s": round(run_s, 2)}
+    return {
+        "ran": True,
+        "version": version,
+        "outputs": vals,
+        "n_samples": n,
+        "n_outputs_seen": len(outs),
+        "latency_range": (min(lat), max(lat)) if lat else None,
+        "interval_range": (int(spacing.min()), int(spacing.max())) if spacing.size else None,
+        "latency_cycles": max(lat) if lat else None,
+        "interval": int(spacing.max()) if spacing.size else None,
+        "build_s": round(build_s, 1),
+        "run_s": round(run_s, 2),
+    }

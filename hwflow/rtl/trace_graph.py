@@ -6,12 +6,12 @@ arithmetic: shift-and-add, no DSPs); casts implement every ap_fixed rounding mod
 TRN and RND, so RND_CONV, TRN_ZERO, RND_ZERO, RND_INF and RND_MIN_INF are built here from its adders, bit
 slices and MSB muxes) and the WRAP/SAT/SAT_SYM overflow modes (SAT_ZERO is refused by name).
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig
 from da4ml.trace.fixed_variable import FixedVariable
 
@@ -294,7 +294,9 @@ def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_sha
     raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
 
 
-def build(graph: dict, arrays: dict, latency_cutoff: float) -> tuple[list[FixedVariableArrayInput], dict[str, FixedVariableArray], list[dict]]:
+def build(
+    graph: dict, arrays: dict, latency_cutoff: float
+) -> tuple[list[FixedVariableArrayInput], dict[str, FixedVariableArray], list[dict]]:
     """Return (input arrays, tensor name -> traced array, list of unsupported-layer records) for a neutral graph."""
     hw = HWConfig(1, -1, float(latency_cutoff))
     tensors: dict[str, FixedVariableArray] = {}
@@ -386,8 +388,10 @@ def _max(vals: list) -> FixedVariable:
     """Return the maximum of values as a comparator tree."""
     vals = list(vals)
     while len(vals) > 1:
-        nxt = [vals[i].max_of(vals[i + 1]) if isinstance(vals[i], FixedVariable) else vals[i + 1].max_of(vals[i])
-               for i in range(0, len(vals) - 1, 2)]
+        nxt = [
+            vals[i].max_of(vals[i + 1]) if isinstance(vals[i], FixedVariable) else vals[i + 1].max_of(vals[i])
+            for i in range(0, len(vals) - 1, 2)
+        ]
         if len(vals) % 2:
             nxt.append(vals[-1])
         vals = nxt
@@ -566,7 +570,9 @@ def mha_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[Fixed
     return tuple(out)
 
 
-def mha_attend(q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def mha_attend(
+    q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArray, layer: dict, arrays: dict
+) -> FixedVariableArray:
     """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q, out_dim)."""
     ty, at = layer["types"], layer["attrs"]
     arr = {n: arrays[a] for n, a in layer["arrays"].items()}
@@ -577,9 +583,9 @@ def mha_attend(q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArr
     n_q, n_k = q.shape[0], k.shape[0]
     ctx_vars = np.empty((n_q, H * dv), dtype=object)
     for h in range(H):
-        qh = q._vars[:, h * dk:(h + 1) * dk]
-        kh = k._vars[:, h * dk:(h + 1) * dk]
-        vh = v._vars[:, h * dv:(h + 1) * dv]
+        qh = q._vars[:, h * dk : (h + 1) * dk]
+        kh = k._vars[:, h * dk : (h + 1) * dk]
+        vh = v._vars[:, h * dv : (h + 1) * dv]
         for i in range(n_q):
             scores = []
             for j in range(n_k):

@@ -11,6 +11,7 @@ locations. Behaviour is steered by environment variables:
   FAKE_HLS_VSYNTH    fixture vivado_synth.rpt to install when vsynth=1
   FAKE_HLS_ARGV_FILE append the argv + cwd + options (JSON line) here
 """
+
 import json
 import os
 import re
@@ -57,8 +58,11 @@ def main():
             f.write(json.dumps({"tool": tool, "argv": argv, "cwd": os.getcwd(), "opts": opts}) + "\n")
     prj = dict(re.findall(r'^set (\w+) "?([^"\n]*)"?', Path("project.tcl").read_text(), re.M))
     name = prj["project_name"]
-    label = "Vivado(TM) HLS - High-Level Synthesis from C, C++ and SystemC v2019.2" if tool == "vivado_hls" else \
-        "Vitis HLS - High-Level Synthesis from C, C++ and OpenCL v2023.2"
+    label = (
+        "Vivado(TM) HLS - High-Level Synthesis from C, C++ and SystemC v2019.2"
+        if tool == "vivado_hls"
+        else "Vitis HLS - High-Level Synthesis from C, C++ and OpenCL v2023.2"
+    )
     print(f"\n****** {label} (64-bit)", flush=True)
     print(f"INFO: [HLS 200-1510] Running: set_top {name} ")
     print(f"INFO: [HLS 200-1611] Setting target device to '{prj['part']}'")
@@ -69,7 +73,9 @@ def main():
         return 0
     if mode == "fail":
         print("***** C/RTL SYNTHESIS *****")
-        print("ERROR: [HLS 214-194] in function 'myproject': Undefined function nnet::fake (firmware/myproject.cpp:12:3)")
+        print(
+            "ERROR: [HLS 214-194] in function 'myproject': Undefined function nnet::fake (firmware/myproject.cpp:12:3)"
+        )
         print("ERROR: [HLS 200-70] Pre-synthesis failed.")
         return 1
     sol = Path(f"{name}_prj") / "solution1"

@@ -1,4 +1,5 @@
 """Helpers shared by hwflow's hls4ml extension layers: quantizer -> fixed type, per-layer precision lookup."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,10 @@ def quantizer_type(q, where: str = "") -> FixedType | None:
     if cls == "quantized_bits":
         alpha = cfg.get("alpha")
         if alpha not in (None, 1, 1.0):
-            raise HwflowError(f"{where}: quantized_bits(alpha={alpha!r}) has no fixed binary point; use alpha=1 for "
-                              "activations/intermediates")
+            raise HwflowError(
+                f"{where}: quantized_bits(alpha={alpha!r}) has no fixed binary point; use alpha=1 for "
+                "activations/intermediates"
+            )
         if cfg.get("keep_negative", True):
             return FixedType(bits, integer + 1, True, "AP_RND_CONV", "AP_SAT")
         return FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")

@@ -4,6 +4,7 @@ Each extension module defines an hls4ml IR layer, a Keras-2 parser handler for t
 layer, config/function templates for the Vivado and Vitis backends, and ``register()`` which adds
 them through hls4ml's public extension API (idempotent: a second call does nothing).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

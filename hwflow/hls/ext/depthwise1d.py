@@ -15,13 +15,21 @@ unquantized weights). This module converts ``hwflow.nn.conformer.QDepthwiseConv1
 
 Bit-exact reference: ``hwflow.reference.conformer.depthwise_conv1d``.
 """
+
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 
-from .conformer_common import activation_quantizer, mult_limit, qkeras_quantizer, register_for_backends, register_handler, result_precision
+from .conformer_common import (
+    activation_quantizer,
+    mult_limit,
+    qkeras_quantizer,
+    register_for_backends,
+    register_handler,
+    result_precision,
+)
 
 HEADER = "hwflow_depthwise1d.h"
 
@@ -77,8 +85,9 @@ def _define():
             # the model default for this (to it unknown) layer class; the exact type is set at template time
             acc = self.get_attr("accum_t")
             self.set_attr("accum_auto", acc is None or isinstance(acc.precision, UnspecifiedPrecisionType))
-            self.add_output_variable([self.get_attr("out_width"), self.get_attr("n_chan")],
-                                     precision=result_precision(self))
+            self.add_output_variable(
+                [self.get_attr("out_width"), self.get_attr("n_chan")], precision=result_precision(self)
+            )
             self.add_weights(quantizer=self.get_attr("weight_quantizer"))
             self.add_bias(quantizer=self.get_attr("bias_quantizer"))
 
@@ -86,9 +95,12 @@ def _define():
             """Set accum_t to the exact accumulator type when the config leaves it 'auto'."""
             acc = self.get_attr("accum_t")
             if self.get_attr("accum_auto") or isinstance(acc.precision, UnspecifiedPrecisionType):
-                t = exact_accum_type(parse_type(self.get_input_variable().type.precision),
-                                     parse_type(self.get_attr("weight_t").precision),
-                                     parse_type(self.get_attr("bias_t").precision), int(self.get_attr("filt_width")))
+                t = exact_accum_type(
+                    parse_type(self.get_input_variable().type.precision),
+                    parse_type(self.get_attr("weight_t").precision),
+                    parse_type(self.get_attr("bias_t").precision),
+                    int(self.get_attr("filt_width")),
+                )
                 # at template time types are already backend types: copy the converted precision, then resize
                 new = copy.copy(acc.precision)
                 new.width, new.integer, new.signed = t.width, t.integer, True
@@ -118,8 +130,11 @@ def _define():
             params["b"] = node.get_weights("bias").name
             return self.template.format(**params)
 
-    _classes.update(HwflowDepthwiseConv1D=HwflowDepthwiseConv1D, depthwise_pads=depthwise_pads,
-                    templates=[HwflowDepthwiseConv1DConfigTemplate, HwflowDepthwiseConv1DFunctionTemplate])
+    _classes.update(
+        HwflowDepthwiseConv1D=HwflowDepthwiseConv1D,
+        depthwise_pads=depthwise_pads,
+        templates=[HwflowDepthwiseConv1DConfigTemplate, HwflowDepthwiseConv1DFunctionTemplate],
+    )
     return _classes
 
 
@@ -137,8 +152,10 @@ def folded_weights(keras_layer: dict, data_reader, n_chan: int) -> tuple[np.ndar
         if v is None:
             from ...util import HwflowError
 
-            raise HwflowError(f"depthwise layer '{keras_layer['config']['name']}': weight '{n}' not found in the model; "
-                              f"re-save the model with hwflow")
+            raise HwflowError(
+                f"depthwise layer '{keras_layer['config']['name']}': weight '{n}' not found in the model; "
+                f"re-save the model with hwflow"
+            )
         values.append(v)
     layer.set_weights(values)
     w = layer.quantized_weights()
@@ -158,8 +175,14 @@ def parse_qdepthwise_conv1d(keras_layer, input_names, input_shapes, data_reader)
     _, in_width, n_chan = input_shapes[0]
     k = int(cfg["kernel_size"])
     pl, pr = depthwise_pads(k, cfg.get("padding", "same"))
-    layer.update(in_width=int(in_width), n_chan=int(n_chan), filt_width=k, pad_left=pl, pad_right=pr,
-                 out_width=int(in_width) + pl + pr - k + 1)
+    layer.update(
+        in_width=int(in_width),
+        n_chan=int(n_chan),
+        filt_width=k,
+        pad_left=pl,
+        pad_right=pr,
+        out_width=int(in_width) + pl + pr - k + 1,
+    )
     kernel, bias = folded_weights(keras_layer, data_reader, int(n_chan))
     layer["weight_data"] = kernel.reshape(k, int(n_chan))
     layer["bias_data"] = bias.reshape(int(n_chan))

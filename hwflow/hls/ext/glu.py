@@ -10,17 +10,27 @@ Keras ``Lambda`` layers (the usual GLU) cannot be parsed by hls4ml, so the confo
 
 Bit-exact reference: ``hwflow.reference.conformer.glu``.
 """
+
 from __future__ import annotations
 
 from . import swish
-from .conformer_common import activation_quantizer, mult_limit, register_for_backends, register_handler, result_precision
+from .conformer_common import (
+    activation_quantizer,
+    mult_limit,
+    register_for_backends,
+    register_handler,
+    result_precision,
+)
 
 HEADER = "hwflow_glu.h"
 
-glu_config_template = ("struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
-                       "    static const unsigned n_tokens = {n_tokens};\n"
-                       "    static const unsigned n_chan = {n_chan};\n" + swish._lut_config_body +
-                       "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n")
+glu_config_template = (
+    "struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
+    "    static const unsigned n_tokens = {n_tokens};\n"
+    "    static const unsigned n_chan = {n_chan};\n"
+    + swish._lut_config_body
+    + "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n"
+)
 glu_function_template = "nnet::hwflow_glu<{input_t}, {output_t}, {config}>({input}, {output});"
 
 _classes = {}

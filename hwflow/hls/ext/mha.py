@@ -6,6 +6,7 @@ max(x_max - x) of the scores, set by hwflow.hls.convert from calibration data), 
 Unset precisions come from the layer's QKeras quantizers (q <- qkv_quantizer, score <- score_quantizer,
 attn <- softmax_quantizer, context <- context_quantizer, result <- output_quantizer), accumulators are exact.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,16 +19,43 @@ from hls4ml.model.optimizer import OptimizerPass
 
 from ...reference.attention import AttentionSpec, make_spec
 from ...util import HwflowError
-from .common import (default_precision, input_type, output_type, quantizer_type, strategy, to_precision, user_precision,
-                     weight_quantizer)
+from .common import (
+    default_precision,
+    input_type,
+    output_type,
+    quantizer_type,
+    strategy,
+    to_precision,
+    user_precision,
+    weight_quantizer,
+)
 from .mha_code import PROJECTIONS, closest_reuse_factor, mha_config_cpp, proj_shapes
 
 HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_mha.h"
 KERAS_CLASSES = ("QMultiHeadAttention",)
-PRECISION_KEYS = ("weight", "bias", "proj_accum", "q", "accum", "scale", "score", "inp_norm", "exp_table", "inv_table",
-                  "attn", "context", "out_accum", "result")
-QUANTIZER_OF = {"q": "qkv_quantizer", "score": "score_quantizer", "attn": "softmax_quantizer",
-                "context": "context_quantizer", "result": "output_quantizer"}
+PRECISION_KEYS = (
+    "weight",
+    "bias",
+    "proj_accum",
+    "q",
+    "accum",
+    "scale",
+    "score",
+    "inp_norm",
+    "exp_table",
+    "inv_table",
+    "attn",
+    "context",
+    "out_accum",
+    "result",
+)
+QUANTIZER_OF = {
+    "q": "qkv_quantizer",
+    "score": "score_quantizer",
+    "attn": "softmax_quantizer",
+    "context": "context_quantizer",
+    "result": "output_quantizer",
+}
 
 
 class HwflowMultiHeadAttention(Layer):
@@ -64,13 +92,23 @@ class HwflowMultiHeadAttention(Layer):
         if user is not None:  # the user's precision wins; data quantized by the QKeras quantizer first
             if quantizer is not None:
                 data = quantizer(data)
-            self.add_weights_variable(name=name, var_name=var_name, data=data, precision=to_precision(self, user),
-                                      type_name=f"{name}{{index}}_t")
+            self.add_weights_variable(
+                name=name,
+                var_name=var_name,
+                data=data,
+                precision=to_precision(self, user),
+                type_name=f"{name}{{index}}_t",
+            )
         elif quantizer is not None:
             self.add_weights_variable(name=name, var_name=var_name, data=data, quantizer=quantizer)
         else:
-            self.add_weights_variable(name=name, var_name=var_name, data=data,
-                                      precision=to_precision(self, default_precision(self)), type_name=f"{name}{{index}}_t")
+            self.add_weights_variable(
+                name=name,
+                var_name=var_name,
+                data=data,
+                precision=to_precision(self, default_precision(self)),
+                type_name=f"{name}{{index}}_t",
+            )
 
     def _shape_spec(self):
         class _S:  # just the shapes, for proj_shapes()
@@ -100,14 +138,31 @@ class HwflowMultiHeadAttention(Layer):
         w = self.weights
         rng = float(self.get_attr("score_range") or 0.0)
         return make_spec(
-            self.get_attr("seq_len"), self.get_attr("embed_dim"), self.get_attr("num_heads"), self.get_attr("key_dim"),
-            self.get_attr("value_dim"), self.get_attr("out_dim"), input_type(self),
-            _ptype(w["query_weight"]), _ptype(w["query_bias"]), t["q"] or dflt, t["score"] or dflt,
-            t["attn"] or "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>", t["context"] or dflt, output_type(self),
-            proj_accum_t=t["proj_accum"], accum_t=t["accum"], scale_t=t["scale"], out_accum_t=t["out_accum"],
-            exp_table_size=int(self.get_attr("exp_table_size")), inv_table_size=int(self.get_attr("inv_table_size")),
-            exp_table_t=t["exp_table"], inv_table_t=t["inv_table"], inp_norm_t=t["inp_norm"],
-            score_range=rng if rng > 0 else None)
+            self.get_attr("seq_len"),
+            self.get_attr("embed_dim"),
+            self.get_attr("num_heads"),
+            self.get_attr("key_dim"),
+            self.get_attr("value_dim"),
+            self.get_attr("out_dim"),
+            input_type(self),
+            _ptype(w["query_weight"]),
+            _ptype(w["query_bias"]),
+            t["q"] or dflt,
+            t["score"] or dflt,
+            t["attn"] or "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>",
+            t["context"] or dflt,
+            output_type(self),
+            proj_accum_t=t["proj_accum"],
+            accum_t=t["accum"],
+            scale_t=t["scale"],
+            out_accum_t=t["out_accum"],
+            exp_table_size=int(self.get_attr("exp_table_size")),
+            inv_table_size=int(self.get_attr("inv_table_size")),
+            exp_table_t=t["exp_table"],
+            inv_table_t=t["inv_table"],
+            inp_norm_t=t["inp_norm"],
+            score_range=rng if rng > 0 else None,
+        )
 
 
 def _ptype(weight_var):
@@ -124,8 +179,10 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
     name = cfg["name"]
     # layer(x) and layer(x, x) are both self-attention; distinct query/value tensors are not supported
     if input_names and len(set(input_names)) != 1:
-        raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) converts to "
-                          f"HLS, got inputs {input_names}")
+        raise HwflowError(
+            f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) converts to "
+            f"HLS, got inputs {input_names}"
+        )
     # Keras records layer(q, value) as one inbound tensor plus a 'value' (and 'key') keyword: check those too
     for node in keras_layer.get("inbound_nodes") or []:
         for inbound in node if isinstance(node, list) else []:
@@ -135,24 +192,43 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
             for kw in ("value", "key"):
                 ref = kwargs.get(kw)
                 if isinstance(ref, (list, tuple)) and ref and list(ref[:3]) != list(inbound[:3]):
-                    raise HwflowError(f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) "
-                                      f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}")
+                    raise HwflowError(
+                        f"layer {name} (QMultiHeadAttention): only self-attention layer(x) or layer(x, x) "
+                        f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}"
+                    )
     input_names = list(input_names[:1]) if input_names else input_names
     shape = input_shapes[0]
     if len(shape) != 3:
-        raise HwflowError(f"layer {name} (QMultiHeadAttention): expected a (batch, tokens, features) input, got {shape}")
+        raise HwflowError(
+            f"layer {name} (QMultiHeadAttention): expected a (batch, tokens, features) input, got {shape}"
+        )
     layer = parse_default_keras_layer(keras_layer, input_names)
     layer["class_name"] = "HwflowMultiHeadAttention"
     seq_len, embed_dim = int(shape[1]), int(shape[2])
     out_dim = int(cfg.get("output_dim") or embed_dim)
-    layer.update(seq_len=seq_len, embed_dim=embed_dim, num_heads=int(cfg["num_heads"]), key_dim=int(cfg["key_dim"]),
-                 value_dim=int(cfg.get("value_dim") or cfg["key_dim"]), out_dim=out_dim)
-    for q in ("kernel_quantizer", "bias_quantizer", "qkv_quantizer", "score_quantizer", "softmax_quantizer",
-              "context_quantizer", "output_quantizer"):
+    layer.update(
+        seq_len=seq_len,
+        embed_dim=embed_dim,
+        num_heads=int(cfg["num_heads"]),
+        key_dim=int(cfg["key_dim"]),
+        value_dim=int(cfg.get("value_dim") or cfg["key_dim"]),
+        out_dim=out_dim,
+    )
+    for q in (
+        "kernel_quantizer",
+        "bias_quantizer",
+        "qkv_quantizer",
+        "score_quantizer",
+        "softmax_quantizer",
+        "context_quantizer",
+        "output_quantizer",
+    ):
         layer["hwq_" + q] = cfg.get(q)  # not '*_quantizer': hls4ml's config_from_keras_model would misread them
     for n in ("query", "key", "value", "output"):
         layer[f"{n}_kernel_data"] = get_weights_data(data_reader, name, f"{n}_kernel")
-        layer[f"{n}_bias_data"] = get_weights_data(data_reader, name, f"{n}_bias") if cfg.get("use_bias", True) else None
+        layer[f"{n}_bias_data"] = (
+            get_weights_data(data_reader, name, f"{n}_bias") if cfg.get("use_bias", True) else None
+        )
     return layer, [shape[0], seq_len, out_dim]
 
 
@@ -160,8 +236,11 @@ class HwflowMHAResourceLayout(OptimizerPass):
     """Transpose the four projection kernels for the Resource strategy (nnet::dense_resource memory order)."""
 
     def match(self, node):
-        return isinstance(node, HwflowMultiHeadAttention) and strategy(node) == "Resource" and \
-            not node.get_attr("_weights_transposed", False)
+        return (
+            isinstance(node, HwflowMultiHeadAttention)
+            and strategy(node) == "Resource"
+            and not node.get_attr("_weights_transposed", False)
+        )
 
     def transform(self, model, node):
         for _, n in PROJECTIONS:
@@ -184,9 +263,11 @@ class HwflowMHAConfigTemplate(LayerConfigTemplate):
         if strat == "Resource":
             for p, (n_in, n_out) in proj_shapes(spec).items():
                 if closest_reuse_factor(n_in, n_out, rf) != rf:
-                    print(f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
-                          f"using {closest_reuse_factor(n_in, n_out, rf)}")
-            nz = {p: 0 for p in nz}  # dense_resource ignores zeros
+                    print(
+                        f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
+                        f"using {closest_reuse_factor(n_in, n_out, rf)}"
+                    )
+            nz = dict.fromkeys(nz, 0)  # dense_resource ignores zeros
         return mha_config_cpp(spec, f"config{node.index}", strat, rf, wt, bt, nz)
 
 
@@ -198,8 +279,10 @@ class HwflowMHAFunctionTemplate(FunctionCallTemplate):
         p = self._default_function_params(node)
         w = ", ".join(node.weights[f"{n}_{k}"].name for _, n in PROJECTIONS for k in ("weight", "bias"))
         c = p["config"]
-        return (f"nnet::hwflow_mha<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, {w}, "
-                f"{c}_sm_exp_hi, {c}_sm_exp_lo, {c}_sm_inv);")
+        return (
+            f"nnet::hwflow_mha<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, {w}, "
+            f"{c}_sm_exp_hi, {c}_sm_exp_lo, {c}_sm_inv);"
+        )
 
 
 def register(backends) -> None:

@@ -1,4 +1,5 @@
 """C++ text of one hwflow attention configuration: four nnet::dense configs, the softmax config and tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,17 +47,36 @@ def closest_reuse_factor(n_in: int, n_out: int, rf: int) -> int:
     return min(valid, key=lambda r: (abs(r - rf), r))
 
 
-def dense_config_cpp(name: str, n_in: int, n_out: int, accum_t: str, weight_t: str, bias_t: str, strategy: str,
-                     reuse: int, nzeros: int = 0) -> str:
+def dense_config_cpp(
+    name: str,
+    n_in: int,
+    n_out: int,
+    accum_t: str,
+    weight_t: str,
+    bias_t: str,
+    strategy: str,
+    reuse: int,
+    nzeros: int = 0,
+) -> str:
     """Return an nnet::dense config struct (the same fields hls4ml's Dense template writes)."""
     if strategy.lower() == "latency":
         kernel, strat = "nnet::DenseLatency", "latency"
     else:
         kernel = "nnet::DenseResource_rf_leq_nin" if reuse <= n_in else "nnet::DenseResource_rf_gt_nin_rem0"
         strat = "resource"
-    return DENSE_CONFIG.format(name=name, n_in=n_in, n_out=n_out, strategy=strat, reuse=reuse, nzeros=nzeros,
-                               nonzeros=n_in * n_out - nzeros, accum_t=accum_t, weight_t=weight_t, bias_t=bias_t,
-                               kernel=kernel)
+    return DENSE_CONFIG.format(
+        name=name,
+        n_in=n_in,
+        n_out=n_out,
+        strategy=strat,
+        reuse=reuse,
+        nzeros=nzeros,
+        nonzeros=n_in * n_out - nzeros,
+        accum_t=accum_t,
+        weight_t=weight_t,
+        bias_t=bias_t,
+        kernel=kernel,
+    )
 
 
 def proj_shapes(spec: AttentionSpec) -> dict:
@@ -65,8 +85,15 @@ def proj_shapes(spec: AttentionSpec) -> dict:
     return {"q": (spec.embed_dim, hk), "k": (spec.embed_dim, hk), "v": (spec.embed_dim, hv), "o": (hv, spec.out_dim)}
 
 
-def mha_config_cpp(spec: AttentionSpec, name: str, strategy: str = "Latency", reuse_factor: int = 1,
-                   weight_types: dict | None = None, bias_types: dict | None = None, nzeros: dict | None = None) -> str:
+def mha_config_cpp(
+    spec: AttentionSpec,
+    name: str,
+    strategy: str = "Latency",
+    reuse_factor: int = 1,
+    weight_types: dict | None = None,
+    bias_types: dict | None = None,
+    nzeros: dict | None = None,
+) -> str:
     """Return the C++ of the nested configs, the softmax tables (``<name>_sm_*``) and the attention config ``name``."""
     out = []
     shapes = proj_shapes(spec)
@@ -74,9 +101,19 @@ def mha_config_cpp(spec: AttentionSpec, name: str, strategy: str = "Latency", re
         n_in, n_out = shapes[p]
         acc = spec.out_accum_t if p == "o" else spec.proj_accum_t
         rf = reuse_factor if strategy.lower() == "latency" else closest_reuse_factor(n_in, n_out, reuse_factor)
-        out.append(dense_config_cpp(f"{name}_{p}", n_in, n_out, acc.cpp(),
-                                    (weight_types or {}).get(p, spec.weight_t.cpp()),
-                                    (bias_types or {}).get(p, spec.bias_t.cpp()), strategy, rf, (nzeros or {}).get(p, 0)))
+        out.append(
+            dense_config_cpp(
+                f"{name}_{p}",
+                n_in,
+                n_out,
+                acc.cpp(),
+                (weight_types or {}).get(p, spec.weight_t.cpp()),
+                (bias_types or {}).get(p, spec.bias_t.cpp()),
+                strategy,
+                rf,
+                (nzeros or {}).get(p, 0),
+            )
+        )
     out.append(softmax_tables_cpp(spec.softmax, f"{name}_sm"))
     out.append(softmax_config_cpp(spec.softmax, f"{name}_softmax", 1))
     out.append(f"""struct {name} : nnet::hwflow_mha_config {{

@@ -6,6 +6,7 @@ inv_std, norm, result}``, ``TableSize`` (entries per octave, power of two), ``Re
 Unset precisions: scale/bias from the gamma/beta quantizers (else exact for the trained values),
 result from output_quantizer, the rest exact or derived (hwflow.reference.layernorm.make_spec).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,7 +43,9 @@ class HwflowNorm(Layer):
         shape = list(self.get_input_variable().shape)
         out_t = None
         if user_precision(self, "result") is None and self.get_attr("hwq_output") is not None:
-            out_t = to_precision(self, quantizer_type(self.get_attr("hwq_output"), f"layer {self.name} output_quantizer"))
+            out_t = to_precision(
+                self, quantizer_type(self.get_attr("hwq_output"), f"layer {self.name} output_quantizer")
+            )
         self.add_output_variable(shape, precision=out_t)
         n = self.get_attr("n_in")
         gamma = self.get_attr("gamma_data")
@@ -59,8 +62,9 @@ class HwflowNorm(Layer):
             data = q(data)
         if user is None:
             user = q_type(q) if q is not None else exact_type(data, signed=True, max_width=18)
-        self.add_weights_variable(name=key, var_name=var_name, data=data, precision=to_precision(self, user),
-                                  type_name=f"{key}{{index}}_t")
+        self.add_weights_variable(
+            name=key, var_name=var_name, data=data, precision=to_precision(self, user), type_name=f"{key}{{index}}_t"
+        )
 
     def hwflow_spec(self) -> NormSpec:
         """Return the NormSpec (all final types and the table) of this layer."""
@@ -68,10 +72,18 @@ class HwflowNorm(Layer):
         kw = {k + "_t": t[k] for k in ("accum", "mean", "var", "inv_std", "norm") if t[k] is not None}
         if t["table"] is not None:
             kw["table_t"] = t["table"]
-        return make_spec(self.get_attr("n_in"), input_type(self), output_type(self), center=bool(self.get_attr("center")),
-                         epsilon=float(self.get_attr("epsilon")), scale_t=parse_type(self.weights["scale"].type.precision),
-                         bias_t=parse_type(self.weights["bias"].type.precision), table_size=int(self.get_attr("table_size")),
-                         seq_len=self.get_attr("seq_len"), **kw)
+        return make_spec(
+            self.get_attr("n_in"),
+            input_type(self),
+            output_type(self),
+            center=bool(self.get_attr("center")),
+            epsilon=float(self.get_attr("epsilon")),
+            scale_t=parse_type(self.weights["scale"].type.precision),
+            bias_t=parse_type(self.weights["bias"].type.precision),
+            table_size=int(self.get_attr("table_size")),
+            seq_len=self.get_attr("seq_len"),
+            **kw,
+        )
 
 
 def q_type(q):
@@ -93,8 +105,12 @@ def parse_qnorm_layer(keras_layer, input_names, input_shapes, data_reader):
     layer = parse_default_keras_layer(keras_layer, input_names)
     layer["class_name"] = "HwflowNorm"
     center = cls != "QRMSNormalization" and bool(cfg.get("center", True))
-    layer.update(n_in=int(shape[-1]), seq_len=int(np.prod(shape[1:-1])) if len(shape) > 2 else 1,
-                 center=cls != "QRMSNormalization", epsilon=float(cfg.get("epsilon", 1e-3)))
+    layer.update(
+        n_in=int(shape[-1]),
+        seq_len=int(np.prod(shape[1:-1])) if len(shape) > 2 else 1,
+        center=cls != "QRMSNormalization",
+        epsilon=float(cfg.get("epsilon", 1e-3)),
+    )
     layer["gamma_data"] = get_weights_data(data_reader, name, "gamma") if cfg.get("scale", True) else None
     layer["beta_data"] = get_weights_data(data_reader, name, "beta") if center else None
     # not '*_quantizer' keys: hls4ml's config_from_keras_model would misread them
@@ -132,9 +148,12 @@ class HwflowReplaceLayerNorm(OptimizerPass):
         _drop_stock_defaults(model, node.name)
         shape = node.get_input_variable().shape
         attrs = {
-            "n_in": int(shape[-1]), "seq_len": int(np.prod(shape[:-1])) if len(shape) > 1 else 1, "center": True,
+            "n_in": int(shape[-1]),
+            "seq_len": int(np.prod(shape[:-1])) if len(shape) > 1 else 1,
+            "center": True,
             "epsilon": float(node.get_attr("epsilon", 1e-3)),
-            "gamma_data": node.get_attr("gamma_data"), "beta_data": node.get_attr("beta_data"),
+            "gamma_data": node.get_attr("gamma_data"),
+            "beta_data": node.get_attr("beta_data"),
         }
         new = model.make_node("HwflowNorm", node.name, attrs, node.inputs.copy(), outputs=node.outputs.copy())
         new.get_output_variable().type.precision = node.get_output_variable().type.precision
@@ -158,8 +177,10 @@ class HwflowNormFunctionTemplate(FunctionCallTemplate):
 
     def format(self, node):
         p = self._default_function_params(node)
-        return (f"nnet::hwflow_norm<{p['input_t']}, {p['output_t']}, {p['config']}>({p['input']}, {p['output']}, "
-                f"{node.weights['scale'].name}, {node.weights['bias'].name}, {p['config']}_table);")
+        return (
+            f"nnet::hwflow_norm<{p['input_t']}, {p['output_t']}, {p['config']}>({p['input']}, {p['output']}, "
+            f"{node.weights['scale'].name}, {node.weights['bias'].name}, {p['config']}_table);"
+        )
 
 
 def register(backends) -> None:

@@ -1,4 +1,5 @@
 """C++ text of one hwflow LayerNorm/RMSNorm configuration (config struct + 1/sqrt ROM table)."""
+
 from __future__ import annotations
 
 from ...reference.layernorm import NormSpec
@@ -15,7 +16,7 @@ def norm_config_cpp(spec: NormSpec, name: str, reuse_factor: int = 1) -> str:
     return f"""struct {name} : nnet::hwflow_norm_config {{
     static const unsigned n_in = {spec.n_in};
     static const unsigned seq_len = {spec.seq_len};
-    static const bool center = {'true' if spec.center else 'false'};
+    static const bool center = {"true" if spec.center else "false"};
     static const unsigned table_bits = {spec.table_bits};
     static const unsigned table_size = {spec.table_size};
     static const unsigned reuse_factor = {reuse_factor};

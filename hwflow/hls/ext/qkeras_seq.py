@@ -9,6 +9,7 @@
    the activation's own type as a quantizer so the merge gives the parent exactly that type.
 Both passes run in the first flow (before hls4ml's own 'convert' passes see the nodes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,11 @@ class HwflowQuantizedMultiDimDense(OptimizerPass):
     """Dense on an N-D input -> Conv1D/Conv2D with the QKeras weight/bias quantizers kept."""
 
     def match(self, node):
-        return isinstance(node, Dense) and len(node.get_input_variable().shape) > 1 and (
-            node.get_attr("weight_quantizer") is not None or node.get_attr("bias_quantizer") is not None)
+        return (
+            isinstance(node, Dense)
+            and len(node.get_input_variable().shape) > 1
+            and (node.get_attr("weight_quantizer") is not None or node.get_attr("bias_quantizer") is not None)
+        )
 
     def transform(self, model, node):
         dim = len(node.get_input_variable().shape) - 1
@@ -55,8 +59,20 @@ class HwflowQuantizedMultiDimDense(OptimizerPass):
         if dim == 1:
             attrs.update(in_width=shape[0], out_width=shape[0], filt_width=1, stride_width=1, pad_left=0, pad_right=0)
         else:
-            attrs.update(in_height=shape[0], in_width=shape[1], out_height=shape[0], out_width=shape[1], filt_height=1,
-                         filt_width=1, stride_height=1, stride_width=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0)
+            attrs.update(
+                in_height=shape[0],
+                in_width=shape[1],
+                out_height=shape[0],
+                out_width=shape[1],
+                filt_height=1,
+                filt_width=1,
+                stride_height=1,
+                stride_width=1,
+                pad_top=0,
+                pad_bottom=0,
+                pad_left=0,
+                pad_right=0,
+            )
         new = model.make_node(f"Conv{dim}D", node.name, attrs, node.inputs.copy())
         model.replace_node(node, new)
         return True
@@ -66,17 +82,23 @@ class HwflowKeepLinearQuantizer(OptimizerPass):
     """Give a QActivation(quantized_bits) 'linear' node its own type as quantizer so merging keeps the precision."""
 
     def match(self, node):
-        return (isinstance(node, Activation) and node.get_attr("activation") == "linear"
-                and node.get_attr("activation_quantizer") is not None and node.get_attr("quantizer") is None
-                and not isinstance(node.get_output_variable().type.precision, UnspecifiedPrecisionType))
+        return (
+            isinstance(node, Activation)
+            and node.get_attr("activation") == "linear"
+            and node.get_attr("activation_quantizer") is not None
+            and node.get_attr("quantizer") is None
+            and not isinstance(node.get_output_variable().type.precision, UnspecifiedPrecisionType)
+        )
 
     def transform(self, model, node):
         node.set_attr("quantizer", _TypeQuantizer(node.get_output_variable().type.precision))
         return False
 
 
-PASSES = {"hwflow_quantized_multidim_dense": HwflowQuantizedMultiDimDense,
-          "hwflow_keep_linear_quantizer": HwflowKeepLinearQuantizer}
+PASSES = {
+    "hwflow_quantized_multidim_dense": HwflowQuantizedMultiDimDense,
+    "hwflow_keep_linear_quantizer": HwflowKeepLinearQuantizer,
+}
 
 
 def register(backends) -> None:

@@ -5,6 +5,7 @@ reciprocal works on the sum normalised to [1, 2). Config (LayerName/<layer>): ``
 exp_table, inv_table, result}``, ``ExpTableSize``, ``InvTableSize``, ``InputRange`` (measured max(x_max - x),
 set by hwflow.hls.convert from calibration data), ``ReuseFactor``. ``HwflowSoftmax: false`` keeps stock hls4ml.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,9 +51,16 @@ class HwflowSoftmax(Layer):
             if t is not None:
                 kw[k + "_t"] = t
         rng = float(self.get_attr("input_range") or 0.0)
-        return make_spec(int(self.get_attr("n_in")), input_type(self), output_type(self), n_rows=int(self.get_attr("n_rows")),
-                         exp_table_size=int(self.get_attr("exp_table_size")),
-                         inv_table_size=int(self.get_attr("inv_table_size")), input_range=rng if rng > 0 else None, **kw)
+        return make_spec(
+            int(self.get_attr("n_in")),
+            input_type(self),
+            output_type(self),
+            n_rows=int(self.get_attr("n_rows")),
+            exp_table_size=int(self.get_attr("exp_table_size")),
+            inv_table_size=int(self.get_attr("inv_table_size")),
+            input_range=rng if rng > 0 else None,
+            **kw,
+        )
 
 
 class HwflowReplaceSoftmax(OptimizerPass):
@@ -83,7 +91,9 @@ class HwflowSoftmaxConfigTemplate(LayerConfigTemplate):
     def format(self, node):
         spec = node.hwflow_spec()
         c = f"config{node.index}"
-        return softmax_tables_cpp(spec, f"{c}_sm") + softmax_config_cpp(spec, c, int(node.get_attr("reuse_factor", 1) or 1))
+        return softmax_tables_cpp(spec, f"{c}_sm") + softmax_config_cpp(
+            spec, c, int(node.get_attr("reuse_factor", 1) or 1)
+        )
 
 
 class HwflowSoftmaxFunctionTemplate(FunctionCallTemplate):
@@ -93,8 +103,10 @@ class HwflowSoftmaxFunctionTemplate(FunctionCallTemplate):
     def format(self, node):
         p = self._default_function_params(node)
         c = p["config"]
-        return (f"nnet::hwflow_softmax<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, "
-                f"{c}_sm_exp_hi, {c}_sm_exp_lo, {c}_sm_inv);")
+        return (
+            f"nnet::hwflow_softmax<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, "
+            f"{c}_sm_exp_hi, {c}_sm_exp_lo, {c}_sm_inv);"
+        )
 
 
 def register(backends) -> None:

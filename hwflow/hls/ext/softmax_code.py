@@ -1,4 +1,5 @@
 """C++ text of one hwflow softmax configuration (config struct + ROM tables), shared by the layers and the harness."""
+
 from __future__ import annotations
 
 from ...reference.softmax import SoftmaxSpec
@@ -7,9 +8,11 @@ from ..codegen import cpp_raw_array
 
 def softmax_tables_cpp(spec: SoftmaxSpec, prefix: str) -> str:
     """Return the C++ definitions of the three softmax ROM tables named ``<prefix>_exp_hi`` etc."""
-    return (cpp_raw_array(f"{prefix}_exp_hi", spec.exp_table_t, spec.tables["exp_hi"])
-            + cpp_raw_array(f"{prefix}_exp_lo", spec.exp_table_t, spec.tables["exp_lo"])
-            + cpp_raw_array(f"{prefix}_inv", spec.inv_table_t, spec.tables["inv"]))
+    return (
+        cpp_raw_array(f"{prefix}_exp_hi", spec.exp_table_t, spec.tables["exp_hi"])
+        + cpp_raw_array(f"{prefix}_exp_lo", spec.exp_table_t, spec.tables["exp_lo"])
+        + cpp_raw_array(f"{prefix}_inv", spec.inv_table_t, spec.tables["inv"])
+    )
 
 
 def softmax_config_cpp(spec: SoftmaxSpec, name: str, reuse_factor: int = 1) -> str:

@@ -13,10 +13,16 @@ Per-layer settings in the usual hls4ml config: ``LayerName: {<layer>: {TableSize
 Precision: {result, table}, ReuseFactor}}``. The table is computed in Python
 (``hwflow.reference.conformer.SigmoidTable``) and written into the config as exact literals.
 """
+
 from __future__ import annotations
 
-from .conformer_common import activation_quantizer, mult_limit, register_for_backends, register_handler, \
-    result_precision
+from .conformer_common import (
+    activation_quantizer,
+    mult_limit,
+    register_for_backends,
+    register_handler,
+    result_precision,
+)
 
 HEADER = "hwflow_swish.h"
 DEFAULT_TABLE_T = "ap_ufixed<12,1,AP_RND,AP_SAT>"
@@ -30,9 +36,12 @@ _lut_config_body = """    static const unsigned table_size = {table_size};
     static const ap_uint<{table_width}> table[{table_size}]; // raw bits of table_t values (a ROM)
 """
 
-swish_config_template = ("struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
-                         "    static const unsigned n_in = {n_in};\n" + _lut_config_body +
-                         "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n")
+swish_config_template = (
+    "struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
+    "    static const unsigned n_in = {n_in};\n"
+    + _lut_config_body
+    + "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n"
+)
 swish_function_template = "nnet::hwflow_swish<{input_t}, {output_t}, {config}>({input}, {output});"
 
 
@@ -41,8 +50,11 @@ def table_of(node):
     from ...reference.conformer import SigmoidTable
     from ...reference.fixed import parse_type
 
-    return SigmoidTable(int(node.get_attr("table_size")), float(node.get_attr("table_range")),
-                        parse_type(node.get_attr("table_t").precision).cpp())
+    return SigmoidTable(
+        int(node.get_attr("table_size")),
+        float(node.get_attr("table_range")),
+        parse_type(node.get_attr("table_t").precision).cpp(),
+    )
 
 
 def lut_params(node, params: dict) -> dict:
@@ -72,7 +84,6 @@ def _define():
     import hls4ml
     from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
     from hls4ml.model.attributes import ConfigurableAttribute, TypeAttribute
-
     from hls4ml.model.types import NamedType, UnspecifiedPrecisionType
 
     class HwflowSigmoidLUTLayer(hls4ml.model.layers.Layer):
@@ -129,8 +140,11 @@ def _define():
         def format(self, node):
             return self.template.format(**self._default_function_params(node))
 
-    _classes.update(HwflowSigmoidLUTLayer=HwflowSigmoidLUTLayer, HwflowSwish=HwflowSwish,
-                    templates=[HwflowSwishConfigTemplate, HwflowSwishFunctionTemplate])
+    _classes.update(
+        HwflowSigmoidLUTLayer=HwflowSigmoidLUTLayer,
+        HwflowSwish=HwflowSwish,
+        templates=[HwflowSwishConfigTemplate, HwflowSwishFunctionTemplate],
+    )
     return _classes
 
 

@@ -36,21 +36,21 @@ void hwflow_depthwise_conv1d(data_T data[CONFIG_T::in_width * CONFIG_T::n_chan],
                              res_T res[CONFIG_T::out_width * CONFIG_T::n_chan],
                              typename CONFIG_T::weight_t weights[CONFIG_T::filt_width * CONFIG_T::n_chan],
                              typename CONFIG_T::bias_t biases[CONFIG_T::n_chan]) {
-    #pragma HLS ARRAY_PARTITION variable=weights complete
-    #pragma HLS ARRAY_PARTITION variable=biases complete
-    // Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
-    #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
-    #pragma HLS ALLOCATION operation instances=mul limit=CONFIG_T::multiplier_limit
+#pragma HLS ARRAY_PARTITION variable = weights complete
+#pragma HLS ARRAY_PARTITION variable = biases complete
+// Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
+#pragma HLS ALLOCATION operation instances = mul limit = CONFIG_T::multiplier_limit
 DW_FRAMES:
     for (unsigned t = 0; t < CONFIG_T::out_width; t++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
     DW_CHANNELS:
         for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             typename CONFIG_T::accum_t acc = (typename CONFIG_T::accum_t)biases[c];
         DW_TAPS:
             for (unsigned k = 0; k < CONFIG_T::filt_width; k++) {
-                #pragma HLS UNROLL
+#pragma HLS UNROLL
                 int ti = (int)t + (int)k - (int)CONFIG_T::pad_left;
                 if (ti >= 0 && ti < (int)CONFIG_T::in_width) {
                     acc += (typename CONFIG_T::accum_t)(weights[k * CONFIG_T::n_chan + c] *

@@ -17,16 +17,17 @@ struct hwflow_glu_config : hwflow_sigmoid_lut_config {
 };
 
 template <class data_T, class res_T, typename CONFIG_T>
-void hwflow_glu(data_T data[CONFIG_T::n_tokens * 2 * CONFIG_T::n_chan], res_T res[CONFIG_T::n_tokens * CONFIG_T::n_chan]) {
-    // Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
-    #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
-    #pragma HLS ALLOCATION operation instances=mul limit=CONFIG_T::multiplier_limit
+void hwflow_glu(data_T data[CONFIG_T::n_tokens * 2 * CONFIG_T::n_chan],
+                res_T res[CONFIG_T::n_tokens * CONFIG_T::n_chan]) {
+// Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
+#pragma HLS ALLOCATION operation instances = mul limit = CONFIG_T::multiplier_limit
 GLU_TOKENS:
     for (unsigned t = 0; t < CONFIG_T::n_tokens; t++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
     GLU_CHANNELS:
         for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             data_T a = data[t * 2 * CONFIG_T::n_chan + c];
             data_T b = data[t * 2 * CONFIG_T::n_chan + CONFIG_T::n_chan + c];
             typename CONFIG_T::table_t s;

@@ -19,9 +19,9 @@
 namespace nnet {
 
 struct hwflow_norm_config {
-    static const unsigned n_in = 16;     // normalized (last) axis
-    static const unsigned seq_len = 1;   // tokens
-    static const bool center = true;     // LayerNorm (true) or RMSNorm (false)
+    static const unsigned n_in = 16;   // normalized (last) axis
+    static const unsigned seq_len = 1; // tokens
+    static const bool center = true;   // LayerNorm (true) or RMSNorm (false)
     static const unsigned table_bits = 10;
     static const unsigned table_size = 2 * 1025;
     static const unsigned reuse_factor = 1;
@@ -42,7 +42,7 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
                        const typename CONFIG_T::scale_t scale[CONFIG_T::n_in],
                        const typename CONFIG_T::bias_t bias[CONFIG_T::n_in],
                        const ap_uint<CONFIG_T::table_t::width> table[CONFIG_T::table_size]) {
-    #pragma HLS INLINE
+#pragma HLS INLINE
     typedef typename CONFIG_T::accum_t accum_t;
     typedef typename CONFIG_T::diff_t diff_t;
     typedef typename CONFIG_T::var_t var_t;
@@ -53,27 +53,27 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
     const var_t eps = CONFIG_T::epsilon;
 
     diff_t d[CONFIG_T::n_in];
-    #pragma HLS ARRAY_PARTITION variable=d complete
+#pragma HLS ARRAY_PARTITION variable = d complete
     if (CONFIG_T::center) {
         accum_t sum = 0;
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             sum += data[i];
         }
         typename CONFIG_T::mean_t mean = sum * inv_n;
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             d[i] = data[i] - mean;
         }
     } else {
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             d[i] = data[i];
         }
     }
     accum_t sq = 0;
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         sq += d[i] * d[i];
     }
     var_t var0 = sq * inv_n;
@@ -83,7 +83,7 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
     ap_uint<VW> raw = var.range(VW - 1, 0);
     int pos = 0;
     for (int k = 1; k < VW; k++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         if (raw[k])
             pos = k;
     }
@@ -115,7 +115,7 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
         inv_std = inv_std << (-e);
 
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         typename CONFIG_T::norm_t n = d[i] * inv_std;
         res[i] = n * scale[i] + bias[i];
     }
@@ -123,24 +123,25 @@ void hwflow_norm_token(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
 
 template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_norm(data_T data[CONFIG_T::seq_len * CONFIG_T::n_in], res_T res[CONFIG_T::seq_len * CONFIG_T::n_in],
-                 const typename CONFIG_T::scale_t scale[CONFIG_T::n_in], const typename CONFIG_T::bias_t bias[CONFIG_T::n_in],
+                 const typename CONFIG_T::scale_t scale[CONFIG_T::n_in],
+                 const typename CONFIG_T::bias_t bias[CONFIG_T::n_in],
                  const ap_uint<CONFIG_T::table_t::width> table[CONFIG_T::table_size]) {
-    #pragma HLS ARRAY_PARTITION variable=scale complete
-    #pragma HLS ARRAY_PARTITION variable=bias complete
+#pragma HLS ARRAY_PARTITION variable = scale complete
+#pragma HLS ARRAY_PARTITION variable = bias complete
 NORM_TOKENS:
     for (unsigned t = 0; t < CONFIG_T::seq_len; t++) {
-        #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
         data_T in[CONFIG_T::n_in];
         res_T out[CONFIG_T::n_in];
-        #pragma HLS ARRAY_PARTITION variable=in complete
-        #pragma HLS ARRAY_PARTITION variable=out complete
+#pragma HLS ARRAY_PARTITION variable = in complete
+#pragma HLS ARRAY_PARTITION variable = out complete
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             in[i] = data[t * CONFIG_T::n_in + i];
         }
         hwflow_norm_token<data_T, res_T, CONFIG_T>(in, out, scale, bias, table);
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             res[t * CONFIG_T::n_in + i] = out[i];
         }
     }

@@ -57,30 +57,30 @@ void hwflow_mha(data_T data[CONFIG_T::seq_len * CONFIG_T::embed_dim], res_T res[
 
     q_t q[T * HK], k[T * HK], v[T * HV];
     typename CONFIG_T::context_t ctx[T * HV];
-    #pragma HLS ARRAY_PARTITION variable=q complete
-    #pragma HLS ARRAY_PARTITION variable=k complete
-    #pragma HLS ARRAY_PARTITION variable=v complete
-    #pragma HLS ARRAY_PARTITION variable=ctx complete
+#pragma HLS ARRAY_PARTITION variable = q complete
+#pragma HLS ARRAY_PARTITION variable = k complete
+#pragma HLS ARRAY_PARTITION variable = v complete
+#pragma HLS ARRAY_PARTITION variable = ctx complete
 
 MHA_PROJ:
     for (unsigned t = 0; t < T; t++) {
         data_T x[D];
         q_t qr[HK], kr[HK], vr[HV];
-        #pragma HLS ARRAY_PARTITION variable=x complete
+#pragma HLS ARRAY_PARTITION variable = x complete
         for (unsigned i = 0; i < D; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             x[i] = data[t * D + i];
         }
         nnet::dense<data_T, q_t, typename CONFIG_T::proj_q>(x, qr, wq, bq);
         nnet::dense<data_T, q_t, typename CONFIG_T::proj_k>(x, kr, wk, bk);
         nnet::dense<data_T, q_t, typename CONFIG_T::proj_v>(x, vr, wv, bv);
         for (unsigned i = 0; i < HK; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             q[t * HK + i] = qr[i];
             k[t * HK + i] = kr[i];
         }
         for (unsigned i = 0; i < HV; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             v[t * HV + i] = vr[i];
         }
     }
@@ -90,11 +90,11 @@ MHA_HEADS:
     for (unsigned h = 0; h < H; h++) {
     MHA_ROWS:
         for (unsigned i = 0; i < T; i++) {
-            #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
             typename CONFIG_T::score_t s[T];
             typename CONFIG_T::attn_t a[T];
-            #pragma HLS ARRAY_PARTITION variable=s complete
-            #pragma HLS ARRAY_PARTITION variable=a complete
+#pragma HLS ARRAY_PARTITION variable = s complete
+#pragma HLS ARRAY_PARTITION variable = a complete
         MHA_QK:
             for (unsigned j = 0; j < T; j++) {
                 accum_t acc = 0;
@@ -120,14 +120,14 @@ MHA_OUT:
     for (unsigned t = 0; t < T; t++) {
         typename CONFIG_T::context_t c[HV];
         res_T y[O];
-        #pragma HLS ARRAY_PARTITION variable=c complete
+#pragma HLS ARRAY_PARTITION variable = c complete
         for (unsigned i = 0; i < HV; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             c[i] = ctx[t * HV + i];
         }
         nnet::dense<typename CONFIG_T::context_t, res_T, typename CONFIG_T::proj_o>(c, y, wo, bo);
         for (unsigned i = 0; i < O; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             res[t * O + i] = y[i];
         }
     }

@@ -18,12 +18,12 @@
 namespace nnet {
 
 struct hwflow_softmax_config {
-    static const unsigned n_in = 8;          // row length
-    static const unsigned n_rows = 1;        // independent rows (attention: one per query)
-    static const unsigned lo_bits = 0;       // bits of d addressed by the fine table
+    static const unsigned n_in = 8;    // row length
+    static const unsigned n_rows = 1;  // independent rows (attention: one per query)
+    static const unsigned lo_bits = 0; // bits of d addressed by the fine table
     static const unsigned exp_hi_size = 1024;
     static const unsigned exp_lo_size = 1;
-    static const unsigned inv_bits = 10;     // reciprocal table addresses 2^inv_bits + 1 entries
+    static const unsigned inv_bits = 10; // reciprocal table addresses 2^inv_bits + 1 entries
     static const unsigned inv_table_size = 1025;
     static const unsigned reuse_factor = 1;
     typedef ap_ufixed<14, 4, AP_RND, AP_SAT> inp_norm_t;
@@ -37,7 +37,7 @@ void hwflow_softmax_row(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
                         const ap_uint<CONFIG_T::exp_table_t::width> exp_hi[CONFIG_T::exp_hi_size],
                         const ap_uint<CONFIG_T::exp_table_t::width> exp_lo[CONFIG_T::exp_lo_size],
                         const ap_uint<CONFIG_T::inv_table_t::width> inv_table[CONFIG_T::inv_table_size]) {
-    #pragma HLS INLINE
+#pragma HLS INLINE
     typedef typename CONFIG_T::inp_norm_t norm_t;
     typedef typename CONFIG_T::exp_table_t exp_t;
     typedef typename CONFIG_T::inv_table_t inv_t;
@@ -50,17 +50,17 @@ void hwflow_softmax_row(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
     data_T x_max = data[0];
 SOFTMAX_MAX:
     for (unsigned i = 1; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         if (data[i] > x_max)
             x_max = data[i];
     }
 
     exp_t e[CONFIG_T::n_in];
-    #pragma HLS ARRAY_PARTITION variable=e complete
+#pragma HLS ARRAY_PARTITION variable = e complete
     sum_t s = 0;
 SOFTMAX_EXP:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         norm_t d = x_max - data[i];
         ap_uint<NW> raw = d.range(NW - 1, 0);
         // ROM words are the raw bits of exp_table_t values
@@ -83,7 +83,7 @@ SOFTMAX_EXP:
     int p = 0;
 SOFTMAX_LEAD:
     for (int b = 1; b < SI; b++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         if (sraw[SF + b])
             p = b;
     }
@@ -109,7 +109,7 @@ SOFTMAX_LEAD:
 
 SOFTMAX_NORM:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         ap_uint<EW + VW> praw = ap_uint<EW + VW>(e[i].range(EW - 1, 0)) * ap_uint<EW + VW>(inv.range(VW - 1, 0));
         praw = praw >> p;
         ap_ufixed<EW + VW, EI + VI> prod;
@@ -126,18 +126,18 @@ void hwflow_softmax(data_T data[CONFIG_T::n_rows * CONFIG_T::n_in], res_T res[CO
                     const ap_uint<CONFIG_T::inv_table_t::width> inv_table[CONFIG_T::inv_table_size]) {
 SOFTMAX_ROWS:
     for (unsigned r = 0; r < CONFIG_T::n_rows; r++) {
-        #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
         data_T row_in[CONFIG_T::n_in];
         res_T row_out[CONFIG_T::n_in];
-        #pragma HLS ARRAY_PARTITION variable=row_in complete
-        #pragma HLS ARRAY_PARTITION variable=row_out complete
+#pragma HLS ARRAY_PARTITION variable = row_in complete
+#pragma HLS ARRAY_PARTITION variable = row_out complete
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             row_in[i] = data[r * CONFIG_T::n_in + i];
         }
         hwflow_softmax_row<data_T, res_T, CONFIG_T>(row_in, row_out, exp_hi, exp_lo, inv_table);
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS UNROLL
+#pragma HLS UNROLL
             res[r * CONFIG_T::n_in + i] = row_out[i];
         }
     }

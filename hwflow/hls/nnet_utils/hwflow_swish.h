@@ -29,8 +29,9 @@ struct hwflow_swish_config : hwflow_sigmoid_lut_config {
 };
 
 // Table index of x: floor(x * N / 2R) clamped to [-N/2, N/2 - 1], plus N/2.
-template <class data_T, typename CONFIG_T> inline unsigned hwflow_sigmoid_index(data_T x) {
-    #pragma HLS INLINE
+template <class data_T, typename CONFIG_T>
+inline unsigned hwflow_sigmoid_index(data_T x) {
+#pragma HLS INLINE
     // one-bit constant of value 2^log2_scale: the product with x is exact (a shift of the binary point)
     ap_ufixed<1, CONFIG_T::log2_scale + 1> scale = 0;
     scale[0] = 1;
@@ -40,12 +41,12 @@ template <class data_T, typename CONFIG_T> inline unsigned hwflow_sigmoid_index(
 
 template <class data_T, class res_T, typename CONFIG_T>
 void hwflow_swish(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in]) {
-    // Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
-    #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
-    #pragma HLS ALLOCATION operation instances=mul limit=CONFIG_T::multiplier_limit
+// Latency: reuse_factor 1, no multiplier limit; Resource: II = reuse_factor, multipliers shared
+#pragma HLS PIPELINE II = CONFIG_T::reuse_factor
+#pragma HLS ALLOCATION operation instances = mul limit = CONFIG_T::multiplier_limit
 SWISH_LOOP:
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-        #pragma HLS UNROLL
+#pragma HLS UNROLL
         data_T x = data[i];
         typename CONFIG_T::table_t s;
         s.range() = CONFIG_T::table[hwflow_sigmoid_index<data_T, CONFIG_T>(x)];
