@@ -60,7 +60,7 @@ def _inputs(card, n: int):
         x = ds.x_test[:n]
         if len(x) < n:  # repeat the test set to reach n samples
             x = np.concatenate([x] * (n // max(len(x), 1) + 1))[:n]
-        return model, x, "trained (models/%s/qkeras.h5), test-set inputs" % card.name
+        return model, x, f"trained (models/{card.name}/qkeras.h5), test-set inputs"
     from .nn import build
     from .train import set_seed
 
@@ -157,15 +157,18 @@ def markdown(data: dict) -> str:
         "C simulation = the compiled hls4ml C++ (`hls_model.predict`, one call per sample, double in/out); "
         "Keras = `model.predict` of the QKeras model on the same inputs, batch 1024, same process, run right after.",
         "",
-        "| model | params | convert | g++ compile | C sim samples/s | Keras samples/s (batch 1024) | Keras samples/s (batch 1) | C sim / Keras | samples | load at start |",
+        "| model | params | convert | g++ compile | C sim samples/s | Keras samples/s (batch 1024) | Keras samples/s "
+        "(batch 1) | C sim / Keras | samples | load at start |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = {n: e for n, e in sorted(data.get("models", {}).items()) if "csim_over_keras_throughput" in e}
     for name, e in rows.items():
         L.append(
             f"| {name} | {e['parameters']} | {e['convert_seconds']:.1f} s | {e['compile_seconds']:.1f} s | "
-            f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | {e['keras_single_sample_per_second']:.0f} | "
-            f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | {(e['machine'].get('load_avg_1min_at_start') or 0):.2f} |"
+            f"{e['csim_samples_per_second']:.0f} | {e['keras_samples_per_second']:.0f} | "
+            f"{e['keras_single_sample_per_second']:.0f} | "
+            f"{e['csim_over_keras_throughput']:.3f}× | {e['n_samples']} | "
+            f"{(e['machine'].get('load_avg_1min_at_start') or 0):.2f} |"
         )
     L.append("")
     for name, e in rows.items():

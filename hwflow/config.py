@@ -471,7 +471,8 @@ def find_card(name_or_path: str | Path) -> Path:
         return cand
     known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml"))
     raise CardError(
-        f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: {', '.join(known) or 'none'}"
+        f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: "
+        f"{', '.join(known) or 'none'}"
     )
 
 

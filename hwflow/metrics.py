@@ -60,7 +60,8 @@ def auc_per_class(scores: np.ndarray, y: np.ndarray, class_names: Sequence[str])
 
 
 def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
-    """Return the Hanley–McNeil (1982) standard error of an AUC measured on n_pos signal and n_neg background samples."""
+    """Return the Hanley–McNeil (1982) standard error of an AUC measured on n_pos signal and n_neg background
+    samples."""
     if not np.isfinite(auc) or n_pos < 1 or n_neg < 1:
         return float("nan")
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)

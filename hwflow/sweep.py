@@ -124,7 +124,10 @@ def markdown(table: dict) -> str:
         s = r.get("synth") or {}
         if s.get("latency_worst_cycles") is not None:
             res = s.get("resources") or {}
-            syn = f"{s['latency_worst_cycles']} cycles, II {s.get('interval_max')}, LUT {res.get('LUT')}, DSP {res.get('DSP')}"
+            syn = (
+                f"{s['latency_worst_cycles']} cycles, II {s.get('interval_max')}, "
+                f"LUT {res.get('LUT')}, DSP {res.get('DSP')}"
+            )
         else:
             syn = s.get("reason") or s.get("status") or "not run"
         acc = r.get("accuracy_csim")

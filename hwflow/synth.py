@@ -13,6 +13,7 @@ to synth.previous.json first, so a failed or timed-out run never leaves a result
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -85,7 +86,8 @@ def find_tool(backend: str) -> tuple[str, str]:
     if backend == "Vivado" and (shutil.which("vitis-run") or shutil.which("vitis_hls")):
         hint = " (Vitis HLS is installed: set hls.backend: Vitis in the card and rerun `make firmware`)"
     raise HwflowError(
-        f"{label} not found on PATH (looked for {', '.join(exes)}){hint}: install it or run `make report` on existing reports"
+        f"{label} not found on PATH (looked for {', '.join(exes)}){hint}: install it or run `make report` on existing "
+        "reports"
     )
 
 
@@ -156,7 +158,8 @@ def check_project(card, fw: Path) -> dict[str, Any]:
     want_part, want_clock = card["hls"]["part"], float(card["hls"]["clock_period"])
     if part and part != want_part:
         raise HwflowError(
-            f"{_rel(fw)} was generated for part {part} but the card says {want_part}: rerun `make firmware MODEL={name}`"
+            f"{_rel(fw)} was generated for part {part} but the card says {want_part}: rerun `make firmware "
+            f"MODEL={name}`"
         )
     try:
         clock = float(clock) if clock is not None else None
@@ -166,7 +169,8 @@ def check_project(card, fw: Path) -> dict[str, Any]:
         ) from None
     if clock is not None and abs(clock - want_clock) > 1e-9:
         raise HwflowError(
-            f"{_rel(fw)} was generated for a {clock:g} ns clock but the card says {want_clock:g} ns: rerun `make firmware MODEL={name}`"
+            f"{_rel(fw)} was generated for a {clock:g} ns clock but the card says {want_clock:g} ns: rerun `make "
+            f"firmware MODEL={name}`"
         )
     # model-level reuse/strategy may legitimately be refined per layer, so a mismatch is a warning, not an error
     warnings = []
@@ -291,7 +295,8 @@ def synth(
     dry_run: bool = False,
     echo: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Run the vendor flow for a model card (name, path or loaded Card); return synth.json's content (the plan if dry_run)."""
+    """Run the vendor flow for a model card (name, path or loaded Card); return synth.json's content (the plan if
+    dry_run)."""
     from .config import Card, load_card
 
     out = sys.stdout if echo is None else echo
@@ -345,7 +350,8 @@ def synth(
         raise HwflowError(tool_error)
     if opts["vsynth"] and not shutil.which("vivado"):
         raise HwflowError(
-            "Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without --vsynth"
+            "Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without "
+            "--vsynth"
         )
 
     report_dir = card.report_dir()
@@ -382,7 +388,8 @@ def synth(
             fresh = path.is_dir() and any(p.stat().st_mtime >= t0 - 2.0 for p in path.rglob("*") if p.is_file())
         if not fresh:
             raise HwflowError(
-                f"{exe} exited 0 but did not write a fresh {_rel(path)} ({'missing' if not path.exists() else 'older than this run'}); "
+                f"{exe} exited 0 but did not write a fresh {_rel(path)} "
+                f"({'missing' if not path.exists() else 'older than this run'}); "
                 f"no report was written: see {_rel(log_path)}"
             )
         if kind != "export":
@@ -395,10 +402,9 @@ def synth(
         earlier = _find.parse_file(existing_csynth, "csynth_xml")
         earlier["details"]["from_earlier_run"] = True
         records.insert(0, earlier)
-    try:
+    # the tool printed no recognisable banner: the reports above are what counts
+    with contextlib.suppress(HwflowError):
         records.append(hls_log.parse(log_path))
-    except HwflowError:
-        pass  # the tool printed no recognisable banner; the reports above are what counts
 
     result = {
         **plan,
@@ -436,8 +442,8 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "synth",
         help="run Vitis/Vivado HLS on firmware/<model>/ and parse its reports into reports/<model>/synth.json",
-        description="Run the vendor HLS flow (C synthesis, optional cosim / Vivado synthesis / IP export) on the hls4ml "
-        "project written by `make firmware`. Steps default to the card's synth section.",
+        description="Run the vendor HLS flow (C synthesis, optional cosim / Vivado synthesis / IP export) on the "
+        "hls4ml project written by `make firmware`. Steps default to the card's synth section.",
     )
     p.add_argument("model", help="model card name (models/<name>.yaml) or path")
     B = argparse.BooleanOptionalAction

@@ -15,6 +15,7 @@ folder is published, so a model that cannot be deserialized is never left behind
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -57,10 +58,8 @@ def set_seed(seed: int) -> None:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(int(seed))
-    try:
+    with contextlib.suppress(AttributeError):  # pragma: no cover - older TF
         tf.config.experimental.enable_op_determinism()
-    except AttributeError:  # pragma: no cover - older TF
-        pass
 
 
 def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
@@ -119,7 +118,8 @@ def _predict(model, x, batch: int = 1024) -> np.ndarray:
 
 
 def train(card, dataset=None, verbose: int = 2) -> dict:
-    """Return the training summary after training and saving the QKeras model and its float twin under models/<name>/."""
+    """Return the training summary after training and saving the QKeras model and its float twin under
+    models/<name>/."""
     import tensorflow as tf
 
     from . import metrics
@@ -146,7 +146,8 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         norm_stats = set_input_norm(model, ds.x_train) if card["model"]["kind"] == "transformer" else None
         if verbose:
             print(
-                f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} samples"
+                f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} "
+                "samples"
             )
         histories[variant], times[variant], best_epochs[variant] = _fit(card, model, ds, seed, verbose)
         models[variant] = model
@@ -272,7 +273,8 @@ def _cli(args) -> int:
     for v in s["accuracy"]:
         aucs = ", ".join(f"{k} {a:.3f}" for k, a in s["auc"][v].items())
         print(
-            f"{v:7s} accuracy {s['accuracy'][v]:.4f}  AUC {aucs}  ({s['epochs_run'][v]} epochs, {s['training_seconds'][v]:.0f} s)"
+            f"{v:7s} accuracy {s['accuracy'][v]:.4f}  AUC {aucs}  ({s['epochs_run'][v]} epochs, "
+            f"{s['training_seconds'][v]:.0f} s)"
         )
     print(f"saved {s['model_dir']}/ (qkeras.h5, float.h5, summary.json, roc.png, training.png)")
     return 0

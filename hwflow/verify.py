@@ -284,7 +284,8 @@ def layer_trace(qmodel, hls_model, x: np.ndarray, trace: dict[str, np.ndarray]) 
             and str(layer.get_attr("activation", "")).lower() == "linear"
             and layer.get_input_node() is not None
         ):
-            # a linear activation hls4ml inserted (e.g. '<dense>_linear', a cast to its own type) holds its input's value
+            # a linear activation hls4ml inserted (e.g. '<dense>_linear', a cast to its own type) holds its input's
+            # value
             ref = refs.get(layer.get_input_node().name)
         refs[layer.name] = ref
     keras_names = {ly.name for ly in qmodel.layers}
@@ -426,15 +427,17 @@ def run_csim(
             if r.get("accum_overflow"):
                 msg = (
                     f"layer {r['layer']}: accumulator {r['accum_type']} overflows on {r['accum_overflow']} values "
-                    f"(sums in [{r['accum_range'][0]:.4g}, {r['accum_range'][1]:.4g}]); widen Precision: accum in hls.layer_name"
+                    f"(sums in [{r['accum_range'][0]:.4g}, {r['accum_range'][1]:.4g}]); widen Precision: accum in "
+                    "hls.layer_name"
                 )
                 warnings.warn(msg, OverflowWarning, stacklevel=2)
                 print(f"warning: {msg}")
             if r["overflow"] == r.get("accum_overflow", 0):
                 continue
             msg = (
-                f"layer {r['layer']} ({r['hls_type']}): {r['overflow'] - r.get('accum_overflow', 0)} QKeras values outside "
-                f"[{rep['lo']:g}, {rep['hi']:g}] (observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); "
+                f"layer {r['layer']} ({r['hls_type']}): {r['overflow'] - r.get('accum_overflow', 0)} QKeras values "
+                f"outside [{rep['lo']:g}, {rep['hi']:g}] "
+                f"(observed [{r['qkeras_range'][0]:.4g}, {r['qkeras_range'][1]:.4g}]); "
                 f"widen its precision in hls.layer_name"
             )
             warnings.warn(msg, OverflowWarning, stacklevel=2)
@@ -554,13 +557,18 @@ def markdown(r: dict, title: str = "") -> str:
     L += [
         "| check | value | target |",
         "|---|---|---|",
-        f"| argmax agreement C sim vs QKeras | {r['argmax_agreement_vs_qkeras'] * 100:.2f} % | ≥ 99 % {'✅' if ok_arg else '❌'} |",
+        f"| argmax agreement C sim vs QKeras | {r['argmax_agreement_vs_qkeras'] * 100:.2f} % | ≥ 99 % "
+        f"{'✅' if ok_arg else '❌'} |",
         f"| argmax agreement C sim vs float | {_pct(r.get('argmax_agreement_vs_float'))} | |",
         f"| max AUC drop C sim vs float | {_fmt(drop)} | ≤ 0.01 {'✅' if ok_auc else '❌'} |",
-        f"| softmax argmax flips (final softmax) | {_fmt(r['softmax_argmax_flips'])} | 0 {'✅' if r['softmax_argmax_flips'] == 0 else '❌'} |",
-        f"| layers with overflow | {sum(1 for v in r['overflow_counts'].values() if v)} ({r['overflow_total']} values) | 0 {'✅' if not r['overflow_total'] else '⚠️'} |",
-        f"| max abs error C sim vs QKeras | {_fmt(r['max_abs_error_vs_qkeras'])} (mean {_fmt(r['mean_abs_error_vs_qkeras'])}) | |",
-        f"| max abs error C sim vs float | {_fmt(r.get('max_abs_error_vs_float'))} (mean {_fmt(r.get('mean_abs_error_vs_float'))}) | |",
+        f"| softmax argmax flips (final softmax) | {_fmt(r['softmax_argmax_flips'])} | 0 "
+        f"{'✅' if r['softmax_argmax_flips'] == 0 else '❌'} |",
+        f"| layers with overflow | {sum(1 for v in r['overflow_counts'].values() if v)} ({r['overflow_total']} "
+        f"values) | 0 {'✅' if not r['overflow_total'] else '⚠️'} |",
+        f"| max abs error C sim vs QKeras | {_fmt(r['max_abs_error_vs_qkeras'])} (mean "
+        f"{_fmt(r['mean_abs_error_vs_qkeras'])}) | |",
+        f"| max abs error C sim vs float | {_fmt(r.get('max_abs_error_vs_float'))} (mean "
+        f"{_fmt(r.get('mean_abs_error_vs_float'))}) | |",
         "",
     ]
     L += [
@@ -576,7 +584,8 @@ def markdown(r: dict, title: str = "") -> str:
         af = (r.get("auc_float") or {}).get(c)
         L.append(
             f"| AUC {c} | {_fmt(af)} | {_fmt(r['auc_qkeras'][c])} | {_fmt(r['auc_csim'][c])} | "
-            f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} | {_fmt(r['auc_csim'][c] - r['auc_qkeras'][c])} | "
+            f"{_fmt(r['auc_csim'][c] - af if af is not None else None)} | "
+            f"{_fmt(r['auc_csim'][c] - r['auc_qkeras'][c])} | "
             f"± {_fmt((r.get('auc_stat_error') or {}).get(c))} |"
         )
     L += [
@@ -609,7 +618,8 @@ def markdown(r: dict, title: str = "") -> str:
             "*err* is end to end (inherits upstream error), *own err* feeds the QKeras layer the C++ layer's own "
             "inputs, so it is the layer's own deviation; *exact (own)* = share of its values that are bit exact.",
             "",
-            "| layer | class | HLS type | representable | QKeras range | max abs err | err / LSB | own err / LSB | exact (own) | overflow | at limit |",
+            "| layer | class | HLS type | representable | QKeras range | max abs err | err / LSB | own err / LSB | "
+            "exact (own) | overflow | at limit |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for x in r["layers"]:
@@ -622,7 +632,8 @@ def markdown(r: dict, title: str = "") -> str:
             if x.get("accum_overflow"):
                 ovf_s += f" (accumulator `{x['accum_type']}`: {x['accum_overflow']})"
             L.append(
-                f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | {_fmt(x.get('max_abs_error'))} | "
+                f"| {x['layer']} | {x['class']} | `{x['hls_type']}` | {rep_s} | {qr_s} | "
+                f"{_fmt(x.get('max_abs_error'))} | "
                 f"{_fmt(x.get('max_abs_error_lsb'), 1)} | {_fmt(x.get('local_max_abs_error_lsb'), 1)} | "
                 f"{_pct(x.get('local_exact_fraction'))} | {ovf_s} | {_fmt(x.get('at_limit'))} |"
             )
@@ -740,7 +751,8 @@ def plot_layer_errors(path: Path, records: list[dict], title: str = "") -> Path:
 
 
 def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
-    """Write the profiling.numerical view: log2|values| per layer (box/whisker) over the representable range; return the path."""
+    """Write the profiling.numerical view: log2|values| per layer (box/whisker) over the representable range; return
+    the path."""
     from matplotlib.patches import Patch
 
     plt = _plt()
@@ -811,7 +823,8 @@ def plot_ranges(path: Path, records: list[dict], title: str = "") -> Path:
 
 
 def plot_scatter(path: Path, y_q: np.ndarray, y_c: np.ndarray, class_names: list[str], title: str = "") -> Path:
-    """Write C-simulation vs QKeras outputs (difference against value, per class; argmax disagreements marked) and the error histogram."""
+    """Write C-simulation vs QKeras outputs (difference against value, per class; argmax disagreements marked) and
+    the error histogram."""
     plt = _plt()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8), gridspec_kw={"width_ratios": [1.25, 1]})
     colors = plt.get_cmap("tab10").colors

@@ -1,4 +1,5 @@
-"""Conformer extension layers (swish, GLU, depthwise conv1d) through hls4ml: compiled C++ == numpy reference, bit for bit.
+"""Conformer extension layers (swish, GLU, depthwise conv1d) through hls4ml: compiled C++ == numpy reference, bit for
+bit.
 
 One hls4ml project per (backend, strategy) holds all three layers as separate outputs of one
 model, so each combination costs a single compile (module-scoped fixtures).
@@ -23,7 +24,7 @@ IN_T = "ap_fixed<14,6,AP_RND_CONV,AP_SAT>"  # [-32, 32): covers inputs far outsi
 SW_OUT = (16, 5)  # quantized_bits(16, 5): ap_fixed<16,6,AP_RND_CONV,AP_SAT>
 GLU_OUT = (12, 3)
 DW_OUT = (16, 5)
-TABLE = dict(table_size=256, table_range=8.0, table_t="ap_ufixed<10,1,AP_RND,AP_SAT>")
+TABLE = {"table_size": 256, "table_range": 8.0, "table_t": "ap_ufixed<10,1,AP_RND,AP_SAT>"}
 
 
 def _out_t(bits_int):
@@ -172,7 +173,8 @@ def test_keras_layers_match_reference(compiled, keras_model):
 def test_generated_config_carries_strategy_and_table(compiled):
     hm = compiled["hmodel"]
     params = hm.config.get_output_dir() + "/firmware/parameters.h"
-    text = open(params).read()
+    with open(params) as fh:
+        text = fh.read()
     assert "nnet::hwflow_sigmoid_lut_config" in text and "nnet::hwflow_depthwise1d_config" in text
     assert f"static const unsigned reuse_factor = {compiled['reuse']};" in text
     n_mult = T * C * K

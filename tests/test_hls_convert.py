@@ -103,7 +103,8 @@ def test_extension_layers_bit_exact_inside_the_compiled_project(compiled):
 
 
 def test_quantizer_precisions_reach_the_generated_hls(compiled):
-    """QDense on 3-D input keeps its weight quantizer; QActivation(quantized_bits) types survive; intermediates typed."""
+    """QDense on 3-D input keeps its weight quantizer; QActivation(quantized_bits) types survive; intermediates
+    typed."""
     model, hm, _ = compiled
     layers = {ly.name: ly for ly in hm.get_layers()}
     out = hm.config.get_output_dir()

@@ -345,7 +345,8 @@ def test_unguarded_script_fails_fast_with_main_guard_hint(tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(
         "from hwflow.config import validate\nfrom hwflow.data import kws\n"
-        f"card = validate({{'name': 'u', 'data': {{'kind': 'kws', 'kws': {SMALL!r}}}, 'model': {{'kind': 'conformer'}}}})\n"
+        f"card = validate({{'name': 'u', 'data': {{'kind': 'kws', 'kws': {SMALL!r}}}, 'model': {{'kind': "
+        f"'conformer'}}}})\n"
         "kws.generate(card.data_spec(), workers=2, progress=False)\n"
     )
     env = {**os.environ, "HWFLOW_DATA": str(tmp_path / "data"), "HWFLOW_ROOT": str(tmp_path)}

@@ -216,7 +216,8 @@ def test_csynth_rpt_vivado_hls_2018_layout(tmp_path):
     p = tmp_path / "myproject_csynth.rpt"
     p.write_text(
         "================================================================\n== Vivado HLS Report for 'myproject'\n"
-        "================================================================\n* Date:           Mon Jan  7 10:00:00 2019\n\n"
+        "================================================================\n* Date:           Mon Jan  7 10:00:00 "
+        "2019\n\n"
         "* Version:        2018.2 (Build 2258646 on Thu Jun 14 20:25:20 MDT 2018)\n* Project:        myproject_prj\n"
         "* Solution:       solution1\n* Product family: virtexuplus\n* Target device:  xcvu9p-flgb2104-2-e\n\n\n"
         "================================================================\n== Performance Estimates\n"

@@ -1,4 +1,5 @@
-"""Open RTL route, main-venv side: neutral-file format, ap_fixed casts, the missing-environment error (no .venv-rtl needed)."""
+"""Open RTL route, main-venv side: neutral-file format, ap_fixed casts, the missing-environment error (no .venv-rtl
+needed)."""
 
 from __future__ import annotations
 

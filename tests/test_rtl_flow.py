@@ -29,7 +29,8 @@ def run_rtl_python(code: str) -> str:
 
 
 def test_traced_casts_match_ap_fixed_for_every_mode():
-    """Every rounding x overflow mode built from da4ml ops equals the numpy ap_fixed cast on all inputs of a 12-bit grid."""
+    """Every rounding x overflow mode built from da4ml ops equals the numpy ap_fixed cast on all inputs of a 12-bit
+    grid."""
     out = run_rtl_python("""
         import itertools, json
         import numpy as np
@@ -40,8 +41,10 @@ def test_traced_casts_match_ap_fixed_for_every_mode():
         X = np.arange(-2**11, 2**11) * 2.0**-6            # every value of ap_fixed<12,6>
         bad = {}
         for rnd, sat, signed in itertools.product(
-                ["TRN", "RND", "RND_CONV", "TRN_ZERO", "RND_ZERO", "RND_INF", "RND_MIN_INF"], ["WRAP", "SAT", "SAT_SYM"], [True, False]):
-            t = {"ctype": "t", "signed": signed, "width": 7, "integer": 4, "frac": 3, "rounding": rnd, "saturation": sat, "sat_bits": 0}
+                ["TRN", "RND", "RND_CONV", "TRN_ZERO", "RND_ZERO", "RND_INF", "RND_MIN_INF"],
+                ["WRAP", "SAT", "SAT_SYM"], [True, False]):
+            t = {"ctype": "t", "signed": signed, "width": 7, "integer": 4, "frac": 3, "rounding": rnd,
+                 "saturation": sat, "sat_bits": 0}
             inp = FixedVariableArrayInput((1,), hwconf=HWConfig(1, -1, 5.0))
             y = cast(inp.quantize(1, 5, 6), t)
             comb = comb_trace(inp._vars.ravel(), y._vars.ravel())
@@ -55,7 +58,8 @@ def test_traced_casts_match_ap_fixed_for_every_mode():
 
 
 def test_emulator_matches_verilog_semantics_on_division():
-    """Average pooling over a non power of two divides by a magic constant; the emulator must agree with exact integers."""
+    """Average pooling over a non power of two divides by a magic constant; the emulator must agree with exact
+    integers."""
     out = run_rtl_python("""
         import numpy as np
         from da4ml.trace import FixedVariableArrayInput, HWConfig, comb_trace
@@ -76,7 +80,8 @@ def test_emulator_matches_verilog_semantics_on_division():
 
 @pytest.mark.parametrize("kind", ["seq"])
 def test_small_model_end_to_end(tmp_path, kind):
-    """QKeras -> hls4ml -> neutral file -> da4ml Verilog -> Verilator/Icarus bit-exact vs C sim -> Yosys counts -> reports."""
+    """QKeras -> hls4ml -> neutral file -> da4ml Verilog -> Verilator/Icarus bit-exact vs C sim -> Yosys counts ->
+    reports."""
     from hwflow.rtl import rtl_from_hls
     from hwflow.rtl.demo import convert_stock, sample_inputs, tiny_qkeras
 
@@ -152,7 +157,8 @@ def test_corrupted_weight_is_caught(tmp_path):
 
 
 def test_big_design_path_is_labelled(tmp_path):
-    """Above rtl.sim_max_cost / yosys_max_cost the simulators and Yosys are skipped and the report says what ran instead."""
+    """Above rtl.sim_max_cost / yosys_max_cost the simulators and Yosys are skipped and the report says what ran
+    instead."""
     from hwflow.rtl import rtl_from_hls
     from hwflow.rtl.demo import convert_stock, sample_inputs, tiny_qkeras
 

@@ -1,5 +1,6 @@
 """Token-serial (folded) RTL of attention models: segment plan, bit-exact Verilator/Icarus simulation of the generated
-controller + da4ml pipelines against the hls4ml C simulation, measured latency/interval, refusal of unfoldable graphs."""
+controller + da4ml pipelines against the hls4ml C simulation, measured latency/interval, refusal of unfoldable
+graphs."""
 
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ def test_controller_survives_input_gaps(tiny, tmp_path):
         f"""
         prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "gap", 5.0, 5.0, "xcvu13p")
         r = fold.simulate(prj, x, "iverilog", Path("{tmp_path}") / "sim", gaps=True)
-        print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval_range"], "lat": r["latency_range"]}}))
+        print(json.dumps({{"exact": bool(np.array_equal(r["outputs"], want)), "interval": r["interval_range"],
+                          "lat": r["latency_range"]}}))
     """,
     )
     assert r["exact"]
@@ -205,8 +207,8 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
         if {icarus}:
             prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(MUL_CHUNK), 5.0, "xcvu13p")
             r = fold.simulate(prj, x[:8], "iverilog", Path("{tmp_path}") / "sim")
-            out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"], ii=r["interval_range"],
-                       expect=3 * 2 + sum(prj["depths"]) + 3)
+            out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"],
+                       ii=r["interval_range"], expect=3 * 2 + sum(prj["depths"]) + 3)
         print(json.dumps(out))
     """,
     )
@@ -231,7 +233,8 @@ def test_unsupported_layer_is_named_not_its_dependents(tiny, tmp_path):
     (tmp_path / "neutral" / "graph.json").write_text(json.dumps(g))
     with pytest.raises(
         HwflowError,
-        match=rf"unsupported layers: {ln['name']}: no RTL tracer for hls4ml class SomeNewNorm \(and \d+ layers downstream",
+        match=rf"unsupported layers: {ln['name']}: no RTL tracer for hls4ml class SomeNewNorm "
+        r"\(and \d+ layers downstream",
     ):
         run_worker(
             tmp_path / "neutral",

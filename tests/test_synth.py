@@ -225,7 +225,8 @@ def test_stale_firmware_is_refused(root, no_tools):
     (root / "models" / "tiny.yaml").write_text(card)
     with pytest.raises(
         HwflowError,
-        match=r"^firmware/tiny was generated for a 5 ns clock but the card says 4 ns: rerun `make firmware MODEL=tiny`$",
+        match=r"^firmware/tiny was generated for a 5 ns clock but the card says 4 ns: "
+        r"rerun `make firmware MODEL=tiny`$",
     ):
         S.synth("tiny")
 

@@ -44,7 +44,8 @@ def test_synth_on_real_hls4ml_project(tmp_path, monkeypatch, backend, tool):
     root = tmp_path / "proj"
     (root / "models").mkdir(parents=True)
     (root / "models" / "tiny.yaml").write_text(
-        f"name: tiny\ndata: {{kind: jets}}\nmodel: {{kind: transformer}}\nhls: {{backend: {backend}}}\nsynth: {{timeout_s: 120}}\n"
+        f"name: tiny\ndata: {{kind: jets}}\nmodel: {{kind: transformer}}\nhls: {{backend: {backend}}}\nsynth: "
+        f"{{timeout_s: 120}}\n"
     )
     fw = root / "firmware" / "tiny"
     r = subprocess.run([sys.executable, "-c", WRITE, str(fw), backend], capture_output=True, text=True, timeout=600)

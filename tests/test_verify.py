@@ -108,7 +108,7 @@ def tiny_csim(tmp_path_factory):
     from hwflow.verify import run_csim
 
     tf.keras.utils.set_random_seed(0)
-    q = dict(kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1))
+    q = {"kernel_quantizer": quantized_bits(8, 0, alpha=1), "bias_quantizer": quantized_bits(8, 2, alpha=1)}
     inp = tf.keras.Input((6,), name="x")
     h = QActivation(quantized_bits(12, 3), name="input_q")(inp)
     h = QDense(12, name="d1", **q)(h)
@@ -135,7 +135,7 @@ def tiny_csim(tmp_path_factory):
 
 
 def test_csim_report_keys_and_files(tiny_csim):
-    r, d = tiny_csim.report, tiny_csim.dir
+    d = tiny_csim.dir
     on_disk = json.loads((d / "csim.json").read_text())
     for k in REQUIRED_KEYS:
         assert k in on_disk, k

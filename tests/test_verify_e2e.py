@@ -1,4 +1,5 @@
-"""End to end on a tiny transformer: train on synthetic jets-shaped data, convert with hwflow.hls, C-simulate, report."""
+"""End to end on a tiny transformer: train on synthetic jets-shaped data, convert with hwflow.hls, C-simulate,
+report."""
 
 from __future__ import annotations
 

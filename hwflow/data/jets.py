@@ -180,7 +180,7 @@ def _assemble(spec, tasks, results):
         st["cpu_s"] += res["cpu_s"]
         for k, v in res["rejected"].items():
             st["rejected"][k] = st["rejected"].get(k, 0) + v
-    for c, st in stats.items():
+    for _c, st in stats.items():
         st["cpu_s"] = round(st["cpu_s"], 2)
         st["jets_per_cpu_s"] = round(st["jets"] / st["cpu_s"], 2) if st["cpu_s"] > 0 else None
         st["events_per_jet"] = round(st["events"] / max(1, st["jets"]), 3)

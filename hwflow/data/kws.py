@@ -176,12 +176,14 @@ def check_spec(spec: dict) -> None:
     require(lay["win"] <= lay["n_samples"], f"{where}.win_ms {spec['win_ms']} longer than clip_ms {spec['clip_ms']}")
     require(
         spec["n_frames"] == lay["n_frames"],
-        f"{where}.n_frames = {spec['n_frames']} but a {spec['clip_ms']} ms clip with win_ms {spec['win_ms']} and hop_ms "
-        f"{spec['hop_ms']} has {lay['n_frames']} frames: set n_frames: {lay['n_frames']} or change clip_ms/win_ms/hop_ms",
+        f"{where}.n_frames = {spec['n_frames']} but a {spec['clip_ms']} ms clip with win_ms {spec['win_ms']} and "
+        f"hop_ms {spec['hop_ms']} has {lay['n_frames']} frames: set n_frames: {lay['n_frames']} or change "
+        "clip_ms/win_ms/hop_ms",
     )
     require(
         spec["fmax_hz"] <= spec["sample_rate"] / 2 and spec["fmin_hz"] < spec["fmax_hz"],
-        f"{where}: need fmin_hz < fmax_hz <= sample_rate/2 = {spec['sample_rate'] / 2}, got {spec['fmin_hz']}..{spec['fmax_hz']}",
+        f"{where}: need fmin_hz < fmax_hz <= sample_rate/2 = {spec['sample_rate'] / 2}, got "
+        f"{spec['fmin_hz']}..{spec['fmax_hz']}",
     )
     audio.mel_filterbank(lay["rate"], lay["n_fft"], spec["n_mels"], spec["fmin_hz"], spec["fmax_hz"])
 
@@ -284,7 +286,8 @@ def make_clip(spec: dict, index: int, exe: str | None = None) -> tuple[np.ndarra
 
 
 def save_wav(spec: dict, index: int, path: str | Path) -> Path:
-    """Return ``path`` after writing clip ``index`` of the dataset as a 16-bit WAV, to listen to what the model hears."""
+    """Return ``path`` after writing clip ``index`` of the dataset as a 16-bit WAV, to listen to what the model
+    hears."""
     from scipy.io import wavfile
 
     check_spec(spec)
@@ -395,7 +398,9 @@ def generate(
                 "snr_db": spec["snr_db"],
                 "snr_reference": "RMS of the trimmed word",
             },
-            "silence_level": f"noise at the level it would have under a word (word RMS = {TYPICAL_RMS_PER_PEAK} x peak gain)",
+            "silence_level": (
+                f"noise at the level it would have under a word (word RMS = {TYPICAL_RMS_PER_PEAK} x peak gain)"
+            ),
             "mic_floor_dbfs": MIC_FLOOR_DBFS,
             "quantization": "clipped to [-1, 1), rounded to 16 bit",
         },
@@ -428,7 +433,8 @@ def _figures(arrays: dict, folder: Path) -> None:
 
 
 def plot_examples(arrays: dict, path: Path, per_class: int = 3) -> Path | None:
-    """Return ``path`` after drawing ``per_class`` log-mel spectrograms of each class into it (None without matplotlib)."""
+    """Return ``path`` after drawing ``per_class`` log-mel spectrograms of each class into it (None without
+    matplotlib)."""
     try:
         import matplotlib
 

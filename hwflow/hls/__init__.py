@@ -1,7 +1,8 @@
 """hwflow.hls: QKeras model -> hls4ml project with hwflow's attention, softmax and normalization extension layers.
 
 Public API: ``convert(card, model, output_dir=None, calibration_data=None)``, ``hls_config(card, model, ...)``,
-``compile_model(hls_model)``, ``trace(hls_model, x)``, ``csim_outputs(hls_model, x, trace_layers)``, ``firmware(card)``, ``register_extensions()``,
+``compile_model(hls_model)``, ``trace(hls_model, x)``, ``csim_outputs(hls_model, x, trace_layers)``,
+``firmware(card)``, ``register_extensions()``,
 ``calibrate(model, x)``, ``supported_layers()``; CLI ``hwflow firmware MODEL``.
 hls4ml/TensorFlow are imported inside the functions only.
 """

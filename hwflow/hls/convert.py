@@ -102,7 +102,8 @@ def _softmax_layers(model) -> dict:
 
 
 def calibrate(model, x) -> dict:
-    """Return per-layer calibration from sample inputs ``x``: softmax input ranges and attention intermediates' ranges."""
+    """Return per-layer calibration from sample inputs ``x``: softmax input ranges and attention intermediates'
+    ranges."""
     import tensorflow as tf
 
     from ..nn.layers import QMultiHeadAttention

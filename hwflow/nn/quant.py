@@ -75,7 +75,8 @@ def role_spec_with(card, role: str, role_defaults: dict) -> dict | None:
 
 
 def builder_quantizer(card, role: str, quantized: bool, role_defaults: dict, kind: str = "bits") -> Any:
-    """Return the QKeras quantizer of a builder role (None for the float twin); kind bits, relu, or auto (relu if unsigned)."""
+    """Return the QKeras quantizer of a builder role (None for the float twin); kind bits, relu, or auto (relu if
+    unsigned)."""
     if not quantized:
         return None
     spec = role_spec_with(card, role, role_defaults)

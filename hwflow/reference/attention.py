@@ -59,7 +59,8 @@ def dense_accum_type(in_t: FixedType, w_t: FixedType, b_t: FixedType, n_in: int)
 
 
 def scale_type(key_dim: int, text=None) -> FixedType:
-    """Return scale_t: one exact bit for 1/sqrt(key_dim) = 2^-k (key_dim a power of 4), else ``text`` or 18 fractional bits."""
+    """Return scale_t: one exact bit for 1/sqrt(key_dim) = 2^-k (key_dim a power of 4), else ``text`` or 18
+    fractional bits."""
     k = math.log2(key_dim) / 2
     if text is not None:
         return parse_type(text)
@@ -144,7 +145,8 @@ def make_spec(
 
 
 def dense(x, w, b, accum_t: FixedType, res_t: FixedType) -> np.ndarray:
-    """Return nnet::dense_latency of ``x`` (..., n_in) with w (n_in, n_out), b (n_out): per-product and per-add casts."""
+    """Return nnet::dense_latency of ``x`` (..., n_in) with w (n_in, n_out), b (n_out): per-product and per-add
+    casts."""
     mult = quantize(x[..., :, None] * w, accum_t)
     acc = np.broadcast_to(quantize(b, accum_t), x.shape[:-1] + (w.shape[1],)).copy()
     for i in range(w.shape[0]):
@@ -153,7 +155,8 @@ def dense(x, w, b, accum_t: FixedType, res_t: FixedType) -> np.ndarray:
 
 
 def mha(x, spec: AttentionSpec, weights: dict) -> np.ndarray:
-    """Return the firmware attention of ``x`` (batch, seq_len, embed_dim); weights as in QMultiHeadAttention.quantized_weights()."""
+    """Return the firmware attention of ``x`` (batch, seq_len, embed_dim); weights as in
+    QMultiHeadAttention.quantized_weights()."""
     s = spec
     x = quantize(np.asarray(x, np.float64), s.input_t)
     W = {k: np.asarray(v, np.float64) for k, v in weights.items()}

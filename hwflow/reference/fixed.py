@@ -67,7 +67,8 @@ _TYPE_RE = re.compile(r"^\s*(ap_)?(u?)(fixed|int)\s*<\s*([^>]*)>\s*$")
 
 
 def parse_type(text) -> FixedType:
-    """Return the FixedType for an ap_fixed/ap_ufixed/ap_int/ap_uint (or hls4ml 'fixed<..>') string or hls4ml precision."""
+    """Return the FixedType for an ap_fixed/ap_ufixed/ap_int/ap_uint (or hls4ml 'fixed<..>') string or hls4ml
+    precision."""
     if isinstance(text, FixedType):
         return text
     if not isinstance(text, str):  # an hls4ml precision object

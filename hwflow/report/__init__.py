@@ -72,7 +72,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
             print(f"{r['model']}: {r['vendor_note'] or 'no HLS C-synthesis report'}")
         for e in r["vendor_errors"]:
             print(f"{r['model']}: unreadable report: {e}", file=sys.stderr)
-    for what, p in written.items():
+    for _what, p in written.items():
         print(f"wrote {p}")
     return 0
 

@@ -115,7 +115,8 @@ def load_vendor(name: str, root: Path) -> dict[str, Any]:
             if newest > synth_json.stat().st_mtime:
                 out["stale"] = True
                 out["view"]["flags"].append(
-                    f"firmware/{name}/ changed after this synthesis: numbers may be stale, rerun `make synth MODEL={name}`"
+                    f"firmware/{name}/ changed after this synthesis: numbers may be stale, rerun `make synth "
+                    f"MODEL={name}`"
                 )
     elif fw.is_dir():
         files = []
@@ -174,7 +175,8 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
         unknown = [m for m in models if m not in known]
         if unknown:
             raise HwflowError(
-                f"no firmware/ or reports/ folder for {', '.join(unknown)}: known models are {', '.join(known) or 'none'}"
+                f"no firmware/ or reports/ folder for {', '.join(unknown)}: known models are "
+                f"{', '.join(known) or 'none'}"
             )
         names = list(models)
     else:
@@ -376,7 +378,10 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
             o = r["open_rtl"]
             res = o.get("resources") or {}
             util = o.get("utilization_pct") or {}
-            cell = lambda k: fmt(res.get(k)) + (f" ({util[k]:.1f}%)" if isinstance(util.get(k), (int, float)) else "")  # noqa: E731
+
+            def cell(k, res=res, util=util):
+                return fmt(res.get(k)) + (f" ({util[k]:.1f}%)" if isinstance(util.get(k), (int, float)) else "")
+
             lat_ns = (
                 f" ({fmt(o.get('latency_ns'), 1)} ns at the target clock)" if o.get("latency_ns") is not None else ""
             )

@@ -190,6 +190,7 @@ def parse_path(path: str | Path) -> list[dict[str, Any]]:
     if not files:
         raise ReportError(
             f"{path}: no vendor reports found (looked for <name>_prj/solution*/syn/report/<top>_csynth.xml|rpt, "
-            "sim/report/<top>_cosim.rpt, vivado_synth.rpt, vivado_hls.log/vitis_hls.log): run `make synth MODEL=...` first"
+            "sim/report/<top>_cosim.rpt, vivado_synth.rpt, vivado_hls.log/vitis_hls.log): run `make synth MODEL=...` "
+            "first"
         )
     return [parse_file(f) for f in files]

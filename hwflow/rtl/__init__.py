@@ -139,7 +139,8 @@ def rtl_from_hls(
     extra: dict | None = None,
     simulate_all: bool = False,
 ) -> dict:
-    """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and rtl.{json,md}."""
+    """Return the RTL report of a converted hls4ml model on inputs ``x``, writing fw_dir (neutral/, verilog/) and
+    rtl.{json,md}."""
     from .export import export_model
 
     py = python or rtl_python()  # fail before any work if the environment is missing
@@ -265,8 +266,8 @@ def markdown(r: dict) -> str:
         f"| samples compared | {r['n_samples']} ({_f(r['n_values'])} output values) | vs hls4ml C simulation |",
         f"| bit-exact fraction vs C-sim | {_f(r['bit_exact_fraction_vs_csim'], 6)} | {r.get('bit_exact_source')} |",
         f"| max abs error vs C-sim | {_f(r['max_abs_error_vs_csim'])} | same |",
-        f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns target clock, "
-        f"which no open tool verifies) | {r['latency_source']} |",
+        f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns "
+        f"target clock, which no open tool verifies) | {r['latency_source']} |",
         f"| initiation interval | {_f(r['interval'])} | same |",
         f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
         + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "")
@@ -306,17 +307,19 @@ def markdown(r: dict) -> str:
         per = ", ".join(f"{k} {v['fmax_mhz']} MHz" for k, v in ec["runs"].items() if v.get("ran"))
         skipped = "; not placed: " + ", ".join(ec["skipped"]) if ec.get("skipped") else ""
         lines.append(
-            f"| ECP5 post-route Fmax (proxy) | {ec['fmax_mhz_min']} MHz ({per}{skipped}) | {ec['tool']}: {ec['meaning']} |"
+            f"| ECP5 post-route Fmax (proxy) | {ec['fmax_mhz_min']} MHz ({per}{skipped}) | {ec['tool']}: "
+            f"{ec['meaning']} |"
         )
     elif ec.get("skipped"):
         lines.append(
-            f"| ECP5 post-route Fmax (proxy) | not placed ({'; '.join(f'{k}: {v}' for k, v in ec['skipped'].items())}) | nextpnr-ecp5 |"
+            "| ECP5 post-route Fmax (proxy) | not placed "
+            f"({'; '.join(f'{k}: {v}' for k, v in ec['skipped'].items())}) | nextpnr-ecp5 |"
         )
     sv = r.get("second_simulator") or {}
     if sv.get("version"):
         lines.append(
-            f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} samples, "
-            f"latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |"
+            f"| second simulator | {sv['version']}: bit-exact {_f(sv['bit_exact_fraction'], 6)} on {sv['n_samples']} "
+            f"samples, latency {sv['latency_cycles']} cycles, II {sv['interval']} | Icarus Verilog |"
         )
     if arch.get("segments"):
         lines += [
@@ -380,7 +383,8 @@ def write_report(report_dir: Path, report: dict) -> None:
 
 
 def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=None, simulate: bool = False) -> dict:
-    """Return the RTL report of a trained card (convert, export, da4ml, Verilator, Icarus, Yosys), writing its outputs."""
+    """Return the RTL report of a trained card (convert, export, da4ml, Verilator, Icarus, Yosys), writing its
+    outputs."""
     from ..data import get_dataset
     from ..train import load_trained
     from ..util import package_versions
@@ -463,7 +467,8 @@ def _cli(args) -> int:
     r = rtl(card, samples=args.samples, yosys=args.yosys, simulate=args.simulate)
     res = r.get("resources") or {}
     print(
-        f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency {r['latency_cycles']} cycles, "
+        f"{r['n_samples']} samples: bit-exact vs C sim {r['bit_exact_fraction_vs_csim']:.6f}; latency "
+        f"{r['latency_cycles']} cycles, "
         f"II {r['interval']}; "
         + (f"LUT {res['LUT']}, FF {res['FF']}, DSP {res['DSP']} ({r['synthesizer']})" if res else "not synthesized")
     )

@@ -1,7 +1,8 @@
 """Small models for the RTL route's tests and smoke runs: stock-hls4ml QDense + quantized_relu MLPs (2-D and 3-D
 inputs) and a small transformer built from hwflow's attention/norm layers (converted by hwflow.hls).
 
-Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR [--kind seq|flat]`` (the whole flow without a trained card).
+Used by tests/test_rtl*.py and by ``python -m hwflow.rtl.demo OUT_DIR [--kind seq|flat]`` (the whole flow without a
+trained card).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def tiny_qkeras(kind: str = "seq", seed: int = 0):
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
     tf.random.set_seed(seed)
-    q = dict(kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1))
+    q = {"kernel_quantizer": quantized_bits(6, 0, alpha=1), "bias_quantizer": quantized_bits(6, 0, alpha=1)}
     if kind == "seq":
         inp = tf.keras.Input((3, 4), name="x")
         h = QDense(6, name="d1", **q)(inp)
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         yosys=not args.no_yosys,
     )
     print(
-        f"bit-exact vs C sim {r['bit_exact_fraction_vs_csim']}, latency {r['latency_cycles']} cycles, II {r['interval']}, "
+        f"bit-exact vs C sim {r['bit_exact_fraction_vs_csim']}, latency {r['latency_cycles']} cycles, II "
+        f"{r['interval']}, "
         f"resources {r['resources']}; report {out / 'reports' / 'rtl.md'}"
     )
     return 0

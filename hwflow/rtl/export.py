@@ -103,7 +103,8 @@ def fixedtype_dict(ft: Any) -> dict:
 
 
 def spec_to_neutral(spec: Any, prefix: str = "") -> tuple[dict, dict, dict]:
-    """Return (types, attrs, arrays) flattening a hwflow reference spec dataclass (nested specs get a 'name.' prefix)."""
+    """Return (types, attrs, arrays) flattening a hwflow reference spec dataclass (nested specs get a 'name.'
+    prefix)."""
     import dataclasses
 
     types, attrs, arrays = {}, {}, {}
@@ -175,7 +176,8 @@ def quantize_np(x: np.ndarray, t: dict) -> np.ndarray:
     rnd, ovf = "AP_" + t["rounding"], "AP_" + t["saturation"]
     if rnd not in ROUNDING:
         raise HwflowError(
-            f"rounding mode {t['rounding']} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, RND_MIN_INF"
+            f"rounding mode {t['rounding']} unknown: use one of TRN, RND, RND_CONV, TRN_ZERO, RND_ZERO, RND_INF, "
+            "RND_MIN_INF"
         )
     if ovf not in OVERFLOW:
         raise HwflowError(f"saturation mode {t['saturation']} unknown: use one of WRAP, SAT, SAT_SYM, SAT_ZERO")

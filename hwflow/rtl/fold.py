@@ -146,10 +146,10 @@ def plan(graph: dict, group: int) -> Plan:
         return list(dict.fromkeys(need))
 
     order = segs + [tail]
-    live: list[str] = [t for t in reads(tail)]
+    live: list[str] = list(reads(tail))
     tail.row_in = live
     for s in reversed(segs):
-        s.live_out = [t for t in live]
+        s.live_out = list(live)
         mine = produced(s)
         carried = [t for t in live if t not in mine]  # produced earlier: passed through this segment
         live = list(dict.fromkeys(reads(s) + carried))
@@ -228,12 +228,10 @@ def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> lis
         # the traced tensors of this segment: (rows, features) arrays built from the declared inputs
         env: dict = {}
         flat = xin._vars
-        pos = 0
         row_vals: dict = {t: [[None] * p.widths[t] for _ in range(rows)] for t in s.row_in}
         full_vals: dict = {t: [[None] * p.widths[t] for _ in range(L)] for t in s.full_in}
-        for kind, a, t, c in in_map:
+        for pos, (kind, a, t, c) in enumerate(in_map):
             (row_vals if kind == "row" else full_vals)[t][a][c] = flat[pos]
-            pos += 1
         for t, vv in {**row_vals, **full_vals}.items():
             env[t] = FixedVariableArray(np.array(vv, dtype=object), xin.solver_options, hwconf=hw)
         if s.attend is not None:
@@ -259,7 +257,7 @@ def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> lis
         comb = comb_trace(inp._vars.ravel(), np.array(outs, dtype=object))
         out_kif: dict = {}
         if s.kind == "token":
-            for (r, t, c), q in zip(out_cols, comb.out_qint):
+            for (_r, t, c), q in zip(out_cols, comb.out_qint):
                 kk, ii, ff = (int(v) for v in minimal_kif(q))
                 old = out_kif.get((t, c))
                 out_kif[(t, c)] = (kk, ii, ff) if old is None else tuple(max(a, b) for a, b in zip(old, (kk, ii, ff)))
@@ -316,7 +314,8 @@ def port_fmt(qints) -> Fmt:
 
 
 def convert_expr(src: str, base: int, a: Fmt, b: Fmt) -> str:
-    """Return a Verilog expression of b.bw bits holding the element at bit ``base`` of ``src`` (format a) in format b."""
+    """Return a Verilog expression of b.bw bits holding the element at bit ``base`` of ``src`` (format a) in format
+    b."""
     bits = []  # MSB first: ("z",) zero, ("s", idx) source bit
     for pos in reversed(range(b.bw)):
         sp = pos - b.f + a.f
@@ -365,9 +364,10 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
         "// segments: " + "; ".join(f"{m.seg.name} ({m.seg.kind}, {depths[i]} clocks)" for i, m in enumerate(mods)),
         "// rst: synchronous, active high. A sample is taken when in_valid && in_ready (in_ready is high at most",
         f"// once every {NG} clocks); its result is on model_out while out_valid is high (one clock), in order.",
-        f"// model_inp: {w_in // fi.bw} elements of {fi.bw} bits, {'signed' if fi.signed else 'unsigned'}, {fi.f} fractional bits, "
-        "token-major (element j at bits [j*bw +: bw]).",
-        f"// model_out: {w_out // fo.bw} elements of {fo.bw} bits, {'signed' if fo.signed else 'unsigned'}, {fo.f} fractional bits.",
+        f"// model_inp: {w_in // fi.bw} elements of {fi.bw} bits, {'signed' if fi.signed else 'unsigned'}, {fi.f} "
+        "fractional bits, token-major (element j at bits [j*bw +: bw]).",
+        f"// model_out: {w_out // fo.bw} elements of {fo.bw} bits, {'signed' if fo.signed else 'unsigned'}, {fo.f} "
+        "fractional bits.",
         "`timescale 1 ns / 1 ps",
         "",
         f"module {top} (",
@@ -385,7 +385,8 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
         n_in, n_out = len(m.in_map), len(m.out_cols)
         L += [
             "",
-            f"    // ---- segment {m.seg.name} ({m.seg.kind}): {n_in} inputs x {fin[si].bw} b, {n_out} outputs x {fout[si].bw} b, "
+            f"    // ---- segment {m.seg.name} ({m.seg.kind}): {n_in} inputs x {fin[si].bw} b, {n_out} outputs x "
+            f"{fout[si].bw} b, "
             f"{d} cycles",
         ]
         L += [
@@ -394,7 +395,8 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
             f"    reg [{d - 1}:0] {m.seg.name}_v;",
         ]
         L.append(
-            f"    {names[si]}_wrapper u_{m.seg.name} (.clk(clk), .model_inp({m.seg.name}_in), .model_out({m.seg.name}_out));"
+            f"    {names[si]}_wrapper u_{m.seg.name} (.clk(clk), .model_inp({m.seg.name}_in), "
+            f".model_out({m.seg.name}_out));"
         )
         if m.seg.kind == "token":
             s = m.seg.name
@@ -413,7 +415,8 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
                     f"    assign in_ready = !{s}_run || {s}_last;",
                     "    always @(posedge clk) begin",
                     f"        if (rst) begin {s}_run <= 1'b0; {s}_cnt <= {cw}'d0; end",
-                    f"        else if (in_valid && in_ready) begin xin <= model_inp; {s}_run <= 1'b1; {s}_cnt <= {cw}'d0; end",
+                    f"        else if (in_valid && in_ready) begin xin <= model_inp; {s}_run <= 1'b1; {s}_cnt <= "
+                    f"{cw}'d0; end",
                     f"        else if ({s}_last) {s}_run <= 1'b0;",
                     f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
                     "    end",
@@ -469,7 +472,7 @@ def _assemble(m: Module, prev: Module, a: Fmt, b: Fmt, p: Plan, buf: str, cnt: s
     G = p.group
     row_w = len(prev.out_cols) // G  # elements per token in the previous segment's buffer
     idx = {}
-    for j, (r, t, c) in enumerate(prev.out_cols[:row_w]):
+    for j, (_r, t, c) in enumerate(prev.out_cols[:row_w]):
         idx[(t, c)] = j
     out = []
     if cnt is not None:

@@ -267,7 +267,8 @@ def op_global_pool1d(x: FixedVariableArray, layer: dict) -> FixedVariableArray:
 
 
 def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_shape: tuple) -> FixedVariableArray:
-    """Return the traced output of one neutral-graph layer on its traced inputs (row-wise ops accept any number of rows)."""
+    """Return the traced output of one neutral-graph layer on its traced inputs (row-wise ops accept any number of
+    rows)."""
     op = layer["op"]
     if op == "dense":
         return op_dense(xs[0], layer, arrays)
@@ -439,7 +440,8 @@ def _interp_lookup(u, table: np.ndarray, bits: int, out_t: dict):
 
 
 def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, hw) -> list:
-    """Return hwflow_softmax of one row (hwflow.reference.softmax.softmax): exp tables on x_max - x, normalised reciprocal."""
+    """Return hwflow_softmax of one row (hwflow.reference.softmax.softmax): exp tables on x_max - x, normalised
+    reciprocal."""
     norm_t, exp_t, inv_t, sum_t = ty[pre + "inp_norm"], ty[pre + "exp_table"], ty[pre + "inv_table"], ty[pre + "sum"]
     lo_bits, inv_bits = int(at[pre + "lo_bits"]), int(at[pre + "inv_bits"])
     exp_hi, exp_lo, inv_tab = (arr[pre + "tables." + k] for k in ("exp_hi", "exp_lo", "inv"))
@@ -573,7 +575,8 @@ def mha_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[Fixed
 def mha_attend(
     q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArray, layer: dict, arrays: dict
 ) -> FixedVariableArray:
-    """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q, out_dim)."""
+    """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q,
+    out_dim)."""
     ty, at = layer["types"], layer["attrs"]
     arr = {n: arrays[a] for n, a in layer["arrays"].items()}
     H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])

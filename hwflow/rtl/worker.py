@@ -1,4 +1,5 @@
-"""RTL worker, run inside ``.venv-rtl``: neutral file -> da4ml trace -> pipelined Verilog -> Verilator (+ Icarus) -> Yosys.
+"""RTL worker, run inside ``.venv-rtl``: neutral file -> da4ml trace -> pipelined Verilog -> \
+Verilator (+ Icarus) -> Yosys.
 
 ``.venv-rtl/bin/python -m hwflow.rtl.worker --neutral DIR --out DIR --result FILE [--latency-cutoff 5]
 [--clock-period 5] [--part xcvu13p-...] [--samples N] [--iverilog-samples 64] [--no-yosys] [--no-iverilog]
@@ -247,7 +248,8 @@ def parse_yosys_stat(text: str) -> tuple[dict, dict]:
 
 
 def project_files(src: Path, wrappers: bool = False) -> list[Path]:
-    """Return the Verilog files of a src/ folder (modules, stages, static), without the da4ml I/O wrappers unless asked."""
+    """Return the Verilog files of a src/ folder (modules, stages, static), without the da4ml I/O wrappers unless
+    asked."""
     src = Path(src)
     return [
         p
@@ -427,7 +429,9 @@ def ecp5_summary(runs: dict) -> dict:
         "placed": sorted(done),
         "skipped": {k: v.get("reason") for k, v in runs.items() if not v.get("ran")},
         "tool": "yosys synth_ecp5 + nextpnr-ecp5 (yowasp), Lattice ECP5 LFE5U-85F, out of context",
-        "meaning": "post-route Fmax on a Lattice ECP5: a proxy for the depth of the pipeline stages, not UltraScale+ timing",
+        "meaning": (
+            "post-route Fmax on a Lattice ECP5: a proxy for the depth of the pipeline stages, not UltraScale+ timing"
+        ),
     }
 
 
@@ -464,7 +468,8 @@ def var_products(comb) -> dict:
 
 
 def over_limit(cost: float, limit: float | None, key: str) -> str | None:
-    """Return the skip reason when da4ml's LUT estimate exceeds the card limit rtl.<key> (None/0: no limit), else None."""
+    """Return the skip reason when da4ml's LUT estimate exceeds the card limit rtl.<key> (None/0: no limit), else
+    None."""
     return f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.{key} {limit:.0f}" if limit and cost > limit else None
 
 
@@ -496,7 +501,8 @@ def yosys_step(
 
 
 def ecp5_step(args, result: dict, timings: dict, designs: list[tuple[str, float, Path, str]]) -> None:
-    """Place and route each (name, cost, da4ml project dir, top module) under --ecp5-max-cost on an ECP5; store the summary."""
+    """Place and route each (name, cost, da4ml project dir, top module) under --ecp5-max-cost on an ECP5; store the
+    summary."""
     if args.no_yosys or not args.ecp5_max_cost:
         return
     t1 = time.time()
@@ -900,10 +906,12 @@ def main(argv: list[str] | None = None) -> int:
         result["latency_cycles"] = iv["latency_cycles"]
         result["interval"] = iv["interval"]
         result["latency_source"] = (
-            f"measured in Icarus Verilog: outputs of sample t appear at cycle t+L with one sample per cycle ({iv['n_samples']} samples)"
+            "measured in Icarus Verilog: outputs of sample t appear at cycle t+L with one sample per cycle "
+            f"({iv['n_samples']} samples)"
         )
     elif not big_sim:
-        # the Verilator binder reads sample t at cycle t + n_stages with a new sample every cycle; matching outputs prove it
+        # the Verilator binder reads sample t at cycle t + n_stages with a new sample every cycle; matching outputs
+        # prove it
         ok = result["bit_exact_fraction_vs_csim"] == 1.0
         result["latency_cycles"] = n_stages if ok else None
         result["interval"] = 1 if ok else None

@@ -14,7 +14,8 @@ BACKENDS = ("Vivado", "Vitis")
 
 
 def result_precision(layer):
-    """Return the output precision of an IR layer: explicit config wins, else the layer's result_quantizer, else default."""
+    """Return the output precision of an IR layer: explicit config wins, else the layer's result_quantizer, else
+    default."""
     from hls4ml.model.types import UnspecifiedPrecisionType
 
     config = layer.model.config

@@ -139,7 +139,8 @@ def _define():
 
 
 def folded_weights(keras_layer: dict, data_reader, n_chan: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the (kernel (K, C), bias (C,)) the firmware stores, computed by the Keras layer itself from its variables."""
+    """Return the (kernel (K, C), bias (C,)) the firmware stores, computed by the Keras layer itself from its
+    variables."""
     from ...nn.conformer import get_custom_objects
 
     cls = get_custom_objects()["QDepthwiseConv1D"]

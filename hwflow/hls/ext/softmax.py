@@ -46,7 +46,8 @@ class HwflowSoftmax(Layer):
         for k in ("exp_table", "inv_table", "inp_norm"):
             t = user_precision(self, k)
             if t is not None and t == STOCK_DEFAULT:
-                # hls4ml's config_from_keras_model writes this stock default for every softmax: not meant for these tables
+                # hls4ml's config_from_keras_model writes this stock default for every softmax: not meant for these
+                # tables
                 continue
             if t is not None:
                 kw[k + "_t"] = t
