@@ -310,6 +310,21 @@ SCHEMA = S(
                 "timeout_s": F((int,), 6 * 3600, check=_pos, rule="> 0 s"),
             }
         ),
+        # where distributed work runs (hwflow.cluster): data shards and exploration trials, one Dask task each
+        "dask": S(
+            {
+                # address of a running Dask scheduler (tcp://host:8786); empty: a LocalCluster on this machine.
+                # --scheduler and $HWFLOW_DASK_SCHEDULER override it
+                "scheduler": F((str,), None),
+                "n_workers": F((int,), None, check=_pos, rule="> 0 LocalCluster processes (default: one per core)"),
+                "threads_per_worker": F((int,), 1, check=_pos, rule="> 0"),
+                "memory_limit": F((str,), "auto"),
+                "retries": F((int,), 2, check=_nonneg, rule=">= 0 resubmissions of a task whose worker died"),
+                # dask-jobqueue cluster instead of a LocalCluster: {kind: slurm|pbs|htcondor, jobs: N, cores, memory,
+                # walltime, queue, account, job_extra_directives, ...}: the keys of dask_jobqueue's cluster classes
+                "jobqueue": S({}, open_values=F((str, int, float, list, bool), None)),
+            }
+        ),
         "rtl": S(
             {
                 "clock_period": F(NUM, 5.0, check=_pos, rule="> 0 ns"),
