@@ -749,6 +749,51 @@ def make_plots(out: Path, records: list[dict], front: list[dict], model: str) ->
     return paths
 
 
+# ------------------------------------------------------------------------------------------------ hwflow report
+def front_summary(root: Path, model: str) -> dict | None:
+    """Return a model's exploration front for reports/summary.* (from reports/<m>/explore/), or None."""
+    d = Path(root) / "reports" / model / "explore"
+    try:
+        info = json.loads((d / "study.json").read_text())
+        recs = {r["name"]: r for r in map(json.loads, (d / "trials.jsonl").read_text().splitlines())}
+    except (OSError, ValueError):
+        return None
+    keys = ("accuracy", "accuracy_stat_error", "lut_da4ml", "var_products", "latency_x_ii", "interval", "yosys")
+    points = [
+        {"k": f["k"], "card": f["card"], **{k: recs.get(f["name"], {}).get(k) for k in keys}} for f in info["front"]
+    ]
+    return {
+        "model": model,
+        "pareto_md": str(d / "pareto.md"),
+        "sampler": info.get("sampler"),
+        "trials": info.get("trials"),
+        "default": info.get("default"),
+        "points": points,
+    }
+
+
+def fronts_markdown(fronts: list[dict]) -> list[str]:
+    """Return the summary.md lines of the exploration fronts."""
+    out = ["## Design-space exploration fronts (hwflow explore)", ""]
+    for f in fronts:
+        out += [
+            f"{f['model']}: {f['trials']} trials ({f['sampler']}), details in `{f['pareto_md']}`. Accuracy: hls4ml C "
+            "simulation; LUT and products: da4ml estimate; latency x II: da4ml stages unless simulated.",
+            "",
+            "| k | card | accuracy | LUT (da4ml est.) | var x var products | latency x II | II | Yosys LUT / DSP |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for p in f["points"]:
+            ys = p.get("yosys") or {}
+            out.append(
+                f"| {p['k']} | `{p['card']}` | {_fmt(p['accuracy'])} ± {_fmt(p['accuracy_stat_error'], 2)} | "
+                f"{_fmt(p['lut_da4ml'])} | {_fmt(p['var_products'])} | {_fmt(p['latency_x_ii'])} | "
+                f"{_fmt(p['interval'])} | {_fmt(ys.get('LUT'))} / {_fmt(ys.get('DSP'))} |"
+            )
+        out.append("")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def add_cli(sub) -> None:
     """Register `hwflow explore`."""

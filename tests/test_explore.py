@@ -140,6 +140,14 @@ def test_study_on_dask_with_failure_killed_worker_and_cache(project, cluster):
         card = load_card(f["card"])  # a front card validates as is and names the trial's own outputs
         assert card.name == f["name"] and is_trial_name(card.name)
         assert (project / "reports" / card.name / "trial.json").is_file()
+    # `hwflow report` shows the front, not every trial as a model of its own
+    from hwflow.report.collect import collect, to_markdown
+
+    (project / "reports" / "tiny" / "csim.json").write_text("{}")
+    summary = collect(project)
+    assert [r["model"] for r in summary["models"]] == ["tiny"]
+    assert [p["card"] for p in summary["explore"][0]["points"]] == [f["card"] for f in s["front"]]
+    assert "## Design-space exploration fronts" in to_markdown(summary)
     # rerun: the same seed asks the same trials; finished ones come from their cache, failed ones run again
     calls = (project / "calls").read_text().splitlines()
     s2 = explore("tiny", scheduler=addr, trial_fn=fake_trial, progress=False)
@@ -197,3 +205,30 @@ def test_one_real_trial_end_to_end(project, cluster):
     ):
         assert (project / sub).exists(), sub
     assert s["front"][0]["name"] == name
+
+
+def test_warm_start_copies_layers_of_equal_name_and_shape(project):
+    pytest.importorskip("tensorflow")
+    from test_train import tiny_card, tiny_dataset
+
+    from hwflow.nn import build
+    from hwflow.train import load_trained, train, warm_start
+
+    ds = tiny_dataset()
+    base = tiny_card(name="base", epochs=1)
+    train(base, ds, verbose=0)
+    saved = load_trained(base)
+    kw = {"input_shape": ds.x_train.shape[1:], "n_classes": ds.n_classes}
+    same = build(tiny_card(name="same"), quantized=True, **kw)
+    n_same = warm_start(same, "base")
+    copied = [l.name for l in same.layers if l.trainable_weights]
+    assert n_same == len(copied) > 3
+    for name in copied:
+        for a, b in zip(same.get_layer(name).get_weights(), saved.get_layer(name).get_weights()):
+            assert (a == b).all(), name
+    # a wider feed-forward block keeps its own initialization there, the rest is copied
+    wider = tiny_card(name="wider")
+    wider["model"]["ffn_dim"] = 16
+    assert 0 < warm_start(build(wider, quantized=True, **kw), "base") < n_same
+    with pytest.raises(HwflowError, match=r"train.warm_start = 'nothing'.*make train MODEL=nothing"):
+        warm_start(same, "nothing")
