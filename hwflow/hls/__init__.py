@@ -17,6 +17,7 @@ from .convert import (  # noqa: F401
     convert,
     csim_outputs,
     design,
+    ensure_firmware,
     firmware,
     hls_config,
     stale_reason,

@@ -330,7 +330,10 @@ def csim_outputs(csim, x, trace_layers: bool = True):
     ``csim``: a :class:`CSim` (from :func:`design` or :func:`compile_model`); an hls4ml ModelGraph is written and
     compiled first.
     """
-    if not isinstance(csim, CSim):
+    if not isinstance(csim, CSim):  # a plain hls4ml graph: build it with every layer traced
+        csim.config.trace_output = True
+        for layer in csim.get_layers():
+            layer.set_attr("trace", True)
         csim = compile_model(csim)
     if not trace_layers:
         return csim.predict(x), {}
@@ -485,9 +488,9 @@ def firmware(card, model=None, dataset=None, calibration: bool = True, calibrati
     return dest
 
 
-def design(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False) -> CSim:
-    """Return the compiled C simulation of firmware/<m>/, (re)building the project first when it is missing or
-    stale (through :func:`firmware`, the one conversion); csim, rtl and bench all run this."""
+def ensure_firmware(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False):
+    """Return (firmware/<m>/, why it was rebuilt or None, seconds): the project, written first through
+    :func:`firmware` when it is missing or stale (its recorded inputs differ from the card, model, data, code)."""
     if model is None:
         from ..train import load_trained
 
@@ -499,11 +502,20 @@ def design(card, model=None, dataset=None, calibration: bool = True, rebuild: bo
     if why:
         print(f"hwflow: {why}: writing firmware/{card.name}/ (hwflow firmware)", flush=True)
         firmware(card, model=model, dataset=dataset, calibration=calibration)
-    firmware_s = time.perf_counter() - t0
-    fw = card.firmware_dir()
+    return card.firmware_dir(), why, round(time.perf_counter() - t0, 3)
+
+
+def design(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False) -> CSim:
+    """Return the compiled C simulation of firmware/<m>/, (re)building the project first when it is missing or
+    stale (through :func:`firmware`, the one conversion); csim, rtl and bench all run this."""
+    if model is None:
+        from ..train import load_trained
+
+        model = load_trained(card, "qkeras")
+    fw, why, firmware_s = ensure_firmware(card, model, dataset, calibration, rebuild)
     hm = convert(card, model, output_dir=fw, config=read_manifest(fw)["hls_config"])  # its own config: no recalibration
     csim = CSim(hm, fw)
-    csim.rebuilt, csim.firmware_seconds = why, round(firmware_s, 3)
+    csim.rebuilt, csim.firmware_seconds = why, firmware_s
     if csim.compile_seconds:
         print(f"hwflow: compiled the C simulation of firmware/{card.name}/ in {csim.compile_seconds:.0f} s", flush=True)
     return csim
