@@ -33,25 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from .report.schema import CSIM_KEYS, FIRMWARE_KEY, missing_keys
 from .util import HwflowError, atomic_write_json, atomic_write_text
 
-REQUIRED_KEYS = (
-    "n_samples",
-    "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float",
-    "max_abs_error_vs_qkeras",
-    "mean_abs_error_vs_qkeras",
-    "max_abs_error_vs_float",
-    "accuracy_float",
-    "accuracy_qkeras",
-    "accuracy_csim",
-    "auc_float",
-    "auc_qkeras",
-    "auc_csim",
-    "auc_drop_max_vs_float",
-    "overflow_counts",
-    "softmax_argmax_flips",
-)
+# the headline keys every csim.json has: defined once in hwflow.report.schema (collect and compare read them too)
+REQUIRED_KEYS = CSIM_KEYS
 # Keras layers hls4ml drops or folds (their output equals their input or becomes the producer's result type)
 _FOLDABLE = ("Activation", "QActivation", "Dropout")
 
@@ -489,6 +475,10 @@ def run_csim(
         "layers": [{k: v for k, v in r.items() if not k.startswith("_")} for r in records],
         **(extra or {}),
     }
+    report.setdefault(FIRMWARE_KEY, getattr(hls_model, FIRMWARE_KEY, None))
+    missing = missing_keys(report, CSIM_KEYS)
+    if missing:  # a programming error: the schema and the report disagree
+        raise HwflowError(f"csim report lacks {', '.join(missing)} of hwflow.report.schema.CSIM_KEYS")
     if out_dir is not None:
         write_report(Path(out_dir), report, scores, y, class_names, records, title=title)
     return report
