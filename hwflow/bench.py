@@ -68,14 +68,15 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def bench(card, n_samples: int = 1000, repeats: int = 3, prepare=None) -> dict:
+def bench(card, n_samples: int = 1000, repeats: int = 3, prepare=None, flag_split: bool = True) -> dict:
     """Return the benchmark entry of a card after writing reports/bench/bench.{json,md}.
 
     Runs firmware/<m>/ itself (``hwflow.hls.design``; rebuilt first when missing or stale) on the seeded,
     class-balanced test rows of ``hwflow.data.pick_rows``, and Keras ``predict`` on the same rows, one after
     the other in one process. Where the C simulation's time goes is measured by calling the same library
     three ways: once per sample as hls4ml does (Python + ctypes + arithmetic), one call per batch (arithmetic
-    only) and one call per batch of hls4ml's own -O3 build (what the simulation-only flags gain).
+    only) and one call per batch of hls4ml's own -O3 build (what the simulation-only flags gain; ``flag_split``,
+    one more compilation).
     """
     from .data import get_dataset, pick_rows
     from .train import load_trained
@@ -108,7 +109,7 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, prepare=None) -> dict:
     csim_s = min(csim_s, csim_again_s)
     keras1_n = min(len(x), 200)
     keras1_s = _best_of(lambda: [model(x[i : i + 1], training=False) for i in range(keras1_n)], 1)
-    plain = _plain_build(sim, x64, reps)
+    plain = _plain_build(sim, x64, reps) if flag_split else {}
     y_c = np.asarray(sim.predict(x64)).reshape(n, -1)
     y_k = np.asarray(model.predict(x, batch_size=1024, verbose=0))
     y_s = np.asarray(_per_sample(sim, x64[:50])).reshape(min(n, 50), -1)

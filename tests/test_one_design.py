@@ -167,7 +167,7 @@ def test_bench_and_rtl_samples_cover_every_class(root, monkeypatch):
     _, models = root
     c, ds = card(), dataset()
     monkeypatch.setattr(hwflow.data, "get_dataset", lambda card, **kw: ds)
-    e = bench(c, n_samples=30, repeats=1)
+    e = bench(c, n_samples=30, repeats=1, flag_split=False)
     assert e["classes_in_sample"] == 3 and e["batch_equals_per_sample"]
     assert e["firmware_sha256"] and e["csim_samples_per_second"] > 0 and "time_split" in e
     seen = {}
