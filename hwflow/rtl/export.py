@@ -215,8 +215,10 @@ def _weights(layer) -> dict:
 
 def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
     """Return (layer entry, arrays) of one hls4ml layer in the neutral format."""
+    from . import export_conformer
+
     cls = layer.class_name
-    op = _CLASS_TO_OP.get(cls) or _EXT_OPS.get(cls)
+    op = _CLASS_TO_OP.get(cls) or _EXT_OPS.get(cls) or export_conformer.CLASS_TO_OP.get(cls)
     out_var = layer.get_output_variable()
     out_name = str(layer.outputs[0]) if getattr(layer, "outputs", None) else layer.name
     entry: dict = {
@@ -269,6 +271,8 @@ def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
         a.update(attrs)
         arrays.update(spec_arrays)
         arrays.update(_weights(layer))
+    elif op in export_conformer.CLASS_TO_OP.values():
+        arrays.update(export_conformer.describe(layer, op, a, _weights))
     entry["arrays"] = {k: f"{layer.name}.{k}" for k in arrays}
     return entry, {f"{layer.name}.{k}": v for k, v in arrays.items()}
 

@@ -229,7 +229,10 @@ def _div_trunc_zero(v: FixedVariable | float, n: int, f: int):
     m = math.ceil(2.0**s / n)
 
     def mag_div(u: FixedVariable) -> FixedVariable:
-        return _trn(u * (m * 2.0**-s), f)
+        # in integer counts (steps >= 1): da4ml keeps a product's step no finer than ~2**-54, so u * (m / 2**s) on
+        # the fractional grid lost the low bits (off by one LSB at exact multiples of n)
+        counts = u * 2.0**f
+        return _trn(counts * float(m) * 2.0**-s, 0) * 2.0**-f
 
     if v.low >= 0:
         return mag_div(v)
@@ -290,6 +293,10 @@ def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_sha
         return xs[0].reshape(out_shape)
     if op == "transpose":
         return xs[0].transpose(layer["attrs"]["perm"])
+    from . import trace_conformer
+
+    if op in trace_conformer.OPS:
+        return trace_conformer.apply(op, xs, layer, arrays)
     if op is None:
         raise UnsupportedOp(f"no RTL tracer for hls4ml class {layer['hls_class']}")
     raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
