@@ -344,19 +344,34 @@ def convert_expr(src: str, base: int, a: Fmt, b: Fmt) -> str:
     return parts[0] if len(parts) == 1 else "{" + ", ".join(parts) + "}"
 
 
-def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: list[int]) -> tuple[str, dict]:
+def write_top(
+    mods: list[Module],
+    p: Plan,
+    top: str,
+    names: list[str],
+    depths: list[int],
+    assemble=None,
+    first_input=None,
+) -> tuple[str, dict]:
     """Return (Verilog of the folded top module, its port facts) wiring the segment wrappers ``names``.
 
     ``depths[m]``: clock edges from a segment's input to its registered output (da4ml pipeline stages + 1).
     Ports: clk, rst (synchronous, active high), in_valid/in_ready (a sample is taken when both are high),
     model_inp (all tokens, segment s0's input format), out_valid, model_out (the tail's output format).
+    ``assemble`` (default ``_assemble``) wires a segment's input bus from the previous buffer; ``first_input``
+    (mods[0], its input format, count register) -> (model_inp width, Verilog lines) replaces s0's token slice
+    (hwflow.rtl.fold_conv: frame windows of a strided convolution).
     """
+    assemble = assemble or _assemble
     NG, G = p.n_groups, p.group
     cw = max(1, math.ceil(math.log2(NG))) if NG > 1 else 1
     fin = [port_fmt(m.comb.inp_qint) for m in mods]
     fout = [port_fmt(m.comb.out_qint) for m in mods]
     n_in0 = len(mods[0].in_map)  # elements per group of s0
     w_in = NG * n_in0 * fin[0].bw
+    first_lines = None
+    if first_input is not None:
+        w_in, first_lines = first_input(mods[0], fin[0], f"{mods[0].seg.name}_cnt")
     w_out = len(mods[-1].out_cols) * fout[-1].bw
     fi, fo = fin[0], fout[-1]
     L = [
@@ -420,8 +435,8 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
                     f"        else if ({s}_last) {s}_run <= 1'b0;",
                     f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
                     "    end",
-                    f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];",
                 ]
+                L += first_lines or [f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];"]
             else:
                 pv = mods[si - 1].seg.name
                 L += [
@@ -432,7 +447,7 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
                     f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
                     "    end",
                 ]
-                L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_rb", f"{s}_cnt", s)
+                L += assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_rb", f"{s}_cnt", s)
             shift_v = f"{{{s}_v[{d - 2}:0], {s}_run}}" if d > 1 else f"{s}_run"
             shift_g = f"{{{s}_g[{cw * (d - 1) - 1}:0], {s}_cnt}}" if d > 1 else f"{s}_cnt"
             wg = n_out * fout[si].bw
@@ -449,7 +464,7 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
         else:
             pv = mods[si - 1].seg.name
             s = m.seg.name
-            L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_wb", None, s)
+            L += assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_wb", None, s)
             L += [
                 "    always @(posedge clk) begin",
                 f"        if (rst) {s}_v <= {d}'d0;",
@@ -488,7 +503,9 @@ def _assemble(m: Module, prev: Module, a: Fmt, b: Fmt, p: Plan, buf: str, cnt: s
 
 
 # ------------------------------------------------------------------------------------------ project, simulation
-def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, clock_period: float, part: str) -> dict:
+def write_project(
+    mods: list[Module], p: Plan, out, name: str, cutoff: float, clock_period: float, part: str, top_fn=None
+) -> dict:
     """Write each segment's da4ml project under out/<segment>/ and the folded top + all sources under out/src/.
 
     Returns {"top", "src", "depths", "stages", "facts", "models"}; sources shared by the segments (da4ml's static
@@ -531,7 +548,7 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
                     raise FoldError(f"segments {names} write different {sub}/{f.name}: cannot merge their sources")
                 shutil.copy(f, dst)
     top = f"{name}_folded"
-    text, facts = write_top(mods, p, top, names, depths)
+    text, facts = (top_fn or write_top)(mods, p, top, names, depths)
     (src / f"{top}.v").write_text(text)
     return {
         "top": top,

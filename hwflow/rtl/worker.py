@@ -560,7 +560,12 @@ def run_folded(
     """Token-serial design (hwflow.rtl.fold): trace the segments, emulate them chained, write the Verilog top,
     simulate it in Verilator (all samples) and Icarus (a few), synthesize it with Yosys; fill ``result``."""
     from .emulate import emulate
-    from .fold import emulate_chain, simulate, trace_plan, write_project
+    from .fold import simulate
+
+    if getattr(plan, "kind", None) == "conv":  # conformer: frame windows (hwflow.rtl.fold_conv)
+        from .fold_conv import emulate_chain, trace_plan, write_project
+    else:
+        from .fold import emulate_chain, trace_plan, write_project
 
     t1 = time.time()
     mods = trace_plan(graph, arrays, plan, cutoff)
@@ -586,6 +591,11 @@ def run_folded(
     for m, st, vm in zip(mods, prj["stages"], prj["models"]):
         layers = (
             ([f"{m.seg.attend['name']} (attention)"] if m.seg.attend else [])
+            + (
+                [e["name"] for e in m.seg.window.pre] + [f"{m.seg.window.conv['name']} (window)"]
+                if getattr(m.seg, "window", None)
+                else []
+            )
             + [e["name"] for e in m.seg.layers]
             + ([f"{m.seg.project['name']} (Q/K/V projections)"] if m.seg.project else [])
         )
@@ -604,7 +614,9 @@ def run_folded(
             }
         )
     result["architecture"] = {
-        "kind": "token-serial (folded)",
+        "kind": "frame-serial (folded, frame windows)"
+        if getattr(plan, "kind", None) == "conv"
+        else "token-serial (folded)",
         "seq_len": plan.seq_len,
         "tokens_per_cycle": plan.group,
         "clocks_per_sample": plan.n_groups,
@@ -812,6 +824,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tokens_per_cycle:
         from .fold import FoldError
         from .fold import plan as fold_plan
+        from .fold_conv import needs_windows
+        from .fold_conv import plan as conv_plan
+
+        if needs_windows(graph):
+            fold_plan = conv_plan
 
         try:
             plan = fold_plan(graph, args.tokens_per_cycle)
