@@ -121,7 +121,8 @@ def run_worker(
         raise HwflowError(
             f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
             "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose and hwflow's "
-            "multi-head attention, softmax, LayerNorm/RMSNorm"
+            "multi-head attention, softmax, LayerNorm/RMSNorm, and the conformer's strided Conv1D, depthwise conv1d, "
+            "swish and GLU"
         )
     return res
 
@@ -232,7 +233,7 @@ def make_report(
     # one-line source label for summaries (hwflow.report uses rtl.json's "label" as is)
     arch = r["architecture"]
     head = (
-        f"open RTL (token-serial, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)"
+        f"open RTL ({arch['kind'].split(' (')[0]}, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)"
         if arch.get("segments")
         else "open RTL"
     )
