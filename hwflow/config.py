@@ -325,6 +325,8 @@ SCHEMA = S(
                 # hls4ml-style overrides: {LayerName: {layer: {Precision: ..., ReuseFactor: ...}}}
                 "layer_name": S({}, open_values=F((dict,), {})),
                 "csim_samples": F((int,), 1000, check=_pos, rule="> 0"),
+                # training rows (seeded, class-balanced: hwflow.data.pick_rows) sizing softmax/attention ranges
+                "calibration_samples": F((int,), 2000, check=_pos, rule="> 0"),
             }
         ),
         "synth": S(

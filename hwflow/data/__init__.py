@@ -40,6 +40,27 @@ class Dataset:
         return len(self.class_names)
 
 
+def pick_rows(y, n: int, seed: int) -> np.ndarray:
+    """Return the sorted indices of ``min(n, len(y))`` rows of labels ``y``: seeded and class-balanced.
+
+    Every stage (firmware calibration, C simulation, RTL, bench) picks its rows here, so they see the same
+    samples and every class: classes take turns (a seeded shuffle within each class) until ``n`` rows are
+    taken, so a class with few rows gives all it has and the others fill the rest. The first ``k`` rows of
+    the ``n``-row pick are the ``k``-row pick, so a smaller run is a subset of a larger one.
+    """
+    y = np.asarray(y)
+    y = y.argmax(axis=1) if y.ndim == 2 else y.ravel()
+    rng = np.random.default_rng(int(seed))
+    order = rng.permutation(len(y))  # seeded shuffle; stable sorts below keep it within each class
+    labels = y[order]
+    rank = np.empty(len(y), np.int64)  # position of each shuffled row among the rows of its class
+    for c in np.unique(labels):
+        sel = labels == c
+        rank[sel] = np.arange(int(sel.sum()))
+    turn = np.lexsort((labels, rank))  # round robin: every class's 1st row, then every class's 2nd, ...
+    return np.sort(order[turn[: max(0, min(int(n), len(y)))]])
+
+
 def generator(kind: str):
     """Return the generator module for a data kind."""
     if kind not in KINDS:
