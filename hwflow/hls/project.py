@@ -166,7 +166,8 @@ class CSim:
     def __init__(self, graph, fw: str | os.PathLike, fast: bool = True):
         self.graph = graph
         self.path = Path(fw)
-        if not (self.path / "firmware" / "weights").is_dir():
+        top = self.path / "firmware" / f"{PROJECT}.cpp"
+        if "load_weights_from_txt" in top.read_text() and not (self.path / "firmware" / "weights").is_dir():
             raise HwflowError(f"{self.path}/firmware/weights not found: rerun `hwflow firmware` for this project")
         self.rebuilt: str | None = None  # why hwflow.hls.design rebuilt the project first (None: it was fresh)
         self.firmware_seconds = 0.0
