@@ -536,3 +536,19 @@ def test_card_spec_hash_matches_normalized_spec():
     spec = card.data_spec()
     assert jets.normalize_spec(spec) == spec  # a card's spec is already complete: same cache key either way
     assert stable_hash(jets.normalize_spec({"kind": "jets", "seed": 42, "n_constituents": 8})) == card.data_hash()
+
+
+def test_physics_card_is_physics_grade_and_shares_the_default_shards():
+    from hwflow.config import load_card
+
+    phys, default = load_card("jet_transformer_physics"), load_card("jet_transformer")
+    pj = phys["data"]["jets"]
+    assert pj["n_constituents"] == 32 and len(pj["classes"]) * pj["jets_per_class"] >= 200_000
+    n_test = round(len(pj["classes"]) * pj["jets_per_class"] * phys["data"]["test_fraction"])
+    assert n_test >= 20_000 and phys["hls"]["csim_samples"] >= 20_000 and phys["train"]["float_twin"]
+    # same settings but the size, N and card-level splits: the default card's jets are the first shards of these
+    ps, ds = (jets.cache_spec(jets.normalize_spec(c.data_spec())) for c in (phys, default))
+    assert {k: v for k, v in ps.items() if k != "jets_per_class"} == {
+        k: v for k, v in ds.items() if k != "jets_per_class"
+    }
+    assert jets.shard_tasks(ds)[1] == [k for k in jets.shard_tasks(ps)[1] if int(k.split("-")[1]) < 8]
