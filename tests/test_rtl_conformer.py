@@ -94,6 +94,22 @@ for i in range(12):
     acc = quantize(acc + quantize(win[..., i : i + 1] * w[i], acc_t), acc_t)
 want = quantize(acc, res_t)
 out["conv1d"] = bool(np.array_equal(run(TC.op_conv1d, layer, {"w": w, "b": b}, in_t, x), want))
+# mean over 25 frames (a non-power-of-two count) in a wide accumulator: ap_fixed '/=' truncates toward zero; then
+# the pool_act cast and a dense, whose widths depend on the bounds the division declares
+acc_t = "ap_fixed<32,10>"
+pool = {"name": "p", "types": {"accum": nt(acc_t), "result": nt(acc_t)}, "attrs": {"pool": "Average", "n_in": 25}}
+act = {"name": "a", "types": {"result": nt(res_t)}, "attrs": {"activation": "linear"}}
+w = quantize(rng.uniform(-1, 1, (3, 2)), "ap_fixed<8,1>")
+dense = {"name": "d", "types": {"accum": nt("ap_fixed<28,11>"), "result": nt(res_t)},
+         "arrays": {"weight": "w", "bias": "b"}}
+x = quantize(np.concatenate([rng.normal(0, 12, (300, 25, 3)), np.resize(edge, (2, 25, 3))]), in_t)
+
+def chain(v, layer, arrays):
+    return T.op_dense(T.op_activation(T.op_global_pool1d(v, pool), act), dense, arrays)
+
+mean = np.trunc(quantize(x.sum(1), acc_t) * 2**22 / 25) / 2**22
+want = quantize(quantize(quantize(mean, res_t) @ w, "ap_fixed<28,11>"), res_t)
+out["pool25"] = bool(np.array_equal(run(chain, None, {"w": w, "b": np.zeros(2)}, in_t, x), want))
 print(json.dumps(out))
 """
 
@@ -101,10 +117,11 @@ print(json.dumps(out))
 @needs_rtl
 @pytest.mark.rtl
 def test_conformer_tracers_match_the_references():
-    """Swish, GLU (sigmoid table as a ROM), depthwise conv1d (K = 3 'same', K = 5 'causal') and the strided Conv1D:
-    the emulated da4ml logic equals hwflow.reference.conformer bit for bit on random, clamp-edge and extreme inputs."""
+    """Swish, GLU (sigmoid table as a ROM), depthwise conv1d (K = 3 'same', K = 5 'causal'), the strided Conv1D and
+    the mean over 25 frames: the emulated da4ml logic equals hwflow.reference.conformer (numpy for the mean) bit for
+    bit on random, clamp-edge and extreme inputs."""
     r = run_rtl_python(OP_CHECK)
-    assert r == {"swish": True, "glu": True, "dw3": True, "dw5": True, "conv1d": True}
+    assert r == {"swish": True, "glu": True, "dw3": True, "dw5": True, "conv1d": True, "pool25": True}
 
 
 @pytest.fixture(scope="module")

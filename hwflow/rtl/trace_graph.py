@@ -232,7 +232,10 @@ def _div_trunc_zero(v: FixedVariable | float, n: int, f: int):
         # in integer counts (steps >= 1): da4ml keeps a product's step no finer than ~2**-54, so u * (m / 2**s) on
         # the fractional grid lost the low bits (off by one LSB at exact multiples of n)
         counts = u * 2.0**f
-        return _trn(counts * float(m) * 2.0**-s, 0) * 2.0**-f
+        q = _trn(counts * float(m) * 2.0**-s, 0) * 2.0**-f
+        # |q| <= |v| / n < 2**ii: declare that range (free wiring), since the bounds da4ml derives in float64 for
+        # the ~2**66 product can come out too narrow and later casts would then skip a needed saturation or width
+        return q.quantize(0, ii, f, "WRAP", "TRN")
 
     if v.low >= 0:
         return mag_div(v)
