@@ -541,3 +541,28 @@ def parse_overrides(items: list[str] | None) -> dict:
         key, value = item.split("=", 1)
         set_dotted(out, key, yaml.safe_load(value))
     return out
+
+
+def schema_default(dotted: str) -> Any:
+    """Return the schema default of a card key (e.g. ``"model.swish_table_size"``): the one place it is defined."""
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if not isinstance(node, S) or part not in node.fields:
+            raise KeyError(f"no card key '{dotted}'")
+        node = node.fields[part]
+    if not isinstance(node, F):
+        raise KeyError(f"card key '{dotted}' is a section, not a value")
+    return copy.deepcopy(node.default)
+
+
+def sigmoid_table_defaults() -> dict:
+    """Return the default swish/GLU sigmoid table {table_size, table_range, table_t} (card ``model.swish_table_*``)."""
+    return {k: schema_default(f"model.swish_{k}") for k in ("table_size", "table_range", "table_t")}
+
+
+def schema_defaults(section: str) -> dict:
+    """Return {key: default} of the scalar keys of a card section (e.g. ``"rtl"``), from the schema."""
+    node: Any = SCHEMA
+    for part in section.split("."):
+        node = node.fields[part]
+    return {k: copy.deepcopy(f.default) for k, f in node.fields.items() if isinstance(f, F)}
