@@ -133,11 +133,6 @@ def run_shards(
     return results
 
 
-def _indexed(arg):
-    fn, i, task = arg
-    return i, fn(task)
-
-
 def split_indices(
     n: int, test_fraction: float, val_fraction: float, seed: int, groups: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:

@@ -76,9 +76,3 @@ def soft_drop(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float = 0
         j = p1 if pt1 >= pt2 else p2
         p1, p2 = fj.PseudoJet(), fj.PseudoJet()
     return j, cs
-
-
-def soft_drop_mass(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float = 0.8) -> float:
-    """Return the soft-drop groomed mass (GeV) of a list of constituent PseudoJets."""
-    j, _cs = soft_drop(constituents, z_cut, beta, r0)
-    return float(max(j.m(), 0.0)) if j.m2() > 0 else 0.0
