@@ -2,7 +2,8 @@
 
 The only module (with hwflow/hls/ext/) that imports hls4ml; heavy imports happen inside functions.
 
-What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel):
+What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel); the extension ops
+are the records of hwflow.ops (hwflow/ops/catalog.py), which this module only iterates over:
 
 - ``QMultiHeadAttention`` -> ``HwflowMultiHeadAttention`` (nnet::hwflow_mha). ``LayerName/<mha>`` keys:
   ``Precision: {weight, bias, proj_accum, q, accum, scale, score, inp_norm, exp_table, inv_table, attn, context,

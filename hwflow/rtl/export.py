@@ -100,6 +100,7 @@ def _scalar_attrs(layer) -> dict:
         for k, v in layer.attributes.items()
         if isinstance(v, (bool, int, float, str))
         and not k.startswith(("keras_", "_"))
+        and not k.endswith("_cpp")  # the generated C++ text, not arithmetic
         and k not in ("name", "class_name")
     }
 
