@@ -289,6 +289,27 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def _prepare_firmware(card) -> None:
+    """Rebuild firmware/<m>/ through `hwflow firmware` when it is missing or stale and the trained model exists
+    (without one, check_project says what to run)."""
+    from .train import MODEL_FILES
+
+    if (card.model_dir() / MODEL_FILES["qkeras"]).is_file():
+        from .hls import ensure_firmware
+
+        ensure_firmware(card)
+
+
+def _firmware_sha256(fw: Path) -> str | None:
+    """Return the content hash of the project's sources (what csim/rtl/bench record too), None if it has none."""
+    from .hls.project import source_sha256
+
+    try:
+        return source_sha256(fw)
+    except HwflowError:
+        return None
+
+
 @dataclass
 class SynthOptions:
     """Options of one vendor run: card synth section + CLI overrides, timeout, dry run, where progress goes."""
@@ -325,6 +346,8 @@ def plan_run(card, options: SynthOptions) -> SynthPlan:
     """Return the plan of a vendor run (raises HwflowError for an impossible request: nothing to run, cosim
     without csynth results, a bad timeout)."""
     fw = card.firmware_dir()
+    if not options.dry_run:
+        _prepare_firmware(card)
     facts = check_project(card, fw)
     opts = build_options(card["synth"], options.overrides)
     if not any(opts[k] for k in ("csim", "synth", "cosim", "export", "vsynth")):
@@ -349,6 +372,7 @@ def plan_run(card, options: SynthOptions) -> SynthPlan:
         "backend": facts["backend"],
         "project": project,
         "firmware_dir": _rel(fw),
+        "firmware_sha256": _firmware_sha256(fw),
         "options": opts,
         "timeout_s": timeout,
         "card_hls": {k: card["hls"][k] for k in ("part", "clock_period", "strategy", "reuse_factor", "io_type")},
