@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import textwrap
@@ -127,6 +128,17 @@ def test_dummy_op_reaches_every_stage(dummy_op):
     assert hls4ml.model.layers.layer_map["HwflowDummy"] is resolve(dummy_op.ir_layer)
     assert "QDummy" in hls4ml.converters.get_supported_keras_layers()
     assert export._ext_op("HwflowDummy") == "dummy_scale"
+
+
+def test_fold_reads_token_wise_ops_from_the_registry(dummy_op):
+    """The folded RTL path runs registered token-wise ops G tokens at a time, and only those."""
+    from hwflow.rtl import fold
+
+    assert {"softmax", "layernorm"} <= fold.token_ops() and "mha" not in fold.token_ops()
+    assert "dummy_scale" not in fold.token_ops()
+    ops.unregister_op(dummy_op.name)
+    ops.register_op(dataclasses.replace(dummy_op, token_wise=True))
+    assert "dummy_scale" in fold.token_ops()
 
 
 RTL_PY = Path(os.environ.get("HWFLOW_RTL_PYTHON", Path(__file__).resolve().parents[1] / ".venv-rtl" / "bin" / "python"))

@@ -48,6 +48,9 @@ class Op:
     variable product, card rtl.product_slice_bits), or None when the op has no RTL route yet (the RTL stage
     then reports the layer as unsupported by name). ``replaces`` lists stock hls4ml IR classes that an
     optimizer pass of this op turns into ``ir_layer`` (they stay convertible without a handler of ours).
+    ``token_wise``: the op maps each token (row of a sequence) on its own, so a folded design (hwflow.rtl.fold) may
+    run it G tokens at a time. ``multiplies_variables``: its tracer multiplies two variables (vmul), so the RTL
+    latency cutoff must hold one product slice.
     ``configure(layer_configs, model, hls, calibration)`` sets the op's defaults in hls4ml's LayerName config;
     ``calibrate(model)`` returns ``[(hls layer name, keras tensor, finish(values) -> dict)]`` probes whose
     results reach ``configure`` as ``calibration[name]``.
@@ -65,6 +68,8 @@ class Op:
     replaces: tuple[str, ...] = ()
     configure: str | None = None
     calibrate: str | None = None
+    token_wise: bool = False
+    multiplies_variables: bool = False
     doc: str = field(default="", compare=False)
 
     @property

@@ -20,6 +20,8 @@ register_op(
         replaces=("Softmax",),
         configure="hwflow.hls.ext.softmax:configure",
         calibrate="hwflow.hls.ext.softmax:calibration_probes",
+        token_wise=True,
+        multiplies_variables=True,
     )
 )
 
@@ -37,6 +39,8 @@ register_op(
         passes=(Pass("hwflow_replace_layernorm", "hwflow.hls.ext.norm:HwflowReplaceLayerNorm", "convert"),),
         replaces=("LayerNormalization",),
         configure="hwflow.hls.ext.norm:configure",
+        token_wise=True,
+        multiplies_variables=True,
     )
 )
 
@@ -56,6 +60,7 @@ register_op(
         ),
         configure="hwflow.hls.ext.mha:configure",
         calibrate="hwflow.hls.ext.mha:calibration_probes",
+        multiplies_variables=True,
     )
 )
 

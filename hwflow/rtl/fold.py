@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TOKEN_OPS = {"batchnorm", "dense", "activation", "merge", "layernorm", "softmax"}
+from ..ops import all_ops
+
+STOCK_TOKEN_OPS = {"batchnorm", "dense", "activation", "merge"}
+
+
+def token_ops() -> set[str]:
+    """Return the ops that map each token on its own (run G tokens at a time): stock ones and the registry's."""
+    return STOCK_TOKEN_OPS | {o.name for o in all_ops() if o.token_wise}
 
 
 class FoldError(Exception):
@@ -95,7 +102,7 @@ def plan(graph: dict, group: int) -> Plan:
             continue
         if not in_tail:
             token_wise = (
-                e["op"] in TOKEN_OPS
+                e["op"] in token_ops()
                 and all(is_token(t) for t in e["inputs"])
                 and is_token(e["output"])
                 and not (

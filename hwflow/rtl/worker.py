@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import schema_default
+from ..ops import all_ops
 from ..util import atomic_write_json
 from .export import load_neutral
 from .simulators import (  # noqa: F401  (pack/unpack and _flat_io are part of the worker's interface)
@@ -681,11 +682,13 @@ def _cutoff(run: Run, graph: dict) -> float:
     opts = run.opts
     chunk = int(opts.product_slice_bits)
     cutoff = opts.latency_cutoff
-    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < chunk:
+    multiplying = {o.name for o in all_ops() if o.multiplies_variables}
+    used = sorted({e["op"] for e in graph["layers"]} & multiplying)
+    if used and cutoff < chunk:
         cutoff = float(chunk)
         run.result["notes"].append(
             f"latency cutoff raised from {opts.latency_cutoff} to {cutoff} adder levels: da4ml needs a "
-            f"{chunk}-bit variable x variable product slice (attention, softmax, norm) inside one stage; "
+            f"{chunk}-bit variable x variable product slice ({', '.join(used)}) inside one stage; "
             "lower rtl.product_slice_bits for shallower stages (more, smaller products)"
         )
     return cutoff
