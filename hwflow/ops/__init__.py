@@ -129,14 +129,6 @@ def all_ops() -> list[Op]:
     return list(_REGISTRY.values())
 
 
-def get_op(name: str) -> Op:
-    """Return the op registered under ``name`` (KeyError naming the known ones otherwise)."""
-    ops = {o.name: o for o in all_ops()}
-    if name not in ops:
-        raise KeyError(f"no extension op '{name}'; registered: {', '.join(ops)}")
-    return ops[name]
-
-
 def op_of_ir_class(ir_class: str) -> Op | None:
     """Return the op whose hls4ml IR class is ``ir_class`` (None for stock hls4ml classes)."""
     for o in all_ops():
