@@ -177,3 +177,26 @@ def test_rtl_dispatch_reads_the_registry(tmp_path):
 def test_register_op_rejects_a_second_record_for_one_ir_class():
     with pytest.raises(ValueError, match="already belongs"):
         ops.register_op(Op(name="softmax2", ir_layer="x:HwflowSoftmax", templates=(), headers=(), reference="x:y"))
+
+
+def test_extensions_use_only_public_hls4ml_api():
+    """No hwflow module imports a private hls4ml name or replaces an hls4ml handler in place (the records go
+    through register_keras_v2_layer_handler, register_layer, register_template/source/pass)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "hwflow"
+    offences = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hls4ml"):
+                offences += [f"{path.name}: imports {a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id == "hls4ml":
+                    offences.append(f"{path.name}: uses hls4ml...{node.attr}")
+            if isinstance(node, ast.Name) and node.id == "get_layer_handlers":
+                offences.append(f"{path.name}: reads hls4ml's handler table (use register_keras_v2_layer_handler)")
+    assert not offences, offences
