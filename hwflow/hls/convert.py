@@ -36,7 +36,9 @@ import numpy as np
 from ..util import HwflowError, atomic_write_json
 
 # Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
-HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization")
+HWFLOW_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QLayerNormalization", "QRMSNormalization")
+# attention layers sharing QMultiHeadAttention's card keys and calibration (hwflow.nn.layers)
+ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention")
 SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 
 
@@ -208,7 +210,7 @@ def hls_config(card, model, calibration_data=None) -> dict:
         prec = lc.setdefault("Precision", {})
         layer = kl.get(name)
         cls = type(layer).__name__ if layer is not None else ""
-        if cls == "QMultiHeadAttention":
+        if cls in ATTENTION_LAYERS:
             for key in list(prec):
                 if key != "result":
                     prec.pop(key)

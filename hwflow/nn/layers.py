@@ -27,7 +27,13 @@ import numpy as np
 import tensorflow as tf
 from qkeras.quantizers import get_quantizer
 
-__all__ = ["QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "get_custom_objects"]
+__all__ = [
+    "QMultiHeadAttention",
+    "QLinformerAttention",
+    "QLayerNormalization",
+    "QRMSNormalization",
+    "get_custom_objects",
+]
 
 
 def _q(quantizer, x):
@@ -236,6 +242,87 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         return config
 
 
+class QLinformerAttention(QMultiHeadAttention):
+    """Quantized Linformer self-attention (Wang et al. 2020): QMultiHeadAttention over sequence-compressed keys/values.
+
+    Keys and values are projected along the sequence, N -> ``proj_k``, by two learned (proj_k, N) matrices
+    ``key_seq_kernel`` (E) and ``value_seq_kernel`` (F) shared by the heads (weights through
+    ``kernel_quantizer``): ``k' = kv_proj_quantizer(E @ k)``, ``v' = kv_proj_quantizer(F @ v)``; then the
+    scores (N x proj_k), softmax over proj_k entries, context and output projection are QMultiHeadAttention's.
+    The sequence length N is fixed at build time (the keys' length).
+    """
+
+    QUANTIZER_NAMES = QMultiHeadAttention.QUANTIZER_NAMES + ("kv_proj_quantizer",)
+
+    def __init__(self, num_heads, key_dim, proj_k=4, kv_proj_quantizer=None, **kwargs):
+        super().__init__(num_heads, key_dim, **kwargs)
+        if int(proj_k) <= 0:
+            raise ValueError(f"QLinformerAttention: proj_k must be > 0, got {proj_k}")
+        self.proj_k = int(proj_k)
+        self.kv_proj_quantizer = get_quantizer(kv_proj_quantizer)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        shape = (
+            input_shape[-1]
+            if isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
+            else input_shape
+        )
+        n = tf.TensorShape(shape)[1]
+        if n is None:
+            raise ValueError("QLinformerAttention needs a fixed sequence length (the E/F projections are k x N)")
+        init = self.kernel_initializer
+        for name in ("key_seq_kernel", "value_seq_kernel"):
+            fresh = init.__class__.from_config(init.get_config())
+            setattr(
+                self,
+                name,
+                self.add_weight(
+                    name=name,
+                    shape=(self.proj_k, int(n)),
+                    initializer=fresh,
+                    regularizer=self.kernel_regularizer,
+                    trainable=True,
+                ),
+            )
+
+    def _seq(self, x, kernel):
+        # (B, N, C) -> (B, k, C): the same k x N matrix for every feature column (and head)
+        return _q(self.kv_proj_quantizer, tf.einsum("mt,btc->bmc", _q(self.kernel_quantizer, kernel), x))
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v, the compressed k_proj/v_proj, scores (B, H, N, proj_k), attn and context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        kp, vp = self._seq(k, self.key_seq_kernel), self._seq(v, self.value_seq_kernel)
+        qh, kh, vh = self._heads(q, self.key_dim), self._heads(kp, self.key_dim), self._heads(vp, self.value_dim)
+        scores = _q(self.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * self.scale)
+        attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
+        ctx = _q(self.context_quantizer, tf.matmul(attn, vh))
+        shape = tf.shape(ctx)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
+        return {"q": q, "k": k, "v": v, "k_proj": kp, "v_proj": vp, "scores": scores, "attn": attn, "context": ctx}
+
+    def quantized_weights(self) -> dict:
+        """Return the weights (incl. the two sequence projections) after their quantizers."""
+        out = super().quantized_weights()
+        for n in ("key_seq_kernel", "value_seq_kernel"):
+            out[n] = np.asarray(_q(self.kernel_quantizer, getattr(self, n)))
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config["proj_k"] = self.proj_k
+        return config
+
+
 class _QNormBase(tf.keras.layers.Layer):
     """Shared plumbing of the normalization layers (last axis only, like the firmware)."""
 
@@ -413,6 +500,7 @@ def get_custom_objects() -> dict:
             "QMultiHeadAttention": QMultiHeadAttention,
             "QLayerNormalization": QLayerNormalization,
             "QRMSNormalization": QRMSNormalization,
+            "QLinformerAttention": QLinformerAttention,
         }
     )
     return objs
