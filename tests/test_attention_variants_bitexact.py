@@ -95,3 +95,92 @@ def test_linformer_cpp_matches_reference_bit_for_bit(strategy, rf, T, K, score_r
     r = linformer(x, spec, W)
     assert np.array_equal(c, r), f"{np.count_nonzero(c != r)} mismatches"
     assert np.count_nonzero(r) > r.size // 2  # not a trivially saturated/zero output
+
+
+@pytest.mark.parametrize(
+    "strategy,rf,T,horizon,den",
+    [
+        ("Latency", 1, 8, 0, "ap_ufixed<20,10,AP_RND_CONV,AP_SAT>"),
+        ("Resource", 4, 8, 12, "ap_ufixed<14,6>"),
+        ("Latency", 1, 32, 0, "ap_ufixed<24,12,AP_RND_CONV,AP_SAT>"),
+    ],
+)
+def test_cosformer_cpp_matches_reference_bit_for_bit(strategy, rf, T, horizon, den):
+    from hwflow.hls import harness
+    from hwflow.hls.ext.cosformer_code import cosformer_config_cpp
+    from hwflow.reference.cosformer import cosformer, make_spec
+
+    rng = np.random.default_rng(T + horizon)
+    D, H, DK = 8, 2, 4
+    it, rt = "ap_fixed<16,6>", A16
+    spec = make_spec(
+        T,
+        D,
+        H,
+        DK,
+        DK,
+        D,
+        it,
+        "ap_fixed<8,1>",
+        "ap_fixed<8,1>",
+        A16,
+        "ap_ufixed<16,5,AP_RND_CONV,AP_SAT>",
+        "ap_fixed<18,10,AP_RND_CONV,AP_SAT>",
+        "ap_ufixed<16,8,AP_RND_CONV,AP_SAT>",
+        "ap_fixed<20,13,AP_RND_CONV,AP_SAT>",
+        den,
+        A16,
+        rt,
+        horizon=horizon,
+    )
+    W, pre = _projection_weights(rng, spec, strategy)
+    pre = pre.replace("static const", "static") + cosformer_config_cpp(spec, "cfg", strategy, rf)
+    exe = harness.build(
+        ["nnet_utils/hwflow_cosformer.h"],
+        pre,
+        f"nnet::hwflow_cosformer<{it}, {rt}, cfg>(in, out, wq, bq, wk, bk, wv, bv, wo, bo, "
+        "cfg_cf_cos, cfg_cf_sin, cfg_cf_inv);",
+        it,
+        rt,
+        T * D,
+        T * D,
+    )
+    x = _inputs(rng, it, (T, D))
+    c = harness.run(exe, x.reshape(len(x), -1)).reshape(x.shape)
+    r = cosformer(x, spec, W)
+    assert np.array_equal(c, r), f"{np.count_nonzero(c != r)} mismatches"
+    assert np.count_nonzero(r) > r.size // 2
+
+
+def test_cosformer_normaliser_is_close_to_division():
+    """The reciprocal path (leading one, interpolated table, one rounding) is num/den within a few LSBs."""
+    from hwflow.reference.cosformer import make_spec, normalise
+
+    spec = make_spec(
+        8,
+        8,
+        1,
+        4,
+        4,
+        8,
+        "ap_fixed<16,6>",
+        "ap_fixed<8,1>",
+        "ap_fixed<8,1>",
+        A16,
+        "ap_ufixed<16,5>",
+        "ap_fixed<18,10>",
+        "ap_ufixed<16,8>",
+        "ap_fixed<20,13>",
+        "ap_ufixed<20,10>",
+        "ap_fixed<24,12,AP_RND_CONV,AP_SAT>",
+        A16,
+    )
+    rng = np.random.default_rng(3)
+    den = quantize(rng.uniform(0, 50, (2000,)) ** rng.choice([1, 0.5, 2], 2000) / 10, spec.den_t)
+    num = quantize(den[:, None] * rng.uniform(-8, 8, (2000, 4)), spec.num_t)
+    got = normalise(num, den, spec)
+    ok = den > 2.0**-4
+    want = num[ok] / den[ok, None]
+    rel = np.abs(got[ok] - want) / np.maximum(np.abs(want), 1)
+    assert rel.max() < 2.0**-8
+    assert np.all(got[den == 0] == 0)

@@ -42,6 +42,7 @@ def _weights(node, names):
 
 
 def _reference(node, x):
+    from hwflow.reference.cosformer import cosformer
     from hwflow.reference.linformer import linformer
 
     w = _weights(node, ("query", "key", "value", "output"))
@@ -51,6 +52,8 @@ def _reference(node, x):
                 int(node.get_attr("proj_k")), -1
             )
         return linformer(x, node.hwflow_spec(), w)
+    if node.class_name == "HwflowCosformer":
+        return cosformer(x, node.hwflow_spec(), w)
     raise AssertionError(node.class_name)
 
 
@@ -59,6 +62,8 @@ def _reference(node, x):
     [
         ("linformer", "Latency", 1, "HwflowLinformer"),
         pytest.param("linformer", "Resource", 2, "HwflowLinformer", marks=pytest.mark.slow),
+        ("cosformer", "Latency", 1, "HwflowCosformer"),
+        pytest.param("cosformer", "Resource", 2, "HwflowCosformer", marks=pytest.mark.slow),
     ],
 )
 def test_variant_converts_and_is_bit_exact_in_the_project(attention, strategy, rf, cls, tmp_path):

@@ -36,9 +36,15 @@ import numpy as np
 from ..util import HwflowError, atomic_write_json
 
 # Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
-HWFLOW_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QLayerNormalization", "QRMSNormalization")
+HWFLOW_LAYERS = (
+    "QMultiHeadAttention",
+    "QLinformerAttention",
+    "QCosformerAttention",
+    "QLayerNormalization",
+    "QRMSNormalization",
+)
 # attention layers sharing QMultiHeadAttention's card keys and calibration (hwflow.nn.layers)
-ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention")
+ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QCosformerAttention")
 SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 
 
@@ -140,14 +146,12 @@ def calibrate(model, x) -> dict:
             cal[hname] = {"InputRange": calibrate_range(logits)}
         else:
             t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
-            cal[hname] = {
-                "ScoreRange": calibrate_range(t["scores"]),
-                "_max_abs": {
-                    "q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
-                    "score": float(np.abs(t["scores"]).max()),
-                    "context": float(np.abs(t["context"]).max()),
-                },
-            }
+            max_abs = {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v")))}
+            max_abs["context"] = float(np.abs(t["context"]).max())
+            cal[hname] = {"_max_abs": max_abs}
+            if "scores" in t:  # softmax-free variants (cosFormer) have no scores
+                cal[hname]["ScoreRange"] = calibrate_range(t["scores"])
+                max_abs["score"] = float(np.abs(t["scores"]).max())
     return cal
 
 
@@ -224,13 +228,14 @@ def hls_config(card, model, calibration_data=None) -> dict:
                 prec["inv_table"] = sm_cfg["inv_table_t"]
             c = cal.get(name)
             if c:
-                lc["ScoreRange"] = c["ScoreRange"]
+                if "ScoreRange" in c:
+                    lc["ScoreRange"] = c["ScoreRange"]
                 for key, qname in (
                     ("q", "qkv_quantizer"),
                     ("score", "score_quantizer"),
                     ("context", "context_quantizer"),
                 ):
-                    if getattr(layer, qname) is None:  # no quantizer: size the type from the data
+                    if getattr(layer, qname) is None and key in c["_max_abs"]:  # no quantizer: size from the data
                         prec[key] = _range_type(c["_max_abs"][key])
         elif cls in ("QLayerNormalization", "QRMSNormalization"):
             oq = quantizer_type(layer.output_quantizer, name)

@@ -15,6 +15,7 @@ EXTENSIONS = [
     "hwflow.hls.ext.norm",
     "hwflow.hls.ext.mha",
     "hwflow.hls.ext.linformer",  # attention variants (issue 13)
+    "hwflow.hls.ext.cosformer",
     "hwflow.hls.ext.swish",  # conformer: swish/SiLU, GLU, depthwise conv1d with folded batch norm
     "hwflow.hls.ext.glu",
     "hwflow.hls.ext.depthwise1d",

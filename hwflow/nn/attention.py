@@ -7,6 +7,8 @@ attention   layer (hwflow.nn.layers)                             card keys / ext
 ==========  ==================================================  =====================================
 softmax     QMultiHeadAttention (N x N scores)                  --
 linformer   QLinformerAttention (keys/values N -> k)            linformer_k; lin_kv (compressed K, V)
+cosformer   QCosformerAttention (ReLU features, cos             cosformer_m; cos_feat, cos_kv, cos_ksum,
+            re-weighting, linear form, one reciprocal/query)    cos_num, cos_den (score/softmax unused)
 ==========  ==================================================  =====================================
 
 The MHA roles (qkv, score, softmax, context, attn_out, default, bias) keep their meaning in every variant.
@@ -19,12 +21,17 @@ from ..util import HwflowError
 # fallbacks of the variants' extra activation roles (bits, integer, keep_negative), like the builders' tables
 ROLE_DEFAULTS = {
     "lin_kv": (16, 6, True),  # sum over N of E[m, t] * k[t]: |E| < 1, one more integer bit than qkv
+    "cos_feat": (16, 5, False),  # relu(q) * cos / sin: non-negative, within the qkv range
+    "cos_kv": (18, 9, True),  # sum over N of feature x value
+    "cos_ksum": (16, 8, False),  # sum over N of features
+    "cos_num": (20, 12, True),  # features x state: the numerator of one query
+    "cos_den": (20, 10, False),  # its normaliser (non-negative); 10 fractional bits before the reciprocal
 }
 
 
 def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
     """Return the (unbuilt) attention layer the card asks for; ``q(role)`` is the builder's quantizer factory."""
-    from .layers import QLinformerAttention, QMultiHeadAttention
+    from .layers import QCosformerAttention, QLinformerAttention, QMultiHeadAttention
     from .quant import builder_quantizer
 
     m = card["model"]
@@ -54,7 +61,27 @@ def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
                 f"set linformer_k <= {seq_len}"
             )
         return QLinformerAttention(H, dk, proj_k=k, kv_proj_quantizer=extra("lin_kv"), **common)
-    raise HwflowError(f"model.attention '{kind}' is not available yet: use softmax or linformer")
+    if kind == "cosformer":
+        horizon = int(m.get("cosformer_m", 0) or 0)
+        if horizon and horizon < seq_len:
+            raise HwflowError(
+                f"model.cosformer_m = {horizon} is below the sequence length {seq_len}: the cos re-weighting would "
+                f"turn negative; set cosformer_m >= {seq_len} or 0 (= sequence length)"
+            )
+        for unused in ("score_quantizer", "softmax_quantizer"):
+            common.pop(unused)
+        return QCosformerAttention(
+            H,
+            dk,
+            horizon=horizon,
+            feat_quantizer=extra("cos_feat"),
+            kv_quantizer=extra("cos_kv"),
+            ksum_quantizer=extra("cos_ksum"),
+            num_quantizer=extra("cos_num"),
+            den_quantizer=extra("cos_den"),
+            **common,
+        )
+    raise HwflowError(f"model.attention '{kind}' is not available yet: use softmax, linformer or cosformer")
 
 
 def variable_products(card, seq_len: int) -> int:
@@ -64,4 +91,7 @@ def variable_products(card, seq_len: int) -> int:
     kind = m.get("attention", "softmax")
     if kind == "linformer":
         return H * seq_len * int(m["linformer_k"]) * 2 * dk
+    if kind == "cosformer":
+        # state: 2 (cos, sin) x N x dk x dv; rows: 2 x N x dk x (dv + 1); normalise: N x dv (+1 interpolation)
+        return H * (2 * seq_len * dk * dk + 2 * seq_len * dk * (dk + 1) + seq_len * (dk + 1))
     return H * seq_len * seq_len * 2 * dk

@@ -30,6 +30,7 @@ from qkeras.quantizers import get_quantizer
 __all__ = [
     "QMultiHeadAttention",
     "QLinformerAttention",
+    "QCosformerAttention",
     "QLayerNormalization",
     "QRMSNormalization",
     "get_custom_objects",
@@ -323,6 +324,105 @@ class QLinformerAttention(QMultiHeadAttention):
         return config
 
 
+class QCosformerAttention(QMultiHeadAttention):
+    """Quantized cosFormer self-attention (Qin et al. 2022): softmax-free linear attention with cos re-weighting.
+
+    ``sim(i, j) = relu(q_i) . relu(k_j) cos(pi/2 (i - j) / M)`` normalised per query, computed in linear form
+    through ``cos(a - b) = cos a cos b + sin a sin b`` (M = ``horizon``, 0 = the sequence length):
+
+    - ``q, k, v`` as in QMultiHeadAttention (``qkv_quantizer``); ``qc_i = feat_quantizer(relu(q_i) cos_i)``,
+      ``qs_i = feat_quantizer(relu(q_i) sin_i)``, same for keys (``cos_i = cos(pi i / 2M)``);
+    - per head: ``KVc = kv_quantizer(sum_j kc_j^T v_j)``, ``Kc = ksum_quantizer(sum_j kc_j)`` and the sin twins;
+    - ``num_i = num_quantizer(qc_i KVc + qs_i KVs)``, ``den_i = den_quantizer(qc_i . Kc + qs_i . Ks)``;
+    - ``c_i = context_quantizer(num_i / den_i)`` (0 where den_i = 0), heads concatenated, output projection.
+
+    ``score_quantizer`` and ``softmax_quantizer`` are unused (no scores, no softmax).
+    """
+
+    QUANTIZER_NAMES = QMultiHeadAttention.QUANTIZER_NAMES + (
+        "feat_quantizer",
+        "kv_quantizer",
+        "ksum_quantizer",
+        "num_quantizer",
+        "den_quantizer",
+    )
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        horizon=0,
+        feat_quantizer=None,
+        kv_quantizer=None,
+        ksum_quantizer=None,
+        num_quantizer=None,
+        den_quantizer=None,
+        **kwargs,
+    ):
+        super().__init__(num_heads, key_dim, **kwargs)
+        self.horizon = int(horizon)
+        self.feat_quantizer = get_quantizer(feat_quantizer)
+        self.kv_quantizer = get_quantizer(kv_quantizer)
+        self.ksum_quantizer = get_quantizer(ksum_quantizer)
+        self.num_quantizer = get_quantizer(num_quantizer)
+        self.den_quantizer = get_quantizer(den_quantizer)
+
+    def _trig(self, n):
+        m = self.horizon or n
+        if m < n:
+            raise ValueError(f"QCosformerAttention: horizon {m} < sequence length {n} (cos would turn negative)")
+        ang = np.pi / 2 * np.arange(n) / m
+        return tf.constant(np.cos(ang)[:, None], tf.float32), tf.constant(np.sin(ang)[:, None], tf.float32)
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v, the re-weighted features, the per-head state, num, den and context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        if q.shape[1] is None or q.shape[1] != k.shape[1]:
+            raise ValueError("QCosformerAttention: self-attention over a fixed sequence length only")
+        cos, sin = self._trig(int(q.shape[1]))
+        qr, kr = tf.nn.relu(q), tf.nn.relu(k)  # the ReLU feature map
+        qc, qs = _q(self.feat_quantizer, qr * cos), _q(self.feat_quantizer, qr * sin)
+        kc, ks = _q(self.feat_quantizer, kr * cos), _q(self.feat_quantizer, kr * sin)
+        qch, qsh = self._heads(qc, self.key_dim), self._heads(qs, self.key_dim)
+        kch, ksh = self._heads(kc, self.key_dim), self._heads(ks, self.key_dim)
+        vh = self._heads(v, self.value_dim)
+        kvc = _q(self.kv_quantizer, tf.einsum("bhjd,bhje->bhde", kch, vh))
+        kvs = _q(self.kv_quantizer, tf.einsum("bhjd,bhje->bhde", ksh, vh))
+        kc_sum, ks_sum = _q(self.ksum_quantizer, tf.reduce_sum(kch, 2)), _q(self.ksum_quantizer, tf.reduce_sum(ksh, 2))
+        num = _q(self.num_quantizer, tf.einsum("bhid,bhde->bhie", qch, kvc) + tf.einsum("bhid,bhde->bhie", qsh, kvs))
+        den = _q(self.den_quantizer, tf.einsum("bhid,bhd->bhi", qch, kc_sum) + tf.einsum("bhid,bhd->bhi", qsh, ks_sum))
+        ctx = _q(self.context_quantizer, tf.math.divide_no_nan(num, den[..., None]))
+        shape = tf.shape(ctx)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
+        return {
+            "q": q,
+            "k": k,
+            "v": v,
+            "feat": tf.concat([qc, qs, kc, ks], -1),
+            "kv": tf.concat([kvc, kvs], -1),
+            "ksum": tf.concat([kc_sum, ks_sum], -1),
+            "num": num,
+            "den": den,
+            "context": ctx,
+        }
+
+    def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
+        if return_attention_scores:
+            raise ValueError("QCosformerAttention has no attention matrix (linear form): return_attention_scores")
+        return super().call(query, value, key, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["horizon"] = self.horizon
+        return config
+
+
 class _QNormBase(tf.keras.layers.Layer):
     """Shared plumbing of the normalization layers (last axis only, like the firmware)."""
 
@@ -501,6 +601,7 @@ def get_custom_objects() -> dict:
             "QLayerNormalization": QLayerNormalization,
             "QRMSNormalization": QRMSNormalization,
             "QLinformerAttention": QLinformerAttention,
+            "QCosformerAttention": QCosformerAttention,
         }
     )
     return objs
