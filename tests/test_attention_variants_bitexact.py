@@ -184,3 +184,80 @@ def test_cosformer_normaliser_is_close_to_division():
     rel = np.abs(got[ok] - want) / np.maximum(np.abs(want), 1)
     assert rel.max() < 2.0**-8
     assert np.all(got[den == 0] == 0)
+
+
+@pytest.mark.parametrize("strategy,rf,T,group", [("Latency", 1, 8, 2), ("Resource", 4, 8, 4), ("Latency", 1, 32, 4)])
+def test_grouped_attention_cpp_matches_reference_bit_for_bit(strategy, rf, T, group):
+    from hwflow.hls import harness
+    from hwflow.hls.ext.mha_code import mha_config_cpp
+    from hwflow.reference.attention import make_spec, mha
+
+    rng = np.random.default_rng(T * group)
+    D, H, DK = 8, 2, 4
+    it, rt = "ap_fixed<16,6>", A16
+    spec = make_spec(T, D, H, DK, DK, D, it, "ap_fixed<8,1>", "ap_fixed<8,1>", A16, A16, ATTN, A16, rt, group=group)
+    assert spec.softmax.n_in == T // group and spec.scale == 1 / np.sqrt(group * DK) or not spec.scale_exact
+    W, pre = _projection_weights(rng, spec, strategy)
+    pre = pre.replace("static const", "static") + mha_config_cpp(spec, "cfg", strategy, rf)
+    exe = harness.build(
+        ["nnet_utils/hwflow_mha.h"],
+        pre,
+        f"nnet::hwflow_mha<{it}, {rt}, cfg>(in, out, wq, bq, wk, bk, wv, bv, wo, bo, "
+        "cfg_sm_exp_hi, cfg_sm_exp_lo, cfg_sm_inv);",
+        it,
+        rt,
+        T * D,
+        T * D,
+    )
+    x = _inputs(rng, it, (T, D))
+    c = harness.run(exe, x.reshape(len(x), -1)).reshape(x.shape)
+    r = mha(x, spec, W)
+    assert np.array_equal(c, r), f"{np.count_nonzero(c != r)} mismatches"
+    assert np.count_nonzero(r) > r.size // 2
+
+
+def test_grouped_reference_is_attention_over_token_groups():
+    """Group g of the reference = float attention over (N/g, g*dk) rows, within quantization (independent check)."""
+    from hwflow.reference.attention import make_spec, mha
+
+    rng = np.random.default_rng(5)
+    T, D, H, DK, g = 8, 8, 2, 4, 2
+    wide = "ap_fixed<24,8,AP_RND_CONV,AP_SAT>"
+    spec = make_spec(
+        T,
+        D,
+        H,
+        DK,
+        DK,
+        D,
+        wide,
+        "ap_fixed<16,1>",
+        "ap_fixed<16,1>",
+        wide,
+        wide,
+        "ap_ufixed<20,0,AP_RND_CONV,AP_SAT>",
+        wide,
+        wide,
+        group=g,
+        exp_table_size=4096,
+        inv_table_size=4096,
+        exp_table_t="ap_ufixed<26,1,AP_RND,AP_SAT>",
+        inv_table_t="ap_ufixed<26,1,AP_RND,AP_SAT>",
+    )
+    W = {}
+    for n, shp in [("query", (D, H * DK)), ("key", (D, H * DK)), ("value", (D, H * DK)), ("output", (H * DK, D))]:
+        W[n + "_kernel"] = quantize(rng.normal(0, 0.5, shp), spec.weight_t)
+        W[n + "_bias"] = np.zeros(shp[1])
+    x = quantize(rng.normal(0, 1, (20, T, D)), spec.input_t)
+    r = mha(x, spec, W)
+    q, k, v = (x @ W[f"{n}_kernel"] for n in ("query", "key", "value"))
+    ctx = np.zeros((20, T, H * DK))
+    for h in range(H):
+        sl = slice(h * DK, (h + 1) * DK)
+        qg, kg, vg = (a[..., sl].reshape(20, T // g, g * DK) for a in (q, k, v))
+        s = qg @ kg.transpose(0, 2, 1) / np.sqrt(g * DK)
+        a = np.exp(s - s.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        ctx[..., sl] = (a @ vg).reshape(20, T, DK)
+    f = ctx @ W["output_kernel"]
+    assert np.abs(r - f).max() < 2e-3

@@ -42,6 +42,7 @@ def _weights(node, names):
 
 
 def _reference(node, x):
+    from hwflow.reference.attention import mha
     from hwflow.reference.cosformer import cosformer
     from hwflow.reference.linformer import linformer
 
@@ -54,6 +55,9 @@ def _reference(node, x):
         return linformer(x, node.hwflow_spec(), w)
     if node.class_name == "HwflowCosformer":
         return cosformer(x, node.hwflow_spec(), w)
+    if node.class_name == "HwflowMultiHeadAttention":
+        assert node.hwflow_spec().group == 2  # the card's attention_group reached the kernel
+        return mha(x, node.hwflow_spec(), w)
     raise AssertionError(node.class_name)
 
 
@@ -64,6 +68,8 @@ def _reference(node, x):
         pytest.param("linformer", "Resource", 2, "HwflowLinformer", marks=pytest.mark.slow),
         ("cosformer", "Latency", 1, "HwflowCosformer"),
         pytest.param("cosformer", "Resource", 2, "HwflowCosformer", marks=pytest.mark.slow),
+        ("grouped", "Latency", 1, "HwflowMultiHeadAttention"),
+        pytest.param("grouped", "Resource", 2, "HwflowMultiHeadAttention", marks=pytest.mark.slow),
     ],
 )
 def test_variant_converts_and_is_bit_exact_in_the_project(attention, strategy, rf, cls, tmp_path):

@@ -40,11 +40,12 @@ HWFLOW_LAYERS = (
     "QMultiHeadAttention",
     "QLinformerAttention",
     "QCosformerAttention",
+    "QGroupedAttention",
     "QLayerNormalization",
     "QRMSNormalization",
 )
 # attention layers sharing QMultiHeadAttention's card keys and calibration (hwflow.nn.layers)
-ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QCosformerAttention")
+ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QCosformerAttention", "QGroupedAttention")
 SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 
 

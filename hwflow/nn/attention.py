@@ -31,7 +31,7 @@ ROLE_DEFAULTS = {
 
 def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
     """Return the (unbuilt) attention layer the card asks for; ``q(role)`` is the builder's quantizer factory."""
-    from .layers import QCosformerAttention, QLinformerAttention, QMultiHeadAttention
+    from .layers import QCosformerAttention, QGroupedAttention, QLinformerAttention, QMultiHeadAttention
     from .quant import builder_quantizer
 
     m = card["model"]
@@ -81,7 +81,15 @@ def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
             den_quantizer=extra("cos_den"),
             **common,
         )
-    raise HwflowError(f"model.attention '{kind}' is not available yet: use softmax, linformer or cosformer")
+    if kind == "grouped":
+        g = int(m["attention_group"])
+        if seq_len % g:
+            raise HwflowError(
+                f"model.attention_group = {g} does not divide the sequence length {seq_len}: grouped attention "
+                f"regroups N tokens into N/g rows; pick a divisor of {seq_len}"
+            )
+        return QGroupedAttention(H, dk, group=g, **common)
+    raise HwflowError(f"model.attention '{kind}' is unknown: use softmax, linformer, cosformer or grouped")
 
 
 def variable_products(card, seq_len: int) -> int:
@@ -94,4 +102,7 @@ def variable_products(card, seq_len: int) -> int:
     if kind == "cosformer":
         # state: 2 (cos, sin) x N x dk x dv; rows: 2 x N x dk x (dv + 1); normalise: N x dv (+1 interpolation)
         return H * (2 * seq_len * dk * dk + 2 * seq_len * dk * (dk + 1) + seq_len * (dk + 1))
+    if kind == "grouped":
+        g = int(m["attention_group"])
+        return H * (seq_len // g) * (seq_len // g) * 2 * g * dk
     return H * seq_len * seq_len * 2 * dk

@@ -31,6 +31,7 @@ __all__ = [
     "QMultiHeadAttention",
     "QLinformerAttention",
     "QCosformerAttention",
+    "QGroupedAttention",
     "QLayerNormalization",
     "QRMSNormalization",
     "get_custom_objects",
@@ -423,6 +424,59 @@ class QCosformerAttention(QMultiHeadAttention):
         return config
 
 
+class QGroupedAttention(QMultiHeadAttention):
+    """Quantized grouped multi-head self-attention (Efficient Conformer, Burchi & Vielzeuf 2021).
+
+    QMultiHeadAttention whose per-token Q/K/V (same projections, same quantizers) are regrouped before attention:
+    for each head, ``group`` neighbouring tokens form one row of ``group * key_dim`` features, so the scores are
+    (N/g x N/g) with ``scale = 1/sqrt(group * key_dim)``, the softmax runs over N/g entries and each context row is
+    split back into its g tokens (ungrouped) before the output projection. ``group`` must divide N.
+    """
+
+    def __init__(self, num_heads, key_dim, group=2, **kwargs):
+        super().__init__(num_heads, key_dim, **kwargs)
+        if int(group) <= 0:
+            raise ValueError(f"QGroupedAttention: group must be > 0, got {group}")
+        self.group = int(group)
+
+    @property
+    def scale(self) -> float:
+        """Return the score scale 1/sqrt(group * key_dim) (the grouped dot product has g * key_dim terms)."""
+        return 1.0 / math.sqrt(self.group * self.key_dim)
+
+    def _grouped(self, x, dim):
+        # (B, T, H*dim) -> (B, H, T/g, g*dim): row i of head h = head-h slices of tokens i*g .. i*g+g-1
+        n = int(x.shape[1])
+        if n % self.group:
+            raise ValueError(f"QGroupedAttention: group {self.group} does not divide the sequence length {n}")
+        x = tf.reshape(x, (-1, n // self.group, self.group, self.num_heads, dim))
+        x = tf.transpose(x, (0, 3, 1, 2, 4))
+        return tf.reshape(x, (-1, self.num_heads, n // self.group, self.group * dim))
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v (per token), grouped scores (B, H, N/g, N/g), attn and the ungrouped context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        qg, kg, vg = self._grouped(q, self.key_dim), self._grouped(k, self.key_dim), self._grouped(v, self.value_dim)
+        scores = _q(self.score_quantizer, tf.matmul(qg, kg, transpose_b=True) * self.scale)
+        attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
+        ctx = _q(self.context_quantizer, tf.matmul(attn, vg))  # (B, H, N/g, g*dv)
+        n = int(q.shape[1])
+        ctx = tf.reshape(ctx, (-1, self.num_heads, n // self.group, self.group, self.value_dim))
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 3, 1, 4)), (-1, n, self.num_heads * self.value_dim))
+        return {"q": q, "k": k, "v": v, "scores": scores, "attn": attn, "context": ctx}
+
+    def get_config(self):
+        config = super().get_config()
+        config["group"] = self.group
+        return config
+
+
 class _QNormBase(tf.keras.layers.Layer):
     """Shared plumbing of the normalization layers (last axis only, like the firmware)."""
 
@@ -602,6 +656,7 @@ def get_custom_objects() -> dict:
             "QRMSNormalization": QRMSNormalization,
             "QLinformerAttention": QLinformerAttention,
             "QCosformerAttention": QCosformerAttention,
+            "QGroupedAttention": QGroupedAttention,
         }
     )
     return objs

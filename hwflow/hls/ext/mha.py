@@ -32,7 +32,7 @@ from .common import (
 from .mha_code import PROJECTIONS, closest_reuse_factor, mha_config_cpp, proj_shapes
 
 HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_mha.h"
-KERAS_CLASSES = ("QMultiHeadAttention",)
+KERAS_CLASSES = ("QMultiHeadAttention", "QGroupedAttention")  # grouped: the same kernel with config group > 1
 PRECISION_KEYS = (
     "weight",
     "bias",
@@ -162,6 +162,7 @@ class HwflowMultiHeadAttention(Layer):
             inv_table_t=t["inv_table"],
             inp_norm_t=t["inp_norm"],
             score_range=rng if rng > 0 else None,
+            group=int(self.get_attr("group", 1) or 1),
         )
 
 
@@ -197,6 +198,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
                         f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}"
                     )
     input_names = list(input_names[:1]) if input_names else input_names
+    group = int(cfg.get("group") or 1)  # QGroupedAttention (grouped attention, same kernel with config group)
     shape = input_shapes[0]
     if len(shape) != 3:
         raise HwflowError(
@@ -213,6 +215,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
         key_dim=int(cfg["key_dim"]),
         value_dim=int(cfg.get("value_dim") or cfg["key_dim"]),
         out_dim=out_dim,
+        group=group,
     )
     for q in (
         "kernel_quantizer",
