@@ -82,7 +82,13 @@ _CLASS_TO_OP = {
 }
 _ACTIVATIONS = ("relu", "linear")
 # hwflow extension layers (hwflow.hls.ext): class -> neutral op; their arithmetic is described by hwflow_spec()
-_EXT_OPS = {"HwflowSoftmax": "softmax", "HwflowNorm": "layernorm", "HwflowMultiHeadAttention": "mha"}
+_EXT_OPS = {
+    "HwflowSoftmax": "softmax",
+    "HwflowNorm": "layernorm",
+    "HwflowMultiHeadAttention": "mha",  # incl. grouped attention (attrs group)
+    "HwflowLinformer": "linformer",
+    "HwflowCosformer": "cosformer",
+}
 
 
 def fixedtype_dict(ft: Any) -> dict:
@@ -262,7 +268,7 @@ def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
         a["n_filt"] = int(layer.get_attr("n_filt"))
     elif op == "transpose":
         a["perm"] = [int(p) for p in layer.get_attr("perm")]
-    elif op in ("softmax", "layernorm", "mha"):
+    elif op in ("softmax", "layernorm", "mha", "linformer", "cosformer"):
         # the spec is the single source of the C++ arithmetic (types, tables, derived constants)
         types, attrs, spec_arrays = spec_to_neutral(layer.hwflow_spec())
         entry["types"].update({k: v for k, v in types.items() if k != "result"})
