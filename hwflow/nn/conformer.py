@@ -577,6 +577,8 @@ def parameter_count(card, input_shape: tuple | None = None, n_classes: int | Non
     norm = D if m["norm"] == "rmsnorm" else 2 * D
     ffn = norm + (D * dff + dff) + (dff * D + D)
     mha = norm + 3 * (D * H * dk + H * dk) + (H * dk * D + D)
+    if m.get("attention", "softmax") == "linformer":
+        mha += 2 * m["linformer_k"] * frames_after_subsampling(n_frames, m["subsampling"])  # E, F: k x N
     conv = norm + (D * 2 * D + 2 * D) + (K * D + D) + 2 * D + (D * D + D)  # pw1, dw (+bias), BN gamma/beta, pw2
     block = 2 * ffn + mha + conv + norm
     front = 3 * n_mels + (3 * n_mels * D + D) + (D * D + D)  # input norm (kernel, gamma, beta), conv, proj

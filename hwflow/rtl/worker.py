@@ -767,7 +767,10 @@ def main(argv: list[str] | None = None) -> int:
     trace_graph.MUL_CHUNK = chunk = int(args.product_slice_bits)
     result["product_slice_bits"] = chunk
     cutoff = args.latency_cutoff
-    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < chunk:
+    if (
+        any(e["op"] in ("mha", "linformer", "cosformer", "softmax", "layernorm") for e in graph["layers"])
+        and cutoff < chunk
+    ):
         # a variable x variable product is one da4ml operation of up to `chunk` adder levels; it must fit a stage
         cutoff = float(chunk)
         result["notes"].append(
