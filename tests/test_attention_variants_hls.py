@@ -66,9 +66,9 @@ def _reference(node, x):
     [
         ("linformer", "Latency", 1, "HwflowLinformer"),
         pytest.param("linformer", "Resource", 2, "HwflowLinformer", marks=pytest.mark.slow),
-        ("cosformer", "Latency", 1, "HwflowCosformer"),
+        pytest.param("cosformer", "Latency", 1, "HwflowCosformer", marks=pytest.mark.slow),
         pytest.param("cosformer", "Resource", 2, "HwflowCosformer", marks=pytest.mark.slow),
-        ("grouped", "Latency", 1, "HwflowMultiHeadAttention"),
+        pytest.param("grouped", "Latency", 1, "HwflowMultiHeadAttention", marks=pytest.mark.slow),
         pytest.param("grouped", "Resource", 2, "HwflowMultiHeadAttention", marks=pytest.mark.slow),
     ],
 )

@@ -2,7 +2,8 @@
 
 The only module (with hwflow/hls/ext/) that imports hls4ml; heavy imports happen inside functions.
 
-What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel):
+What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel); the extension ops
+are the records of hwflow.ops (hwflow/ops/catalog.py), which this module only iterates over:
 
 - ``QMultiHeadAttention`` -> ``HwflowMultiHeadAttention`` (nnet::hwflow_mha). ``LayerName/<mha>`` keys:
   ``Precision: {weight, bias, proj_accum, q, accum, scale, score, inp_norm, exp_table, inv_table, attn, context,
@@ -27,31 +28,22 @@ What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_
 from __future__ import annotations
 
 import copy
-import math
+import hashlib
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..util import HwflowError, atomic_write_json
-
-# Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
-HWFLOW_LAYERS = (
-    "QMultiHeadAttention",
-    "QLinformerAttention",
-    "QCosformerAttention",
-    "QGroupedAttention",
-    "QLayerNormalization",
-    "QRMSNormalization",
-)
-# attention layers sharing QMultiHeadAttention's card keys and calibration (hwflow.nn.layers)
-ATTENTION_LAYERS = ("QMultiHeadAttention", "QLinformerAttention", "QCosformerAttention", "QGroupedAttention")
-SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
+from .ext.common import flat_layers, quantizer_type, range_type
+from .project import MANIFEST, PROJECT, CSim, source_sha256, write_batch_bridge
 
 
 def supported_layers() -> list[str]:
-    """Return the Keras class names hwflow can convert (hls4ml's Keras-2 handlers + hwflow's)."""
-    from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
+    """Return the Keras class names hwflow can convert: hls4ml's Keras-2 handlers, which include the handlers
+    of every op in the hwflow.ops registry once registered."""
+    from hls4ml.converters import get_supported_keras_layers
 
     from .extensions import register_extensions
 
@@ -61,24 +53,16 @@ def supported_layers() -> list[str]:
 
 def check_supported(model) -> None:
     """Raise a HwflowError naming the first layer hls4ml+hwflow cannot convert, its type and what is supported."""
+    from ..ops import keras_classes
+
     ok = set(supported_layers())
-    for layer in _flat_layers(model):
+    for layer in flat_layers(model):
         cls = type(layer).__name__
         if cls not in ok:
             raise HwflowError(
                 f"layer '{layer.name}' of type {cls} cannot be converted to HLS; supported types: "
-                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(HWFLOW_LAYERS)}); replace it or use an equivalent"
+                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(keras_classes())}); replace it or use an equivalent"
             )
-
-
-def _flat_layers(model):
-    out = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
-            out.extend(_flat_layers(layer))
-        else:
-            out.append(layer)
-    return out
 
 
 def _deep_update(dst: dict, src: dict) -> dict:
@@ -90,70 +74,20 @@ def _deep_update(dst: dict, src: dict) -> dict:
     return dst
 
 
-def _softmax_layers(model) -> dict:
-    """Return {hls layer name: keras layer} for every softmax of the model (Activation or a layer's activation)."""
-    import tensorflow as tf
-
-    out = {}
-    for layer in _flat_layers(model):
-        cls = type(layer).__name__
-        if cls == "Softmax":
-            out[layer.name] = (layer, "input")
-            continue
-        act = getattr(layer, "activation", None)
-        name = getattr(act, "__name__", str(act)) if act is not None else ""
-        if "softmax" in name and not isinstance(act, tf.Module):
-            if cls == "Activation":
-                out[layer.name] = (layer, "input")
-            else:  # Dense(..., activation='softmax') -> hls4ml splits off '<name>_softmax'
-                out[f"{layer.name}_softmax"] = (layer, "preact")
-    return out
-
-
 def calibrate(model, x) -> dict:
-    """Return per-layer calibration from sample inputs ``x``: softmax input ranges and attention intermediates'
-    ranges."""
+    """Return per-layer calibration from sample inputs ``x``: what each registered op's probes measure (softmax
+    input ranges, attention intermediates' ranges), keyed by hls4ml layer name."""
     import tensorflow as tf
 
-    from ..nn.layers import QMultiHeadAttention
-    from ..reference.softmax import calibrate_range
+    from ..ops import all_ops, resolve
 
-    x = np.asarray(x)
-    sm = _softmax_layers(model)
-    mhas = [ly for ly in _flat_layers(model) if isinstance(ly, QMultiHeadAttention)]
-    probes, keys = [], []
-    for hname, (layer, kind) in sm.items():
-        probes.append(layer.input)
-        keys.append(("softmax", hname, layer, kind))
-    for layer in mhas:
-        probes.append(layer.input)
-        keys.append(("mha", layer.name, layer, None))
+    probes = [p for op in all_ops() if op.calibrate for p in resolve(op.calibrate)(model)]
     if not probes:
         return {}
-    sub = tf.keras.Model(model.inputs, probes)
-    outs = sub.predict(x, verbose=0, batch_size=256)
+    sub = tf.keras.Model(model.inputs, [tensor for _, tensor, _ in probes])
+    outs = sub.predict(np.asarray(x), verbose=0, batch_size=256)
     outs = outs if isinstance(outs, list) else [outs]
-    cal: dict = {}
-    for (kind, hname, layer, how), inp in zip(keys, outs):
-        if kind == "softmax":
-            logits = inp
-            if how == "preact":  # recompute the pre-activation of Dense(..., activation='softmax')
-                act = layer.activation
-                layer.activation = tf.keras.activations.linear
-                try:
-                    logits = layer(tf.constant(inp)).numpy()
-                finally:
-                    layer.activation = act
-            cal[hname] = {"InputRange": calibrate_range(logits)}
-        else:
-            t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
-            max_abs = {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v")))}
-            max_abs["context"] = float(np.abs(t["context"]).max())
-            cal[hname] = {"_max_abs": max_abs}
-            if "scores" in t:  # softmax-free variants (cosFormer) have no scores
-                cal[hname]["ScoreRange"] = calibrate_range(t["scores"])
-                max_abs["score"] = float(np.abs(t["scores"]).max())
-    return cal
+    return {name: finish(values) for (name, _, finish), values in zip(probes, outs)}
 
 
 def _feeds_qactivation(layer) -> bool:
@@ -162,17 +96,9 @@ def _feeds_qactivation(layer) -> bool:
     return bool(outs) and all(type(o).__name__ == "QActivation" for o in outs)
 
 
-def _range_type(max_abs: float, width: int = 16) -> str:
-    """Return a signed rounding/saturating type of ``width`` bits whose range covers max_abs (with margin)."""
-    integer = max(int(math.ceil(math.log2(max_abs * 1.25 + 1e-12))), 0) + 1 if max_abs > 0 else 1
-    return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
-
-
 def _input_type(layer, calibration_data, current, default: str) -> str:
     """Return the firmware input type: the input quantizer's own type when a QActivation reads the input
     (the C++ then rounds raw inputs exactly like QKeras), else a rounding type sized from the data."""
-    from .ext.common import quantizer_type
-
     outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
     types = {
         quantizer_type(o.quantizer, o.name).cpp()
@@ -183,15 +109,19 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
         return types.pop()
     if calibration_data is not None and current in (None, "auto", default):
         max_abs = float(np.max(np.abs(np.asarray(calibration_data, np.float32))))
-        return _range_type(max_abs, width=18)  # rounds instead of hls4ml's default truncation
+        return range_type(max_abs, width=18)  # rounds instead of hls4ml's default truncation
     return current if current not in (None, "auto") else default
 
 
 def hls_config(card, model, calibration_data=None) -> dict:
-    """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides."""
+    """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides.
+
+    Stock layers get their defaults here; each op of the hwflow.ops registry sets its own layers' defaults
+    through its ``configure`` hook; the card's ``hls.layer_name`` overrides are merged last.
+    """
     import hls4ml
 
-    from .ext.common import quantizer_type
+    from ..ops import all_ops, resolve
     from .extensions import register_extensions
 
     register_extensions()
@@ -206,42 +136,25 @@ def hls_config(card, model, calibration_data=None) -> dict:
     )
     cfg["Model"]["Strategy"] = h["strategy"]
     cfg["Model"]["ReuseFactor"] = h["reuse_factor"]
-    sm_cfg = h.get("softmax", {}) or {}
     layers = cfg.setdefault("LayerName", {})
-    kl = {ly.name: ly for ly in _flat_layers(model)}
+    _stock_layer_defaults(layers, model, h, calibration_data)
     cal = calibrate(model, calibration_data) if calibration_data is not None else {}
+    for op in all_ops():
+        if op.configure:
+            resolve(op.configure)(layers, model, h, cal)
+    _deep_update(layers, h.get("layer_name") or {})
+    return cfg
+
+
+def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> None:
+    """Set hwflow's defaults for stock hls4ml layers (every layer traced; batch norm, average pooling, input)."""
+    kl = {ly.name: ly for ly in flat_layers(model)}
     for name, lc in layers.items():
         lc["Trace"] = True  # the csim report traces every layer
         prec = lc.setdefault("Precision", {})
         layer = kl.get(name)
         cls = type(layer).__name__ if layer is not None else ""
-        if cls in ATTENTION_LAYERS:
-            for key in list(prec):
-                if key != "result":
-                    prec.pop(key)
-            oq = quantizer_type(layer.output_quantizer, name)
-            prec["result"] = oq.cpp() if oq else h["default_precision"]
-            lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-            lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
-            if sm_cfg.get("exp_table_t"):
-                prec["exp_table"] = sm_cfg["exp_table_t"]
-            if sm_cfg.get("inv_table_t"):
-                prec["inv_table"] = sm_cfg["inv_table_t"]
-            c = cal.get(name)
-            if c:
-                if "ScoreRange" in c:
-                    lc["ScoreRange"] = c["ScoreRange"]
-                for key, qname in (
-                    ("q", "qkv_quantizer"),
-                    ("score", "score_quantizer"),
-                    ("context", "context_quantizer"),
-                ):
-                    if getattr(layer, qname) is None and key in c["_max_abs"]:  # no quantizer: size from the data
-                        prec[key] = _range_type(c["_max_abs"][key])
-        elif cls in ("QLayerNormalization", "QRMSNormalization"):
-            oq = quantizer_type(layer.output_quantizer, name)
-            prec["result"] = oq.cpp() if oq else h["default_precision"]
-        elif cls == "BatchNormalization":
+        if cls == "BatchNormalization":
             # folded scale/bias in the 16-bit default lose ~2^-11 per feature; keep 18 fractional bits, rounded
             for key in ("scale", "bias"):
                 if prec.get(key) in (None, "auto") or str(prec.get(key)).startswith("fixed<16,6"):
@@ -250,36 +163,22 @@ def hls_config(card, model, calibration_data=None) -> dict:
             # QKeras averages in float and the next QActivation rounds once: keep the average wide here
             prec["result"] = "ap_fixed<32,10>"
             prec["accum"] = "ap_fixed<32,10>"
-        elif cls == "LayerNormalization":
-            prec["result"] = prec.get("result") if prec.get("result") not in (None, "auto") else h["default_precision"]
         elif cls == "InputLayer":
             prec["result"] = _input_type(layer, calibration_data, prec.get("result"), h["default_precision"])
-    for hname in _softmax_layers(model):
-        lc = layers.setdefault(hname, {})
-        lc["Trace"] = True
-        prec = lc.setdefault("Precision", {})
-        # probabilities: unsigned, 16 fractional bits, unless the user chose an unsigned type already
-        if not str(prec.get("result", "auto")).startswith("ap_ufixed"):
-            prec["result"] = SOFTMAX_RESULT
-        for key in ("exp_table", "inv_table"):
-            prec.pop(key, None)
-        if sm_cfg.get("exp_table_t"):
-            prec["exp_table"] = sm_cfg["exp_table_t"]
-        if sm_cfg.get("inv_table_t"):
-            prec["inv_table"] = sm_cfg["inv_table_t"]
-        lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-        lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
-        if hname in cal:
-            lc["InputRange"] = cal[hname]["InputRange"]
-    _deep_update(layers, h.get("layer_name") or {})
-    return cfg
 
 
-def convert(card, model, output_dir=None, calibration_data=None):
-    """Return the hls4ml ModelGraph of ``model`` configured from the card (hwflow extensions registered)."""
+def convert(card, model, output_dir=None, calibration_data=None, config: dict | None = None):
+    """Return the hls4ml ModelGraph of ``model`` configured from the card (hwflow extensions registered).
+
+    ``config``: an hls4ml config already made by :func:`hls_config` (the one recorded in firmware/<m>/), used
+    as is, so the graph is exactly that project's; else one is made from the card and ``calibration_data``.
+    """
     import hls4ml
 
-    cfg = hls_config(card, model, calibration_data)
+    from .extensions import register_extensions
+
+    register_extensions()
+    cfg = hls_config(card, model, calibration_data) if config is None else copy.deepcopy(config)
     h = card["hls"]
     out = Path(output_dir) if output_dir is not None else card.firmware_dir()
     try:
@@ -287,7 +186,7 @@ def convert(card, model, output_dir=None, calibration_data=None):
             model,
             hls_config=cfg,
             output_dir=str(out),
-            project_name="myproject",
+            project_name=PROJECT,
             backend=h["backend"],
             io_type=h["io_type"],
             part=h["part"],
@@ -304,78 +203,159 @@ def convert(card, model, output_dir=None, calibration_data=None):
     return hm
 
 
-def compile_model(hls_model):
-    """Return ``hls_model`` after writing and compiling its C++ (raises HwflowError if g++ is missing)."""
+def compile_model(hls_model) -> CSim:
+    """Return the C simulation of ``hls_model`` after writing its project (with the batch bridge) and compiling it."""
     from .harness import compiler
 
     compiler()  # clear message when no C++ compiler
-    t0 = time.time()
-    try:
-        hls_model.compile()
-    except Exception as e:
-        raise HwflowError(f"C++ compilation of the HLS model failed in {hls_model.config.get_output_dir()}: {e}") from e
-    hls_model.hwflow_compile_s = time.time() - t0
-    # the library was built with tracing: make hls_model.trace(x) reuse it instead of recompiling (hls4ml's default)
-    hls_model.trace = lambda x: trace(hls_model, x)
-    return hls_model
+    if not hasattr(hls_model, "write") or not hasattr(hls_model, "config"):
+        raise HwflowError(f"compile_model expects an hls4ml ModelGraph, got {type(hls_model).__name__}")
+    hls_model.write()
+    out = Path(hls_model.config.get_output_dir())
+    write_batch_bridge(hls_model, out)
+    return CSim(hls_model, out)
 
 
-def trace(hls_model, x):
-    """Return (outputs, {layer name: outputs}) of the C simulation, without hls4ml's recompile when already traced."""
-    x = np.ascontiguousarray(x)
-    cls_trace = type(hls_model).trace  # hls4ml's own (it recompiles first)
-    if getattr(hls_model, "hwflow_compile_s", None) is not None and hls_model.config.trace_output:
-        hls_model.compile = lambda: None  # instance-level: the library was built with tracing by compile_model
-        try:
-            return cls_trace(hls_model, x)
-        finally:
-            del hls_model.compile
-    return cls_trace(hls_model, x)
+def trace(csim: CSim, x):
+    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`)."""
+    return csim.trace(x)
 
 
-def csim_outputs(hls_model, x, trace_layers: bool = True):
-    """Return (outputs, {layer name: outputs}) of the C simulation; the dict is empty without ``trace_layers``."""
+def csim_outputs(csim, x, trace_layers: bool = True):
+    """Return (outputs, {layer name: outputs}) of the C simulation; the dict is empty without ``trace_layers``.
+
+    ``csim``: a :class:`CSim` (from :func:`design` or :func:`compile_model`); an hls4ml ModelGraph is written and
+    compiled first.
+    """
+    if not isinstance(csim, CSim):  # a plain hls4ml graph: build it with every layer traced
+        csim.config.trace_output = True
+        for layer in csim.get_layers():
+            layer.set_attr("trace", True)
+        csim = compile_model(csim)
     if not trace_layers:
-        hls_model.compile()
-        return hls_model.predict(x), {}
-    for layer in hls_model.get_layers():
-        layer.set_attr("trace", True)
-    return hls_model.trace(x)
+        return csim.predict(x), {}
+    return csim.trace(x)
 
 
-def _spread(n: int, k: int) -> np.ndarray:
-    """Return min(n, k) indices spread evenly over range(n)."""
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+# ---------------------------------------------------------------------------------------- the one design
+def _hash_tree(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
-def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
-    """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path."""
+def firmware_inputs(card, dataset=None, calibrated: bool = True) -> dict:
+    """Return what a firmware project is made from (hashes): the card's hls/model sections, the trained model file,
+    the calibration dataset and hwflow's conversion code; a project whose recorded inputs differ is stale."""
+    from .. import __version__
+    from ..train import MODEL_FILES
+    from ..util import package_versions, sha256_file, stable_hash
+
+    model_file = card.model_dir() / MODEL_FILES["qkeras"]
+    here = Path(__file__).resolve().parent
+    code = [*here.rglob("*.py"), *here.rglob("*.h"), here.parent / "reference" / "softmax.py"]
+    return {
+        "card": stable_hash({"name": card.name, "hls": card["hls"], "model": card["model"]}),
+        "model_sha256": sha256_file(model_file) if model_file.exists() else None,
+        "dataset_sha256": (dataset.manifest.get("content_sha256") if dataset is not None else None)
+        if calibrated
+        else "no calibration",
+        "hwflow": __version__,
+        "hwflow_hls_code": _hash_tree([p for p in code if p.is_file()]),
+        "hls4ml": package_versions(["hls4ml"])["hls4ml"],
+    }
+
+
+def read_manifest(fw: str | Path) -> dict | None:
+    """Return firmware/<m>/hwflow_firmware.json, or None when the project is missing or incomplete."""
+    path = Path(fw) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def stale_reason(card, dataset=None, calibrated: bool = True) -> str | None:
+    """Return why firmware/<m>/ must be (re)built ('missing', 'the trained model changed', ...), or None if fresh."""
+    fw = card.firmware_dir()
+    man = read_manifest(fw)
+    if man is None or "inputs" not in man or "hls_config" not in man:
+        return f"{_rel(fw)} is missing or was not written by this hwflow"
+    old, new = man["inputs"], firmware_inputs(card, dataset, calibrated)
+    what = {
+        "card": "the card's hls/model settings changed",
+        "model_sha256": "the trained model changed",
+        "dataset_sha256": "the calibration dataset changed",
+        "hwflow": "hwflow was updated",
+        "hwflow_hls_code": "hwflow's conversion code changed",
+        "hls4ml": "hls4ml was updated",
+    }
+    changed = [msg for key, msg in what.items() if old.get(key) != new.get(key)]
+    if changed:
+        return f"{_rel(fw)} is stale: " + ", ".join(changed)
+    if source_sha256(fw) != man.get("firmware_sha256"):
+        return f"{_rel(fw)} sources were edited after `hwflow firmware` wrote them"
+    return None
+
+
+def _rel(p: Path) -> str:
+    from ..util import project_root
+
+    try:
+        return str(Path(p).resolve().relative_to(project_root().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _dataset(card):
+    """Return the card's dataset or raise a one-line HwflowError saying how to make it (no silent fallback)."""
+    from ..data import get_dataset
+
+    try:
+        return get_dataset(card, progress=False)
+    except HwflowError as e:
+        raise HwflowError(
+            f"no dataset to calibrate firmware/{card.name}/ ({e}); run `make data MODEL={card.name}` or pass "
+            "--no-calibration"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - the generator's own failure, named in one line
+        raise HwflowError(
+            f"no dataset to calibrate firmware/{card.name}/ ({type(e).__name__}: {e}); run `make data "
+            f"MODEL={card.name}` or pass --no-calibration"
+        ) from None
+
+
+def firmware(card, model=None, dataset=None, calibration: bool = True, calibration_data=None, test_inputs=None) -> Path:
+    """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path.
+
+    The one conversion of hwflow: calibration rows (training set) and test-bench rows (test set) come from
+    :func:`hwflow.data.pick_rows`; the manifest records the inputs' hashes, the hls4ml config and the sources'
+    hash, so every later stage runs exactly this project (:func:`design`). ``calibration=False`` converts
+    without data (types from the quantizers and defaults only).
+    """
+    from ..data import pick_rows
     from ..util import atomic_dir
 
     if model is None:
-        try:
-            from ..train import load_trained
-        except ImportError as e:
-            raise HwflowError(
-                "no trained model loader (hwflow.train) available: run `make train MODEL=...` first"
-            ) from e
-        model = load_trained(card, "qkeras")
-    if calibration_data is None or test_inputs is None:
-        try:
-            from ..data import get_dataset
+        from ..train import load_trained
 
-            ds = get_dataset(card)
-            # evenly strided subsets: the splits may be ordered by class, a head slice would miss classes
-            if calibration_data is None:
-                calibration_data = ds.x_train[_spread(len(ds.x_train), 2000)]
-            if test_inputs is None:
-                test_inputs = ds.x_test[_spread(len(ds.x_test), card["hls"]["csim_samples"])]
-        except Exception as e:  # noqa: BLE001 - conversion still works without data, just uncalibrated
-            print(f"hwflow: warning: no dataset for calibration/test bench ({e}); using defaults")
+        model = load_trained(card, "qkeras")
+    if dataset is None and calibration and (calibration_data is None or test_inputs is None):
+        dataset = _dataset(card)
+    seed = int(card["data"]["seed"])
+    if calibration and calibration_data is None:
+        calibration_data = dataset.x_train[pick_rows(dataset.y_train, card["hls"]["calibration_samples"], seed)]
+    if test_inputs is None and dataset is not None:
+        test_inputs = dataset.x_test[pick_rows(dataset.y_test, card["hls"]["csim_samples"], seed)]
     dest = card.firmware_dir()
     with atomic_dir(dest) as tmp:
-        hm = convert(card, model, output_dir=tmp, calibration_data=calibration_data)
+        cfg = hls_config(card, model, calibration_data if calibration else None)
+        hm = convert(card, model, output_dir=tmp, config=cfg)
         hm.write()
+        write_batch_bridge(hm, tmp)
         if test_inputs is not None:
             x = np.asarray(test_inputs, np.float32)
             y = model.predict(x, verbose=0)
@@ -390,16 +370,49 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
                 yml.read_text().replace(str(Path(tmp).resolve()), str(dest.resolve())).replace(str(tmp), str(dest))
             )
         atomic_write_json(
-            Path(tmp) / "hwflow_firmware.json",
+            Path(tmp) / MANIFEST,
             {
                 "card": card.name,
-                "backend": card["hls"]["backend"],
-                "part": card["hls"]["part"],
-                "clock_period": card["hls"]["clock_period"],
-                "io_type": card["hls"]["io_type"],
-                "strategy": card["hls"]["strategy"],
+                **{k: card["hls"][k] for k in ("backend", "part", "clock_period", "io_type", "strategy")},
                 "reuse_factor": card["hls"]["reuse_factor"],
                 "n_test_vectors": 0 if test_inputs is None else int(len(test_inputs)),
+                "n_calibration_rows": int(len(calibration_data)) if calibration and calibration_data is not None else 0,
+                "inputs": firmware_inputs(card, dataset, calibration),
+                "firmware_sha256": source_sha256(tmp),
+                "hls_config": cfg,
             },
         )
     return dest
+
+
+def ensure_firmware(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False):
+    """Return (firmware/<m>/, why it was rebuilt or None, seconds): the project, written first through
+    :func:`firmware` when it is missing or stale (its recorded inputs differ from the card, model, data, code)."""
+    if model is None:
+        from ..train import load_trained
+
+        model = load_trained(card, "qkeras")
+    if calibration and dataset is None:
+        dataset = _dataset(card)
+    why = "rebuild asked for" if rebuild else stale_reason(card, dataset, calibration)
+    t0 = time.perf_counter()
+    if why:
+        print(f"hwflow: {why}: writing firmware/{card.name}/ (hwflow firmware)", flush=True)
+        firmware(card, model=model, dataset=dataset, calibration=calibration)
+    return card.firmware_dir(), why, round(time.perf_counter() - t0, 3)
+
+
+def design(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False) -> CSim:
+    """Return the compiled C simulation of firmware/<m>/, (re)building the project first when it is missing or
+    stale (through :func:`firmware`, the one conversion); csim, rtl and bench all run this."""
+    if model is None:
+        from ..train import load_trained
+
+        model = load_trained(card, "qkeras")
+    fw, why, firmware_s = ensure_firmware(card, model, dataset, calibration, rebuild)
+    hm = convert(card, model, output_dir=fw, config=read_manifest(fw)["hls_config"])  # its own config: no recalibration
+    csim = CSim(hm, fw)
+    csim.rebuilt, csim.firmware_seconds = why, firmware_s
+    if csim.compile_seconds:
+        print(f"hwflow: compiled the C simulation of firmware/{card.name}/ in {csim.compile_seconds:.0f} s", flush=True)
+    return csim

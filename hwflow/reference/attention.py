@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType, from_int, parse_type, quantize, quantize_int, quantize_raw
-from .softmax import SoftmaxSpec, softmax
+from .softmax import EXP_TABLE_SIZE, INV_TABLE_SIZE, SoftmaxSpec, softmax
 from .softmax import make_spec as make_softmax_spec
 
 
@@ -90,8 +90,8 @@ def make_spec(
     accum_t=None,
     scale_t=None,
     out_accum_t=None,
-    exp_table_size=1024,
-    inv_table_size=1024,
+    exp_table_size=EXP_TABLE_SIZE,
+    inv_table_size=INV_TABLE_SIZE,
     exp_table_t=None,
     inv_table_t=None,
     inp_norm_t=None,

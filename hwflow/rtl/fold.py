@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TOKEN_OPS = {"batchnorm", "dense", "activation", "merge", "layernorm", "softmax"}
+from ..ops import all_ops
+
+STOCK_TOKEN_OPS = {"batchnorm", "dense", "activation", "merge"}
+
+
+def token_ops() -> set[str]:
+    """Return the ops that map each token on its own (run G tokens at a time): stock ones and the registry's."""
+    return STOCK_TOKEN_OPS | {o.name for o in all_ops() if o.token_wise}
 
 
 class FoldError(Exception):
@@ -111,7 +118,7 @@ def plan(graph: dict, group: int) -> Plan:
             continue
         if not in_tail:
             token_wise = (
-                e["op"] in TOKEN_OPS
+                e["op"] in token_ops()
                 and all(is_token(t) for t in e["inputs"])
                 and is_token(e["output"])
                 and not (
@@ -206,7 +213,7 @@ def _declare(inp, kifs: list[tuple[int, int, int]]):
     return inp.quantize(k, i, f)
 
 
-def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> list[Module]:
+def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float, slice_bits: int) -> list[Module]:
     """Return the traced modules of a plan (each segment's logic on G rows, the tail on all rows)."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig, comb_trace
     from da4ml.types import minimal_kif
@@ -254,10 +261,10 @@ def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> lis
             env[t] = FixedVariableArray(np.array(vv, dtype=object), xin.solver_options, hwconf=hw)
         if s.attend is not None:
             q, k, v = _qkv(s.attend)
-            env[s.attend["output"]] = T.attend(env[q], env[k], env[v], s.attend, arrays)
+            env[s.attend["output"]] = T.attend(env[q], env[k], env[v], s.attend, arrays, slice_bits)
         for e in s.layers:
             xs = [env[t] for t in e["inputs"]]
-            y = T.apply_layer(e, xs, arrays, shapes[e["output"]])
+            y = T.apply_layer(e, xs, arrays, shapes[e["output"]], slice_bits)
             env[e["output"]] = y.reshape((rows, -1)) if s.kind == "token" else y.reshape(shapes[e["output"]])
         if s.project is not None:
             for name, arr in zip(_qkv(s.project), T.attention_project(env[s.project["inputs"][0]], s.project, arrays)):
@@ -610,7 +617,7 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     import time
     from pathlib import Path
 
-    from .worker import icarus_files, pack_words, project_files, unpack_word, verilator_env
+    from .simulators import icarus_files, pack_words, project_files, unpack_word, verilator_env
 
     work = Path(workdir)
     if work.exists():

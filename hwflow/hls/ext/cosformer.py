@@ -10,8 +10,6 @@ the state rows and of the query rows.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute
 
@@ -20,8 +18,6 @@ from .common import default_precision, input_type, output_type, quantizer_type, 
 from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer
 from .mha_code import PROJECTIONS, closest_reuse_factor, proj_shapes
 
-HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_cosformer.h"
-KERAS_CLASSES = ("QCosformerAttention",)
 EXTRA_QUANTIZERS = {
     "feat": "feat_quantizer",
     "kv": "kv_quantizer",
@@ -125,20 +121,3 @@ class HwflowCosformerFunctionTemplate(FunctionCallTemplate):
             f"nnet::hwflow_cosformer<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, {w}, "
             f"{c}_cf_cos, {c}_cf_sin, {c}_cf_inv);"
         )
-
-
-def register(backends) -> None:
-    """Register the layer, its Keras-2 handler, templates and header with hls4ml (MHA's Resource pass applies)."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-    from hls4ml.model.layers import layer_map
-
-    for cls in KERAS_CLASSES:
-        if cls not in get_layer_handlers():
-            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_cosformer_layer)
-    if "HwflowCosformer" not in layer_map:
-        hls4ml.model.layers.register_layer("HwflowCosformer", HwflowCosformer)
-    for b in backends:
-        b.register_template(HwflowCosformerConfigTemplate)
-        b.register_template(HwflowCosformerFunctionTemplate)
-        b.register_source(HEADER)

@@ -9,8 +9,6 @@ II of the projection dense kernels (Resource), of the sequence-projection rows a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute
 
@@ -19,8 +17,6 @@ from .common import default_precision, input_type, output_type, strategy, weight
 from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer
 from .mha_code import PROJECTIONS, closest_reuse_factor, proj_shapes
 
-HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_linformer.h"
-KERAS_CLASSES = ("QLinformerAttention",)
 SEQ_WEIGHTS = (("key_seq", "we"), ("value_seq", "wf"))
 
 
@@ -138,21 +134,3 @@ class HwflowLinformerFunctionTemplate(FunctionCallTemplate):
             f"nnet::hwflow_linformer<{p['input_t']}, {p['output_t']}, {c}>({p['input']}, {p['output']}, {w}, "
             f"{e}, {f}, {c}_sm_exp_hi, {c}_sm_exp_lo, {c}_sm_inv);"
         )
-
-
-def register(backends) -> None:
-    """Register the layer, its Keras-2 handler, templates and header with hls4ml (MHA's Resource pass applies)."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-    from hls4ml.model.layers import layer_map
-
-    for cls in KERAS_CLASSES:
-        if cls not in get_layer_handlers():
-            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_linformer_layer)
-    if "HwflowLinformer" not in layer_map:
-        hls4ml.model.layers.register_layer("HwflowLinformer", HwflowLinformer)
-    for b in backends:
-        b.register_template(HwflowLinformerConfigTemplate)
-        b.register_template(HwflowLinformerFunctionTemplate)
-        b.register_source(HEADER)
-    # the Q/K/V/O kernels go through MHA's Resource-layout pass (it matches subclasses of HwflowMultiHeadAttention)
