@@ -279,6 +279,15 @@ SCHEMA = S(
                 ),
                 "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
+                # attention kind (issue 13, hwflow.nn.attention): softmax (MHA), linformer (keys/values compressed
+                # N -> linformer_k), cosformer (ReLU features, cos re-weighting, linear form), grouped (tokens grouped
+                # by attention_group before attention, ungrouped after)
+                "attention": F((str,), "softmax", choices=("softmax", "linformer", "cosformer", "grouped")),
+                "linformer_k": F((int,), 4, check=_pos, rule="> 0 (compressed sequence length)"),
+                "attention_group": F((int,), 2, check=_pos, rule="> 0 (tokens per group; divides the sequence)"),
+                "cosformer_m": F(
+                    (int,), 0, check=_nonneg, rule=">= 0 (cos re-weighting horizon M; 0 = sequence length)"
+                ),
                 # transformer: fixed per-feature standardization (mean/std of the training set) as the first layer
                 "input_norm": F((str,), "standard", choices=("standard", "none")),
             }

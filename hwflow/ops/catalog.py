@@ -49,7 +49,8 @@ register_op(
         name="mha",
         doc="quantized multi-head self-attention (projections, scaled scores, softmax, context, output)",
         ir_layer="hwflow.hls.ext.mha:HwflowMultiHeadAttention",
-        keras_layers=("hwflow.nn.layers:QMultiHeadAttention",),
+        # grouped attention (Burchi & Vielzeuf 2021) is this kernel with config group > 1
+        keras_layers=("hwflow.nn.layers:QMultiHeadAttention", "hwflow.nn.layers:QGroupedAttention"),
         handler="hwflow.hls.ext.mha:parse_qmha_layer",
         templates=("hwflow.hls.ext.mha:HwflowMHAConfigTemplate", "hwflow.hls.ext.mha:HwflowMHAFunctionTemplate"),
         headers=("hwflow_mha.h",),
@@ -60,6 +61,44 @@ register_op(
         ),
         configure="hwflow.hls.ext.mha:configure",
         calibrate="hwflow.hls.ext.mha:calibration_probes",
+        multiplies_variables=True,
+    )
+)
+
+# attention variants (issue 13): the MHA record's configure/calibrate hooks cover their Keras classes too
+# (hwflow.hls.ext.mha.ATTENTION_CLASSES), its Resource-layout pass matches them (subclasses of its IR layer)
+register_op(
+    Op(
+        name="linformer",
+        doc="Linformer self-attention: keys/values compressed along the sequence N -> k by learned E, F (Wang 2020)",
+        ir_layer="hwflow.hls.ext.linformer:HwflowLinformer",
+        keras_layers=("hwflow.nn.layers:QLinformerAttention",),
+        handler="hwflow.hls.ext.linformer:parse_linformer_layer",
+        templates=(
+            "hwflow.hls.ext.linformer:HwflowLinformerConfigTemplate",
+            "hwflow.hls.ext.linformer:HwflowLinformerFunctionTemplate",
+        ),
+        headers=("hwflow_linformer.h", "hwflow_softmax.h"),
+        reference="hwflow.reference.linformer:linformer",
+        tracer="hwflow.rtl.trace_graph:op_attention",
+        multiplies_variables=True,
+    )
+)
+
+register_op(
+    Op(
+        name="cosformer",
+        doc="cosFormer linear attention: ReLU features, cos re-weighting table, Q'(K'^T V), one reciprocal per query",
+        ir_layer="hwflow.hls.ext.cosformer:HwflowCosformer",
+        keras_layers=("hwflow.nn.layers:QCosformerAttention",),
+        handler="hwflow.hls.ext.cosformer:parse_cosformer_layer",
+        templates=(
+            "hwflow.hls.ext.cosformer:HwflowCosformerConfigTemplate",
+            "hwflow.hls.ext.cosformer:HwflowCosformerFunctionTemplate",
+        ),
+        headers=("hwflow_cosformer.h",),
+        reference="hwflow.reference.cosformer:cosformer",
+        tracer="hwflow.rtl.trace_graph:op_attention",
         multiplies_variables=True,
     )
 )

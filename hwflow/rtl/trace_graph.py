@@ -598,15 +598,18 @@ def mha_attend(
     slice_bits: int = SLICE_BITS,
 ) -> FixedVariableArray:
     """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q,
-    out_dim)."""
+    out_dim). Grouped attention (attrs group = g > 1): rows of g tokens, their head slices concatenated."""
     ty, at = layer["types"], layer["attrs"]
     arr = {n: arrays[a] for n, a in layer["arrays"].items()}
     H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])
+    g = int(at.get("group", 1) or 1)
     acc_t, score_t, ctx_t = ty["accum"], ty["score"], ty["context"]
     scale = float(at["scale"])
     hw = q.hwconf
-    n_q, n_k = q.shape[0], k.shape[0]
-    ctx_vars = np.empty((n_q, H * dv), dtype=object)
+    if q.shape[0] % g or k.shape[0] % g:
+        raise UnsupportedOp(f"grouped attention {layer['name']}: {q.shape[0]} query rows not whole groups of {g}")
+    n_q, n_k = q.shape[0] // g, k.shape[0] // g
+    ctx_vars = np.empty((q.shape[0], H * dv), dtype=object)
     for h in range(H):
         qh = q._vars[:, h * dk : (h + 1) * dk]
         kh = k._vars[:, h * dk : (h + 1) * dk]
@@ -615,15 +618,17 @@ def mha_attend(
             scores = []
             for j in range(n_k):
                 acc = 0.0
-                for d in range(dk):
-                    acc = cast_var(vmul(qh[i, d], kh[j, d], slice_bits) + acc, acc_t)
+                for u in range(g):
+                    for d in range(dk):
+                        acc = cast_var(vmul(qh[i * g + u, d], kh[j * g + u, d], slice_bits) + acc, acc_t)
                 scores.append(cast_var(acc * scale, score_t))
             a = softmax_row(scores, ty, at, arr, "softmax.", ty["softmax.result"], hw, slice_bits)
-            for c in range(dv):
-                acc = 0.0
-                for j in range(n_k):
-                    acc = cast_var(vmul(a[j], vh[j, c], slice_bits) + acc, acc_t)
-                ctx_vars[i, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
+            for u in range(g):
+                for c in range(dv):
+                    acc = 0.0
+                    for j in range(n_k):
+                        acc = cast_var(vmul(a[j], vh[j * g + u, c], slice_bits) + acc, acc_t)
+                    ctx_vars[i * g + u, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
     ctx = FixedVariableArray(ctx_vars, q.solver_options, hwconf=hw)
     W = arr["output_weight"].reshape(H * dv, -1)
     b = arr.get("output_bias", np.zeros(int(at["out_dim"]))).reshape(-1)
@@ -635,3 +640,163 @@ def op_mha(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = S
     x = x.reshape((int(layer["attrs"]["seq_len"]), -1))
     q, k, v = mha_project(x, layer, arrays)
     return mha_attend(q, k, v, layer, arrays, slice_bits)
+
+
+# ------------------------------------------------------------------------------ attention variants (issue 13)
+def _sub_layer(layer: dict, prefix: str) -> dict:
+    """Return the layer seen through its nested spec ``prefix`` (e.g. Linformer's inner attention 'attn.')."""
+    n = len(prefix)
+
+    def view(d: dict) -> dict:
+        out = {k: v for k, v in d.items() if not k.startswith(prefix)}
+        out.update({k[n:]: v for k, v in d.items() if k.startswith(prefix)})
+        return out
+
+    return {**layer, "types": view(layer["types"]), "attrs": view(layer["attrs"]), "arrays": view(layer["arrays"])}
+
+
+def seq_project(x: FixedVariableArray, w: np.ndarray, acc_t: dict, res_t: dict) -> FixedVariableArray:
+    """Return res_t(sum_t w[m, t] * x[t, :]) for every m (Linformer's N -> k projection, constant weights)."""
+    y = dense(x.transpose((1, 0)), np.asarray(w, np.float64).T, np.zeros(w.shape[0]), acc_t, res_t)
+    return y.transpose((1, 0))
+
+
+def attention_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[FixedVariableArray, ...]:
+    """Return the token-wise Q, K, V projections of any attention op (mha, linformer, cosformer)."""
+    return mha_project(x, _sub_layer(layer, "attn.") if layer["op"] == "linformer" else layer, arrays)
+
+
+def linformer_attend(
+    q: FixedVariableArray,
+    k: FixedVariableArray,
+    v: FixedVariableArray,
+    layer: dict,
+    arrays: dict,
+    slice_bits: int = SLICE_BITS,
+) -> FixedVariableArray:
+    """Return hwflow.reference.linformer: keys/values compressed N -> k by E, F, then attention over k entries."""
+    ty, at = layer["types"], layer["attrs"]
+    kk = int(at["proj_k"])
+    E = arrays[layer["arrays"]["key_seq_weight"]].reshape(kk, -1)
+    F = arrays[layer["arrays"]["value_seq_weight"]].reshape(kk, -1)
+    kp = seq_project(k, E, ty["seq_accum"], ty["kv"])
+    vp = seq_project(v, F, ty["seq_accum"], ty["kv"])
+    return mha_attend(q, kp, vp, _sub_layer(layer, "attn."), arrays, slice_bits)
+
+
+def _relu(v):
+    if isinstance(v, FixedVariable) and v.low != v.high:
+        return v.max_of(0.0) if v.low < 0 else v
+    return max(float(v.low if isinstance(v, FixedVariable) else v), 0.0)
+
+
+def cosformer_normalise(num: list, den, ty: dict, at: dict, inv_tab: np.ndarray, hw, slice_bits: int) -> list:
+    """Return context_t(num * 1/den) the hwflow_cosformer way (leading one of den, interpolated 1/m, one rounding)."""
+    den_t, inv_t, ctx_t = ty["den"], ty["inv_table"], ty["context"]
+    W, F = int(den_t["width"]), int(den_t["frac"])
+    if not isinstance(den, FixedVariable) or den.low == den.high:
+        from ..reference.fixed import parse_type
+
+        raise UnsupportedOp(f"constant cosFormer normaliser ({den}, {parse_type(den_t['ctype'])})")
+    keys = [(b, _bit(den, b - F)) for b in range(W)]
+    mf = 0.0  # p = 0 (and den = 0): the mantissa fraction is 0
+    for b, key in keys[1:]:
+        mf = _mux(key, (den * 2.0 ** (F - b)).quantize(0, 0, W - 1, "WRAP", "TRN"), mf)
+    inv = _interp_lookup(mf, inv_tab, int(at["inv_bits"]), inv_t, slice_bits)
+    out = []
+    for n in num:
+        prod = _as_var(vmul(n, inv, slice_bits), hw)  # exact
+        y = 0.0  # den = 0: no active feature -> 0
+        for b, key in keys:
+            y = _mux(key, prod * 2.0 ** (F - b), y)  # the exact product shifted by the leading one
+        out.append(cast_var(y, ctx_t))  # rounded once, as the C++ does
+    return out
+
+
+def cosformer_attend(
+    q: FixedVariableArray,
+    k: FixedVariableArray,
+    v: FixedVariableArray,
+    layer: dict,
+    arrays: dict,
+    slice_bits: int = SLICE_BITS,
+) -> FixedVariableArray:
+    """Return hwflow.reference.cosformer of the whole sequence (rows = positions 0..N-1), output projection."""
+    ty, at = layer["types"], layer["attrs"]
+    arr = {n: arrays[a] for n, a in layer["arrays"].items()}
+    H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])
+    feat_t, acc_t = ty["feat"], ty["accum"]
+    cos, sin = arr["tables.cos"], arr["tables.sin"]
+    hw = q.hwconf
+    N = q.shape[0]
+    if k.shape[0] != N or int(at["seq_len"]) != N:
+        raise UnsupportedOp(f"cosFormer {layer['name']}: all {at['seq_len']} positions are needed at once")
+
+    def feats(x):
+        # relu(x[i]) * table[i] as one constant (diagonal) matrix product per position: da4ml's CMVM keeps the
+        # operands' scale at 1 (a CSD product per element would carry a 2^-frac scale into every later sum)
+        d = x.shape[1]
+        out = []
+        for tab in (cos, sin):
+            rows = []
+            for i in range(N):
+                r = FixedVariableArray(
+                    np.array([[_as_var(_relu(v), hw) for v in x._vars[i]]], dtype=object), x.solver_options, hwconf=hw
+                )
+                y = r @ (np.eye(d) * float(tab[i]))
+                rows.append([cast_var(v, feat_t) for v in y._vars[0]])
+            out.append(rows)
+        return out
+
+    (qc, qs), (kc, ks) = feats(q), feats(k)
+    ctx_vars = np.empty((N, H * dv), dtype=object)
+    for h in range(H):
+        kd, vd = range(h * dk, (h + 1) * dk), range(h * dv, (h + 1) * dv)
+        state = {}
+        for name, kf in (("c", kc), ("s", ks)):
+            kv, ksum = [], []
+            for d in kd:
+                row = []
+                for e in vd:
+                    acc = 0.0
+                    for j in range(N):
+                        acc = cast_var(vmul(kf[j][d], v._vars[j, e], slice_bits) + acc, acc_t)
+                    row.append(cast_var(acc, ty["kv"]))
+                kv.append(row)
+                acc = 0.0
+                for j in range(N):
+                    acc = cast_var(kf[j][d] + acc, acc_t)
+                ksum.append(cast_var(acc, ty["ksum"]))
+            state[name] = (kv, ksum)
+        for i in range(N):
+            nacc = [0.0] * dv
+            dacc = 0.0
+            for di, d in enumerate(kd):
+                for name, qf in (("c", qc), ("s", qs)):
+                    kv, ksum = state[name]
+                    for e in range(dv):
+                        nacc[e] = cast_var(vmul(qf[i][d], kv[di][e], slice_bits) + nacc[e], acc_t)
+                    dacc = cast_var(vmul(qf[i][d], ksum[di], slice_bits) + dacc, acc_t)
+            num = [cast_var(a, ty["num"]) for a in nacc]
+            den = _as_var(cast_var(dacc, ty["den"]), hw)
+            for e, c in enumerate(cosformer_normalise(num, den, ty, at, arr["tables.inv"], hw, slice_bits)):
+                ctx_vars[i, h * dv + e] = _as_var(c, hw)
+    ctx = FixedVariableArray(ctx_vars, q.solver_options, hwconf=hw)
+    W = arr["output_weight"].reshape(H * dv, -1)
+    b = arr.get("output_bias", np.zeros(int(at["out_dim"]))).reshape(-1)
+    return dense(ctx, W, b, ty["out_accum"], ty["result"])
+
+
+ATTEND = {"mha": mha_attend, "linformer": linformer_attend, "cosformer": cosformer_attend}
+
+
+def attend(q, k, v, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
+    """Return the sequence-mixing part of any attention op (query rows q over all keys/values)."""
+    return ATTEND[layer["op"]](q, k, v, layer, arrays, slice_bits)
+
+
+def op_attention(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
+    """Return any attention op (mha incl. grouped, linformer, cosformer) of x (seq_len, embed_dim)."""
+    x = x.reshape((int(layer["attrs"]["seq_len"]), -1))
+    q, k, v = attention_project(x, layer, arrays)
+    return attend(q, k, v, layer, arrays, slice_bits)

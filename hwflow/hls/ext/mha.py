@@ -34,7 +34,9 @@ from .common import (
 )
 from .mha_code import PROJECTIONS, closest_reuse_factor, mha_config_cpp, proj_shapes
 
-KERAS_CLASSES = ("QMultiHeadAttention",)
+KERAS_CLASSES = ("QMultiHeadAttention", "QGroupedAttention")  # grouped: the same kernel with config group > 1
+# every attention layer sharing MHA's card keys, calibration and LayerName defaults (configure, calibration_probes)
+ATTENTION_CLASSES = KERAS_CLASSES + ("QLinformerAttention", "QCosformerAttention")
 PRECISION_KEYS = (
     "weight",
     "bias",
@@ -164,6 +166,7 @@ class HwflowMultiHeadAttention(Layer):
             inv_table_t=t["inv_table"],
             inp_norm_t=t["inp_norm"],
             score_range=rng if rng > 0 else None,
+            group=int(self.get_attr("group", 1) or 1),
         )
 
 
@@ -199,6 +202,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
                         f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}"
                     )
     input_names = list(input_names[:1]) if input_names else input_names
+    group = int(cfg.get("group") or 1)  # QGroupedAttention (grouped attention, same kernel with config group)
     shape = input_shapes[0]
     if len(shape) != 3:
         raise HwflowError(
@@ -215,6 +219,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
         key_dim=int(cfg["key_dim"]),
         value_dim=int(cfg.get("value_dim") or cfg["key_dim"]),
         out_dim=out_dim,
+        group=group,
     )
     for q in (
         "kernel_quantizer",
@@ -292,14 +297,13 @@ def _intermediate_ranges(layer, inp) -> dict:
     import tensorflow as tf
 
     t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
-    return {
-        "ScoreRange": calibrate_range(t["scores"]),
-        "_max_abs": {
-            "q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
-            "score": float(np.abs(t["scores"]).max()),
-            "context": float(np.abs(t["context"]).max()),
-        },
-    }
+    max_abs = {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v")))}
+    max_abs["context"] = float(np.abs(t["context"]).max())
+    out = {"_max_abs": max_abs}
+    if "scores" in t:  # softmax-free variants (cosFormer) have no scores
+        out["ScoreRange"] = calibrate_range(t["scores"])
+        max_abs["score"] = float(np.abs(t["scores"]).max())
+    return out
 
 
 def calibration_probes(model) -> list:
@@ -307,7 +311,7 @@ def calibration_probes(model) -> list:
     return [
         (layer.name, layer.input, functools.partial(_intermediate_ranges, layer))
         for layer in flat_layers(model)
-        if type(layer).__name__ in KERAS_CLASSES
+        if type(layer).__name__ in ATTENTION_CLASSES
     ]
 
 
@@ -318,7 +322,7 @@ def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
 
     for layer in flat_layers(model):
         lc = layer_configs.get(layer.name)
-        if lc is None or type(layer).__name__ not in KERAS_CLASSES:
+        if lc is None or type(layer).__name__ not in ATTENTION_CLASSES:
             continue
         prec = lc.setdefault("Precision", {})
         for key in list(prec):
@@ -329,7 +333,8 @@ def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
         apply_table_settings(lc, hls["softmax"])
         c = calibration.get(layer.name)
         if c:
-            lc["ScoreRange"] = c["ScoreRange"]
+            if "ScoreRange" in c:
+                lc["ScoreRange"] = c["ScoreRange"]
             for key, qname in (("q", "qkv_quantizer"), ("score", "score_quantizer"), ("context", "context_quantizer")):
-                if getattr(layer, qname) is None:  # no quantizer: size the type from the data
+                if getattr(layer, qname) is None and key in c["_max_abs"]:  # no quantizer: size from the data
                     prec[key] = range_type(c["_max_abs"][key])
