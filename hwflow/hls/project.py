@@ -128,7 +128,9 @@ def library(fw: str | os.PathLike, sha: str | None = None, fast: bool = True) ->
     cxx = compiler()
     flags = [*SIM_CXXFLAGS, *(SIM_EXTRA_FLAGS if fast else ())]
     sha = sha or source_sha256(fw)
-    key = hashlib.sha256((sha + " ".join([cxx, *flags])).encode()).hexdigest()[:20]
+    # the library reads its weights from <project>/firmware/weights (WEIGHTS_DIR, fixed at compile time; hls4ml's
+    # loader exits the process when a file is missing): the project's path is part of the key
+    key = hashlib.sha256((sha + str(fw) + " ".join([cxx, *flags])).encode()).hexdigest()[:20]
     out = build_dir(fw) / f"{PROJECT}-{key}.so"
     if out.exists():
         return out, 0.0
@@ -164,6 +166,9 @@ class CSim:
     def __init__(self, graph, fw: str | os.PathLike, fast: bool = True):
         self.graph = graph
         self.path = Path(fw)
+        top = self.path / "firmware" / f"{PROJECT}.cpp"
+        if "load_weights_from_txt" in top.read_text() and not (self.path / "firmware" / "weights").is_dir():
+            raise HwflowError(f"{self.path}/firmware/weights not found: rerun `hwflow firmware` for this project")
         self.rebuilt: str | None = None  # why hwflow.hls.design rebuilt the project first (None: it was fresh)
         self.firmware_seconds = 0.0
         self.firmware_sha256 = source_sha256(self.path)
