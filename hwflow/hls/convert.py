@@ -253,8 +253,9 @@ def firmware_inputs(card, dataset=None, calibrated: bool = True) -> dict:
     from ..util import package_versions, sha256_file, stable_hash
 
     model_file = card.model_dir() / MODEL_FILES["qkeras"]
-    here = Path(__file__).resolve().parent
-    code = [*here.rglob("*.py"), *here.rglob("*.h"), here.parent / "reference" / "softmax.py"]
+    pkg = Path(__file__).resolve().parents[1]
+    # the conversion code: hls4ml glue and headers, the op registry, the references the configs are sized with
+    code = [p for sub in ("hls", "ops", "reference") for p in (pkg / sub).rglob("*") if p.suffix in (".py", ".h")]
     return {
         "card": stable_hash({"name": card.name, "hls": card["hls"], "model": card["model"]}),
         "model_sha256": sha256_file(model_file) if model_file.exists() else None,
