@@ -310,6 +310,9 @@ SCHEMA = S(
                 "float_twin": F((bool,), True),
                 # halve the learning rate when the validation loss stalls for patience/2 epochs (helps QAT settle)
                 "reduce_lr": F((bool,), True),
+                # start from another trained model's weights (models/<name>/qkeras.h5 or float.h5): layers of the
+                # same name and shape are copied, the rest keep their seeded initialization (exploration trials)
+                "warm_start": F((str,), None),
             }
         ),
         "hls": S(
@@ -521,7 +524,8 @@ def find_card(name_or_path: str | Path) -> Path:
     cand = project_root() / "models" / f"{name_or_path}.yaml"
     if cand.exists():
         return cand
-    known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml"))
+    # models/<m>.explore.yaml are exploration spaces (hwflow.explore), not cards
+    known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml") if not q.stem.endswith(".explore"))
     raise CardError(
         f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: "
         f"{', '.join(known) or 'none'}"
