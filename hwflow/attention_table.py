@@ -105,6 +105,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def products_table(names: list[str], seq_lens=(16, 32, 64)) -> str:
+    """Return the attention layers' variable x variable products per sample at several N (closed formula)."""
+    from .nn.attention import variable_products
+
+    head = " | ".join(f"N = {n}" for n in seq_lens)
+    out = [f"| attention | {head} | vs softmax at N = {seq_lens[-2]} |", "|---" * (len(seq_lens) + 2) + "|"]
+    base = None
+    for name in names:
+        card = load_card(name)
+        m = card["model"]
+        vals = [variable_products(card, n) * m["num_blocks"] for n in seq_lens]
+        base = vals if base is None and m.get("attention", "softmax") == "softmax" else base
+        ratio = f"{base[-2] / vals[-2]:.1f}x fewer" if base else "–"
+        kind = m.get("attention", "softmax")
+        out.append(f"| {kind} (`{name}`) | " + " | ".join(_n(v) for v in vals) + f" | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Write accuracy (C sim) against the da4ml LUT estimate, one point per variant and G."""
     import matplotlib
@@ -133,7 +151,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("accuracy, C simulation [%]")
     ax.set_title("jet transformer: attention variants (same data and seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -148,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = collect(a.models)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".md"), markdown(rows))
+    text = markdown(rows) + "\nAttention variable x variable products per sample (hwflow.nn.attention formula):\n\n"
+    atomic_write_text(out.with_suffix(".md"), text + products_table(a.models))
     atomic_write_json(out.with_suffix(".json"), rows)
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
