@@ -110,7 +110,7 @@ def main() -> None:
     rows = []
     out = project_root() / "reports" / CARD
     if args.render:
-        rows = json.loads((out / "n_scan.json").read_text())["points"]
+        rows = sorted(json.loads((out / "n_scan.json").read_text())["points"], key=lambda r: r["n_constituents"])
         atomic_write_text(out / "n_scan.md", table(rows))
         plot(rows, out / "n_scan.png")
         print(table(rows))
@@ -123,6 +123,7 @@ def main() -> None:
             sets.append(f"train.epochs={args.epochs}")
         card = load_card(CARD, parse_overrides(sets))
         rows.append(point(train(card, verbose=0 if args.quiet else 2), n))
+        rows.sort(key=lambda r: r["n_constituents"])
         # written after every point, so an interrupted scan keeps what finished
         atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": sets[1:], "points": rows})
         atomic_write_text(out / "n_scan.md", table(rows))
