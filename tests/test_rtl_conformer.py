@@ -172,7 +172,7 @@ from hwflow.rtl.emulate import emulate
 from hwflow.rtl.worker import _flat_io
 g, arrays = load_neutral("{neutral}")
 p = fold_conv.plan(g, {group})
-mods = fold_conv.trace_plan(g, arrays, p, 18.0)
+mods = fold_conv.trace_plan(g, arrays, p, 18.0, 18)
 n = {n}
 x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
 y, bufs = fold_conv.emulate_chain(mods, p, x, emulate)

@@ -26,11 +26,11 @@ from pathlib import Path
 from hwflow.rtl.export import load_neutral
 from hwflow.rtl import fold
 from hwflow.rtl.emulate import emulate
-from hwflow.rtl.trace_graph import MUL_CHUNK
-from hwflow.rtl.worker import _flat_io
+from hwflow.rtl.trace_graph import SLICE_BITS
+from hwflow.rtl.simulators import _flat_io
 g, arrays = load_neutral("{neutral}")
 p = fold.plan(g, {group})
-mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
+mods = fold.trace_plan(g, arrays, p, float(SLICE_BITS), SLICE_BITS)
 n = {n}
 x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
 """
@@ -205,7 +205,7 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
         y, bufs = fold.emulate_chain(mods, p, x, emulate)
         out = {{"segments": [m.seg.name for m in mods], "emulated": bool(np.array_equal(y, want))}}
         if {icarus}:
-            prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(MUL_CHUNK), 5.0, "xcvu13p")
+            prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(SLICE_BITS), 5.0, "xcvu13p")
             r = fold.simulate(prj, x[:8], "iverilog", Path("{tmp_path}") / "sim")
             out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"],
                        ii=r["interval_range"], expect=3 * 2 + sum(prj["depths"]) + 3)

@@ -5,7 +5,7 @@ Ops added to the neutral format (see hwflow/rtl/export.py for the format):
 - ``conv1d`` (stock hls4ml Conv1D, io_parallel Latency): attrs in_width, out_width, n_chan, n_filt, filt_width,
   stride, pad_left, pad_right; arrays weight (filt_width * n_chan, n_filt: tap-major rows, as hls4ml's im2col
   buffer), bias (n_filt,). Each output frame is a ``dense`` over its zero-padded window of frames.
-- ``depthwise1d`` (hwflow HwflowDepthwiseConv1D, batch norm folded): attrs in_width, out_width, n_chan,
+- ``depthwise_conv1d`` (hwflow HwflowDepthwiseConv1D, batch norm folded): attrs in_width, out_width, n_chan,
   filt_width, pad_left; arrays weight (filt_width, n_chan), bias (n_chan,); types weight, bias, accum, result
   (hwflow.reference.conformer.depthwise_conv1d).
 - ``swish`` / ``glu`` (HwflowSwish / HwflowGLU): attrs table_size, log2_size, log2_scale; array table (the
@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASS_TO_OP = {
-    "Conv1D": "conv1d",
-    "HwflowDepthwiseConv1D": "depthwise1d",
-    "HwflowSwish": "swish",
-    "HwflowGLU": "glu",
-}
+OPS = ("conv1d", "depthwise_conv1d", "swish", "glu")  # neutral op names (the extension ops' registry names)
 
 
 def describe(layer, op: str, attrs: dict, weights) -> dict:
@@ -44,7 +39,7 @@ def describe(layer, op: str, attrs: dict, weights) -> dict:
             pad_right=int(layer.get_attr("pad_right")),
         )
         return {"weight": w["weight"].reshape(k * c, f), "bias": w.get("bias", np.zeros(f)).reshape(f)}
-    if op == "depthwise1d":
+    if op == "depthwise_conv1d":
         if hasattr(layer, "resolve_accum"):
             layer.resolve_accum()  # 'auto' accumulator: the exact type the C++ was generated with
         w = weights(layer)

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TOKEN_OPS = {"batchnorm", "dense", "activation", "merge", "layernorm", "softmax"}
+from ..ops import all_ops
+
+STOCK_TOKEN_OPS = {"batchnorm", "dense", "activation", "merge"}
+
+
+def token_ops() -> set[str]:
+    """Return the ops that map each token on its own (run G tokens at a time): stock ones and the registry's."""
+    return STOCK_TOKEN_OPS | {o.name for o in all_ops() if o.token_wise}
 
 
 class FoldError(Exception):
@@ -64,10 +71,14 @@ def _qkv(mha: dict) -> tuple[str, str, str]:
     return tuple(f"{mha['name']}:{p}" for p in ("q", "k", "v"))
 
 
+# attention ops that fold (token-wise Q/K/V projections, then G query tokens over all keys/values per clock)
+ATTENTION_OPS = ("mha", "linformer", "cosformer")
+
+
 def plan(graph: dict, group: int) -> Plan:
     """Return the segment plan of a neutral graph folded to ``group`` tokens per clock, or raise FoldError."""
     layers = graph["layers"]
-    mhas = [e for e in layers if e["op"] == "mha"]
+    mhas = [e for e in layers if e["op"] in ATTENTION_OPS]
     if not mhas:
         raise FoldError(
             "rtl.tokens_per_cycle folds attention models only (no multi-head attention in this graph); "
@@ -76,6 +87,18 @@ def plan(graph: dict, group: int) -> Plan:
     L = int(mhas[0]["attrs"]["seq_len"])
     if group < 1 or L % group:
         raise FoldError(f"rtl.tokens_per_cycle = {group} must divide the sequence length {L}")
+    for e in mhas:
+        if e["op"] == "cosformer":
+            raise FoldError(
+                f"cosFormer layer {e['name']} re-weights by absolute token position, which a token-serial segment "
+                "does not see; set rtl.tokens_per_cycle: 0"
+            )
+        g = int(e["attrs"].get("group", 1) or 1)
+        if group % g:
+            raise FoldError(
+                f"grouped attention {e['name']} mixes groups of {g} tokens: rtl.tokens_per_cycle = {group} must be a "
+                f"multiple of {g} (or 0)"
+            )
     shapes = {k: tuple(v["shape"]) for k, v in graph["tensors"].items()}
 
     def is_token(t: str) -> bool:
@@ -95,7 +118,7 @@ def plan(graph: dict, group: int) -> Plan:
             continue
         if not in_tail:
             token_wise = (
-                e["op"] in TOKEN_OPS
+                e["op"] in token_ops()
                 and all(is_token(t) for t in e["inputs"])
                 and is_token(e["output"])
                 and not (
@@ -104,10 +127,12 @@ def plan(graph: dict, group: int) -> Plan:
                     and e["attrs"].get("axis", -1) not in (-1, 1)
                 )
             )
-            if e["op"] == "mha":
+            if e["op"] in ATTENTION_OPS:
                 q, k, v = _qkv(e)
+                at = e["attrs"]
+                pre = "attn." if e["op"] == "linformer" else ""  # Linformer's inner attention spec
                 for t, n in ((q, "key_dim"), (k, "key_dim"), (v, "value_dim")):
-                    widths[t] = int(e["attrs"]["num_heads"]) * int(e["attrs"][n])
+                    widths[t] = int(at[pre + "num_heads"]) * int(at[pre + n])
                 segs[-1].project = e
                 segs.append(Segment(f"s{len(segs)}", "token", attend=e))
                 continue
@@ -119,7 +144,7 @@ def plan(graph: dict, group: int) -> Plan:
             "folding needs a sequence-mixing layer (pooling/flatten) after the last attention; "
             "set rtl.tokens_per_cycle: 0"
         )
-    if any(e["op"] == "mha" for e in tail.layers):
+    if any(e["op"] in ATTENTION_OPS for e in tail.layers):
         raise FoldError(
             "attention after a pooling/flatten layer cannot be folded token by token; set rtl.tokens_per_cycle: 0"
         )
@@ -188,7 +213,7 @@ def _declare(inp, kifs: list[tuple[int, int, int]]):
     return inp.quantize(k, i, f)
 
 
-def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> list[Module]:
+def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float, slice_bits: int) -> list[Module]:
     """Return the traced modules of a plan (each segment's logic on G rows, the tail on all rows)."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig, comb_trace
     from da4ml.types import minimal_kif
@@ -236,13 +261,13 @@ def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> lis
             env[t] = FixedVariableArray(np.array(vv, dtype=object), xin.solver_options, hwconf=hw)
         if s.attend is not None:
             q, k, v = _qkv(s.attend)
-            env[s.attend["output"]] = T.mha_attend(env[q], env[k], env[v], s.attend, arrays)
+            env[s.attend["output"]] = T.attend(env[q], env[k], env[v], s.attend, arrays, slice_bits)
         for e in s.layers:
             xs = [env[t] for t in e["inputs"]]
-            y = T.apply_layer(e, xs, arrays, shapes[e["output"]])
+            y = T.apply_layer(e, xs, arrays, shapes[e["output"]], slice_bits)
             env[e["output"]] = y.reshape((rows, -1)) if s.kind == "token" else y.reshape(shapes[e["output"]])
         if s.project is not None:
-            for name, arr in zip(_qkv(s.project), T.mha_project(env[s.project["inputs"][0]], s.project, arrays)):
+            for name, arr in zip(_qkv(s.project), T.attention_project(env[s.project["inputs"][0]], s.project, arrays)):
                 env[name] = arr
         if s.kind == "token":
             out_cols, outs = [], []
@@ -609,7 +634,7 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     import time
     from pathlib import Path
 
-    from .worker import icarus_files, pack_words, project_files, unpack_word, verilator_env
+    from .simulators import icarus_files, pack_words, project_files, unpack_word, verilator_env
 
     work = Path(workdir)
     if work.exists():

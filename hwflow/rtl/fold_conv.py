@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fold import TOKEN_OPS, FoldError, Module, Plan, Segment, _assemble, _declare, _qkv, convert_expr
-
-FRAME_OPS = TOKEN_OPS | {"swish", "glu"}  # row-wise ops (+ depthwise1d with a kernel of one frame)
+from .fold import FoldError, Module, Plan, Segment, _assemble, _declare, _qkv, convert_expr, token_ops
 
 
 @dataclass
@@ -63,7 +61,7 @@ class ConvPlan(Plan):
 
 def needs_windows(graph: dict) -> bool:
     """Return True when a graph has convolutions over time (folded by this module, not hwflow.rtl.fold)."""
-    return any(e["op"] == "conv1d" or (e["op"] == "depthwise1d" and _filt(e) > 1) for e in graph["layers"])
+    return any(e["op"] == "conv1d" or (e["op"] == "depthwise_conv1d" and _filt(e) > 1) for e in graph["layers"])
 
 
 def _filt(e: dict) -> int:
@@ -89,7 +87,7 @@ def plan(graph: dict, group: int) -> ConvPlan:
         return len(shapes[t]) == 2 and shapes[t][0] == L
 
     def frame_wise(e: dict, rows: int) -> bool:
-        ok_op = e["op"] in FRAME_OPS or (e["op"] == "depthwise1d" and _filt(e) == 1)
+        ok_op = e["op"] in token_ops() or (e["op"] == "depthwise_conv1d" and _filt(e) == 1)
         if e["op"] == "merge" and e["attrs"].get("op") == "concatenate" and e["attrs"].get("axis", -1) not in (-1, 1):
             return False
         return ok_op and all(shapes[t][:1] == (rows,) and len(shapes[t]) == 2 for t in e["inputs"] + [e["output"]])
@@ -127,7 +125,7 @@ def plan(graph: dict, group: int) -> ConvPlan:
                 widths[t] = int(e["attrs"]["num_heads"]) * int(e["attrs"][nk])
             segs[-1].project = e
             segs.append(ConvSegment(f"s{len(segs)}", "token", attend=e))
-        elif e["op"] == "depthwise1d" and _filt(e) > 1 and is_token(e["inputs"][0]) and is_token(e["output"]):
+        elif e["op"] == "depthwise_conv1d" and _filt(e) > 1 and is_token(e["inputs"][0]) and is_token(e["output"]):
             K = _filt(e)
             segs.append(
                 ConvSegment(
@@ -143,7 +141,7 @@ def plan(graph: dict, group: int) -> ConvPlan:
             tail.layers.append(e)
     if not tail.layers:
         raise FoldError("folding needs a sequence-mixing layer (pooling) after the last frame-wise layer")
-    if any(e["op"] in ("mha", "depthwise1d", "conv1d") for e in tail.layers):
+    if any(e["op"] in ("mha", "depthwise_conv1d", "conv1d") for e in tail.layers):
         raise FoldError("attention or convolution after the pooling cannot be folded; set rtl.tokens_per_cycle: 0")
     _liveness(segs, tail, x)
     order = segs + [tail]
@@ -199,7 +197,7 @@ def _liveness(segs: list, tail: ConvSegment, x: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- tracing (.venv-rtl only)
-def trace_plan(graph: dict, arrays: dict, p: ConvPlan, latency_cutoff: float) -> list[Module]:
+def trace_plan(graph: dict, arrays: dict, p: ConvPlan, latency_cutoff: float, slice_bits: int) -> list[Module]:
     """Return the traced modules of a plan: each token segment on G frames (its window on (G-1)*stride+K frames),
     the tail on all frames."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig, comb_trace
@@ -259,15 +257,15 @@ def trace_plan(graph: dict, arrays: dict, p: ConvPlan, latency_cutoff: float) ->
         env = {t: arr(v) for (kind, t), v in vals.items() if kind != "win"}
         if s.attend is not None:
             q, k, v = _qkv(s.attend)
-            env[s.attend["output"]] = T.mha_attend(env[q], env[k], env[v], s.attend, arrays)
+            env[s.attend["output"]] = T.attend(env[q], env[k], env[v], s.attend, arrays, slice_bits)
         if w is not None:
             wenv = {w.tensor: arr(vals[("win", w.tensor)])}
             for e in w.pre:  # frame-wise layers on every window frame
                 xs = [wenv[t] for t in e["inputs"]]
-                if e["op"] == "depthwise1d":
+                if e["op"] == "depthwise_conv1d":
                     y = TC.op_depthwise1d(xs[0], e, arrays, padded=True)
                 else:
-                    y = T.apply_layer(e, xs, arrays, (w.frames, shapes[e["output"]][-1]))
+                    y = T.apply_layer(e, xs, arrays, (w.frames, shapes[e["output"]][-1]), slice_bits)
                 wenv[e["output"]] = y.reshape((w.frames, -1))
             if w.stride == 1:  # the window's centre frames are this segment's own rows of the tensor
                 env[w.tensor] = arr(vals[("win", w.tensor)][w.pad_left : w.pad_left + rows])
@@ -281,10 +279,10 @@ def trace_plan(graph: dict, arrays: dict, p: ConvPlan, latency_cutoff: float) ->
             conv = TC.op_conv1d if w.conv["op"] == "conv1d" else TC.op_depthwise1d
             env[w.conv["output"]] = conv(src, w.conv, arrays, padded=True).reshape((rows, -1))
         for e in s.layers:
-            y = T.apply_layer(e, [env[t] for t in e["inputs"]], arrays, shapes[e["output"]])
+            y = T.apply_layer(e, [env[t] for t in e["inputs"]], arrays, shapes[e["output"]], slice_bits)
             env[e["output"]] = y.reshape((rows, -1)) if s.kind == "token" else y.reshape(shapes[e["output"]])
         if s.project is not None:
-            for name, a in zip(_qkv(s.project), T.mha_project(env[s.project["inputs"][0]], s.project, arrays)):
+            for name, a in zip(_qkv(s.project), T.attention_project(env[s.project["inputs"][0]], s.project, arrays)):
                 env[name] = a
         if s.kind == "token":
             out_cols, outs = [], []

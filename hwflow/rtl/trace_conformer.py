@@ -25,8 +25,6 @@ from da4ml.trace.fixed_variable import FixedVariable
 
 from . import trace_graph as T
 
-OPS = ("conv1d", "depthwise1d", "swish", "glu")
-
 
 def _arr(vals, like: FixedVariableArray, shape) -> FixedVariableArray:
     out = np.empty(len(vals), dtype=object)
@@ -61,7 +59,9 @@ def op_conv1d(x: FixedVariableArray, layer: dict, arrays: dict, padded: bool = F
     return T.dense(win, W, b, ty.get("accum", ty["result"]), ty["result"])
 
 
-def op_depthwise1d(x: FixedVariableArray, layer: dict, arrays: dict, padded: bool = False) -> FixedVariableArray:
+def op_depthwise1d(
+    x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = T.SLICE_BITS, padded: bool = False
+) -> FixedVariableArray:
     """Return hwflow's depthwise conv1d (stride 1, batch norm folded) of x (in_width, n_chan); with ``padded``
     x holds pad_left zero frames before the input and enough after it (the folded design's window)."""
     a, ty = layer["attrs"], layer["types"]
@@ -112,27 +112,21 @@ def sigmoid_lookup(v, layer: dict, arrays: dict):
     return T.lut(k, lambda g: table[np.round(g).astype(np.int64) + half])
 
 
-def _gate(a, b, layer: dict, arrays: dict, res_t: dict):
+def _gate(a, b, layer: dict, arrays: dict, res_t: dict, slice_bits: int):
     """Return res_t(a * sigmoid_table(b)): the swish (a is b) and GLU product."""
-    return T.cast_var(T.vmul(a, sigmoid_lookup(b, layer, arrays)), res_t)
+    return T.cast_var(T.vmul(a, sigmoid_lookup(b, layer, arrays), slice_bits), res_t)
 
 
-def op_swish(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def op_swish(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = T.SLICE_BITS) -> FixedVariableArray:
     """Return hwflow's swish x * sigmoid_table(x) cast to result, element-wise."""
     res_t = layer["types"]["result"]
-    return _arr([_gate(v, v, layer, arrays, res_t) for v in x._vars.ravel()], x, x.shape)
+    return _arr([_gate(v, v, layer, arrays, res_t, slice_bits) for v in x._vars.ravel()], x, x.shape)
 
 
-def op_glu(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def op_glu(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = T.SLICE_BITS) -> FixedVariableArray:
     """Return hwflow's GLU a * sigmoid_table(b) over the last axis ([a, b] = the two halves), cast to result."""
     res_t = layer["types"]["result"]
     c2 = x.shape[-1]
     rows = x._vars.reshape(-1, c2)
-    vals = [_gate(r[c], r[c2 // 2 + c], layer, arrays, res_t) for r in rows for c in range(c2 // 2)]
+    vals = [_gate(r[c], r[c2 // 2 + c], layer, arrays, res_t, slice_bits) for r in rows for c in range(c2 // 2)]
     return _arr(vals, x, (*x.shape[:-1], c2 // 2))
-
-
-def apply(op: str, xs: list[FixedVariableArray], layer: dict, arrays: dict) -> FixedVariableArray:
-    """Return the traced output of a conformer op (dispatched from trace_graph.apply_layer)."""
-    fn = {"conv1d": op_conv1d, "depthwise1d": op_depthwise1d, "swish": op_swish, "glu": op_glu}[op]
-    return fn(xs[0], layer, arrays)
