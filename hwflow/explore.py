@@ -729,9 +729,9 @@ def make_plots(out: Path, records: list[dict], front: list[dict], model: str) ->
             [r[key] for r in fr],
             [r["accuracy"] for r in fr],
             yerr=[r.get("accuracy_stat_error") or 0 for r in fr],
-            fmt="o-",
+            fmt="o",  # no connecting line: a 3-objective front is not a curve in this 2-D projection
             color="tab:red",
-            label="Pareto front (3 objectives)",
+            label="on the Pareto front (3 objectives)",
         )
         for r in pts:
             if r.get("is_default"):
