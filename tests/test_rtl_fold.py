@@ -100,7 +100,12 @@ def test_unfoldable_graphs_are_refused_with_the_fix(tiny, tmp_path):
 
 @needs_rtl
 @pytest.mark.rtl
-@pytest.mark.parametrize("group,yosys", [(1, False), (2, False), pytest.param(1, True, marks=pytest.mark.slow)])
+# group 2 (the longest Verilator build of the default run, 14 min at load 30) and Yosys: `make test-slow`; group 1
+# keeps the same folding, simulation and measurement path in the default run
+@pytest.mark.parametrize(
+    "group,yosys",
+    [(1, False), pytest.param(2, False, marks=pytest.mark.slow), pytest.param(1, True, marks=pytest.mark.slow)],
+)
 def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
     """Verilator (all samples) and Icarus (a few) run the generated top: outputs equal the C simulation bit for bit,
     a new sample every T/G clocks, latency = the schedule of the controller over the segments' pipeline depths."""
