@@ -85,7 +85,7 @@ def test_variant_converts_and_is_bit_exact_in_the_project(attention, strategy, r
     rng = np.random.default_rng(1)
     x = (rng.normal(0, 1, (500, T, NF)) * rng.choice([0.3, 1, 3], (500, 1, 1))).astype("float32")
     hm = H.convert(card, model, output_dir=tmp_path / "prj", calibration_data=x[:200])
-    H.compile_model(hm)
+    hm = H.compile_model(hm)
     node = {ly.name: ly for ly in hm.get_layers()}["mha0"]
     assert node.class_name == cls
     xs = np.ascontiguousarray(x[200:])

@@ -216,9 +216,10 @@ def compile_model(hls_model) -> CSim:
     return CSim(hls_model, out)
 
 
-def trace(csim: CSim, x):
-    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`)."""
-    return csim.trace(x)
+def trace(csim, x):
+    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`; an hls4ml
+    ModelGraph is written and compiled first)."""
+    return csim_outputs(csim, x, trace_layers=True)
 
 
 def csim_outputs(csim, x, trace_layers: bool = True):
