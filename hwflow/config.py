@@ -74,22 +74,48 @@ QUANT = S(
     }
 )
 
+JET_FEATURES = (
+    "ptrel",
+    "deta",
+    "dphi",
+    "logpt",
+    "dr",
+    "logptrel",
+    "e_rel",
+    "pt",
+    "eta",
+    "phi",
+    "e",
+    "loge",
+    "etarel",
+    "charge",
+    "is_electron",
+    "is_muon",
+    "is_photon",
+    "is_charged_hadron",
+    "is_neutral_hadron",
+)
+
 JETS = S(
     {
         "classes": F((list,), ["g", "q", "W", "Z", "t"], item_types=(str,), item_choices=("g", "q", "W", "Z", "t")),
-        "n_constituents": F((int,), 16, check=_pos, rule="> 0"),
+        "n_constituents": F((int,), 16, check=_pos, rule="> 0 and <= n_max"),
+        # constituents kept per jet in the cache (hardest first): N and the features are picked at load time
+        # from them, so a card changes n_constituents/features without regenerating (up to n_max)
+        "n_max": F((int,), 128, check=_pos, rule="> 0"),
         "jets_per_class": F((int,), 1000, check=_pos, rule="> 0"),
         "pt_min": F(NUM, 800.0, check=_pos, rule="> 0 GeV"),
         "pt_max": F(NUM, 1200.0, check=_pos, rule="> pt_min, GeV"),
         "sqrt_s": F(NUM, 13000.0, check=_pos, rule="> 0 GeV"),
         "jet_r": F(NUM, 0.8, check=_pos, rule="> 0"),
         "match_dr": F(NUM, 0.6, check=_pos, rule="> 0"),
-        # deta is the rapidity difference (FastJet's metric); keep in sync with hwflow.data.physics.FEATURES
+        # the hls4ml LHC jet dataset's constituent features (meanings in hwflow/data/physics.py; deta is the
+        # rapidity difference, FastJet's metric, etarel the pseudorapidity one); same list as physics.FEATURES
         "features": F(
             (list,),
             ["ptrel", "deta", "dphi", "logpt"],
             item_types=(str,),
-            item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel"),
+            item_choices=JET_FEATURES,
         ),
         "shard_size": F((int,), 250, check=_pos, rule="> 0"),
         "pthat_margin": F(
@@ -253,6 +279,15 @@ SCHEMA = S(
                 ),
                 "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
+                # attention kind (issue 13, hwflow.nn.attention): softmax (MHA), linformer (keys/values compressed
+                # N -> linformer_k), cosformer (ReLU features, cos re-weighting, linear form), grouped (tokens grouped
+                # by attention_group before attention, ungrouped after)
+                "attention": F((str,), "softmax", choices=("softmax", "linformer", "cosformer", "grouped")),
+                "linformer_k": F((int,), 4, check=_pos, rule="> 0 (compressed sequence length)"),
+                "attention_group": F((int,), 2, check=_pos, rule="> 0 (tokens per group; divides the sequence)"),
+                "cosformer_m": F(
+                    (int,), 0, check=_nonneg, rule=">= 0 (cos re-weighting horizon M; 0 = sequence length)"
+                ),
                 # transformer: fixed per-feature standardization (mean/std of the training set) as the first layer
                 "input_norm": F((str,), "standard", choices=("standard", "none")),
             }
@@ -547,3 +582,28 @@ def parse_overrides(items: list[str] | None) -> dict:
         key, value = item.split("=", 1)
         set_dotted(out, key, yaml.safe_load(value))
     return out
+
+
+def schema_default(dotted: str) -> Any:
+    """Return the schema default of a card key (e.g. ``"model.swish_table_size"``): the one place it is defined."""
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if not isinstance(node, S) or part not in node.fields:
+            raise KeyError(f"no card key '{dotted}'")
+        node = node.fields[part]
+    if not isinstance(node, F):
+        raise KeyError(f"card key '{dotted}' is a section, not a value")
+    return copy.deepcopy(node.default)
+
+
+def sigmoid_table_defaults() -> dict:
+    """Return the default swish/GLU sigmoid table {table_size, table_range, table_t} (card ``model.swish_table_*``)."""
+    return {k: schema_default(f"model.swish_{k}") for k in ("table_size", "table_range", "table_t")}
+
+
+def schema_defaults(section: str) -> dict:
+    """Return {key: default} of the scalar keys of a card section (e.g. ``"rtl"``), from the schema."""
+    node: Any = SCHEMA
+    for part in section.split("."):
+        node = node.fields[part]
+    return {k: copy.deepcopy(f.default) for k, f in node.fields.items() if isinstance(f, F)}

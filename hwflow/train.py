@@ -270,16 +270,6 @@ def load_trained(card, which: str = "qkeras"):
     return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
 
 
-def load_summary(card) -> dict:
-    """Return models/<name>/summary.json of a trained card."""
-    import json
-
-    path = card.model_dir() / "summary.json"
-    if not path.exists():
-        raise HwflowError(f"no training summary at {path}: run `make train MODEL={card.name}` first")
-    return json.loads(path.read_text())
-
-
 def add_cli(sub) -> None:
     """Register `hwflow train`."""
     p = sub.add_parser("train", help="train the QKeras model and its float twin of a model card")

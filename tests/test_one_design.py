@@ -132,6 +132,8 @@ def test_batch_and_trace_calls_match_per_sample_calls(root):
     x = np.ascontiguousarray(ds.x_test[:25], np.float64)
     y = sim.predict(x)
     assert np.array_equal(y, _per_sample(sim, x))
+    big = np.ascontiguousarray(np.resize(ds.x_test, (300, 4, 4)), np.float64)  # split over two threads
+    assert np.array_equal(sim.predict(big, workers=2), sim.predict(big, workers=1))
     y2, tr = sim.trace(x)
     assert np.array_equal(y, y2) and {"d1", "softmax"} <= set(tr)
     assert tr["d1"].shape == (25, 8)

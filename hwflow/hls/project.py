@@ -128,7 +128,9 @@ def library(fw: str | os.PathLike, sha: str | None = None, fast: bool = True) ->
     cxx = compiler()
     flags = [*SIM_CXXFLAGS, *(SIM_EXTRA_FLAGS if fast else ())]
     sha = sha or source_sha256(fw)
-    key = hashlib.sha256((sha + " ".join([cxx, *flags])).encode()).hexdigest()[:20]
+    # the library reads its weights from <project>/firmware/weights (WEIGHTS_DIR, fixed at compile time; hls4ml's
+    # loader exits the process when a file is missing): the project's path is part of the key
+    key = hashlib.sha256((sha + str(fw) + " ".join([cxx, *flags])).encode()).hexdigest()[:20]
     out = build_dir(fw) / f"{PROJECT}-{key}.so"
     if out.exists():
         return out, 0.0
@@ -164,6 +166,9 @@ class CSim:
     def __init__(self, graph, fw: str | os.PathLike, fast: bool = True):
         self.graph = graph
         self.path = Path(fw)
+        top = self.path / "firmware" / f"{PROJECT}.cpp"
+        if "load_weights_from_txt" in top.read_text() and not (self.path / "firmware" / "weights").is_dir():
+            raise HwflowError(f"{self.path}/firmware/weights not found: rerun `hwflow firmware` for this project")
         self.rebuilt: str | None = None  # why hwflow.hls.design rebuilt the project first (None: it was fresh)
         self.firmware_seconds = 0.0
         self.firmware_sha256 = source_sha256(self.path)
@@ -197,13 +202,32 @@ class CSim:
     def _outputs(self, ys: list[np.ndarray]):
         return ys[0] if len(ys) == 1 else ys
 
-    def predict(self, x):
-        """Return the C simulation's outputs (n, values) for inputs ``x`` (n samples, any shape): one library call."""
+    def _run(self, xs: list[np.ndarray], ys: list[np.ndarray], a: int, b: int) -> None:
+        """Run samples [a, b) through the batch entry point (ctypes releases the GIL: threads run in parallel)."""
+        if b > a:
+            fn = getattr(self.lib, f"{PROJECT}_batch_double")
+            fn.restype = None
+            fn(*(self._ptr(v[a:b]) for v in (*xs, *ys)), ctypes.c_int(b - a))
+
+    def predict(self, x, workers: int | None = None):
+        """Return the C simulation's outputs (n, values) for inputs ``x`` (n samples, any shape).
+
+        One library call per batch; large batches are split over ``workers`` threads (default: every CPU) by
+        Dask's threaded scheduler. The first sample runs alone: it loads the weights and fills the static
+        tables of the generated code, which the threads then only read.
+        """
         xs, n = self._inputs(x)
         ys = [np.zeros((n, k), np.float64) for k in self.n_out]
-        fn = getattr(self.lib, f"{PROJECT}_batch_double")
-        fn.restype = None
-        fn(*map(self._ptr, xs), *map(self._ptr, ys), ctypes.c_int(n))
+        self._run(xs, ys, 0, min(n, 1))
+        workers = max(1, int(workers or os.cpu_count() or 1))
+        if workers > 1 and n >= 64 * workers:
+            import dask
+
+            cut = np.linspace(1, n, workers + 1).round().astype(int)
+            parts = [dask.delayed(self._run)(xs, ys, int(a), int(b)) for a, b in zip(cut[:-1], cut[1:])]
+            dask.compute(*parts, scheduler="threads", num_workers=workers)
+        else:
+            self._run(xs, ys, 1, n)
         return self._outputs(ys)
 
     def trace(self, x):

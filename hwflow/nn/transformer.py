@@ -127,14 +127,15 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
-    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization
+    from .attention import attention_layer
+    from .layers import QLayerNormalization, QRMSNormalization
 
     check_model_section(card)
     m = card["model"]
     quantized = bool(quantized and card["quant"].get("enabled", True))
     n_tok, n_feat = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
     n_cls = int(n_classes or n_classes_from_card(card))
-    E, H, dk, dff = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"]
+    E, dff = m["embed_dim"], m["ffn_dim"]
     L = tf.keras.layers
 
     def q(role, kind="bits"):
@@ -176,18 +177,7 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     for i in range(m["num_blocks"]):
         # attention sub-block
         a = norm(f"norm{i}a")(h) if pre else h
-        a = QMultiHeadAttention(
-            H,
-            dk,
-            kernel_quantizer=q("default"),
-            bias_quantizer=q("bias"),
-            qkv_quantizer=q("qkv"),
-            score_quantizer=q("score"),
-            softmax_quantizer=q("softmax"),
-            context_quantizer=q("context"),
-            output_quantizer=q("attn_out"),
-            name=f"mha{i}",
-        )(a, a)
+        a = attention_layer(card, q, quantized, n_tok, f"mha{i}")(a, a)  # model.attention (hwflow.nn.attention)
         a = drop(a, f"mha{i}_drop")
         h = L.Add(name=f"mha{i}_add")([h, a])
         if not pre:
@@ -224,6 +214,8 @@ def parameter_count(card, input_shape: tuple | None = None, n_classes: int | Non
     norm = E if m["norm"] == "rmsnorm" else 2 * E
     mha = 2 * (E * H * dk + H * dk) + (E * H * dk + H * dk) + (H * dk * E + E)  # Q, K; V (value_dim = key_dim); output
     ffn = (E * dff + dff) + (dff * E + E)
+    if m.get("attention", "softmax") == "linformer":
+        mha += 2 * m["linformer_k"] * n_tok  # E and F: k x N sequence projections
     block = mha + ffn + 2 * norm
     pooled = n_tok * E if m["pooling"] == "flatten" else E
     total = (n_feat * E + E) + m["num_blocks"] * block + (pooled * n_cls + n_cls)
