@@ -112,11 +112,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/clang-format --dry-run -Werror hwflow/hls/nnet_utils/*.h
 
+# PYTEST_ARGS passes pytest options through, e.g. make test PYTEST_ARGS="--durations=30 -k rtl"
 test: setup rtl-env lint
-	$(PYTEST) -q
+	$(PYTEST) -q --durations=25 $(PYTEST_ARGS)
 
-test-slow: setup
-	$(PYTEST) -q -m slow
+test-slow: setup rtl-env
+	$(PYTEST) -q -m slow $(PYTEST_ARGS)
 
 test-rtl: setup rtl-env
 	$(PYTEST) -q -m rtl
