@@ -12,7 +12,7 @@ from typing import Any
 
 from ..util import HwflowError
 from .find import load_synth_json
-from .schema import CSIM_KEYS, RESOURCE_KEYS
+from .schema import CSIM_KEYS, HLS_SCALAR_KEYS, RESOURCE_KEYS
 from .summary import fmt, markdown_table, vendor_view
 
 
@@ -53,19 +53,7 @@ def metrics(run: dict[str, Any]) -> dict[str, Any]:
     m: dict[str, Any] = {f"card.{k}": val for k, val in (run.get("card") or {}).items()}
     h = v["hls"]
     if h:
-        for k in (
-            "part",
-            "top",
-            "clock_target_ns",
-            "clock_estimated_ns",
-            "fmax_mhz",
-            "latency_best_cycles",
-            "latency_worst_cycles",
-            "latency_worst_ns",
-            "interval_min",
-            "interval_max",
-            "timing_met",
-        ):
+        for k in HLS_SCALAR_KEYS:
             m[f"hls.{k}"] = h[k]
         for k in RESOURCE_KEYS:
             m[f"hls.{k}"] = h["resources"][k]

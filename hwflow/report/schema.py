@@ -43,6 +43,12 @@ RECORD_KEYS = (
     "flags",
     "details",
 )
+# an HLS record's figures as a summary row shows them (provenance and diagnostics left out), in display order
+HLS_VIEW_KEYS = tuple(k for k in RECORD_KEYS if k not in ("kind", "cosim_status", "errors", "flags", "details"))
+# the scalar figures two runs are compared on (resources are compared one resource at a time)
+HLS_SCALAR_KEYS = tuple(
+    k for k in HLS_VIEW_KEYS if k not in ("source", "tool", "tool_version", "resources", "available", "utilization_pct")
+)
 
 
 # ---- stage reports: each key set is defined here once and used by the stage that writes it, collect and compare

@@ -9,27 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .schema import HLS_VIEW_KEYS as _HLS_KEYS
 from .schema import RESOURCE_KEYS
-
-_HLS_KEYS = (
-    "source",
-    "tool",
-    "tool_version",
-    "part",
-    "top",
-    "clock_target_ns",
-    "clock_estimated_ns",
-    "fmax_mhz",
-    "latency_best_cycles",
-    "latency_worst_cycles",
-    "latency_worst_ns",
-    "interval_min",
-    "interval_max",
-    "resources",
-    "available",
-    "utilization_pct",
-    "timing_met",
-)
 
 
 def _first(records: list[dict], kind: str) -> dict | None:
