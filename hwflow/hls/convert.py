@@ -36,7 +36,7 @@ import numpy as np
 from ..util import HwflowError, atomic_write_json
 
 # Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
-HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization")
+HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "QSoftmax")
 SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 
 
@@ -88,7 +88,7 @@ def _softmax_layers(model) -> dict:
     out = {}
     for layer in _flat_layers(model):
         cls = type(layer).__name__
-        if cls == "Softmax":
+        if cls in ("Softmax", "QSoftmax"):
             out[layer.name] = (layer, "input")
             continue
         act = getattr(layer, "activation", None)
@@ -180,6 +180,16 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
     return current if current not in (None, "auto") else default
 
 
+def _exact_layer_tables(lc: dict, prec: dict, layer) -> None:
+    """Copy an exact Keras layer's softmax table settings into its hls4ml layer config (the layer is the one
+    source: QMultiHeadAttention and QSoftmax take them from the card's hls.softmax when built)."""
+    lc["ExpTableSize"] = layer.exp_table_size
+    lc["InvTableSize"] = layer.inv_table_size
+    for key, value in (("exp_table", layer.exp_table_t), ("inv_table", layer.inv_table_t)):
+        if value:
+            prec[key] = value
+
+
 def hls_config(card, model, calibration_data=None) -> dict:
     """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides."""
     import hls4ml
@@ -214,14 +224,9 @@ def hls_config(card, model, calibration_data=None) -> dict:
                     prec.pop(key)
             oq = quantizer_type(layer.output_quantizer, name)
             prec["result"] = oq.cpp() if oq else h["default_precision"]
-            lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-            lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
-            if sm_cfg.get("exp_table_t"):
-                prec["exp_table"] = sm_cfg["exp_table_t"]
-            if sm_cfg.get("inv_table_t"):
-                prec["inv_table"] = sm_cfg["inv_table_t"]
+            _exact_layer_tables(lc, prec, layer)
             c = cal.get(name)
-            if c:
+            if c and layer.spec is None:  # an exact layer fixed its softmax types without calibration
                 lc["ScoreRange"] = c["ScoreRange"]
                 for key, qname in (
                     ("q", "qkv_quantizer"),
@@ -233,6 +238,9 @@ def hls_config(card, model, calibration_data=None) -> dict:
         elif cls in ("QLayerNormalization", "QRMSNormalization"):
             oq = quantizer_type(layer.output_quantizer, name)
             prec["result"] = oq.cpp() if oq else h["default_precision"]
+            lc["TableSize"] = getattr(layer, "table_size", 1024)
+            if getattr(layer, "table_t", None):
+                prec["table"] = layer.table_t
         elif cls == "BatchNormalization":
             # folded scale/bias in the 16-bit default lose ~2^-11 per feature; keep 18 fractional bits, rounded
             for key in ("scale", "bias"):
@@ -255,6 +263,11 @@ def hls_config(card, model, calibration_data=None) -> dict:
             prec["result"] = SOFTMAX_RESULT
         for key in ("exp_table", "inv_table"):
             prec.pop(key, None)
+        layer = _softmax_layers(model)[hname][0]
+        if type(layer).__name__ == "QSoftmax":
+            prec["result"] = layer.result_type  # the exact Keras softmax: its types and tables, no calibration
+            _exact_layer_tables(lc, prec, layer)
+            continue
         if sm_cfg.get("exp_table_t"):
             prec["exp_table"] = sm_cfg["exp_table_t"]
         if sm_cfg.get("inv_table_t"):

@@ -440,7 +440,9 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     import tensorflow as tf
     from qkeras import QActivation, QConv1D, QDense
 
-    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization
+    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization, QSoftmax
+    from .quant import add_type, fixed_type
+    from .transformer import table_settings
 
     layers = _layers()
     QSwish, QGLU, QDepthwiseConv1D = layers["QSwish"], layers["QGLU"], layers["QDepthwiseConv1D"]
@@ -469,10 +471,22 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     def swish(role, name):
         return QSwish(output_quantizer=q(role), use_table=quantized, name=name, **table)
 
-    def norm(name):
+    tables = table_settings(card)
+
+    def t(role):
+        # the fixed type a role's quantizer produces (None in the float twin): what hls4ml gives that tensor
+        return fixed_type(q(role))
+
+    def residual(x, x_t, f, f_role, name):
+        # hls4ml's Add holds the exact sum: one more integer bit than the wider operand
+        s_t = add_type(x_t, t(f_role)) if x_t is not None and t(f_role) is not None else None
+        return L.Add(name=name)([x, f]), s_t
+
+    def norm(name, input_t):
+        exact = {"input_type": input_t, **tables["norm"]}
         if m["norm"] == "rmsnorm":
             return QRMSNormalization(
-                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name
+                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name, **exact
             )
         return QLayerNormalization(
             epsilon=1e-3,
@@ -480,23 +494,24 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
             gamma_quantizer=q("norm_gamma"),
             beta_quantizer=q("bias"),
             name=name,
+            **exact,
         )
 
     def drop(x, name):
         return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
 
-    def ffn(x, p):
-        f = norm(f"{p}_norm")(x)
+    def ffn(x, x_t, p):
+        f = norm(f"{p}_norm", x_t)(x)
         f = dense(dff, f"{p}_dense1")(f)
         f = act("ffn_hidden", f"{p}_hidden")(f)
         f = swish("ffn_act", f"{p}_swish")(f)
         f = dense(D, f"{p}_dense2")(f)  # the macaron 1/2 is absorbed into this trained projection
         f = act("ffn_out", f"{p}_out")(f)
         f = drop(f, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, f])
+        return residual(x, x_t, f, "ffn_out", f"{p}_add")
 
-    def mhsa(x, p):
-        a = norm(f"{p}_norm")(x)
+    def mhsa(x, x_t, p):
+        a = norm(f"{p}_norm", x_t)(x)
         a = QMultiHeadAttention(
             H,
             dk,
@@ -507,13 +522,15 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
             softmax_quantizer=q("softmax"),
             context_quantizer=q("context"),
             output_quantizer=q("attn_out"),
+            input_type=t("norm"),
             name=p,
+            **tables["softmax"],
         )(a, a)
         a = drop(a, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, a])
+        return residual(x, x_t, a, "attn_out", f"{p}_add")
 
-    def conv_module(x, p):
-        c = norm(f"{p}_norm")(x)
+    def conv_module(x, x_t, p):
+        c = norm(f"{p}_norm", x_t)(x)
         c = dense(2 * D, f"{p}_pw1")(c)
         c = act("conv_pw", f"{p}_pw1_act")(c)
         c = QGLU(output_quantizer=q("glu"), use_table=quantized, name=f"{p}_glu", **table)(c)
@@ -532,7 +549,7 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
         c = dense(D, f"{p}_pw2")(c)
         c = act("conv_out", f"{p}_out")(c)
         c = drop(c, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, c])
+        return residual(x, x_t, c, "conv_out", f"{p}_add")
 
     inp = L.Input(shape=(n_frames, n_mels), name="features")
     h = act("input", "input_q")(inp)
@@ -561,18 +578,20 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     h = act("frontend", "subsample_act", kind="relu")(h)
     h = dense(D, "proj")(h)
     h = act("embed", "proj_act")(h)
+    h_t = t("embed")  # type of the residual stream, tracked so each norm knows its input type
     for i in range(m["num_blocks"]):
-        h = ffn(h, f"b{i}_ffn1")
-        h = mhsa(h, f"b{i}_mha")
-        h = conv_module(h, f"b{i}_conv")
-        h = ffn(h, f"b{i}_ffn2")
-        h = norm(f"b{i}_norm")(h)
+        h, h_t = ffn(h, h_t, f"b{i}_ffn1")
+        h, h_t = mhsa(h, h_t, f"b{i}_mha")
+        h, h_t = conv_module(h, h_t, f"b{i}_conv")
+        h, h_t = ffn(h, h_t, f"b{i}_ffn2")
+        h, h_t = norm(f"b{i}_norm", h_t)(h), t("norm")
     pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D}[m["pooling"]]
     h = pool(name="pool")(h)
     h = act("pool", "pool_act")(h)
     h = dense(n_cls, "classifier")(h)
     h = act("logits", "logits")(h)
-    out = L.Activation("softmax", name="softmax")(h)
+    # the firmware's softmax (exact) on the logits' type; the float twin keeps the float softmax
+    out = QSoftmax(input_type=t("logits"), name="softmax", **tables["softmax"])(h)
     name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
     return tf.keras.Model(inp, out, name=name.replace("-", "_"))
 

@@ -110,9 +110,26 @@ class HwflowSoftmaxFunctionTemplate(FunctionCallTemplate):
         )
 
 
+KERAS_CLASSES = ("QSoftmax",)
+
+
+def parse_qsoftmax_layer(keras_layer, input_names, input_shapes, data_reader):
+    """Keras-2 handler: hwflow.nn.layers.QSoftmax -> a Softmax node (HwflowReplaceSoftmax makes it HwflowSoftmax)."""
+    from hls4ml.converters.keras_v2_to_hls import parse_default_keras_layer
+
+    layer = parse_default_keras_layer(keras_layer, input_names)
+    layer.update(class_name="Softmax", activation="softmax", axis=-1)
+    return layer, list(input_shapes[0])
+
+
 def register(backends) -> None:
     """Register the layer, the replacement pass, templates and header with hls4ml."""
     import hls4ml
+    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
+
+    for cls in KERAS_CLASSES:
+        if cls not in get_layer_handlers():
+            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_qsoftmax_layer)
     from hls4ml.model.flow import update_flow
     from hls4ml.model.layers import layer_map
     from hls4ml.model.optimizer import get_available_passes, register_pass
