@@ -45,6 +45,12 @@ def test_tf_quantize_matches_reference_every_mode(rounding, overflow):
     c = 12345677
     _same(fixed.mul_const_raw(tf.constant(raw), c, 45, t), quantize_raw(raw.astype(object) * c, 45, t))
     _same(fixed.mul_const_raw(tf.constant(raw), c, 25, t), quantize_raw(raw.astype(object) * c, 25, t))
+    # two-limb products of per-element factors, summed: up to 93 bits
+    a, b = rng.integers(-(2**30), 2**30, (50, 7)), rng.integers(-(2**55), 2**55, (50, 7))
+    wide = fixed.wide_sum(*fixed.wide_mul(tf.constant(a), tf.constant(b), 31, "test"))
+    exact_sum = (a.astype(object) * b.astype(object)).sum(axis=-1, keepdims=True)
+    for frac in (20, 31, 40, 70):
+        _same(fixed.wide_quantize(*wide, frac, t), quantize_raw(exact_sum, frac, t))
 
 
 def _inputs(rng, shape, t, scale):
@@ -85,6 +91,7 @@ NORM_CASES = [
     (16, "ap_fixed<18,7>", False, 1e-6, 1024),
     (12, "ap_fixed<16,6>", True, 1e-3, 256),
     (24, "ap_fixed<17,7>", True, 1e-3, 64),
+    (12, "ap_fixed<20,10>", True, 1e-3, 1024),  # a pre-norm stream after two blocks: ~90-bit variance products
     (10, "ap_fixed<12,5>", False, 1e-6, 2048),
 ]
 

@@ -18,7 +18,20 @@ import tensorflow as tf
 
 from ..reference.fixed import FixedType, to_int
 from ..util import HwflowError
-from .fixed import INT64_BITS, from_raw, mul_const_raw, mul_raw, quantize, quantize_raw, round_shift, to_raw
+from .fixed import (
+    INT64_BITS,
+    from_raw,
+    mul_const_raw,
+    mul_raw,
+    quantize,
+    quantize_raw,
+    round_shift,
+    to_raw,
+    wide_mul,
+    wide_mul_const,
+    wide_quantize,
+    wide_sum,
+)
 
 
 def _table(values) -> tf.Tensor:
@@ -94,9 +107,13 @@ def norm(x, spec, gamma=None, beta=None) -> tf.Tensor:
     else:
         d = quantize(x, s.diff_t)
     draw = to_raw(d, s.diff_t)
-    sq_raw = tf.reduce_sum(mul_raw(draw, draw, s.diff_t.width, s.diff_t.width, "norm square"), axis=-1, keepdims=True)
-    sq_raw = quantize_raw(sq_raw, 2 * s.diff_t.frac, s.accum_t)
-    mean_sq = _mul_const(sq_raw, s.accum_t.frac, s.accum_t.width, s.inv_n, s.inv_n_t, s.var_t, "norm var")
+    # sum of d^2 (exact accumulator) and its product with 1/n: up to ~90 bits, carried as two int64 limbs
+    sq = wide_sum(*wide_mul(draw, draw, s.diff_t.width, "norm square"))
+    c_raw = int(round(s.inv_n * 2.0**s.inv_n_t.frac))
+    mean_sq = from_raw(
+        wide_quantize(*wide_mul_const(*sq, c_raw, "norm variance"), 2 * s.diff_t.frac + s.inv_n_t.frac, s.var_t),
+        s.var_t,
+    )
     var = quantize(mean_sq + s.eps_q, s.var_t)
     raw = to_raw(var, s.var_t)
     vw, vf, tb = s.var_t.width, s.var_t.frac, s.table_bits
@@ -127,8 +144,7 @@ def norm(x, spec, gamma=None, beta=None) -> tf.Tensor:
     rr = tf.where(e >= 0, tf.bitwise.right_shift(rr, tf.maximum(e, 0)), tf.bitwise.left_shift(rr, tf.maximum(-e, 0)))
     rr = tf.math.floormod(rr, tf.constant(2**it.width, tf.int64))  # operator<< keeps the width (wraps)
     nrm = from_raw(
-        quantize_raw(mul_raw(draw, rr, s.diff_t.width, it.width, "norm scale"), s.diff_t.frac + it.frac, s.norm_t),
-        s.norm_t,
+        wide_quantize(*wide_mul(draw, rr, s.diff_t.width, "norm scale"), s.diff_t.frac + it.frac, s.norm_t), s.norm_t
     )
     return quantize(nrm * gamma + beta, s.result_t)
 

@@ -32,6 +32,8 @@ def _overflow(r, t: FixedType):
     """Return integer representations ``r`` (float64 or int64 tensor) after the overflow mode of ``t``."""
     lo, hi = _bounds(t)
     dt = r.dtype
+    if dt == tf.int64 and t.width >= 63:
+        return r  # every int64 value is inside the type: nothing wraps or saturates
     c = (lambda v: tf.constant(v, dt)) if dt == tf.int64 else (lambda v: tf.constant(float(v), dt))
     if t.overflow == "AP_WRAP":
         return tf.math.floormod(r - c(lo), c(2**t.width)) + c(lo)
@@ -161,20 +163,38 @@ def round_shift(base, delta, sh, t) -> tf.Tensor:
 LIMB = 31
 
 
-def mul_const_raw(a, c: int, frac: int, t) -> tf.Tensor:
-    """Return the int64 representation in ``t`` of ``a * c`` (int64 ``a`` with |a| < 2^62, integer constant
-    0 <= c < 2^31) with ``frac`` fractional bits, rounded and saturated like ``quantize_raw`` although the
-    product may be up to 93 bits wide: it is carried as two limbs ``H * 2^31 + L`` (0 <= L < 2^31)."""
-    t = parse_type(t)
-    if not 0 <= c < 2**LIMB:
-        raise HwflowError(f"constant {c} is outside [0, 2^31): the exact product needs another limb")
-    a = tf.cast(a, tf.int64)
+def wide_mul(a, b, a_bits: int, where: str):
+    """Return the exact product of int64 tensors ``a`` (|a| < 2^a_bits, a_bits <= 31) and ``b`` (|b| < 2^62) as
+    two limbs ``(H, L)`` with value ``H * 2^31 + L`` and 0 <= L < 2^31 (up to 93 bits)."""
+    if a_bits > LIMB:
+        raise HwflowError(f"{where}: a {a_bits}-bit factor is wider than the 31-bit limb of the exact Keras layer")
+    a, b = tf.cast(a, tf.int64), tf.cast(b, tf.int64)
     mask = tf.constant(2**LIMB - 1, tf.int64)
-    ah = tf.bitwise.right_shift(a, tf.constant(LIMB, tf.int64))
-    al = tf.bitwise.bitwise_and(a, mask)
-    q = al * c
-    h = ah * c + tf.bitwise.right_shift(q, tf.constant(LIMB, tf.int64))
-    low = tf.bitwise.bitwise_and(q, mask)
+    bh = tf.bitwise.right_shift(b, tf.constant(LIMB, tf.int64))
+    q = a * tf.bitwise.bitwise_and(b, mask)
+    return a * bh + tf.bitwise.right_shift(q, tf.constant(LIMB, tf.int64)), tf.bitwise.bitwise_and(q, mask)
+
+
+def wide_sum(h, low, axis: int = -1):
+    """Return the two-limb sum over ``axis`` (keepdims) of two-limb values ``(h, low)``."""
+    mask = tf.constant(2**LIMB - 1, tf.int64)
+    hs, ls = tf.reduce_sum(h, axis=axis, keepdims=True), tf.reduce_sum(low, axis=axis, keepdims=True)
+    return hs + tf.bitwise.right_shift(ls, tf.constant(LIMB, tf.int64)), tf.bitwise.bitwise_and(ls, mask)
+
+
+def wide_mul_const(h, low, c: int, where: str):
+    """Return two-limb ``(h, low) * c`` for an integer constant 0 <= c < 2^31 (|h * c| must stay below 2^62)."""
+    if not 0 <= c < 2**LIMB:
+        raise HwflowError(f"{where}: constant {c} is outside [0, 2^31): the exact product needs another limb")
+    mask = tf.constant(2**LIMB - 1, tf.int64)
+    q = low * c
+    return h * c + tf.bitwise.right_shift(q, tf.constant(LIMB, tf.int64)), tf.bitwise.bitwise_and(q, mask)
+
+
+def wide_quantize(h, low, frac: int, t) -> tf.Tensor:
+    """Return the int64 representation in ``t`` of the two-limb integer ``H * 2^31 + L`` with ``frac`` fractional
+    bits, rounded and then overflowed exactly like ``reference.fixed.quantize_raw``."""
+    t = parse_type(t)
     positive = (h > 0) | ((h == 0) & (low > 0))
     sh = frac - t.frac
     one = tf.constant(1, tf.int64)
@@ -190,8 +210,8 @@ def mul_const_raw(a, c: int, frac: int, t) -> tf.Tensor:
         else:
             gt, eq, nonzero = low > 2 ** (LIMB - 1), low == 2 ** (LIMB - 1), low != 0
     else:
-        # the quotient fits once saturated: |H| beyond the target range saturates anyway
-        lim = 2 ** (INT64_BITS - 1 - (LIMB - sh)) if LIMB - sh < INT64_BITS else 1
+        # H beyond the target's range saturates (or wraps) anyway: clip it so the shifted value stays in int64
+        lim = 2 ** max(INT64_BITS - 1 - (LIMB - sh), 0)
         hs = tf.clip_by_value(h, -lim, lim)
         if sh <= 0:
             return _overflow(hs * (2 ** (LIMB - sh)) + low * (2**-sh), t)
@@ -213,6 +233,16 @@ def mul_const_raw(a, c: int, frac: int, t) -> tf.Tensor:
         }[t.rounding]()
         r = tf.where(gt, fl + one, tf.where(eq, tie, fl))
     return _overflow(r, t)
+
+
+def mul_const_raw(a, c: int, frac: int, t) -> tf.Tensor:
+    """Return the int64 representation in ``t`` of ``a * c`` (int64 ``a`` with |a| < 2^62, integer constant
+    0 <= c < 2^31) with ``frac`` fractional bits, rounded and saturated like ``quantize_raw`` although the
+    product may be up to 93 bits wide (two limbs, :func:`wide_quantize`)."""
+    a = tf.cast(a, tf.int64)
+    mask = tf.constant(2**LIMB - 1, tf.int64)
+    h = tf.bitwise.right_shift(a, tf.constant(LIMB, tf.int64))
+    return wide_quantize(*wide_mul_const(h, tf.bitwise.bitwise_and(a, mask), c, "constant product"), frac, t)
 
 
 def mul_raw(a_raw, b_raw, a_bits: int, b_bits: int, where: str) -> tf.Tensor:
