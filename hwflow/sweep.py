@@ -76,7 +76,7 @@ def run(
         for p in key.split("."):
             value = value[p]
         print(f"== sweep point {card.name}: {key} = {value}")
-        fw = hls.firmware(card)
+        fw, _, _ = hls.ensure_firmware(card)  # written once per point; csim/synth below run this project
         r = verify.csim(card, n_samples=n_samples, trace=False)
         row = {
             "name": card.name,

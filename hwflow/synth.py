@@ -288,6 +288,27 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def _prepare_firmware(card) -> None:
+    """Rebuild firmware/<m>/ through `hwflow firmware` when it is missing or stale and the trained model exists
+    (without one, check_project says what to run)."""
+    from .train import MODEL_FILES
+
+    if (card.model_dir() / MODEL_FILES["qkeras"]).is_file():
+        from .hls import ensure_firmware
+
+        ensure_firmware(card)
+
+
+def _firmware_sha256(fw: Path) -> str | None:
+    """Return the content hash of the project's sources (what csim/rtl/bench record too), None if it has none."""
+    from .hls.project import source_sha256
+
+    try:
+        return source_sha256(fw)
+    except HwflowError:
+        return None
+
+
 def synth(
     model,
     overrides: dict[str, Any] | None = None,
@@ -302,6 +323,8 @@ def synth(
     out = sys.stdout if echo is None else echo
     card = model if isinstance(model, Card) else load_card(model)
     fw = card.firmware_dir()
+    if not dry_run:
+        _prepare_firmware(card)
     facts = check_project(card, fw)
     opts = build_options(card["synth"], overrides)
     if not any(opts[k] for k in ("csim", "synth", "cosim", "export", "vsynth")):
@@ -327,6 +350,7 @@ def synth(
         "timeout_s": timeout,
         "card_hls": {k: card["hls"][k] for k in ("part", "clock_period", "strategy", "reuse_factor", "io_type")},
         "warnings": facts["warnings"],
+        "firmware_sha256": _firmware_sha256(fw),
     }
     for w in facts["warnings"]:
         print(f"hwflow synth: WARNING {w}", file=out)

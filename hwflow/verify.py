@@ -1,8 +1,8 @@
 """C-simulation verification: float Keras vs QKeras vs the hls4ml C simulation, end to end and per layer.
 
-``csim(card)`` loads the trained QKeras model and its float twin, converts the QKeras model with
-``hwflow.hls.convert`` (calibration data = training inputs), compiles it with tracing on, runs the
-test set through it and writes ``reports/<name>/`` atomically:
+``csim(card)`` loads the trained QKeras model and its float twin, compiles firmware/<name>/ itself (the
+project ``hwflow firmware`` wrote, rebuilt first when missing or stale; ``hwflow.hls.design``), runs the
+seeded class-balanced test rows through it and writes ``reports/<name>/`` atomically:
 
 - ``csim.json`` — the numbers (top-level keys listed in ``REQUIRED_KEYS``), per-output errors and a
   per-layer trace;
@@ -33,26 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from .util import HwflowError, atomic_write_json, atomic_write_text, project_root
+from .report.schema import CSIM_KEYS, FIRMWARE_KEY, missing_keys
+from .util import HwflowError, atomic_write_json, atomic_write_text
 
-REQUIRED_KEYS = (
-    "n_samples",
-    "bit_exact_fraction_vs_qkeras",
-    "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float",
-    "max_abs_error_vs_qkeras",
-    "mean_abs_error_vs_qkeras",
-    "max_abs_error_vs_float",
-    "accuracy_float",
-    "accuracy_qkeras",
-    "accuracy_csim",
-    "auc_float",
-    "auc_qkeras",
-    "auc_csim",
-    "auc_drop_max_vs_float",
-    "overflow_counts",
-    "softmax_argmax_flips",
-)
+# the headline keys every csim.json has: defined once in hwflow.report.schema (collect and compare read them too)
+REQUIRED_KEYS = CSIM_KEYS
 # Keras layers hls4ml drops or folds (their output equals their input or becomes the producer's result type)
 _FOLDABLE = ("Activation", "QActivation", "Dropout")
 
@@ -498,6 +483,10 @@ def run_csim(
         "layers": [{k: v for k, v in r.items() if not k.startswith("_")} for r in records],
         **(extra or {}),
     }
+    report.setdefault(FIRMWARE_KEY, getattr(hls_model, FIRMWARE_KEY, None))
+    missing = missing_keys(report, CSIM_KEYS)
+    if missing:  # a programming error: the schema and the report disagree
+        raise HwflowError(f"csim report lacks {', '.join(missing)} of hwflow.report.schema.CSIM_KEYS")
     if out_dir is not None:
         write_report(Path(out_dir), report, scores, y, class_names, records, title=title)
     return report
@@ -557,7 +546,7 @@ def markdown(r: dict, title: str = "") -> str:
         L.append("")
     L += [
         f"{r['n_samples']} test samples through float Keras, QKeras and the compiled hls4ml C++ "
-        f"(C simulation {r['csim_seconds']:.1f} s incl. compile).",
+        f"(C simulation {r['csim_seconds']:.1f} s; firmware sha256 `{str(r.get('firmware_sha256'))[:12]}`).",
         "",
     ]
     ok_arg = r["argmax_agreement_vs_qkeras"] >= 0.99
@@ -874,28 +863,13 @@ def plot_scatter(path: Path, y_q: np.ndarray, y_c: np.ndarray, class_names: list
 
 
 # ---------------------------------------------------------------------------------------- stage entry
-def _default_converter() -> Callable:
-    try:
-        from .hls import convert
-    except ImportError as e:
-        raise HwflowError(
-            f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install"
-        ) from None
-    return convert
+def csim(card, n_samples: int | None = None, trace: bool = True, dataset=None, prepare: Callable | None = None) -> dict:
+    """Return the csim report of a trained card, after writing reports/<name>/csim.{json,md} and plots.
 
-
-def csim_build_dir(card) -> Path:
-    """Return the folder of the HLS project csim compiles (build/<name>/csim, kept for inspection)."""
-    return project_root() / "build" / card.name / "csim"
-
-
-def csim(
-    card, n_samples: int | None = None, converter: Callable | None = None, trace: bool = True, dataset=None
-) -> dict:
-    """Return the csim report of a trained card, after writing reports/<name>/csim.{json,md} and plots."""
-    import shutil
-
-    from .data import get_dataset
+    Runs firmware/<name>/ itself (``hwflow.hls.design``: rebuilt first when missing or stale) on the seeded,
+    class-balanced test rows of ``hwflow.data.pick_rows``; ``prepare`` replaces ``design`` in tests.
+    """
+    from .data import get_dataset, pick_rows
     from .train import load_trained
     from .util import package_versions
 
@@ -905,31 +879,27 @@ def csim(
     except HwflowError:
         fmodel = None  # float_twin: false
     ds = dataset if dataset is not None else get_dataset(card, progress=False)
-    n = min(int(n_samples or card["hls"]["csim_samples"]), len(ds.x_test))
-    # a seeded random subset: the test split may be ordered by class, and every class must be in the report
-    pick = np.sort(np.random.default_rng(int(card["data"]["seed"])).permutation(len(ds.x_test))[:n])
+    pick = pick_rows(ds.y_test, int(n_samples or card["hls"]["csim_samples"]), int(card["data"]["seed"]))
     x, y = ds.x_test[pick], ds.y_test[pick]
-    build = csim_build_dir(card)
-    if build.exists():
-        shutil.rmtree(build)
-    build.parent.mkdir(parents=True, exist_ok=True)
-    convert = converter or _default_converter()
-    t0 = time.perf_counter()
-    hls_model = convert(card, qmodel, output_dir=str(build), calibration_data=ds.x_train)
-    convert_s = time.perf_counter() - t0
+    if prepare is None:
+        from .hls import design as prepare
+    sim = prepare(card, qmodel, ds)
     extra = {
         "model": card.name,
         "backend": card["hls"]["backend"],
         "strategy": card["hls"]["strategy"],
         "reuse_factor": card["hls"]["reuse_factor"],
         "io_type": card["hls"]["io_type"],
-        "project_dir": str(build),
-        "convert_seconds": round(convert_s, 3),
+        "project_dir": str(sim.path),
+        "firmware_sha256": sim.firmware_sha256,
+        "firmware_rebuilt": sim.rebuilt,
+        "firmware_seconds": sim.firmware_seconds,
+        "compile_seconds": round(sim.compile_seconds, 3),
         "hls4ml_version": package_versions(["hls4ml"])["hls4ml"],
         "dataset": {"spec_hash": ds.manifest.get("spec_hash"), "content_sha256": ds.manifest.get("content_sha256")},
     }
     out = card.report_dir()
-    return run_csim(qmodel, fmodel, hls_model, x, y, ds.class_names, out, title=card.name, extra=extra, trace=trace)
+    return run_csim(qmodel, fmodel, sim, x, y, ds.class_names, out, title=card.name, extra=extra, trace=trace)
 
 
 def add_cli(sub) -> None:

@@ -1,9 +1,8 @@
-"""Benchmark stage: bookkeeping with a stand-in compiled model (fast), the real conversion (slow)."""
+"""Benchmark stage: bookkeeping with a stand-in C simulation (fast); the real one runs in test_one_design."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -24,47 +23,66 @@ def tiny_card(name="bench_tiny"):
     )
 
 
-class KerasAsHls:
-    """Stands in for a compiled hls4ml model: predict() runs the Keras model sample by sample."""
+class KerasAsSim:
+    """Stands in for hwflow.hls.CSim: the batch call, the trace and the library's per-sample entry run Keras."""
 
     def __init__(self, model):
-        self.model, self.compiled = model, False
+        from types import SimpleNamespace
 
-    def compile(self):
-        self.compiled = True
+        self.model, self.path, self.firmware_sha256 = model, "firmware/bench_tiny", "f" * 64
+        self.rebuilt, self.firmware_seconds, self.compile_seconds = None, 0.0, 0.0
+        self.n_out = [int(model.output_shape[-1])]
+
+        def one(x, y):  # <project>_double(x, y): writes the outputs in place
+            y[:] = self.predict(x[None])[0]
+
+        self.lib = SimpleNamespace(myproject_double=one)
 
     def predict(self, x):
-        assert self.compiled and x.dtype == np.float64
-        return np.concatenate(
-            [self.model(x[i : i + 1].astype(np.float32), training=False).numpy() for i in range(len(x))]
-        )
+        assert x.dtype == np.float64
+        return self.model(x.astype(np.float32).reshape(len(x), *self.model.input_shape[1:]), training=False).numpy()
+
+    def trace(self, x):
+        return self.predict(x), {}
 
 
 def test_bench_writes_entry_and_keeps_others(tmp_path, monkeypatch):
-    if shutil.which("g++") is None:
-        pytest.skip("g++ not installed")
+    import hwflow.data
+    import hwflow.train
     from hwflow.bench import bench
+    from hwflow.data import Dataset
+    from hwflow.nn import build
 
     monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
+    card = tiny_card()
+    model = build(card, quantized=True)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)  # ordered by class: a head slice would see one class only
+    x = rng.normal(size=(60, 4, 4)).astype(np.float32)
+    ds = Dataset(x, y, x, y, x, y, ["g", "t"], {"content_sha256": "0" * 64})
+    monkeypatch.setattr(hwflow.train, "load_trained", lambda card, which="qkeras": model)
+    monkeypatch.setattr(hwflow.data, "get_dataset", lambda card, **kw: ds)
     seen = {}
 
-    def converter(card, model, output_dir=None, calibration_data=None):
-        seen.update(card=card.name, output_dir=output_dir, calib=calibration_data.shape)
-        return KerasAsHls(model)
+    def prepare(card, model, dataset):
+        seen.update(card=card.name, dataset=dataset)
+        return KerasAsSim(model)
 
     (tmp_path / "reports" / "bench").mkdir(parents=True)
     (tmp_path / "reports" / "bench" / "bench.json").write_text(json.dumps({"models": {"other": {"kept": True}}}))
-    e = bench(tiny_card(), n_samples=40, repeats=1, converter=converter)
-    assert seen["card"] == "bench_tiny" and seen["calib"] == (40, 4, 4)
-    assert "untrained" in e["weights"]  # no trained model in this root: timings only, and said so
-    assert e["n_samples"] == 40 and e["argmax_agreement_csim_vs_keras"] == 1.0
+    e = bench(card, n_samples=40, repeats=1, prepare=prepare)
+    assert seen["card"] == "bench_tiny" and seen["dataset"] is ds
+    assert e["n_samples"] == 40 and e["classes_in_sample"] == 2 and e["argmax_agreement_csim_vs_keras"] == 1.0
+    assert e["firmware_sha256"] == "f" * 64 and e["batch_equals_per_sample"]
     assert e["csim_over_keras_throughput"] == pytest.approx(
         e["csim_samples_per_second"] / e["keras_samples_per_second"]
     )
+    t = e["time_split"]
+    assert t["per_sample_calls_samples_per_second"] > 0 and 0 <= t["overhead_share_of_per_sample_time"] <= 1
     data = json.loads((tmp_path / "reports" / "bench" / "bench.json").read_text())
     assert data["models"]["other"] == {"kept": True} and "bench_tiny" in data["models"]
     md = (tmp_path / "reports" / "bench" / "bench.md").read_text()
-    assert "| bench_tiny |" in md and "C sim / Keras" in md
+    assert "| bench_tiny |" in md and "C sim / Keras" in md and "Where the C simulation's time goes" in md
 
 
 def test_cli_registered():
@@ -74,13 +92,3 @@ def test_cli_registered():
     assert args.model == "jet_transformer" and args.samples == 1000
     args = build_parser().parse_args(["csim", "jet_transformer", "-n", "50", "--no-trace"])
     assert args.samples == 50 and args.no_trace
-
-
-@pytest.mark.slow
-def test_bench_real_conversion(tmp_path, monkeypatch, hls_toolchain):
-    from hwflow.bench import bench
-
-    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
-    e = bench(tiny_card(), n_samples=100, repeats=1)
-    assert e["compile_seconds"] > 0 and e["csim_samples_per_second"] > 0
-    assert e["argmax_agreement_csim_vs_keras"] > 0.9

@@ -52,7 +52,7 @@ def run(tmp_path_factory):
     model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(ds.x_train, ds.y_train, epochs=6, batch_size=32, verbose=0)
     hm = convert(card, model, output_dir=root / "fw", calibration_data=ds.x_train[:300])
-    compile_model(hm)
+    hm = compile_model(hm)
     x = np.concatenate([ds.x_test, ds.x_val]).astype(np.float32)
     y_hls, trace = hm.trace(x)
     return {"model": model, "hm": hm, "x": x, "y_hls": np.asarray(y_hls).reshape(len(x), -1), "trace": trace}

@@ -36,8 +36,8 @@ def compiled(tmp_path_factory):
     t0 = time.time()
     hm = H.convert(card, model, output_dir=tmp_path_factory.mktemp("prj"), calibration_data=x[:300])
     t_conv = time.time() - t0
-    H.compile_model(hm)
-    print(f"\nconvert {t_conv:.1f} s, compile {hm.hwflow_compile_s:.1f} s")
+    hm = H.compile_model(hm)
+    print(f"\nconvert {t_conv:.1f} s, compile {hm.compile_seconds:.1f} s")
     return model, hm, x[300:]
 
 
@@ -65,9 +65,8 @@ def test_extension_layers_bit_exact_inside_the_compiled_project(compiled):
     t0 = time.time()
     _, trace = hw_trace(hm, x)
     assert time.time() - t0 < 20  # no recompile: compile_model built the traced library
-    t0 = time.time()
-    hm.trace(x[:5])  # hls4ml's method reuses the traced build too
-    assert time.time() - t0 < 20
+    y1, t1 = hm.trace(x[:5])  # the same library, a smaller batch: the same values
+    assert np.array_equal(t1["mha"], np.asarray(trace["mha"])[:5])
     layers = {ly.name: ly for ly in hm.get_layers()}
     n = len(x)
 

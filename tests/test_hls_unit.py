@@ -176,7 +176,7 @@ def test_plain_hls4ml_flow_uses_hwflow_layers_after_registration(tmp_path):
     assert str(by["ln1"].get_output_variable().type.precision).startswith("fixed<16,5,RND_CONV,SAT")
 
 
-def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch):
+def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch, capsys):
     import hwflow.data
     import hwflow.train
     from hwflow.cli import main
@@ -189,11 +189,16 @@ def test_cli_firmware_uses_the_trained_model(tmp_path, monkeypatch):
     model = build_small_transformer()
     monkeypatch.setattr(hwflow.train, "load_trained", lambda card, which="qkeras": model)
 
-    def no_data(card):
+    def no_data(card, **kw):
         raise FileNotFoundError("no dataset in this test")
 
     monkeypatch.setattr(hwflow.data, "get_dataset", no_data)
-    assert main(["firmware", "unit_cli"]) == 0
+    # no silent uncalibrated fallback: a one-line error naming the fix, and nothing written
+    assert main(["firmware", "unit_cli"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no dataset to calibrate firmware/unit_cli/" in err and "--no-calibration" in err and "\n" not in err
+    assert not (tmp_path / "firmware" / "unit_cli").exists()
+    assert main(["firmware", "unit_cli", "--no-calibration"]) == 0
     assert (tmp_path / "firmware" / "unit_cli" / "build_prj.tcl").exists()
     assert "Vivado" in (tmp_path / "firmware" / "unit_cli" / "hwflow_firmware.json").read_text()
 

@@ -7,6 +7,7 @@ default test budget. Every dataset goes to a temporary $HWFLOW_DATA (and reports
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -15,8 +16,9 @@ import pytest
 pytest.importorskip("pythia8mc")
 fj = pytest.importorskip("fastjet")
 
+from hwflow.cluster import ClusterSettings  # noqa: E402
 from hwflow.data import cache, jets  # noqa: E402
-from hwflow.data.physics import constituent_features, soft_drop  # noqa: E402
+from hwflow.data.physics import FEATURES, constituent_features, features, nsubjettiness, soft_drop  # noqa: E402
 from hwflow.util import HwflowError  # noqa: E402
 
 # the physics sample: a few hundred jets, W/Z/t plus q/g for contrast
@@ -109,11 +111,106 @@ def test_jets_are_matched_in_window_and_well_formed(phys):
     assert np.median(ptrel[:, 0]) > 0.05
 
 
+def test_constituent_features_are_physical(phys):
+    arrays, _, _ = phys
+    spec = jets.normalize_spec(PHYS)
+    names = list(FEATURES)
+    X = jets.select_features(arrays, names, spec["n_max"])
+    col = {n: X[..., i] for i, n in enumerate(names)}
+    nc = np.minimum(arrays["n_constituents"], spec["n_max"])
+    real = np.arange(spec["n_max"])[None, :] < nc[:, None]
+    assert np.all(X[~real] == 0)
+    # anti-kt jets are cones of radius R around the hard core; the E-scheme axis moves a little as soft
+    # particles merge, so a few very soft ones end up just beyond R of the final axis (measured: 6 of 24k, all
+    # below 0.2 % of the jet pT, max dR 1.04 R). Everything above 1 % of the jet pT lies within R.
+    dr, ptrel = col["dr"][real], col["ptrel"][real]
+    assert np.all(dr[ptrel > 0.01] <= spec["jet_r"]) and np.all(dr <= 1.1 * spec["jet_r"])
+    assert np.mean(dr > spec["jet_r"]) < 1e-3 and np.all(ptrel[dr > spec["jet_r"]] < 0.01)
+    # energy is additive: the kept constituents' energy fractions sum to <= 1, = 1 when every constituent is kept;
+    # pT is not (|sum of vectors| <= sum of lengths): the pT fractions of all constituents sum to >= 1, close to 1
+    # for a collimated jet
+    esum, ptsum = col["e_rel"].sum(1), col["ptrel"].sum(1)
+    full = arrays["n_constituents"] <= spec["n_max"]
+    assert np.all(esum <= 1 + 1e-5) and np.allclose(esum[full], 1.0, atol=1e-4)
+    assert np.all(ptsum[full] >= 1 - 1e-5) and np.all(ptsum <= 1.1) and np.median(ptsum[full]) < 1.02
+    firm = real & (col["e"] > 1e-3)  # Pythia leaves a few photons of ~1e-12 GeV: their logs sit at the floor
+    assert np.allclose(np.exp(col["loge"][firm]), col["e"][firm], rtol=1e-4)
+    # y ~ eta unless m >~ pT (soft heavy hadrons): compare where pT > 5 GeV
+    hard = real & (col["pt"] > 5)
+    assert np.allclose(col["etarel"][hard], col["deta"][hard], atol=0.1)
+    onehot = np.stack([col[f"is_{t}"] for t in ("electron", "muon", "photon", "charged_hadron", "neutral_hadron")])
+    assert np.all(onehot.sum(0)[real] == 1) and np.all(onehot.sum(0)[~real] == 0)
+    charged = col["is_charged_hadron"] + col["is_electron"] + col["is_muon"]
+    assert np.all((col["charge"][real] != 0) == (charged[real] == 1))
+    assert set(np.unique(col["charge"][real])) <= {-2.0, -1.0, 0.0, 1.0, 2.0} and np.all(np.abs(col["phi"]) <= np.pi)
+    # photons (mostly pi0 -> gamma gamma) and charged hadrons dominate, as in the hls4ml dataset
+    frac = {t: float(col[f"is_{t}"][real].mean()) for t in ("photon", "charged_hadron", "neutral_hadron")}
+    assert frac["photon"] > 0.2 and frac["charged_hadron"] > 0.3 and frac["neutral_hadron"] < 0.3, frac
+    # the default card's features are the first columns of the same computation
+    np.testing.assert_array_equal(arrays["X"], X[:, :16, :4])
+
+
+def test_nsubjettiness_separates_prongs(phys):
+    arrays, _, _ = phys
+    names = [str(c) for c in arrays["class_names"]]
+    med = {
+        c: {k: float(np.median(arrays[k][arrays["y"] == names.index(c)])) for k in ("tau21", "tau32")} for c in names
+    }
+    for two_prong in ("W", "Z"):  # W/Z -> q q': two subjets, low tau21
+        assert (
+            med[two_prong]["tau21"] < 0.45
+            and med[two_prong]["tau21"] < min(med["q"]["tau21"], med["g"]["tau21"]) - 0.15
+        ), med
+    # top -> b q q': three subjets, lowest tau32
+    assert med["t"]["tau32"] < min(med["q"]["tau32"], med["g"]["tau32"], med["W"]["tau32"]) - 0.1, med
+    for k in ("tau1", "tau2", "tau3"):  # <= 1: each constituent within ~R of some axis
+        assert np.all(arrays[k] >= 0) and np.all(arrays[k] <= 1.0), k
+    # exclusive-kt axes are not minimized: tau_N+1 may exceed tau_N for a few jets, not typically
+    assert np.mean(arrays["tau2"] <= arrays["tau1"]) > 0.85 and np.mean(arrays["tau3"] <= arrays["tau2"]) > 0.85
+
+
+def pj(pt, y, phi, m=0.0):
+    mt = np.hypot(pt, m)
+    return fj.PseudoJet(pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y), mt * np.cosh(y))
+
+
+def test_nsubjettiness_of_synthetic_prongs():
+    rng = np.random.default_rng(0)
+
+    def prong(pt, y, phi, n=6, width=0.01):
+        return [pj(pt / n, y + rng.normal(0, width), phi + rng.normal(0, width)) for _ in range(n)]
+
+    two = prong(500, 0.0, 0.0) + prong(400, 0.3, 0.2)
+    three = prong(400, 0.0, 0.0) + prong(300, 0.3, 0.2) + prong(300, -0.2, 0.35)
+    t2 = nsubjettiness(two, 3, 0.8)
+    t3 = nsubjettiness(three, 3, 0.8)
+    assert t2[1] / t2[0] < 0.1 and t3[2] / t3[1] < 0.1 and t3[1] / t3[0] > 0.3
+    # tau1 by hand: pT-weighted distance to the (E-scheme) jet axis, over sum pT x R0
+    jet = sum(two[1:], two[0])
+    want = sum(p.pt() * p.delta_R(jet) for p in two) / (sum(p.pt() for p in two) * 0.8)
+    assert t2[0] == pytest.approx(want, rel=1e-9)
+    assert list(nsubjettiness(two[:2], 3, 0.8)[1:]) == [0.0, 0.0]  # N >= constituents: every particle an axis
+
+
+def test_feature_names_match_the_card_schema():
+    from hwflow.config import JET_FEATURES
+
+    assert tuple(JET_FEATURES) == FEATURES
+    with pytest.raises(HwflowError, match="unknown constituent feature"):
+        features(np.zeros((1, 2, 5)), np.zeros((1, 2)), np.zeros((1, 2)), np.ones((1, 5)), ["mass"], 2)
+
+
 def test_manifest_records_generation(phys):
     arrays, manifest, folder = phys
     assert (folder / "manifest.json").exists() and (folder / "dataset.npz").exists()
     assert manifest["counts_per_class"] == dict.fromkeys(PHYS["classes"], PHYS["jets_per_class"])
-    assert manifest["spec"]["seed"] == PHYS["seed"] and manifest["spec"]["n_constituents"] == 16
+    assert manifest["spec"]["seed"] == PHYS["seed"] and "n_constituents" not in manifest["spec"]
+    assert manifest["selected"] == {"n_constituents": 16, "features": ["ptrel", "deta", "dphi", "logpt"]}
+    gen = manifest["generation"]
+    assert gen["shards"] == 10 and gen["generated"] + gen["reused"] == 10
+    workers = gen["per_worker"]
+    assert 1 <= len(workers) <= 2 and sum(w["jets"] for w in workers.values()) == 5 * PHYS["jets_per_class"]
+    assert all(w["jets_per_cpu_s"] > 0 for w in workers.values())
     assert manifest["versions"]["pythia8mc"] and manifest["versions"]["fastjet"]
     assert manifest["content_sha256"] == cache.sha256_file(folder / "dataset.npz")
     for c in PHYS["classes"]:
@@ -131,10 +228,6 @@ def test_mass_plot_written_and_published(phys, env):
 
 # ------------------------------------------------------------------------------------------ helpers
 def test_soft_drop_removes_soft_wide_angle_radiation():
-    def pj(pt, y, phi, m=0.0):
-        mt = np.hypot(pt, m)
-        return fj.PseudoJet(pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y), mt * np.cosh(y))
-
     # two hard prongs (z = 0.4) plus a 1% soft particle at wide angle
     prongs = [pj(600, 0.0, 0.0), pj(400, 0.12, 0.05)]
     soft = pj(10, 0.6, -0.5)
@@ -184,7 +277,7 @@ def test_cache_hit_reuses_without_generating(small, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("cache hit must not generate")
 
-    monkeypatch.setattr(cache, "run_shards", boom)
+    monkeypatch.setattr(cache, "run_cached_shards", boom)
     a2, m2, f2 = jets.generate(dict(SMALL), workers=2, progress=False)
     assert f2 == folder and (folder / "dataset.npz").stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(a1["X"], a2["X"])
@@ -192,30 +285,114 @@ def test_cache_hit_reuses_without_generating(small, monkeypatch):
     # a spec with defaults spelled out is the same dataset
     full = jets.normalize_spec(SMALL)
     assert jets.generate(full, progress=False)[2] == folder
+    # N and the features are chosen at load time: same cache, no generation, the hardest N of the same jets
+    a3, m3, f3 = jets.generate({**SMALL, "n_constituents": 6, "features": ["dr", "ptrel"]}, progress=False)
+    assert f3 == folder and a3["X"].shape == (20, 6, 2)
+    np.testing.assert_array_equal(a3["X"][..., 1], a1["X"][:, :6, 0])
 
 
 def test_changed_setting_is_a_new_cache(small, monkeypatch):
     _, _, folder = small
-    changed = dict(SMALL, n_constituents=6)
-    assert cache.dataset_dir("jets", jets.normalize_spec(changed)) != folder
-    assert cache.load_cached("jets", jets.normalize_spec(changed)) is None
+    changed = dict(SMALL, sd_zcut=0.2)
+    assert cache.dataset_dir("jets", jets.cache_spec(jets.normalize_spec(changed))) != folder
     calls = []
-    real = cache.run_shards
-    monkeypatch.setattr(cache, "run_shards", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = cache.run_cached_shards
+    monkeypatch.setattr(cache, "run_cached_shards", lambda *a, **k: calls.append(1) or real(*a, **k))
     a, m, f = jets.generate(changed, workers=2, progress=False)
-    assert calls and f != folder and a["X"].shape == (20, 6, 4)
+    assert calls and f != folder and m["generation"]["generated"] == 4
     assert (folder / "manifest.json").exists()  # the old dataset is untouched
-    # same physics, fewer slots: the first 6 constituents agree with the 8-slot dataset
-    np.testing.assert_array_equal(a["X"], small[0]["X"][:, :6])
+    # same events (same seeds), only the groomed mass changes
+    np.testing.assert_array_equal(a["X"], small[0]["X"])
+    assert np.any(a["jet_msd"] != small[0]["jet_msd"])
+
+
+def test_smaller_dataset_reuses_the_shards_of_a_bigger_one(small, monkeypatch):
+    a1, _, folder = small
+    seen = []
+    real = cache.run_tasks
+    monkeypatch.setattr(
+        cache, "run_tasks", lambda fn, tasks, keys, *a, **k: seen.append(keys) or real(fn, tasks, keys, *a, **k)
+    )
+    a, m, f = jets.generate({**SMALL, "jets_per_class": 5}, progress=False)
+    assert f != folder and seen == [[]] and m["generation"]["reused"] == 2
+    q, w = (a1["y"] == 0), (a1["y"] == 1)
+    np.testing.assert_array_equal(a["X"], np.concatenate([a1["X"][q][:5], a1["X"][w][:5]]))
+
+
+def test_resume_after_interruption_regenerates_only_missing_shards(small, tmp_path, monkeypatch):
+    a1, _, _ = small
+    monkeypatch.setenv("HWFLOW_DATA", str(tmp_path / "d"))
+    real = cache.run_tasks
+
+    def interrupted_after_two(fn, tasks, keys, settings=None, on_result=None, **k):
+        got = []
+
+        def on(i, res):
+            on_result(i, res)
+            got.append(i)
+            if len(got) == 2:
+                raise KeyboardInterrupt  # Ctrl-C after two shards came back
+
+        return real(fn, tasks, keys, ClusterSettings(n_workers=1), on_result=on, **k)
+
+    monkeypatch.setattr(cache, "run_tasks", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        jets.generate(SMALL, progress=False)
+    spec = jets.cache_spec(jets.normalize_spec(SMALL))
+    assert not cache.dataset_dir("jets", spec).exists()  # no dataset until every shard exists
+    kept = sorted(p.name for p in next((tmp_path / "d").glob("jets-shards-*")).iterdir())
+    assert len(kept) == 2 and all(n.endswith(".npz") and not n.startswith(".") for n in kept)
+    seen = []
+    monkeypatch.setattr(
+        cache, "run_tasks", lambda fn, tasks, keys, *a, **k: seen.append(keys) or real(fn, tasks, keys, *a, **k)
+    )
+    a2, m2, _ = jets.generate(SMALL, workers=2, progress=False)
+    assert len(seen[0]) == 2 and not {f"{k}.npz" for k in seen[0]} & set(kept)
+    assert (m2["generation"]["generated"], m2["generation"]["reused"]) == (2, 2)
+    for k in a1:
+        np.testing.assert_array_equal(a1[k], a2[k], err_msg=k)
+
+
+def _die_once_then_shard(task):
+    """Kill this Dask worker the first time shard 1 runs (a marker file remembers it), then run it for real."""
+    if task["shard"] == 1 and not os.path.exists(task["marker"]):
+        open(task["marker"], "w").close()
+        os._exit(1)
+    return jets._run_shard(task)
+
+
+def test_killed_worker_mid_run_is_retried(small, tmp_path):
+    a1, _, _ = small
+    spec = jets.normalize_spec(SMALL)
+    tasks, keys = jets.shard_tasks(spec)
+    marker = str(tmp_path / "died")
+    tasks = [{**t, "marker": marker} for t in tasks]
+    shards, run = cache.run_cached_shards(
+        "jets",
+        {"test": "killed"},
+        _die_once_then_shard,
+        tasks,
+        keys,
+        ClusterSettings(n_workers=2, retries=2),
+        progress=False,
+        root=tmp_path,
+    )
+    assert os.path.exists(marker) and run["generated"] == 4
+    got = {t["cls"]: [] for t in tasks}
+    for t, (arrs, meta) in zip(tasks, shards):
+        got[t["cls"]].append(arrs["jet_pt"])
+        assert meta["key"] in keys and meta["worker"] is not None
+    np.testing.assert_array_equal(np.concatenate([*got["q"], *got["W"]]), a1["jet_pt"])
 
 
 @pytest.mark.parametrize("corruption", ["manifest_garbage", "manifest_list", "npz_bytes", "npz_missing"])
 def test_corrupt_cache_is_regenerated(tiny, tmp_path, monkeypatch, corruption):
     a1, _, original = tiny
     monkeypatch.setenv("HWFLOW_DATA", str(tmp_path / "d"))
-    folder = cache.dataset_dir("jets", jets.normalize_spec(TINY))
+    tiny_spec = jets.cache_spec(jets.normalize_spec(TINY))
+    folder = cache.dataset_dir("jets", tiny_spec)
     shutil.copytree(original, folder)
-    assert cache.load_cached("jets", jets.normalize_spec(TINY)) is not None  # the copy is a valid cache
+    assert cache.load_cached("jets", tiny_spec) is not None  # the copy is a valid cache
     if corruption == "manifest_garbage":
         (folder / "manifest.json").write_text("{not json")
     elif corruption == "manifest_list":
@@ -226,10 +403,10 @@ def test_corrupt_cache_is_regenerated(tiny, tmp_path, monkeypatch, corruption):
         (folder / "dataset.npz").write_bytes(bytes(raw))
     else:
         (folder / "dataset.npz").unlink()
-    assert cache.load_cached("jets", jets.normalize_spec(TINY)) is None
+    assert cache.load_cached("jets", tiny_spec) is None
     calls = []
-    real = cache.run_shards
-    monkeypatch.setattr(cache, "run_shards", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = cache.run_cached_shards
+    monkeypatch.setattr(cache, "run_cached_shards", lambda *a, **k: calls.append(1) or real(*a, **k))
     a2, m2, _ = jets.generate(TINY, workers=1, progress=False)
     assert calls, "a corrupt cache must be regenerated, not loaded"
     np.testing.assert_array_equal(a1["X"], a2["X"])
@@ -244,10 +421,10 @@ def test_interrupted_run_leaves_no_cache(env, tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache, "run_shards", interrupted)
+    monkeypatch.setattr(cache, "run_cached_shards", interrupted)
     with pytest.raises(KeyboardInterrupt):
         jets.generate(TINY, progress=False)
-    folder = cache.dataset_dir("jets", jets.normalize_spec(TINY))
+    folder = cache.dataset_dir("jets", jets.cache_spec(jets.normalize_spec(TINY)))
     assert not (folder / "manifest.json").exists() and not (folder / "dataset.npz").exists()
 
     # interrupted while writing the arrays: no npz, no manifest, no stray temp file
@@ -277,6 +454,7 @@ def test_banners_silenced(env, tmp_path, monkeypatch, capfd):
         ({"classes": ["W", "W"]}, "duplicates"),
         ({"n_constituents": 0}, "n_constituents"),
         ({"n_constituents": -3}, "n_constituents"),
+        ({"n_constituents": 40, "n_max": 32}, "raise data.jets.n_max"),
         ({"jets_per_class": 0}, "jets_per_class"),
         ({"pt_min": 1000, "pt_max": 900}, "pT window empty"),
         ({"pt_min": 1000, "pt_max": 1000}, "pT window empty"),
@@ -301,9 +479,11 @@ def test_hopeless_settings_fail_in_the_worker_with_a_clear_error(env, tmp_path, 
     monkeypatch.setattr(jets, "MAX_EVENTS_PER_JET", 10)
     monkeypatch.setattr(jets, "MAX_EVENTS_EXTRA", 0)
     spec = {**TINY, "y_max": 0.001, "jets_per_class": 2}
-    with pytest.raises(HwflowError, match=r"class Z: only 0 of 2 jets after 20 events .*rapidity"):
+    with pytest.raises(
+        HwflowError, match=r"Z-00000-n2: HwflowError: class Z: only 0 of 2 jets after 20 events .*rapidity"
+    ):
         jets.generate(spec, workers=1, progress=False)
-    assert not (cache.dataset_dir("jets", jets.normalize_spec(spec)) / "manifest.json").exists()
+    assert not (cache.dataset_dir("jets", jets.cache_spec(jets.normalize_spec(spec))) / "manifest.json").exists()
 
 
 def test_cli_generates_from_a_card(env, tmp_path, capsys):
@@ -356,3 +536,19 @@ def test_card_spec_hash_matches_normalized_spec():
     spec = card.data_spec()
     assert jets.normalize_spec(spec) == spec  # a card's spec is already complete: same cache key either way
     assert stable_hash(jets.normalize_spec({"kind": "jets", "seed": 42, "n_constituents": 8})) == card.data_hash()
+
+
+def test_physics_card_is_physics_grade_and_shares_the_default_shards():
+    from hwflow.config import load_card
+
+    phys, default = load_card("jet_transformer_physics"), load_card("jet_transformer")
+    pj = phys["data"]["jets"]
+    assert pj["n_constituents"] == 32 and len(pj["classes"]) * pj["jets_per_class"] >= 200_000
+    n_test = round(len(pj["classes"]) * pj["jets_per_class"] * phys["data"]["test_fraction"])
+    assert n_test >= 20_000 and phys["hls"]["csim_samples"] >= 20_000 and phys["train"]["float_twin"]
+    # same settings but the size, N and card-level splits: the default card's jets are the first shards of these
+    ps, ds = (jets.cache_spec(jets.normalize_spec(c.data_spec())) for c in (phys, default))
+    assert {k: v for k, v in ps.items() if k != "jets_per_class"} == {
+        k: v for k, v in ds.items() if k != "jets_per_class"
+    }
+    assert jets.shard_tasks(ds)[1] == [k for k in jets.shard_tasks(ps)[1] if int(k.split("-")[1]) < 8]

@@ -189,7 +189,9 @@ def test_manifest_and_figures(small, env):
 def test_worker_count_and_rerun_do_not_change_arrays(small, tmp_path):
     arrays, manifest = small[0], small[1]
     again, man2, _ = kws.generate(small[3], workers=1, progress=False, root=tmp_path, figure=False)
-    assert man2["generation"]["workers"] == 1 and manifest["generation"]["workers"] == 2
+    assert man2["generation"]["n_workers"] == 1 and manifest["generation"]["n_workers"] == 2
+    assert man2["generation"]["generated"] == 4 and len(man2["generation"]["per_worker"]) == 1
+    assert sum(w["clips"] for w in manifest["generation"]["per_worker"].values()) == 36
     assert set(again) == set(arrays)
     for k in arrays:
         assert np.array_equal(again[k], arrays[k]), k
@@ -198,8 +200,8 @@ def test_worker_count_and_rerun_do_not_change_arrays(small, tmp_path):
 
 def test_shard_boundaries_do_not_change_arrays(small):
     arrays, spec = small[0], small[3]
-    whole = kws._shard({"spec": spec, "start": 0, "end": 36})
-    parts = [kws._shard({"spec": spec, "start": s, "end": min(s + 7, 36)}) for s in range(0, 36, 7)]
+    whole = kws._shard({"spec": spec, "start": 0, "end": 36})[0]
+    parts = [kws._shard({"spec": spec, "start": s, "end": min(s + 7, 36)})[0] for s in range(0, 36, 7)]
     for k in ["X", *kws.META_FIELDS]:
         assert np.array_equal(whole[k], arrays[k]), k
         assert np.array_equal(np.concatenate([p[k] for p in parts]), arrays[k]), k
@@ -211,7 +213,7 @@ def test_cache_hit_miss_and_corruption(small, monkeypatch):
     def no_shards(*a, **k):
         raise AssertionError("cache hit expected, but shards were run")
 
-    monkeypatch.setattr(kws, "run_shards", no_shards)
+    monkeypatch.setattr(kws.cache, "run_cached_shards", no_shards)
     hit, man, f2 = kws.generate(spec, progress=False)
     assert f2 == folder and man["content_sha256"] == manifest["content_sha256"]
     assert np.array_equal(hit["X"], arrays["X"])
@@ -221,7 +223,7 @@ def test_cache_hit_miss_and_corruption(small, monkeypatch):
     with pytest.raises(AssertionError, match="cache hit expected"):
         kws.generate(other, progress=False)
     monkeypatch.undo()
-    # a corrupted npz fails its hash: regenerated, identical to the original
+    # a corrupted npz fails its hash: rebuilt (from the finished shards), identical to the original
     with open(folder / ARRAYS, "ab") as f:
         f.write(b"corrupt")
     fixed, man3, _ = kws.generate(spec, workers=2, progress=False, figure=False)
@@ -231,7 +233,7 @@ def test_cache_hit_miss_and_corruption(small, monkeypatch):
     m = json.loads((folder / MANIFEST).read_text())
     m["generator_version"] = kws.GENERATOR_VERSION - 1
     (folder / MANIFEST).write_text(json.dumps(m))
-    monkeypatch.setattr(kws, "run_shards", no_shards)
+    monkeypatch.setattr(kws.cache, "run_cached_shards", no_shards)
     with pytest.raises(AssertionError, match="cache hit expected"):
         kws.generate(spec, progress=False)
     m["generator_version"] = kws.GENERATOR_VERSION  # restore, so later tests hit the cache
@@ -355,6 +357,35 @@ def test_unguarded_script_fails_fast_with_main_guard_hint(tmp_path):
     )
     assert res.returncode != 0
     assert 'if __name__ == "__main__":' in res.stderr.splitlines()[-1]
+
+
+@needs_espeak
+def test_resume_after_interruption_regenerates_only_missing_shards(small, tmp_path, monkeypatch):
+    from hwflow.data import cache
+
+    arrays, spec = small[0], small[3]
+    real = cache.run_tasks
+
+    def interrupted_after_one(fn, tasks, keys, settings=None, on_result=None, **k):
+        def on(i, res):
+            on_result(i, res)
+            raise KeyboardInterrupt
+
+        return real(fn, tasks, keys, settings, on_result=on, **k)
+
+    monkeypatch.setattr(cache, "run_tasks", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        kws.generate(spec, workers=1, progress=False, root=tmp_path, figure=False)
+    assert not dataset_dir("kws", spec, tmp_path).exists()
+    assert len(list(next(tmp_path.glob("kws-shards-*")).glob("*.npz"))) == 1
+    seen = []
+    monkeypatch.setattr(
+        cache, "run_tasks", lambda fn, t, keys, *a, **k: seen.append(keys) or real(fn, t, keys, *a, **k)
+    )
+    again, man, _ = kws.generate(spec, workers=2, progress=False, root=tmp_path, figure=False)
+    assert len(seen[0]) == 3 and (man["generation"]["generated"], man["generation"]["reused"]) == (3, 1)
+    for k in arrays:
+        assert np.array_equal(again[k], arrays[k]), k
 
 
 def test_wrong_kind_rejected():

