@@ -245,15 +245,15 @@ def conformer_card(raw: dict, rng) -> dict:
     model.update(
         pooling=raw["model"]["pooling"],
         conv_kernel=int(rng.choice([3, 5])),
-        subsampling=4,
+        subsampling=2,
         swish_table_size=int(rng.choice([256, 1024])),
     )
     quant = {**raw["quant"], "input": {"bits": 16, "integer": 5}}
     return {**raw, "data": base["data"], "model": model, "quant": quant, "train": raw["train"]}
 
 
-def _card_exactness(card, tmp_path) -> dict:
-    """Return {'outputs': fraction identical, 'layers': {layer: own exact fraction}} for a freshly trained card."""
+def _card_exactness(card, tmp_path, shape=None, n_cls=3) -> dict:
+    """Return {'outputs': fraction identical, 'layers': {layer: own exact fraction}} for a briefly trained card."""
     from hwflow.hls import compile_model, convert, csim_outputs
     from hwflow.nn import build
     from hwflow.nn.transformer import set_input_norm
@@ -262,12 +262,10 @@ def _card_exactness(card, tmp_path) -> dict:
 
     set_seed(1)
     rng = np.random.default_rng(2)
-    if card["model"]["kind"] == "conformer":
-        shape, n_cls = (16, 8), 4
-        x = rng.normal(-4, 3, (64, *shape)).astype(np.float32)
-    else:
-        shape, n_cls = (6, 4), 3
-        x = rng.normal(0, 1, (64, *shape)).astype(np.float32)
+    conformer = card["model"]["kind"] == "conformer"
+    shape = shape or ((16, 8) if conformer else (6, 4))
+    # log-mel-like inputs for the conformer, standardized-feature-like for the transformer
+    x = (rng.normal(-4, 3, (64, *shape)) if conformer else rng.normal(0, 1, (64, *shape))).astype(np.float32)
     model = build(card, True, input_shape=shape, n_classes=n_cls)
     set_input_norm(model, x)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -295,3 +293,13 @@ def test_random_card_keras_equals_csim(tmp_path, hls_toolchain):
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_random_cards_keras_equals_csim(seed, tmp_path, hls_toolchain):
     _check_card(seed, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,shape,n_cls", [("jet_transformer", (16, 4), 5), ("kws_conformer", (49, 40), 12)])
+def test_default_architectures_keras_equals_csim(name, shape, n_cls, tmp_path, hls_toolchain):
+    from hwflow.config import load_card
+
+    r = _card_exactness(load_card(name), tmp_path, shape, n_cls)
+    off = {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
+    assert r["outputs"] == 1.0 and not off, f"{name}: outputs {r['outputs']}, layers not exact: {off}"

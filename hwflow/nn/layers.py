@@ -98,6 +98,12 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
 
     Weights: ``query_kernel`` (D, H*key_dim), ``key_kernel`` (Dv, H*key_dim), ``value_kernel``
     (Dv, H*value_dim), ``output_kernel`` (H*value_dim, output_dim) and matching biases.
+
+    Exact forward pass (every quantizer fixed point): the firmware's attention (hwflow_mha.h) with its
+    softmax tables: ``exp_table_size``, ``inv_table_size``, ``exp_table_t``, ``inv_table_t`` (None =
+    hwflow's defaults) are the hls4ml ``ExpTableSize``/``InvTableSize``/``Precision`` of the layer;
+    ``input_type`` is the input's fixed-point type (None: the values are taken as they come, which is
+    exact because the projections are exact sums).
     """
 
     def __init__(
@@ -402,6 +408,10 @@ class QLayerNormalization(_QNormBase):
     ``y = output_quantizer((x - mean) / sqrt(var + epsilon) * gamma_q + beta_q)`` where mean and
     (biased) variance are taken over the last axis, ``gamma_q = gamma_quantizer(gamma)`` and
     ``beta_q = beta_quantizer(beta)``. Weights: ``gamma`` and ``beta`` of shape (D,).
+
+    Exact forward pass: with ``input_type`` (the fixed-point type of the input, which sizes the mean,
+    variance and 1/sqrt types) and fixed-point quantizers, the firmware's norm (hwflow_layernorm.h) with a
+    1/sqrt table of ``table_size`` entries per octave in ``table_t`` (None: ap_ufixed<18,1,AP_RND,AP_SAT>).
     """
 
     QUANTIZER_NAMES = ("gamma_quantizer", "beta_quantizer", "output_quantizer")
@@ -501,7 +511,8 @@ class QRMSNormalization(_QNormBase):
     """Quantized RMS normalization over the last axis (Pre-RMSNorm transformers).
 
     ``y = output_quantizer(x / sqrt(mean(x^2) + epsilon) * gamma_q)`` with
-    ``gamma_q = gamma_quantizer(gamma)``; weight ``gamma`` of shape (D,).
+    ``gamma_q = gamma_quantizer(gamma)``; weight ``gamma`` of shape (D,). ``input_type``, ``table_size``,
+    ``table_t``: as for :class:`QLayerNormalization` (exact forward pass).
     """
 
     QUANTIZER_NAMES = ("gamma_quantizer", "output_quantizer")
