@@ -278,10 +278,22 @@ def _card_exactness(card, tmp_path, shape=None, n_cls=3) -> dict:
     return {"outputs": float(np.mean(np.asarray(y).reshape(yq.shape) == yq)), "layers": own}
 
 
+def _not_exact(r: dict) -> dict:
+    """Return {layer: own exact fraction} of the layers whose own output differs from Keras.
+
+    Known exception: stock average pooling averages in float32 in Keras and truncates the quotient into its
+    wide ap_fixed<32,10> in C++ (1 LSB of 2^-22 when the token count is not a power of two); the QActivation
+    after it (pool_act) rounds both to the same value, so it is checked there instead."""
+    off = {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
+    if "pool" in off and r["layers"].get("pool_act") == 1.0:
+        off.pop("pool")
+    return off
+
+
 def _check_card(seed, tmp_path):
     card = random_card(seed)
     r = _card_exactness(card, tmp_path)
-    off = {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
+    off = _not_exact(r)
     assert r["outputs"] == 1.0 and not off, f"card {seed}: outputs {r['outputs']}, layers not exact: {off}"
 
 
@@ -301,5 +313,5 @@ def test_default_architectures_keras_equals_csim(name, shape, n_cls, tmp_path, h
     from hwflow.config import load_card
 
     r = _card_exactness(load_card(name), tmp_path, shape, n_cls)
-    off = {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
+    off = _not_exact(r)
     assert r["outputs"] == 1.0 and not off, f"{name}: outputs {r['outputs']}, layers not exact: {off}"
