@@ -210,7 +210,9 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         """Return the AttentionSpec the firmware will use (None when a quantizer is float or seq_len unknown)."""
         from ..reference.attention import make_spec
 
-        types = [fixed_type(getattr(self, n)) for n in self.QUANTIZER_NAMES[2:]]
+        if type(self).intermediates is not QMultiHeadAttention.intermediates:
+            return None  # a variant with its own arithmetic (e.g. Linformer) has no exact twin here: it stays float
+        types = [fixed_type(getattr(self, n)) for n in self.QUANTIZER_NAMES[2:7]]
         wt, bt = weight_type(self.kernel_quantizer), weight_type(self.bias_quantizer)
         if seq_len is None or wt is None or (self.use_bias and bt is None) or any(t is None for t in types):
             return None
