@@ -12,17 +12,18 @@ RTLSTAMP := $(RTLVENV)/.installed
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full rtl-synth bench sweep lint test test-slow test-rtl test-all clean distclean
+.PHONY: help setup deps demo data train firmware csim synth report compare rtl-env rtl rtl-full rtl-synth bench sweep explore lint test test-slow test-rtl test-all clean distclean
 
 help:
 	@echo "make demo                 set up .venv and run data -> train -> firmware -> csim -> report for MODEL=$(MODEL)"
 	@echo "make lint                 ruff format --check, ruff check and clang-format on the C++ headers"
-	@echo "make test                 lint, then the default tests (<= 10 min on 2 cores); test-slow / test-rtl / test-all for the rest"
+	@echo "make test                 lint, then the default tests (target: <= 10 min on an idle 2-core machine); test-slow / test-rtl / test-all for the rest"
 	@echo "make data|train|firmware|csim|synth|rtl MODEL=<card in models/>   one stage"
 	@echo "make rtl-env / rtl / rtl-synth / rtl-full MODEL=..   open RTL route (da4ml, Verilator, Yosys) in .venv-rtl"
 	@echo "make report               collect reports/summary.{json,md} over all models"
 	@echo "make sweep MODEL=.. REUSE='1 2 4'   firmware + csim (+ synth if tools exist) per reuse factor"
 	@echo "make bench                benchmarks into reports/bench/"
+	@echo "make explore MODEL=.. [TRIALS=N]   design-space exploration on Dask: Pareto front + cards (reports/m/explore/)"
 
 # --- environment ---------------------------------------------------------------------------
 $(STAMP): pyproject.toml requirements.lock
@@ -90,6 +91,10 @@ bench: setup
 REUSE ?= 1 2 4
 sweep: setup
 	$(HW) sweep $(MODEL) --reuse $(REUSE)
+
+# design-space exploration (hwflow/explore.py): space models/$(MODEL).explore.yaml, trials on a Dask LocalCluster
+explore: setup rtl-env
+	$(HW) explore $(MODEL) $(if $(TRIALS),--trials $(TRIALS))
 
 demo: setup
 	$(HW) data --model $(MODEL)

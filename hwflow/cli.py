@@ -22,6 +22,7 @@ STAGES = [
     "hwflow.synth",
     "hwflow.rtl",
     "hwflow.sweep",
+    "hwflow.explore",
     "hwflow.report",
     "hwflow.bench",
 ]

@@ -162,9 +162,20 @@ def run_tasks(
 
 
 def _with_worker(fn, task):
+    """Run one task on its worker; its own exception comes back as a value, so Dask's ``retries`` re-run a task
+    only when its worker died (a raised error would fail the same way again)."""
     from distributed import get_worker
 
-    return fn(task), get_worker().name
+    worker = get_worker().name
+    try:
+        return fn(task), worker, None
+    except Exception as e:
+        return None, worker, _one_line(e)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def _outcome(key: str, fut) -> TaskResult:
@@ -172,15 +183,14 @@ def _outcome(key: str, fut) -> TaskResult:
     from distributed.scheduler import KilledWorker
 
     try:
-        value, worker = fut.result()
-        return TaskResult(key, value=value, worker=str(worker))
+        value, worker, error = fut.result()
     except KilledWorker:
         return TaskResult(key, error="its worker died on every retry (out of memory? see the worker logs)")
     except FutureCancelledError:
         return TaskResult(key, error="cancelled")
-    except Exception as e:  # the task's own error: one line, recorded, the run goes on
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return TaskResult(key, error=f"{type(e).__name__}: {msg}")
+    except Exception as e:  # failed outside the task itself (e.g. its arguments could not be unpickled)
+        return TaskResult(key, error=_one_line(e))
+    return TaskResult(key, value=value, error=error, worker=str(worker))
 
 
 def raise_failures(results: Sequence[TaskResult], what: str) -> None:

@@ -279,6 +279,15 @@ SCHEMA = S(
                 ),
                 "swish_table_t": F((str,), "ap_ufixed<12,1,AP_RND,AP_SAT>"),
                 "dropout": F(NUM, 0.0, check=_frac, rule="in [0, 1)"),
+                # attention kind (issue 13, hwflow.nn.attention): softmax (MHA), linformer (keys/values compressed
+                # N -> linformer_k), cosformer (ReLU features, cos re-weighting, linear form), grouped (tokens grouped
+                # by attention_group before attention, ungrouped after)
+                "attention": F((str,), "softmax", choices=("softmax", "linformer", "cosformer", "grouped")),
+                "linformer_k": F((int,), 4, check=_pos, rule="> 0 (compressed sequence length)"),
+                "attention_group": F((int,), 2, check=_pos, rule="> 0 (tokens per group; divides the sequence)"),
+                "cosformer_m": F(
+                    (int,), 0, check=_nonneg, rule=">= 0 (cos re-weighting horizon M; 0 = sequence length)"
+                ),
                 # transformer: fixed per-feature standardization (mean/std of the training set) as the first layer
                 "input_norm": F((str,), "standard", choices=("standard", "none")),
             }
@@ -301,6 +310,9 @@ SCHEMA = S(
                 "float_twin": F((bool,), True),
                 # halve the learning rate when the validation loss stalls for patience/2 epochs (helps QAT settle)
                 "reduce_lr": F((bool,), True),
+                # start from another trained model's weights (models/<name>/qkeras.h5 or float.h5): layers of the
+                # same name and shape are copied, the rest keep their seeded initialization (exploration trials)
+                "warm_start": F((str,), None),
             }
         ),
         "hls": S(
@@ -512,7 +524,8 @@ def find_card(name_or_path: str | Path) -> Path:
     cand = project_root() / "models" / f"{name_or_path}.yaml"
     if cand.exists():
         return cand
-    known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml"))
+    # models/<m>.explore.yaml are exploration spaces (hwflow.explore), not cards
+    known = sorted(q.stem for q in (project_root() / "models").glob("*.yaml") if not q.stem.endswith(".explore"))
     raise CardError(
         f"model card '{name_or_path}' not found: expected models/{name_or_path}.yaml; known: "
         f"{', '.join(known) or 'none'}"
@@ -569,3 +582,28 @@ def parse_overrides(items: list[str] | None) -> dict:
         key, value = item.split("=", 1)
         set_dotted(out, key, yaml.safe_load(value))
     return out
+
+
+def schema_default(dotted: str) -> Any:
+    """Return the schema default of a card key (e.g. ``"model.swish_table_size"``): the one place it is defined."""
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if not isinstance(node, S) or part not in node.fields:
+            raise KeyError(f"no card key '{dotted}'")
+        node = node.fields[part]
+    if not isinstance(node, F):
+        raise KeyError(f"card key '{dotted}' is a section, not a value")
+    return copy.deepcopy(node.default)
+
+
+def sigmoid_table_defaults() -> dict:
+    """Return the default swish/GLU sigmoid table {table_size, table_range, table_t} (card ``model.swish_table_*``)."""
+    return {k: schema_default(f"model.swish_{k}") for k in ("table_size", "table_range", "table_t")}
+
+
+def schema_defaults(section: str) -> dict:
+    """Return {key: default} of the scalar keys of a card section (e.g. ``"rtl"``), from the schema."""
+    node: Any = SCHEMA
+    for part in section.split("."):
+        node = node.fields[part]
+    return {k: copy.deepcopy(f.default) for k, f in node.fields.items() if isinstance(f, F)}

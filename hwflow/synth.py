@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -309,6 +310,190 @@ def _firmware_sha256(fw: Path) -> str | None:
         return None
 
 
+@dataclass
+class SynthOptions:
+    """Options of one vendor run: card synth section + CLI overrides, timeout, dry run, where progress goes."""
+
+    overrides: dict[str, Any] | None = None
+    timeout_s: float | None = None
+    dry_run: bool = False
+    echo: TextIO | None = None
+
+
+@dataclass
+class SynthPlan:
+    """What a run will do, decided before any tool starts: project facts, options, command, expected reports."""
+
+    card: Any
+    fw: Path
+    facts: dict[str, Any]
+    opts: dict[str, int]
+    expected: dict[str, Path]
+    existing_csynth: Path
+    timeout: float
+    exe: str
+    exe_path: str | None
+    tool_error: str | None
+    cmd: list[str]
+    record: dict[str, Any] = field(default_factory=dict)  # the plan part of synth.json
+
+    @property
+    def label(self) -> str:
+        return TOOLS[self.facts["backend"]][0]
+
+
+def plan_run(card, options: SynthOptions) -> SynthPlan:
+    """Return the plan of a vendor run (raises HwflowError for an impossible request: nothing to run, cosim
+    without csynth results, a bad timeout)."""
+    fw = card.firmware_dir()
+    if not options.dry_run:
+        _prepare_firmware(card)
+    facts = check_project(card, fw)
+    opts = build_options(card["synth"], options.overrides)
+    if not any(opts[k] for k in ("csim", "synth", "cosim", "export", "vsynth")):
+        raise HwflowError("nothing to run: enable at least one of --csynth, --cosim, --vsynth, --export, --csim")
+    project = facts["project"]
+    existing_csynth = fw / f"{project}_prj" / "solution1" / "syn" / "report" / f"{project}_csynth.xml"
+    if not opts["synth"] and (opts["cosim"] or opts["export"] or opts["vsynth"]) and not existing_csynth.is_file():
+        raise HwflowError(
+            f"--cosim/--export/--vsynth need C synthesis results and {_rel(existing_csynth)} is absent: add --csynth"
+        )
+    timeout = float(options.timeout_s if options.timeout_s is not None else card["synth"]["timeout_s"])
+    if timeout <= 0:
+        raise HwflowError(f"--timeout must be > 0 seconds, got {timeout}")
+    try:
+        exe, exe_path = find_tool(facts["backend"])
+        tool_error = None
+    except HwflowError as e:
+        exe, exe_path, tool_error = TOOLS[facts["backend"]][1][0], None, str(e)
+    cmd = build_command(exe_path or exe, opts)
+    record = {
+        "model": card.name,
+        "backend": facts["backend"],
+        "project": project,
+        "firmware_dir": _rel(fw),
+        "firmware_sha256": _firmware_sha256(fw),
+        "options": opts,
+        "timeout_s": timeout,
+        "card_hls": {k: card["hls"][k] for k in ("part", "clock_period", "strategy", "reuse_factor", "io_type")},
+        "warnings": facts["warnings"],
+        "tool": exe,
+        "tool_path": exe_path,
+        "command": cmd,
+    }
+    expected = expected_reports(fw, project, opts)
+    return SynthPlan(card, fw, facts, opts, expected, existing_csynth, timeout, exe, exe_path, tool_error, cmd, record)
+
+
+def describe_dry_run(p: SynthPlan, out: TextIO) -> dict[str, Any]:
+    """Print what a run would do (tool, command, build_opt.tcl, timeout, expected reports); return the plan."""
+    p.record["tool_found"] = p.exe_path is not None
+    p.record["expected_reports"] = {k: _rel(v) for k, v in p.expected.items()}
+    print(f"[dry-run] {p.label}: {p.exe_path or p.exe + ' (NOT FOUND on PATH)'}", file=out)
+    print(f"[dry-run] cd {_rel(p.fw)} && {shlex.join([p.exe] + p.cmd[1:])}", file=out)
+    if p.facts["backend"] == "Vitis":
+        print("[dry-run] build_opt.tcl:\n" + build_opt_tcl(p.opts).rstrip(), file=out)
+    print(f"[dry-run] timeout {p.timeout:g} s; expects {', '.join(_rel(v) for v in p.expected.values())}", file=out)
+    return p.record
+
+
+def check_tools(p: SynthPlan) -> None:
+    """Raise HwflowError when the vendor tool (or Vivado, for --vsynth) is not on PATH."""
+    if p.tool_error:
+        raise HwflowError(p.tool_error)
+    if p.opts["vsynth"] and not shutil.which("vivado"):
+        raise HwflowError(
+            "Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without "
+            "--vsynth"
+        )
+
+
+def run_vendor_tool(p: SynthPlan, out: TextIO) -> dict[str, Any]:
+    """Run the tool in the firmware folder (log streamed and kept); return {started, t0, elapsed, rc, log_path}
+    or raise HwflowError on a timeout or a failing exit code."""
+    report_dir = p.card.report_dir()
+    result_path = report_dir / "synth.json"
+    if result_path.exists():
+        # the old result no longer describes the firmware being rebuilt; keep it, but not as the current one
+        os.replace(result_path, report_dir / "synth.previous.json")
+    if p.facts["backend"] == "Vitis":
+        atomic_write_text(p.fw / "build_opt.tcl", build_opt_tcl(p.opts))
+    log_path = p.fw / "hwflow_synth.log"
+    started, t0 = _now(), time.time()
+    print(f"hwflow synth: running {p.label} ({p.exe_path}) in {_rel(p.fw)}; log: {_rel(log_path)}", file=out)
+    rc, timed_out = run_tool(p.cmd, p.fw, log_path, p.timeout, echo=out)
+    if timed_out:
+        raise HwflowError(
+            f"{p.exe} timed out after {p.timeout:g} s and was stopped; no report was written (log: {_rel(log_path)}): "
+            "raise synth.timeout_s in the card or --timeout"
+        )
+    if rc != 0:
+        err = _last_error(log_path)
+        raise HwflowError(
+            f"{p.exe} failed with exit code {rc}{': ' + err if err else ''}; no report was written: "
+            f"see {_rel(log_path)}"
+        )
+    return {"started": started, "t0": t0, "elapsed": round(time.time() - t0, 1), "rc": rc, "log_path": log_path}
+
+
+def collect_reports(p: SynthPlan, t0: float, log_path: Path) -> list[dict[str, Any]]:
+    """Return the parsed reports this run wrote (each must be fresher than the run), plus an earlier csynth for a
+    cosim/vsynth/export-only run and the tool log's summary."""
+    from .report import find as _find
+    from .report import hls_log
+
+    records = []
+    for kind, path in p.expected.items():
+        fresh = path.exists() and path.stat().st_mtime >= t0 - 2.0  # 2 s slack for coarse file-system clocks
+        if kind == "export":
+            fresh = path.is_dir() and any(f.stat().st_mtime >= t0 - 2.0 for f in path.rglob("*") if f.is_file())
+        if not fresh:
+            raise HwflowError(
+                f"{p.exe} exited 0 but did not write a fresh {_rel(path)} "
+                f"({'missing' if not path.exists() else 'older than this run'}); "
+                f"no report was written: see {_rel(log_path)}"
+            )
+        if kind != "export":
+            records.append(_find.parse_file(path, kind))
+    rpt = p.expected.get("csynth_xml", Path("/nonexistent")).with_suffix(".rpt")
+    if rpt.exists() and rpt.stat().st_mtime >= t0 - 2.0:
+        records.append(_find.parse_file(rpt, "csynth_rpt"))
+    if not p.opts["synth"] and p.existing_csynth.is_file():
+        # cosim/vsynth/export-only run: the C-synthesis numbers come from the earlier csynth, said so explicitly
+        earlier = _find.parse_file(p.existing_csynth, "csynth_xml")
+        earlier["details"]["from_earlier_run"] = True
+        records.insert(0, earlier)
+    # the tool printed no recognisable banner: the reports above are what counts
+    with contextlib.suppress(HwflowError):
+        records.append(hls_log.parse(log_path))
+    return records
+
+
+def write_result(p: SynthPlan, ran: dict[str, Any], records: list[dict[str, Any]], out: TextIO) -> dict[str, Any]:
+    """Write reports/<m>/synth.json (plan, run facts, parsed reports, vendor summary) atomically; return it."""
+    from .report.summary import vendor_view
+
+    result = {
+        **p.record,
+        "status": "ok",
+        "started_utc": ran["started"],
+        "finished_utc": _now(),
+        "elapsed_s": ran["elapsed"],
+        "exit_code": ran["rc"],
+        "log": _rel(ran["log_path"]),
+        "reports": records,
+        "summary": vendor_view(records),
+    }
+    if result["summary"].get("cosim_status") == "Fail":
+        result["status"] = "cosim_failed"
+    result_path = p.card.report_dir() / "synth.json"
+    atomic_write_json(result_path, result)
+    print(f"hwflow synth: wrote {_rel(result_path)}", file=out)
+    for flag in result["summary"].get("flags", []):
+        print(f"hwflow synth: WARNING {flag}", file=out)
+    return result
+
+
 def synth(
     model,
     overrides: dict[str, Any] | None = None,
@@ -320,134 +505,18 @@ def synth(
     dry_run)."""
     from .config import Card, load_card
 
-    out = sys.stdout if echo is None else echo
+    options = SynthOptions(overrides, timeout_s, dry_run, echo)
+    out = sys.stdout if options.echo is None else options.echo
     card = model if isinstance(model, Card) else load_card(model)
-    fw = card.firmware_dir()
-    if not dry_run:
-        _prepare_firmware(card)
-    facts = check_project(card, fw)
-    opts = build_options(card["synth"], overrides)
-    if not any(opts[k] for k in ("csim", "synth", "cosim", "export", "vsynth")):
-        raise HwflowError("nothing to run: enable at least one of --csynth, --cosim, --vsynth, --export, --csim")
-    project = facts["project"]
-    expected = expected_reports(fw, project, opts)
-    existing_csynth = fw / f"{project}_prj" / "solution1" / "syn" / "report" / f"{project}_csynth.xml"
-    if not opts["synth"] and (opts["cosim"] or opts["export"] or opts["vsynth"]) and not existing_csynth.is_file():
-        raise HwflowError(
-            f"--cosim/--export/--vsynth need C synthesis results and {_rel(existing_csynth)} is absent: add --csynth"
-        )
-    timeout = float(timeout_s if timeout_s is not None else card["synth"]["timeout_s"])
-    if timeout <= 0:
-        raise HwflowError(f"--timeout must be > 0 seconds, got {timeout}")
-    label = TOOLS[facts["backend"]][0]
-
-    plan: dict[str, Any] = {
-        "model": card.name,
-        "backend": facts["backend"],
-        "project": project,
-        "firmware_dir": _rel(fw),
-        "options": opts,
-        "timeout_s": timeout,
-        "card_hls": {k: card["hls"][k] for k in ("part", "clock_period", "strategy", "reuse_factor", "io_type")},
-        "warnings": facts["warnings"],
-        "firmware_sha256": _firmware_sha256(fw),
-    }
-    for w in facts["warnings"]:
+    p = plan_run(card, options)
+    for w in p.facts["warnings"]:
         print(f"hwflow synth: WARNING {w}", file=out)
-    try:
-        exe, exe_path = find_tool(facts["backend"])
-        tool_error = None
-    except HwflowError as e:
-        exe, exe_path, tool_error = TOOLS[facts["backend"]][1][0], None, str(e)
-    cmd = build_command(exe_path or exe, opts)
-    plan.update(tool=exe, tool_path=exe_path, command=cmd)
-    if dry_run:
-        plan["tool_found"] = exe_path is not None
-        plan["expected_reports"] = {k: _rel(v) for k, v in expected.items()}
-        print(f"[dry-run] {label}: {exe_path or exe + ' (NOT FOUND on PATH)'}", file=out)
-        print(f"[dry-run] cd {_rel(fw)} && {shlex.join([exe] + cmd[1:])}", file=out)
-        if facts["backend"] == "Vitis":
-            print("[dry-run] build_opt.tcl:\n" + build_opt_tcl(opts).rstrip(), file=out)
-        print(f"[dry-run] timeout {timeout:g} s; expects {', '.join(_rel(v) for v in expected.values())}", file=out)
-        return plan
-    if tool_error:
-        raise HwflowError(tool_error)
-    if opts["vsynth"] and not shutil.which("vivado"):
-        raise HwflowError(
-            "Vivado (`vivado`) not found on PATH, needed for --vsynth (logic synthesis): install it or run without "
-            "--vsynth"
-        )
-
-    report_dir = card.report_dir()
-    result_path = report_dir / "synth.json"
-    if result_path.exists():
-        # the old result no longer describes the firmware being rebuilt; keep it, but not as the current one
-        os.replace(result_path, report_dir / "synth.previous.json")
-    if facts["backend"] == "Vitis":
-        atomic_write_text(fw / "build_opt.tcl", build_opt_tcl(opts))
-    log_path = fw / "hwflow_synth.log"
-    started, t0 = _now(), time.time()
-    print(f"hwflow synth: running {label} ({exe_path}) in {_rel(fw)}; log: {_rel(log_path)}", file=out)
-    rc, timed_out = run_tool(cmd, fw, log_path, timeout, echo=out)
-    elapsed = round(time.time() - t0, 1)
-    if timed_out:
-        raise HwflowError(
-            f"{exe} timed out after {timeout:g} s and was stopped; no report was written (log: {_rel(log_path)}): "
-            "raise synth.timeout_s in the card or --timeout"
-        )
-    if rc != 0:
-        err = _last_error(log_path)
-        raise HwflowError(
-            f"{exe} failed with exit code {rc}{': ' + err if err else ''}; no report was written: see {_rel(log_path)}"
-        )
-
-    from .report import find as _find
-    from .report import hls_log
-    from .report.summary import vendor_view
-
-    records = []
-    for kind, path in expected.items():
-        fresh = path.exists() and path.stat().st_mtime >= t0 - 2.0  # 2 s slack for coarse file-system clocks
-        if kind == "export":
-            fresh = path.is_dir() and any(p.stat().st_mtime >= t0 - 2.0 for p in path.rglob("*") if p.is_file())
-        if not fresh:
-            raise HwflowError(
-                f"{exe} exited 0 but did not write a fresh {_rel(path)} "
-                f"({'missing' if not path.exists() else 'older than this run'}); "
-                f"no report was written: see {_rel(log_path)}"
-            )
-        if kind != "export":
-            records.append(_find.parse_file(path, kind))
-    rpt = expected.get("csynth_xml", Path("/nonexistent")).with_suffix(".rpt")
-    if rpt.exists() and rpt.stat().st_mtime >= t0 - 2.0:
-        records.append(_find.parse_file(rpt, "csynth_rpt"))
-    if not opts["synth"] and existing_csynth.is_file():
-        # cosim/vsynth/export-only run: the C-synthesis numbers come from the earlier csynth, said so explicitly
-        earlier = _find.parse_file(existing_csynth, "csynth_xml")
-        earlier["details"]["from_earlier_run"] = True
-        records.insert(0, earlier)
-    # the tool printed no recognisable banner: the reports above are what counts
-    with contextlib.suppress(HwflowError):
-        records.append(hls_log.parse(log_path))
-
-    result = {
-        **plan,
-        "status": "ok",
-        "started_utc": started,
-        "finished_utc": _now(),
-        "elapsed_s": elapsed,
-        "exit_code": rc,
-        "log": _rel(log_path),
-        "reports": records,
-        "summary": vendor_view(records),
-    }
-    if result["summary"].get("cosim_status") == "Fail":
-        result["status"] = "cosim_failed"
-    atomic_write_json(result_path, result)
-    print(f"hwflow synth: wrote {_rel(result_path)}", file=out)
-    for flag in result["summary"].get("flags", []):
-        print(f"hwflow synth: WARNING {flag}", file=out)
-    return result
+    if options.dry_run:
+        return describe_dry_run(p, out)
+    check_tools(p)
+    ran = run_vendor_tool(p, out)
+    records = collect_reports(p, ran["t0"], ran["log_path"])
+    return write_result(p, ran, records, out)
 
 
 def _cli(args: argparse.Namespace) -> int:

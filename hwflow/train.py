@@ -103,6 +103,34 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
     return h, seconds, best
 
 
+def warm_start(model, source: str, variant: str = "qkeras") -> int:
+    """Copy the weights of models/<source>/<variant>.h5 into ``model`` where layer name and shape match; return how
+    many layers were copied."""
+    import h5py
+
+    from .util import project_root
+
+    path = project_root() / "models" / source / MODEL_FILES[variant]
+    if not path.exists():
+        raise HwflowError(f"train.warm_start = {source!r}: no {path}; run `make train MODEL={source}` first")
+    copied = 0
+    with h5py.File(path, "r") as f:
+        group = f.get("model_weights", f)
+        for layer in model.layers:
+            # frozen layers (the input standardization) keep the statistics set from this card's training data
+            if layer.name not in group or not layer.trainable_weights:
+                continue
+            g = group[layer.name]
+            names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
+            saved = [np.asarray(g[n]) for n in names]
+            mine = layer.get_weights()
+            # a different width or head count changes the shapes: that layer keeps its fresh initialization
+            if len(saved) == len(mine) and all(a.shape == b.shape for a, b in zip(saved, mine)):
+                layer.set_weights(saved)
+                copied += 1
+    return copied
+
+
 def _check_dataset(card, ds) -> None:
     if len(ds.x_train) == 0 or len(ds.x_val) == 0 or len(ds.x_test) == 0:
         raise HwflowError(
@@ -144,6 +172,8 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         model = build(card, quantized=(variant == "qkeras"), **kwargs)
         # the transformer's frozen input standardization takes its statistics from the training inputs
         norm_stats = set_input_norm(model, ds.x_train) if card["model"]["kind"] == "transformer" else None
+        if card["train"].get("warm_start"):
+            warm_start(model, card["train"]["warm_start"], variant)
         if verbose:
             print(
                 f"training {variant} model '{model.name}' ({model.count_params()} parameters) on {len(ds.x_train)} "
@@ -238,16 +268,6 @@ def load_trained(card, which: str = "qkeras"):
     from .nn import custom_objects
 
     return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
-
-
-def load_summary(card) -> dict:
-    """Return models/<name>/summary.json of a trained card."""
-    import json
-
-    path = card.model_dir() / "summary.json"
-    if not path.exists():
-        raise HwflowError(f"no training summary at {path}: run `make train MODEL={card.name}` first")
-    return json.loads(path.read_text())
 
 
 def add_cli(sub) -> None:

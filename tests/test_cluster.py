@@ -13,8 +13,12 @@ def _square(x):
     return x * x
 
 
-def _fail_on_three(x):
+def _fail_on_three(arg):
+    """Raise for x == 3, counting its runs in a file: a task's own error must not be retried like a dead worker."""
+    x, counter = arg
     if x == 3:
+        with open(counter, "a") as f:
+            f.write("run\n")
         raise ValueError("three is not allowed\nsecond line")
     return x
 
@@ -42,10 +46,13 @@ def test_results_in_task_order_with_worker_names(two_workers):
     assert {r.worker for r in res} <= {str(w["name"]) for w in two_workers.scheduler_info()["workers"].values()}
 
 
-def test_task_error_recorded_and_others_finish(two_workers):
-    res = run_tasks(_fail_on_three, [1, 2, 3, 4], ["a", "b", "c", "d"], progress=False, dask_client=two_workers)
+def test_task_error_recorded_once_and_others_finish(two_workers, tmp_path):
+    counter = tmp_path / "runs"
+    tasks = [(x, str(counter)) for x in (1, 2, 3, 4)]
+    res = run_tasks(_fail_on_three, tasks, ["a", "b", "c", "d"], progress=False, dask_client=two_workers)
     assert [r.value for r in res] == [1, 2, None, 4]
     assert res[2].error == "ValueError: three is not allowed"
+    assert counter.read_text().count("run") == 1  # retries are for dead workers only
     with pytest.raises(HwflowError, match=r"1 of 4 trials failed: c: ValueError"):
         raise_failures(res, "trials")
 

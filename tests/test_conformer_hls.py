@@ -90,10 +90,9 @@ def _model(seed=1):
 def _convert(model, tmp_path_factory, backend, strategy, reuse):
     import hls4ml
 
-    from hwflow.hls.ext import depthwise1d, glu, swish
+    from hwflow.hls import register_extensions
 
-    for mod in (swish, glu, depthwise1d):
-        mod.register()
+    register_extensions()
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=backend)
     cfg["Model"]["Strategy"] = strategy
     cfg["Model"]["ReuseFactor"] = reuse
@@ -192,9 +191,9 @@ def test_activation_swish_converts(tmp_path_factory):
     model = tf.keras.Model(inp, out)
     import hls4ml
 
-    from hwflow.hls.ext import swish
+    from hwflow.hls import register_extensions
 
-    swish.register()
+    register_extensions()
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
     cfg["LayerName"]["x"]["Precision"]["result"] = "ap_fixed<12,5>"
     cfg["LayerName"]["sw"]["Precision"]["result"] = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"

@@ -539,9 +539,12 @@ def test_card_spec_hash_matches_normalized_spec():
 
 
 def test_physics_card_is_physics_grade_and_shares_the_default_shards():
+    from pathlib import Path
+
     from hwflow.config import load_card
 
-    phys, default = load_card("jet_transformer_physics"), load_card("jet_transformer")
+    models = Path(__file__).resolve().parents[1] / "models"  # the module's fixtures point $HWFLOW_ROOT elsewhere
+    phys, default = (load_card(models / f"{m}.yaml") for m in ("jet_transformer_physics", "jet_transformer"))
     pj = phys["data"]["jets"]
     assert pj["n_constituents"] == 32 and len(pj["classes"]) * pj["jets_per_class"] >= 200_000
     n_test = round(len(pj["classes"]) * pj["jets_per_class"] * phys["data"]["test_fraction"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -137,8 +138,9 @@ def test_small_model_end_to_end(tmp_path, kind, yosys):
     assert "not Vivado" in md and "bit-exact" in md and "ECP5 post-route Fmax (proxy)" in md
 
 
-def test_corrupted_weight_is_caught(tmp_path):
-    """A neutral file whose weight differs from the C++ one must not pass as bit-exact (the check can fail)."""
+def test_corrupted_weight_is_caught(tmp_path, capfd):
+    """A neutral file whose weight differs from the C++ one must not pass as bit-exact (the check can fail); the
+    worker's step lines (step, samples simulated, elapsed time) reach the caller's stderr as it runs."""
     from hwflow.rtl import run_worker
     from hwflow.rtl.demo import convert_stock, sample_inputs, tiny_qkeras
     from hwflow.rtl.export import export_model
@@ -158,6 +160,9 @@ def test_corrupted_weight_is_caught(tmp_path):
     assert r["per_layer"]["d1"]["bit_exact_fraction"] == 1.0
     assert r["per_layer"]["d2"]["n_mismatch"] > 0 and r["per_layer"]["d2"]["max_abs_error"] > 0
     assert r["bit_exact_fraction_vs_csim"] < 1.0
+    err = capfd.readouterr().err
+    for step in (r"trace \d+ layers with da4ml", r"Verilator simulation, 100 samples at II=1", r"finished: ok"):
+        assert re.search(r"hwflow rtl \[ *[0-9.]+ s\] " + step, err), (step, err[-2000:])
 
 
 def test_big_design_path_is_labelled(tmp_path):

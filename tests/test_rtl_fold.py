@@ -26,11 +26,11 @@ from pathlib import Path
 from hwflow.rtl.export import load_neutral
 from hwflow.rtl import fold
 from hwflow.rtl.emulate import emulate
-from hwflow.rtl.trace_graph import MUL_CHUNK
-from hwflow.rtl.worker import _flat_io
+from hwflow.rtl.trace_graph import SLICE_BITS
+from hwflow.rtl.simulators import _flat_io
 g, arrays = load_neutral("{neutral}")
 p = fold.plan(g, {group})
-mods = fold.trace_plan(g, arrays, p, float(MUL_CHUNK))
+mods = fold.trace_plan(g, arrays, p, float(SLICE_BITS), SLICE_BITS)
 n = {n}
 x = _flat_io(g, arrays, n, g["inputs"], "inputs"); want = _flat_io(g, arrays, n, g["outputs"], "csim")
 """
@@ -100,7 +100,12 @@ def test_unfoldable_graphs_are_refused_with_the_fix(tiny, tmp_path):
 
 @needs_rtl
 @pytest.mark.rtl
-@pytest.mark.parametrize("group,yosys", [(1, False), (2, False), pytest.param(1, True, marks=pytest.mark.slow)])
+# group 2 (the longest Verilator build of the default run, 14 min at load 30) and Yosys: `make test-slow`; group 1
+# keeps the same folding, simulation and measurement path in the default run
+@pytest.mark.parametrize(
+    "group,yosys",
+    [(1, False), pytest.param(2, False, marks=pytest.mark.slow), pytest.param(1, True, marks=pytest.mark.slow)],
+)
 def test_folded_design_is_bit_exact_and_measured(tiny, tmp_path, group, yosys):
     """Verilator (all samples) and Icarus (a few) run the generated top: outputs equal the C simulation bit for bit,
     a new sample every T/G clocks, latency = the schedule of the controller over the segments' pipeline depths."""
@@ -205,7 +210,7 @@ def test_two_block_pre_norm_transformer_folds(tmp_path, icarus):
         y, bufs = fold.emulate_chain(mods, p, x, emulate)
         out = {{"segments": [m.seg.name for m in mods], "emulated": bool(np.array_equal(y, want))}}
         if {icarus}:
-            prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(MUL_CHUNK), 5.0, "xcvu13p")
+            prj = fold.write_project(mods, p, Path("{tmp_path}") / "prj", "twoblk", float(SLICE_BITS), 5.0, "xcvu13p")
             r = fold.simulate(prj, x[:8], "iverilog", Path("{tmp_path}") / "sim")
             out.update(icarus=bool(np.array_equal(r["outputs"], want[:8])), lat=r["latency_range"],
                        ii=r["interval_range"], expect=3 * 2 + sum(prj["depths"]) + 3)

@@ -10,6 +10,7 @@ run resumes with the missing shards only, and the dataset (npz, then manifest) i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import raise_failures, run_tasks
+from ..cluster import ClusterSettings, raise_failures, run_tasks
 from ..util import HwflowError, atomic_path, atomic_write_json, package_versions, project_root, sha256_file, stable_hash
 
 MANIFEST = "manifest.json"
@@ -155,6 +156,11 @@ def run_cached_shards(
             save_shard(paths[i], arrays, meta)
             done[i] = (arrays, meta)
 
+    settings = settings or ClusterSettings()
+    if missing and not (settings.scheduler or settings.jobqueue):
+        # a local cluster never needs more processes than shards to run (each costs seconds to start)
+        n = min(settings.n_workers or os.cpu_count() or 1, len(missing))
+        settings = dataclasses.replace(settings, n_workers=n)
     t0 = time.time()
     try:
         results = run_tasks(

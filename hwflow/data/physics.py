@@ -151,12 +151,6 @@ def soft_drop(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float = 0
     return j, cs
 
 
-def soft_drop_mass(constituents, z_cut: float = 0.1, beta: float = 0.0, r0: float = 0.8) -> float:
-    """Return the soft-drop groomed mass (GeV) of a list of constituent PseudoJets."""
-    j, _cs = soft_drop(constituents, z_cut, beta, r0)
-    return float(max(j.m(), 0.0)) if j.m2() > 0 else 0.0
-
-
 def nsubjettiness(constituents, n_axes: int = 3, r0: float = 0.8, beta: float = 1.0) -> np.ndarray:
     """Return [τ1, ..., τ_n_axes] of a jet (list of constituent PseudoJets), normalized N-subjettiness.
 

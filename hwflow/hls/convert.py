@@ -2,7 +2,8 @@
 
 The only module (with hwflow/hls/ext/) that imports hls4ml; heavy imports happen inside functions.
 
-What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel):
+What conversion adds to stock hls4ml 1.3.0 (Keras-2 front end, Vivado/Vitis, io_parallel); the extension ops
+are the records of hwflow.ops (hwflow/ops/catalog.py), which this module only iterates over:
 
 - ``QMultiHeadAttention`` -> ``HwflowMultiHeadAttention`` (nnet::hwflow_mha). ``LayerName/<mha>`` keys:
   ``Precision: {weight, bias, proj_accum, q, accum, scale, score, inp_norm, exp_table, inv_table, attn, context,
@@ -29,23 +30,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..util import HwflowError, atomic_write_json
+from .ext.common import flat_layers, quantizer_type, range_type
 from .project import MANIFEST, PROJECT, CSim, source_sha256, write_batch_bridge
-
-# Keras classes the Keras-2 front end converts once hwflow's extensions are registered (for error messages)
-HWFLOW_LAYERS = ("QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "QSoftmax")
-SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 
 
 def supported_layers() -> list[str]:
-    """Return the Keras class names hwflow can convert (hls4ml's Keras-2 handlers + hwflow's)."""
-    from hls4ml.converters.keras_v2_to_hls import get_supported_keras_layers
+    """Return the Keras class names hwflow can convert: hls4ml's Keras-2 handlers, which include the handlers
+    of every op in the hwflow.ops registry once registered."""
+    from hls4ml.converters import get_supported_keras_layers
 
     from .extensions import register_extensions
 
@@ -55,24 +53,16 @@ def supported_layers() -> list[str]:
 
 def check_supported(model) -> None:
     """Raise a HwflowError naming the first layer hls4ml+hwflow cannot convert, its type and what is supported."""
+    from ..ops import keras_classes
+
     ok = set(supported_layers())
-    for layer in _flat_layers(model):
+    for layer in flat_layers(model):
         cls = type(layer).__name__
         if cls not in ok:
             raise HwflowError(
                 f"layer '{layer.name}' of type {cls} cannot be converted to HLS; supported types: "
-                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(HWFLOW_LAYERS)}); replace it or use an equivalent"
+                f"{', '.join(sorted(ok))} (hwflow adds {', '.join(keras_classes())}); replace it or use an equivalent"
             )
-
-
-def _flat_layers(model):
-    out = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
-            out.extend(_flat_layers(layer))
-        else:
-            out.append(layer)
-    return out
 
 
 def _deep_update(dst: dict, src: dict) -> dict:
@@ -84,72 +74,20 @@ def _deep_update(dst: dict, src: dict) -> dict:
     return dst
 
 
-def _softmax_layers(model) -> dict:
-    """Return {hls layer name: keras layer} for every softmax of the model (Activation or a layer's activation)."""
-    import tensorflow as tf
-
-    out = {}
-    for layer in _flat_layers(model):
-        cls = type(layer).__name__
-        if cls in ("Softmax", "QSoftmax"):
-            out[layer.name] = (layer, "input")
-            continue
-        act = getattr(layer, "activation", None)
-        name = getattr(act, "__name__", str(act)) if act is not None else ""
-        if "softmax" in name and not isinstance(act, tf.Module):
-            if cls == "Activation":
-                out[layer.name] = (layer, "input")
-            else:  # Dense(..., activation='softmax') -> hls4ml splits off '<name>_softmax'
-                out[f"{layer.name}_softmax"] = (layer, "preact")
-    return out
-
-
 def calibrate(model, x) -> dict:
-    """Return per-layer calibration from sample inputs ``x``: softmax input ranges and attention intermediates'
-    ranges."""
+    """Return per-layer calibration from sample inputs ``x``: what each registered op's probes measure (softmax
+    input ranges, attention intermediates' ranges), keyed by hls4ml layer name."""
     import tensorflow as tf
 
-    from ..nn.layers import QMultiHeadAttention
-    from ..reference.softmax import calibrate_range
+    from ..ops import all_ops, resolve
 
-    x = np.asarray(x)
-    sm = _softmax_layers(model)
-    mhas = [ly for ly in _flat_layers(model) if isinstance(ly, QMultiHeadAttention)]
-    probes, keys = [], []
-    for hname, (layer, kind) in sm.items():
-        probes.append(layer.input)
-        keys.append(("softmax", hname, layer, kind))
-    for layer in mhas:
-        probes.append(layer.input)
-        keys.append(("mha", layer.name, layer, None))
+    probes = [p for op in all_ops() if op.calibrate for p in resolve(op.calibrate)(model)]
     if not probes:
         return {}
-    sub = tf.keras.Model(model.inputs, probes)
-    outs = sub.predict(x, verbose=0, batch_size=256)
+    sub = tf.keras.Model(model.inputs, [tensor for _, tensor, _ in probes])
+    outs = sub.predict(np.asarray(x), verbose=0, batch_size=256)
     outs = outs if isinstance(outs, list) else [outs]
-    cal: dict = {}
-    for (kind, hname, layer, how), inp in zip(keys, outs):
-        if kind == "softmax":
-            logits = inp
-            if how == "preact":  # recompute the pre-activation of Dense(..., activation='softmax')
-                act = layer.activation
-                layer.activation = tf.keras.activations.linear
-                try:
-                    logits = layer(tf.constant(inp)).numpy()
-                finally:
-                    layer.activation = act
-            cal[hname] = {"InputRange": calibrate_range(logits)}
-        else:
-            t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
-            cal[hname] = {
-                "ScoreRange": calibrate_range(t["scores"]),
-                "_max_abs": {
-                    "q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v"))),
-                    "score": float(np.abs(t["scores"]).max()),
-                    "context": float(np.abs(t["context"]).max()),
-                },
-            }
-    return cal
+    return {name: finish(values) for (name, _, finish), values in zip(probes, outs)}
 
 
 def _feeds_qactivation(layer) -> bool:
@@ -158,17 +96,9 @@ def _feeds_qactivation(layer) -> bool:
     return bool(outs) and all(type(o).__name__ == "QActivation" for o in outs)
 
 
-def _range_type(max_abs: float, width: int = 16) -> str:
-    """Return a signed rounding/saturating type of ``width`` bits whose range covers max_abs (with margin)."""
-    integer = max(int(math.ceil(math.log2(max_abs * 1.25 + 1e-12))), 0) + 1 if max_abs > 0 else 1
-    return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
-
-
 def _input_type(layer, calibration_data, current, default: str) -> str:
     """Return the firmware input type: the input quantizer's own type when a QActivation reads the input
     (the C++ then rounds raw inputs exactly like QKeras), else a rounding type sized from the data."""
-    from .ext.common import quantizer_type
-
     outs = [n.outbound_layer for n in getattr(layer, "_outbound_nodes", [])]
     types = {
         quantizer_type(o.quantizer, o.name).cpp()
@@ -179,25 +109,19 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
         return types.pop()
     if calibration_data is not None and current in (None, "auto", default):
         max_abs = float(np.max(np.abs(np.asarray(calibration_data, np.float32))))
-        return _range_type(max_abs, width=18)  # rounds instead of hls4ml's default truncation
+        return range_type(max_abs, width=18)  # rounds instead of hls4ml's default truncation
     return current if current not in (None, "auto") else default
 
 
-def _exact_layer_tables(lc: dict, prec: dict, layer) -> None:
-    """Copy an exact Keras layer's softmax table settings into its hls4ml layer config (the layer is the one
-    source: QMultiHeadAttention and QSoftmax take them from the card's hls.softmax when built)."""
-    lc["ExpTableSize"] = layer.exp_table_size
-    lc["InvTableSize"] = layer.inv_table_size
-    for key, value in (("exp_table", layer.exp_table_t), ("inv_table", layer.inv_table_t)):
-        if value:
-            prec[key] = value
-
-
 def hls_config(card, model, calibration_data=None) -> dict:
-    """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides."""
+    """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides.
+
+    Stock layers get their defaults here; each op of the hwflow.ops registry sets its own layers' defaults
+    through its ``configure`` hook; the card's ``hls.layer_name`` overrides are merged last.
+    """
     import hls4ml
 
-    from .ext.common import quantizer_type
+    from ..ops import all_ops, resolve
     from .extensions import register_extensions
 
     register_extensions()
@@ -212,39 +136,25 @@ def hls_config(card, model, calibration_data=None) -> dict:
     )
     cfg["Model"]["Strategy"] = h["strategy"]
     cfg["Model"]["ReuseFactor"] = h["reuse_factor"]
-    sm_cfg = h.get("softmax", {}) or {}
     layers = cfg.setdefault("LayerName", {})
-    kl = {ly.name: ly for ly in _flat_layers(model)}
+    _stock_layer_defaults(layers, model, h, calibration_data)
     cal = calibrate(model, calibration_data) if calibration_data is not None else {}
+    for op in all_ops():
+        if op.configure:
+            resolve(op.configure)(layers, model, h, cal)
+    _deep_update(layers, h.get("layer_name") or {})
+    return cfg
+
+
+def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> None:
+    """Set hwflow's defaults for stock hls4ml layers (every layer traced; batch norm, average pooling, input)."""
+    kl = {ly.name: ly for ly in flat_layers(model)}
     for name, lc in layers.items():
         lc["Trace"] = True  # the csim report traces every layer
         prec = lc.setdefault("Precision", {})
         layer = kl.get(name)
         cls = type(layer).__name__ if layer is not None else ""
-        if cls == "QMultiHeadAttention":
-            for key in list(prec):
-                if key != "result":
-                    prec.pop(key)
-            oq = quantizer_type(layer.output_quantizer, name)
-            prec["result"] = oq.cpp() if oq else h["default_precision"]
-            _exact_layer_tables(lc, prec, layer)
-            c = cal.get(name)
-            if c and layer.spec is None:  # an exact layer fixed its softmax types without calibration
-                lc["ScoreRange"] = c["ScoreRange"]
-                for key, qname in (
-                    ("q", "qkv_quantizer"),
-                    ("score", "score_quantizer"),
-                    ("context", "context_quantizer"),
-                ):
-                    if getattr(layer, qname) is None:  # no quantizer: size the type from the data
-                        prec[key] = _range_type(c["_max_abs"][key])
-        elif cls in ("QLayerNormalization", "QRMSNormalization"):
-            oq = quantizer_type(layer.output_quantizer, name)
-            prec["result"] = oq.cpp() if oq else h["default_precision"]
-            lc["TableSize"] = getattr(layer, "table_size", 1024)
-            if getattr(layer, "table_t", None):
-                prec["table"] = layer.table_t
-        elif cls == "BatchNormalization":
+        if cls == "BatchNormalization":
             # folded scale/bias in the 16-bit default lose ~2^-11 per feature; keep 18 fractional bits, rounded
             for key in ("scale", "bias"):
                 if prec.get(key) in (None, "auto") or str(prec.get(key)).startswith("fixed<16,6"):
@@ -253,34 +163,8 @@ def hls_config(card, model, calibration_data=None) -> dict:
             # QKeras averages in float and the next QActivation rounds once: keep the average wide here
             prec["result"] = "ap_fixed<32,10>"
             prec["accum"] = "ap_fixed<32,10>"
-        elif cls == "LayerNormalization":
-            prec["result"] = prec.get("result") if prec.get("result") not in (None, "auto") else h["default_precision"]
         elif cls == "InputLayer":
             prec["result"] = _input_type(layer, calibration_data, prec.get("result"), h["default_precision"])
-    for hname in _softmax_layers(model):
-        lc = layers.setdefault(hname, {})
-        lc["Trace"] = True
-        prec = lc.setdefault("Precision", {})
-        # probabilities: unsigned, 16 fractional bits, unless the user chose an unsigned type already
-        if not str(prec.get("result", "auto")).startswith("ap_ufixed"):
-            prec["result"] = SOFTMAX_RESULT
-        for key in ("exp_table", "inv_table"):
-            prec.pop(key, None)
-        layer = _softmax_layers(model)[hname][0]
-        if type(layer).__name__ == "QSoftmax":
-            prec["result"] = layer.result_type  # the exact Keras softmax: its types and tables, no calibration
-            _exact_layer_tables(lc, prec, layer)
-            continue
-        if sm_cfg.get("exp_table_t"):
-            prec["exp_table"] = sm_cfg["exp_table_t"]
-        if sm_cfg.get("inv_table_t"):
-            prec["inv_table"] = sm_cfg["inv_table_t"]
-        lc["ExpTableSize"] = sm_cfg.get("table_size", 1024)
-        lc["InvTableSize"] = sm_cfg.get("inv_table_size") or 1024
-        if hname in cal:
-            lc["InputRange"] = cal[hname]["InputRange"]
-    _deep_update(layers, h.get("layer_name") or {})
-    return cfg
 
 
 def convert(card, model, output_dir=None, calibration_data=None, config: dict | None = None):
@@ -332,9 +216,10 @@ def compile_model(hls_model) -> CSim:
     return CSim(hls_model, out)
 
 
-def trace(csim: CSim, x):
-    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`)."""
-    return csim.trace(x)
+def trace(csim, x):
+    """Return (outputs, {layer name: outputs}) of a compiled C simulation (see :func:`compile_model`; an hls4ml
+    ModelGraph is written and compiled first)."""
+    return csim_outputs(csim, x, trace_layers=True)
 
 
 def csim_outputs(csim, x, trace_layers: bool = True):
@@ -369,8 +254,9 @@ def firmware_inputs(card, dataset=None, calibrated: bool = True) -> dict:
     from ..util import package_versions, sha256_file, stable_hash
 
     model_file = card.model_dir() / MODEL_FILES["qkeras"]
-    here = Path(__file__).resolve().parent
-    code = [*here.rglob("*.py"), *here.rglob("*.h"), here.parent / "reference" / "softmax.py"]
+    pkg = Path(__file__).resolve().parents[1]
+    # the conversion code: hls4ml glue and headers, the op registry, the references the configs are sized with
+    code = [p for sub in ("hls", "ops", "reference") for p in (pkg / sub).rglob("*") if p.suffix in (".py", ".h")]
     return {
         "card": stable_hash({"name": card.name, "hls": card["hls"], "model": card["model"]}),
         "model_sha256": sha256_file(model_file) if model_file.exists() else None,

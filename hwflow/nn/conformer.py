@@ -177,7 +177,8 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     import tensorflow as tf
     from qkeras import QActivation, QConv1D, QDense
 
-    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization, QSoftmax
+    from .attention import attention_layer
+    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
     from .quant import add_type, fixed_type
     from .transformer import table_settings
 
@@ -188,7 +189,7 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     quantized = bool(quantized and card["quant"].get("enabled", True))
     n_frames, n_mels = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
     n_cls = int(n_classes or n_classes_from_card(card))
-    D, H, dk, dff, K = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"], m["conv_kernel"]
+    D, dff, K = m["embed_dim"], m["ffn_dim"], m["conv_kernel"]
     table = table_from_card(card)
     fold = bool(m.get("fold_batchnorm", True))
     L = tf.keras.layers
@@ -249,20 +250,8 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
 
     def mhsa(x, x_t, p):
         a = norm(f"{p}_norm", x_t)(x)
-        a = QMultiHeadAttention(
-            H,
-            dk,
-            kernel_quantizer=q("default"),
-            bias_quantizer=q("bias"),
-            qkv_quantizer=q("qkv"),
-            score_quantizer=q("score"),
-            softmax_quantizer=q("softmax"),
-            context_quantizer=q("context"),
-            output_quantizer=q("attn_out"),
-            input_type=t("norm"),
-            name=p,
-            **tables["softmax"],
-        )(a, a)
+        # model.attention (hwflow.nn.attention), exact from its input type (the norm's output)
+        a = attention_layer(card, q, quantized, int(a.shape[1]), p, input_type=t("norm"))(a, a)
         a = drop(a, f"{p}_drop")
         return residual(x, x_t, a, "attn_out", f"{p}_add")
 
@@ -343,6 +332,8 @@ def parameter_count(card, input_shape: tuple | None = None, n_classes: int | Non
     norm = D if m["norm"] == "rmsnorm" else 2 * D
     ffn = norm + (D * dff + dff) + (dff * D + D)
     mha = norm + 3 * (D * H * dk + H * dk) + (H * dk * D + D)
+    if m.get("attention", "softmax") == "linformer":
+        mha += 2 * m["linformer_k"] * frames_after_subsampling(n_frames, m["subsampling"])  # E, F: k x N
     conv = norm + (D * 2 * D + 2 * D) + (K * D + D) + 2 * D + (D * D + D)  # pw1, dw (+bias), BN gamma/beta, pw2
     block = 2 * ffn + mha + conv + norm
     front = 3 * n_mels + (3 * n_mels * D + D) + (D * D + D)  # input norm (kernel, gamma, beta), conv, proj

@@ -44,7 +44,16 @@ from . import exact
 from .fixed import straight_through
 from .quant import fixed_type, weight_type
 
-__all__ = ["QMultiHeadAttention", "QLayerNormalization", "QRMSNormalization", "QSoftmax", "get_custom_objects"]
+__all__ = [
+    "QMultiHeadAttention",
+    "QLinformerAttention",
+    "QCosformerAttention",
+    "QGroupedAttention",
+    "QLayerNormalization",
+    "QRMSNormalization",
+    "QSoftmax",
+    "get_custom_objects",
+]
 
 SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"  # probabilities: unsigned, 16 fractional bits
 # type the exact attention assumes for its input when none is given: its projections are exact sums, so
@@ -346,6 +355,239 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         )
         for n in self.QUANTIZER_NAMES:
             config[n] = _ser(getattr(self, n))
+        return config
+
+
+class QLinformerAttention(QMultiHeadAttention):
+    """Quantized Linformer self-attention (Wang et al. 2020): QMultiHeadAttention over sequence-compressed keys/values.
+
+    Keys and values are projected along the sequence, N -> ``proj_k``, by two learned (proj_k, N) matrices
+    ``key_seq_kernel`` (E) and ``value_seq_kernel`` (F) shared by the heads (weights through
+    ``kernel_quantizer``): ``k' = kv_proj_quantizer(E @ k)``, ``v' = kv_proj_quantizer(F @ v)``; then the
+    scores (N x proj_k), softmax over proj_k entries, context and output projection are QMultiHeadAttention's.
+    The sequence length N is fixed at build time (the keys' length).
+    """
+
+    QUANTIZER_NAMES = QMultiHeadAttention.QUANTIZER_NAMES + ("kv_proj_quantizer",)
+
+    def __init__(self, num_heads, key_dim, proj_k=4, kv_proj_quantizer=None, **kwargs):
+        super().__init__(num_heads, key_dim, **kwargs)
+        if int(proj_k) <= 0:
+            raise ValueError(f"QLinformerAttention: proj_k must be > 0, got {proj_k}")
+        self.proj_k = int(proj_k)
+        self.kv_proj_quantizer = get_quantizer(kv_proj_quantizer)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        shape = (
+            input_shape[-1]
+            if isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple, tf.TensorShape))
+            else input_shape
+        )
+        n = tf.TensorShape(shape)[1]
+        if n is None:
+            raise ValueError("QLinformerAttention needs a fixed sequence length (the E/F projections are k x N)")
+        init = self.kernel_initializer
+        for name in ("key_seq_kernel", "value_seq_kernel"):
+            fresh = init.__class__.from_config(init.get_config())
+            setattr(
+                self,
+                name,
+                self.add_weight(
+                    name=name,
+                    shape=(self.proj_k, int(n)),
+                    initializer=fresh,
+                    regularizer=self.kernel_regularizer,
+                    trainable=True,
+                ),
+            )
+
+    def _seq(self, x, kernel):
+        # (B, N, C) -> (B, k, C): the same k x N matrix for every feature column (and head)
+        return _q(self.kv_proj_quantizer, tf.einsum("mt,btc->bmc", _q(self.kernel_quantizer, kernel), x))
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v, the compressed k_proj/v_proj, scores (B, H, N, proj_k), attn and context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        kp, vp = self._seq(k, self.key_seq_kernel), self._seq(v, self.value_seq_kernel)
+        qh, kh, vh = self._heads(q, self.key_dim), self._heads(kp, self.key_dim), self._heads(vp, self.value_dim)
+        scores = _q(self.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * self.scale)
+        attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
+        ctx = _q(self.context_quantizer, tf.matmul(attn, vh))
+        shape = tf.shape(ctx)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
+        return {"q": q, "k": k, "v": v, "k_proj": kp, "v_proj": vp, "scores": scores, "attn": attn, "context": ctx}
+
+    def quantized_weights(self) -> dict:
+        """Return the weights (incl. the two sequence projections) after their quantizers."""
+        out = super().quantized_weights()
+        for n in ("key_seq_kernel", "value_seq_kernel"):
+            out[n] = np.asarray(_q(self.kernel_quantizer, getattr(self, n)))
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config["proj_k"] = self.proj_k
+        return config
+
+
+class QCosformerAttention(QMultiHeadAttention):
+    """Quantized cosFormer self-attention (Qin et al. 2022): softmax-free linear attention with cos re-weighting.
+
+    ``sim(i, j) = relu(q_i) . relu(k_j) cos(pi/2 (i - j) / M)`` normalised per query, computed in linear form
+    through ``cos(a - b) = cos a cos b + sin a sin b`` (M = ``horizon``, 0 = the sequence length):
+
+    - ``q, k, v`` as in QMultiHeadAttention (``qkv_quantizer``); ``qc_i = feat_quantizer(relu(q_i) cos_i)``,
+      ``qs_i = feat_quantizer(relu(q_i) sin_i)``, same for keys (``cos_i = cos(pi i / 2M)``);
+    - per head: ``KVc = kv_quantizer(sum_j kc_j^T v_j)``, ``Kc = ksum_quantizer(sum_j kc_j)`` and the sin twins;
+    - ``num_i = num_quantizer(qc_i KVc + qs_i KVs)``, ``den_i = den_quantizer(qc_i . Kc + qs_i . Ks)``;
+    - ``c_i = context_quantizer(num_i / den_i)`` (0 where den_i = 0), heads concatenated, output projection.
+
+    ``score_quantizer`` and ``softmax_quantizer`` are unused (no scores, no softmax).
+    """
+
+    QUANTIZER_NAMES = QMultiHeadAttention.QUANTIZER_NAMES + (
+        "feat_quantizer",
+        "kv_quantizer",
+        "ksum_quantizer",
+        "num_quantizer",
+        "den_quantizer",
+    )
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        horizon=0,
+        feat_quantizer=None,
+        kv_quantizer=None,
+        ksum_quantizer=None,
+        num_quantizer=None,
+        den_quantizer=None,
+        **kwargs,
+    ):
+        super().__init__(num_heads, key_dim, **kwargs)
+        self.horizon = int(horizon)
+        self.feat_quantizer = get_quantizer(feat_quantizer)
+        self.kv_quantizer = get_quantizer(kv_quantizer)
+        self.ksum_quantizer = get_quantizer(ksum_quantizer)
+        self.num_quantizer = get_quantizer(num_quantizer)
+        self.den_quantizer = get_quantizer(den_quantizer)
+
+    def _trig(self, n):
+        m = self.horizon or n
+        if m < n:
+            raise ValueError(f"QCosformerAttention: horizon {m} < sequence length {n} (cos would turn negative)")
+        ang = np.pi / 2 * np.arange(n) / m
+        return tf.constant(np.cos(ang)[:, None], tf.float32), tf.constant(np.sin(ang)[:, None], tf.float32)
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v, the re-weighted features, the per-head state, num, den and context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        if q.shape[1] is None or q.shape[1] != k.shape[1]:
+            raise ValueError("QCosformerAttention: self-attention over a fixed sequence length only")
+        cos, sin = self._trig(int(q.shape[1]))
+        qr, kr = tf.nn.relu(q), tf.nn.relu(k)  # the ReLU feature map
+        qc, qs = _q(self.feat_quantizer, qr * cos), _q(self.feat_quantizer, qr * sin)
+        kc, ks = _q(self.feat_quantizer, kr * cos), _q(self.feat_quantizer, kr * sin)
+        qch, qsh = self._heads(qc, self.key_dim), self._heads(qs, self.key_dim)
+        kch, ksh = self._heads(kc, self.key_dim), self._heads(ks, self.key_dim)
+        vh = self._heads(v, self.value_dim)
+        kvc = _q(self.kv_quantizer, tf.einsum("bhjd,bhje->bhde", kch, vh))
+        kvs = _q(self.kv_quantizer, tf.einsum("bhjd,bhje->bhde", ksh, vh))
+        kc_sum, ks_sum = _q(self.ksum_quantizer, tf.reduce_sum(kch, 2)), _q(self.ksum_quantizer, tf.reduce_sum(ksh, 2))
+        num = _q(self.num_quantizer, tf.einsum("bhid,bhde->bhie", qch, kvc) + tf.einsum("bhid,bhde->bhie", qsh, kvs))
+        den = _q(self.den_quantizer, tf.einsum("bhid,bhd->bhi", qch, kc_sum) + tf.einsum("bhid,bhd->bhi", qsh, ks_sum))
+        ctx = _q(self.context_quantizer, tf.math.divide_no_nan(num, den[..., None]))
+        shape = tf.shape(ctx)
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[2], self.num_heads * self.value_dim))
+        return {
+            "q": q,
+            "k": k,
+            "v": v,
+            "feat": tf.concat([qc, qs, kc, ks], -1),
+            "kv": tf.concat([kvc, kvs], -1),
+            "ksum": tf.concat([kc_sum, ks_sum], -1),
+            "num": num,
+            "den": den,
+            "context": ctx,
+        }
+
+    def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
+        if return_attention_scores:
+            raise ValueError("QCosformerAttention has no attention matrix (linear form): return_attention_scores")
+        return super().call(query, value, key, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["horizon"] = self.horizon
+        return config
+
+
+class QGroupedAttention(QMultiHeadAttention):
+    """Quantized grouped multi-head self-attention (Efficient Conformer, Burchi & Vielzeuf 2021).
+
+    QMultiHeadAttention whose per-token Q/K/V (same projections, same quantizers) are regrouped before attention:
+    for each head, ``group`` neighbouring tokens form one row of ``group * key_dim`` features, so the scores are
+    (N/g x N/g) with ``scale = 1/sqrt(group * key_dim)``, the softmax runs over N/g entries and each context row is
+    split back into its g tokens (ungrouped) before the output projection. ``group`` must divide N.
+    """
+
+    def __init__(self, num_heads, key_dim, group=2, **kwargs):
+        super().__init__(num_heads, key_dim, **kwargs)
+        if int(group) <= 0:
+            raise ValueError(f"QGroupedAttention: group must be > 0, got {group}")
+        self.group = int(group)
+
+    @property
+    def scale(self) -> float:
+        """Return the score scale 1/sqrt(group * key_dim) (the grouped dot product has g * key_dim terms)."""
+        return 1.0 / math.sqrt(self.group * self.key_dim)
+
+    def _grouped(self, x, dim):
+        # (B, T, H*dim) -> (B, H, T/g, g*dim): row i of head h = head-h slices of tokens i*g .. i*g+g-1
+        n = int(x.shape[1])
+        if n % self.group:
+            raise ValueError(f"QGroupedAttention: group {self.group} does not divide the sequence length {n}")
+        x = tf.reshape(x, (-1, n // self.group, self.group, self.num_heads, dim))
+        x = tf.transpose(x, (0, 3, 1, 2, 4))
+        return tf.reshape(x, (-1, self.num_heads, n // self.group, self.group * dim))
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return q, k, v (per token), grouped scores (B, H, N/g, N/g), attn and the ungrouped context."""
+        if value is None:
+            value = query
+        if key is None:
+            key = value
+        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
+        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
+        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        qg, kg, vg = self._grouped(q, self.key_dim), self._grouped(k, self.key_dim), self._grouped(v, self.value_dim)
+        scores = _q(self.score_quantizer, tf.matmul(qg, kg, transpose_b=True) * self.scale)
+        attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
+        ctx = _q(self.context_quantizer, tf.matmul(attn, vg))  # (B, H, N/g, g*dv)
+        n = int(q.shape[1])
+        ctx = tf.reshape(ctx, (-1, self.num_heads, n // self.group, self.group, self.value_dim))
+        ctx = tf.reshape(tf.transpose(ctx, (0, 2, 3, 1, 4)), (-1, n, self.num_heads * self.value_dim))
+        return {"q": q, "k": k, "v": v, "scores": scores, "attn": attn, "context": ctx}
+
+    def get_config(self):
+        config = super().get_config()
+        config["group"] = self.group
         return config
 
 
@@ -676,6 +918,9 @@ def get_custom_objects() -> dict:
             "QMultiHeadAttention": QMultiHeadAttention,
             "QLayerNormalization": QLayerNormalization,
             "QRMSNormalization": QRMSNormalization,
+            "QLinformerAttention": QLinformerAttention,
+            "QCosformerAttention": QCosformerAttention,
+            "QGroupedAttention": QGroupedAttention,
             "QSoftmax": QSoftmax,
         }
     )

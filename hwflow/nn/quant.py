@@ -11,15 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def spec_for(card, role: str) -> dict | None:
-    """Return the card's quantizer spec for ``role`` (falling back to ``default``), or None if disabled."""
-    q = card["quant"]
-    if not q.get("enabled", True):
-        return None
-    spec = q.get(role) or q["default"]
-    return dict(spec)
-
-
 def bits(spec: dict | None) -> Any:
     """Return a QKeras ``quantized_bits`` for a spec, or None for a float layer."""
     if spec is None:
@@ -42,23 +33,6 @@ def relu(spec: dict | None) -> Any:
     from qkeras import quantized_relu
 
     return quantized_relu(bits=spec["bits"], integer=spec["integer"])
-
-
-def role(card, name: str, quantized: bool = True, kind: str = "bits") -> Any:
-    """Return the QKeras quantizer for role ``name`` of a card (None when float)."""
-    if not quantized:
-        return None
-    spec = spec_for(card, name)
-    return {"bits": bits, "relu": relu}[kind](spec)
-
-
-def hls_type(spec: dict | None, signed: bool | None = None) -> str | None:
-    """Return the ap_fixed/ap_ufixed type string that represents a quantizer spec exactly."""
-    if spec is None:
-        return None
-    signed = spec.get("keep_negative", True) if signed is None else signed
-    width, integer = spec["bits"], spec["integer"] + (1 if signed else 0)
-    return f"ap_fixed<{width},{integer}>" if signed else f"ap_ufixed<{width},{integer}>"
 
 
 def role_spec_with(card, role: str, role_defaults: dict) -> dict | None:

@@ -140,7 +140,8 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
-    from .layers import QLayerNormalization, QMultiHeadAttention, QRMSNormalization, QSoftmax
+    from .attention import attention_layer
+    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
     from .quant import add_type, fixed_type
 
     check_model_section(card)
@@ -148,7 +149,7 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     quantized = bool(quantized and card["quant"].get("enabled", True))
     n_tok, n_feat = tuple(input_shape) if input_shape is not None else input_shape_from_card(card)
     n_cls = int(n_classes or n_classes_from_card(card))
-    E, H, dk, dff = m["embed_dim"], m["num_heads"], m["key_dim"], m["ffn_dim"]
+    E, dff = m["embed_dim"], m["ffn_dim"]
     L = tf.keras.layers
 
     def q(role, kind="bits"):
@@ -200,20 +201,8 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     for i in range(m["num_blocks"]):
         # attention sub-block
         a, a_t = (norm(f"norm{i}a", h_t)(h), t("norm")) if pre else (h, h_t)
-        a = QMultiHeadAttention(
-            H,
-            dk,
-            kernel_quantizer=q("default"),
-            bias_quantizer=q("bias"),
-            qkv_quantizer=q("qkv"),
-            score_quantizer=q("score"),
-            softmax_quantizer=q("softmax"),
-            context_quantizer=q("context"),
-            output_quantizer=q("attn_out"),
-            input_type=a_t,
-            name=f"mha{i}",
-            **table_settings(card)["softmax"],
-        )(a, a)
+        # model.attention (hwflow.nn.attention), exact from its input type
+        a = attention_layer(card, q, quantized, n_tok, f"mha{i}", input_type=a_t)(a, a)
         a = drop(a, f"mha{i}_drop")
         h, h_t = L.Add(name=f"mha{i}_add")([h, a]), plus(h_t, t("attn_out"))
         if not pre:
@@ -251,6 +240,8 @@ def parameter_count(card, input_shape: tuple | None = None, n_classes: int | Non
     norm = E if m["norm"] == "rmsnorm" else 2 * E
     mha = 2 * (E * H * dk + H * dk) + (E * H * dk + H * dk) + (H * dk * E + E)  # Q, K; V (value_dim = key_dim); output
     ffn = (E * dff + dff) + (dff * E + E)
+    if m.get("attention", "softmax") == "linformer":
+        mha += 2 * m["linformer_k"] * n_tok  # E and F: k x N sequence projections
     block = mha + ffn + 2 * norm
     pooled = n_tok * E if m["pooling"] == "flatten" else E
     total = (n_feat * E + E) + m["num_blocks"] * block + (pooled * n_cls + n_cls)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType, from_int, parse_type, quantize, quantize_int, quantize_raw
-from .softmax import SoftmaxSpec, softmax
+from .softmax import EXP_TABLE_SIZE, INV_TABLE_SIZE, SoftmaxSpec, softmax
 from .softmax import make_spec as make_softmax_spec
 
 
@@ -35,16 +35,17 @@ class AttentionSpec:
     out_accum_t: FixedType
     result_t: FixedType
     softmax: SoftmaxSpec
+    group: int = 1  # grouped attention: tokens per group (1 = plain attention)
 
     @property
     def scale(self) -> float:
-        """Return 1/sqrt(key_dim) as stored in scale_t."""
-        return float(quantize(1.0 / math.sqrt(self.key_dim), self.scale_t))
+        """Return 1/sqrt(group * key_dim) as stored in scale_t."""
+        return float(quantize(1.0 / math.sqrt(self.group * self.key_dim), self.scale_t))
 
     @property
     def scale_exact(self) -> bool:
-        """Return True when 1/sqrt(key_dim) is a power of two (folded exactly)."""
-        return self.scale == 1.0 / math.sqrt(self.key_dim)
+        """Return True when 1/sqrt(group * key_dim) is a power of two (folded exactly)."""
+        return self.scale == 1.0 / math.sqrt(self.group * self.key_dim)
 
 
 def _clog2(n: int) -> int:
@@ -89,20 +90,27 @@ def make_spec(
     accum_t=None,
     scale_t=None,
     out_accum_t=None,
-    exp_table_size=1024,
-    inv_table_size=1024,
+    exp_table_size=EXP_TABLE_SIZE,
+    inv_table_size=INV_TABLE_SIZE,
     exp_table_t=None,
     inv_table_t=None,
     inp_norm_t=None,
     score_range=None,
+    group=1,
 ) -> AttentionSpec:
-    """Return an AttentionSpec; accumulators default to exact widths, the softmax to hwflow defaults."""
+    """Return an AttentionSpec; accumulators default to exact widths, the softmax to hwflow defaults.
+
+    ``group`` > 1 is grouped attention: rows of ``group`` tokens (seq_len / group rows of group * key_dim)."""
+    from ..util import HwflowError
+
+    if group < 1 or seq_len % group:
+        raise HwflowError(f"attention group {group} must divide the sequence length {seq_len}")
     it, wt, bt = parse_type(input_t), parse_type(weight_t), parse_type(bias_t)
     qt, st, at, ct, rt = (parse_type(t) for t in (q_t, score_t, attn_t, context_t, result_t))
     pa = parse_type(proj_accum_t) if proj_accum_t is not None else dense_accum_type(it, wt, bt, embed_dim)
     if accum_t is None:
         f = max(2 * qt.frac, at.frac + qt.frac)
-        i = max(2 * qt.integer + _clog2(key_dim), at.integer + qt.integer + _clog2(seq_len)) + 1
+        i = max(2 * qt.integer + _clog2(group * key_dim), at.integer + qt.integer + _clog2(seq_len // group)) + 1
         accum_t = FixedType(i + f, i, True)
     accum_t = parse_type(accum_t)
     oa = parse_type(out_accum_t) if out_accum_t is not None else dense_accum_type(ct, wt, bt, num_heads * value_dim)
@@ -112,7 +120,7 @@ def make_spec(
     if inv_table_t is not None:
         kw["inv_table_t"] = inv_table_t
     sm = make_softmax_spec(
-        seq_len,
+        seq_len // group,
         st,
         at,
         exp_table_size=exp_table_size,
@@ -134,13 +142,14 @@ def make_spec(
         pa,
         qt,
         accum_t,
-        scale_type(key_dim, scale_t),
+        scale_type(group * key_dim, scale_t),
         st,
         at,
         ct,
         oa,
         rt,
         sm,
+        int(group),
     )
 
 
@@ -171,18 +180,25 @@ def mha(x, spec: AttentionSpec, weights: dict) -> np.ndarray:
     k = dense(x, *wb("key", hk), s.proj_accum_t, s.q_t)
     v = dense(x, *wb("value", hv), s.proj_accum_t, s.q_t)
     ctx = np.zeros(x.shape[:-1] + (hv,))
+    g, tg = s.group, s.seq_len // s.group
+    lead = x.shape[:-2]
     for h in range(s.num_heads):
-        qh, kh = q[..., h * s.key_dim : (h + 1) * s.key_dim], k[..., h * s.key_dim : (h + 1) * s.key_dim]
-        vh = v[..., h * s.value_dim : (h + 1) * s.value_dim]
-        acc = np.zeros(x.shape[:-2] + (s.seq_len, s.seq_len))
-        for d in range(s.key_dim):
-            acc = quantize(acc + qh[..., :, None, d] * kh[..., None, :, d], s.accum_t)
+        # grouped rows: (..., T/g, g, dim); group row i holds tokens i*g .. i*g+g-1
+        qh = q[..., h * s.key_dim : (h + 1) * s.key_dim].reshape(lead + (tg, g, s.key_dim))
+        kh = k[..., h * s.key_dim : (h + 1) * s.key_dim].reshape(lead + (tg, g, s.key_dim))
+        vh = v[..., h * s.value_dim : (h + 1) * s.value_dim].reshape(lead + (tg, g, s.value_dim))
+        acc = np.zeros(lead + (tg, tg))
+        for u in range(g):
+            for d in range(s.key_dim):
+                acc = quantize(acc + qh[..., :, None, u, d] * kh[..., None, :, u, d], s.accum_t)
         ra = quantize_int(acc, s.accum_t).astype(object)
         rs = quantize_int(s.scale, s.scale_t)
         score = from_int(quantize_raw(ra * int(rs), s.accum_t.frac + s.scale_t.frac, s.score_t), s.score_t)
         a = softmax(score, s.softmax)
-        acc = np.zeros(x.shape[:-2] + (s.seq_len, s.value_dim))
-        for j in range(s.seq_len):
-            acc = quantize(acc + a[..., :, j, None] * vh[..., j, None, :], s.accum_t)
-        ctx[..., h * s.value_dim : (h + 1) * s.value_dim] = quantize(acc, s.context_t)
+        acc = np.zeros(lead + (tg, g, s.value_dim))
+        for j in range(tg):
+            acc = quantize(acc + a[..., :, j, None, None] * vh[..., j, None, :, :], s.accum_t)
+        ctx[..., h * s.value_dim : (h + 1) * s.value_dim] = quantize(acc, s.context_t).reshape(
+            lead + (s.seq_len, s.value_dim)
+        )
     return dense(ctx, *wb("output", s.out_dim), s.out_accum_t, s.result_t)

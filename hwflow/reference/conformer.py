@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import sigmoid_table_defaults
 from ..util import HwflowError
 from .fixed import FixedType, parse_type, quantize
 
@@ -40,9 +41,9 @@ def _log2_exact(v: float, what: str) -> int:
 class SigmoidTable:
     """The sigmoid look-up table of swish/GLU: N entries over [-R, R) in table_t."""
 
-    table_size: int = 1024
-    table_range: float = 8.0
-    table_t: str = "ap_ufixed<12,1,AP_RND,AP_SAT>"
+    table_size: int = sigmoid_table_defaults()["table_size"]
+    table_range: float = sigmoid_table_defaults()["table_range"]
+    table_t: str = sigmoid_table_defaults()["table_t"]
 
     def __post_init__(self):
         _log2_exact(self.table_size, "table_size")

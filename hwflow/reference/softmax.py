@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import schema_default
 from ..util import HwflowError
 from .fixed import FixedType, from_int, parse_type, quantize, quantize_int, quantize_raw
 
+# table sizes: the card's hls.softmax defaults (hwflow.config)
+EXP_TABLE_SIZE = schema_default("hls.softmax.table_size")
+INV_TABLE_SIZE = schema_default("hls.softmax.inv_table_size")
 DEFAULT_EXP_TABLE = "ap_ufixed<18,1,AP_RND,AP_SAT>"
 DEFAULT_INV_TABLE = "ap_ufixed<18,1,AP_RND,AP_SAT>"
 
@@ -55,8 +59,8 @@ def make_spec(
     input_t,
     result_t,
     n_rows: int = 1,
-    exp_table_size: int = 1024,
-    inv_table_size: int = 1024,
+    exp_table_size: int = EXP_TABLE_SIZE,
+    inv_table_size: int = INV_TABLE_SIZE,
     exp_table_t=DEFAULT_EXP_TABLE,
     inv_table_t=DEFAULT_INV_TABLE,
     inp_norm_t=None,

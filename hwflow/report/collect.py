@@ -37,7 +37,9 @@ def model_names(root: Path) -> list[str]:
             and not p.name.startswith(".")
             and any((p / f).is_file() for f in ("synth.json", "csim.json", "rtl.json"))
         )
-    return sorted(names)
+    from ..explore import is_trial_name  # exploration trials are summarized by their study's front, not one by one
+
+    return sorted(n for n in names if not is_trial_name(n))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -215,8 +217,15 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
             "generated_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "root": str(root),
             "models": rows,
+            "explore": _explore_fronts(root, names),
         }
     )
+
+
+def _explore_fronts(root: Path, names: list[str]) -> list[dict]:
+    from ..explore import front_summary
+
+    return [f for f in (front_summary(root, n) for n in names) if f]
 
 
 def _clean(obj: Any) -> Any:
@@ -424,6 +433,10 @@ def to_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
             "card's target clock (reports/<model>/rtl.md gives the ECP5 post-route Fmax proxy where one was run).",
             "",
         ]
+    if summary.get("explore"):
+        from ..explore import fronts_markdown
+
+        out += fronts_markdown(summary["explore"])
     if plots:
         out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     return "\n".join(out) + "\n"

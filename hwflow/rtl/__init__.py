@@ -20,9 +20,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
+from ..config import schema_defaults
+from ..ops import all_ops
 from ..util import HwflowError, atomic_dir, atomic_write_json, atomic_write_text, project_root
 
 RTL_VENV = ".venv-rtl"
@@ -52,6 +56,32 @@ def _source_root() -> Path:
     return Path(__file__).resolve().parents[2]  # the folder holding the hwflow package
 
 
+def _run_streaming(cmd: list[str], env: dict, timeout_s: int | None) -> tuple[int | None, list[str]]:
+    """Run the worker, echoing its progress lines ('hwflow rtl [..] step ...') live on stderr; return (exit code or
+    None on timeout, the last lines of its output for an error message)."""
+    tail: list[str] = []
+    timed_out = threading.Event()
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+
+        def kill():
+            timed_out.set()
+            p.kill()
+
+        timer = threading.Timer(timeout_s, kill) if timeout_s else None
+        if timer:
+            timer.start()
+        try:
+            for line in p.stdout:
+                if line.startswith("hwflow rtl"):
+                    print(line, end="", file=sys.stderr, flush=True)
+                tail = (tail + [line.rstrip()])[-50:]
+            code = p.wait()
+        finally:
+            if timer:
+                timer.cancel()
+    return (None if timed_out.is_set() else code), tail
+
+
 def run_worker(
     neutral: Path,
     out: Path,
@@ -67,54 +97,35 @@ def run_worker(
 ) -> dict:
     """Return the worker's result dict after running the RTL flow in .venv-rtl on a neutral file."""
     py = python or rtl_python()
-    cmd = [
-        str(py),
-        "-m",
-        "hwflow.rtl.worker",
-        "--neutral",
-        str(neutral),
-        "--out",
-        str(out),
-        "--result",
-        str(result),
-        "--name",
-        name,
-        "--latency-cutoff",
-        str(rtl_cfg.get("latency_cutoff", 5.0)),
-        "--clock-period",
-        str(rtl_cfg.get("clock_period", 5.0)),
-        "--part",
-        part,
-        "--samples",
-        str(n_samples),
-        "--iverilog-samples",
-        str(rtl_cfg.get("iverilog_samples", 64)),
-        "--yosys-timeout",
-        str(rtl_cfg.get("yosys_timeout_s", 3600)),
-    ]
+    cfg = {**schema_defaults("rtl"), **rtl_cfg}  # a partial dict (tests, demo) gets the card defaults
+    cmd = [str(py), "-m", "hwflow.rtl.worker", "--neutral", str(neutral), "--out", str(out), "--result", str(result)]
+    cmd += ["--name", name, "--part", part, "--samples", str(n_samples)]
+    for key, opt in (
+        ("latency_cutoff", "--latency-cutoff"),
+        ("clock_period", "--clock-period"),
+        ("iverilog_samples", "--iverilog-samples"),
+        ("yosys_timeout_s", "--yosys-timeout"),
+        ("product_slice_bits", "--product-slice-bits"),
+        ("tokens_per_cycle", "--tokens-per-cycle"),
+    ):
+        cmd += [opt, str(cfg[key])]
     if not yosys:
         cmd.append("--no-yosys")
-    elif yosys != "force" and rtl_cfg.get("yosys_max_cost"):
-        cmd += ["--yosys-max-cost", str(rtl_cfg["yosys_max_cost"])]
-    if not simulate_all and rtl_cfg.get("sim_max_cost"):
-        cmd += ["--sim-max-cost", str(rtl_cfg["sim_max_cost"])]
-    if yosys and rtl_cfg.get("ecp5", True):
-        cmd += ["--ecp5-max-cost", str(rtl_cfg.get("ecp5_max_cost", 15000))]
-    if int(rtl_cfg.get("product_slice_bits", 18)) != 18:
-        cmd += ["--product-slice-bits", str(int(rtl_cfg["product_slice_bits"]))]
-    if int(rtl_cfg.get("tokens_per_cycle", 0)):
-        cmd += ["--tokens-per-cycle", str(int(rtl_cfg["tokens_per_cycle"]))]
-    if int(rtl_cfg.get("iverilog_samples", 64)) == 0:
+    elif yosys != "force" and cfg["yosys_max_cost"]:
+        cmd += ["--yosys-max-cost", str(cfg["yosys_max_cost"])]
+    if not simulate_all and cfg["sim_max_cost"]:
+        cmd += ["--sim-max-cost", str(cfg["sim_max_cost"])]
+    if yosys and cfg["ecp5"]:
+        cmd += ["--ecp5-max-cost", str(cfg["ecp5_max_cost"])]
+    if int(cfg["iverilog_samples"]) == 0:
         cmd.append("--no-iverilog")
     env = dict(os.environ, PYTHONPATH=str(_source_root()), PYTHONNOUSERSITE="1")
     env.pop("PYTHONHOME", None)
-    try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise HwflowError(f"RTL worker exceeded {timeout_s} s: use `--no-yosys` or raise rtl.yosys_timeout_s") from None
+    code, tail = _run_streaming(cmd, env, timeout_s)
+    if code is None:
+        raise HwflowError(f"RTL worker exceeded {timeout_s} s: use `--no-yosys` or raise rtl.yosys_timeout_s")
     if not result.exists():
-        tail = "\n".join((p.stderr or p.stdout or "").strip().splitlines()[-8:])
-        raise HwflowError(f"RTL worker failed (exit {p.returncode}); see its output:\n{tail}")
+        raise HwflowError(f"RTL worker failed (exit {code}); see its output:\n" + "\n".join(tail[-8:]))
     res = json.loads(result.read_text())
     if res.get("status") == "error":
         raise HwflowError(f"RTL: {res.get('error')}")
@@ -122,7 +133,7 @@ def run_worker(
         raise HwflowError(
             f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "
             "Add/Subtract/Multiply/Max/Min/Concatenate, GlobalPooling1D, Reshape/Transpose and hwflow's "
-            "multi-head attention, softmax, LayerNorm/RMSNorm"
+            + ", ".join(o.name for o in all_ops() if o.tracer)
         )
     return res
 
@@ -233,7 +244,7 @@ def make_report(
     # one-line source label for summaries (hwflow.report uses rtl.json's "label" as is)
     arch = r["architecture"]
     head = (
-        f"open RTL (token-serial, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)"
+        f"open RTL ({arch['kind'].split(' (')[0]}, {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock)"
         if arch.get("segments")
         else "open RTL"
     )

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir).resolve()
     model = tiny_qkeras(args.kind)
     hls_model = convert_stock(model, str(out / "hls"))
-    cfg = {"latency_cutoff": 5.0, "clock_period": 5.0, "iverilog_samples": 32, "yosys_timeout_s": 900}
+    cfg = {"iverilog_samples": 32, "yosys_timeout_s": 900}  # the rest: the card schema's rtl defaults
     r = rtl_from_hls(
         hls_model,
         sample_inputs(model, args.samples),
@@ -172,3 +172,44 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(main())
+
+
+def small_conformer(
+    seed: int = 0, n_frames: int = 9, n_mels: int = 6, D: int = 8, H: int = 2, DK: int = 4, FFN: int = 8, K: int = 3
+):
+    """Return (card, QKeras model) of a small conformer built by hwflow.nn.conformer (strided Conv1D front end,
+    feature norm, FFN/swish, attention, GLU + depthwise conv with folded batch norm, mean pool, 3 classes) with
+    non-trivial batch-norm statistics, for the RTL route's tests."""
+    import tensorflow as tf
+
+    from hwflow.config import validate
+    from hwflow.nn.conformer import build_conformer
+
+    card = validate(
+        {
+            "name": "tiny_conformer",
+            "data": {"kind": "kws", "kws": {"n_frames": n_frames, "n_mels": n_mels}},
+            "model": {
+                "kind": "conformer",
+                "embed_dim": D,
+                "num_heads": H,
+                "key_dim": DK,
+                "ffn_dim": FFN,
+                "conv_kernel": K,
+                "subsampling": 2,
+                "swish_table_size": 256,
+                "swish_table_range": 4.0,
+            },
+            "quant": {"default": {"bits": 8, "integer": 0}},
+        }
+    )
+    tf.keras.utils.set_random_seed(seed)
+    model = build_conformer(card, True, n_classes=3)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if hasattr(layer, "moving_variance"):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
+            layer.moving_mean.assign(rng.normal(0, 0.5, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, c))
+    return card, model

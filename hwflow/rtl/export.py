@@ -79,10 +79,31 @@ _CLASS_TO_OP = {
     "GlobalPooling1D": "global_pool1d",
     "Reshape": "reshape",
     "Transpose": "transpose",
+    "Conv1D": "conv1d",  # strided/windowed 1-D convolution (hwflow.rtl.export_conformer)
 }
 _ACTIVATIONS = ("relu", "linear")
-# hwflow extension layers (hwflow.hls.ext): class -> neutral op; their arithmetic is described by hwflow_spec()
-_EXT_OPS = {"HwflowSoftmax": "softmax", "HwflowNorm": "layernorm", "HwflowMultiHeadAttention": "mha"}
+# hwflow's extension ops (the hwflow.ops registry) export under their registered name: their arithmetic is
+# described by the IR layer's hwflow_spec() when it has one, else by its scalar attributes and types
+
+
+def _ext_op(hls_class: str) -> str | None:
+    """Return the neutral op name of a hwflow extension IR class (None for stock hls4ml classes)."""
+    from ..ops import op_of_ir_class
+
+    op = op_of_ir_class(hls_class)
+    return op.name if op is not None else None
+
+
+def _scalar_attrs(layer) -> dict:
+    """Return the plain scalar attributes (int/float/bool/str) of an IR layer, e.g. a table's size and range."""
+    return {
+        k: v
+        for k, v in layer.attributes.items()
+        if isinstance(v, (bool, int, float, str))
+        and not k.startswith(("keras_", "_"))
+        and not k.endswith("_cpp")  # the generated C++ text, not arithmetic
+        and k not in ("name", "class_name")
+    }
 
 
 def fixedtype_dict(ft: Any) -> dict:
@@ -215,8 +236,10 @@ def _weights(layer) -> dict:
 
 def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
     """Return (layer entry, arrays) of one hls4ml layer in the neutral format."""
+    from . import export_conformer
+
     cls = layer.class_name
-    op = _CLASS_TO_OP.get(cls) or _EXT_OPS.get(cls)
+    op = _CLASS_TO_OP.get(cls) or _ext_op(cls)
     out_var = layer.get_output_variable()
     out_name = str(layer.outputs[0]) if getattr(layer, "outputs", None) else layer.name
     entry: dict = {
@@ -262,12 +285,17 @@ def _describe(layer, inputs: list[str]) -> tuple[dict, dict]:
         a["n_filt"] = int(layer.get_attr("n_filt"))
     elif op == "transpose":
         a["perm"] = [int(p) for p in layer.get_attr("perm")]
-    elif op in ("softmax", "layernorm", "mha"):
+    elif hasattr(layer, "hwflow_spec"):
         # the spec is the single source of the C++ arithmetic (types, tables, derived constants)
         types, attrs, spec_arrays = spec_to_neutral(layer.hwflow_spec())
         entry["types"].update({k: v for k, v in types.items() if k != "result"})
         a.update(attrs)
         arrays.update(spec_arrays)
+        arrays.update(_weights(layer))
+    elif op in export_conformer.OPS:  # conv1d, depthwise conv, swish/GLU: windows, resolved accum, sigmoid table
+        arrays.update(export_conformer.describe(layer, op, a, _weights))
+    elif op not in _CLASS_TO_OP.values():  # an extension op without a spec: its attributes, types and weights
+        a.update(_scalar_attrs(layer))
         arrays.update(_weights(layer))
     entry["arrays"] = {k: f"{layer.name}.{k}" for k in arrays}
     return entry, {f"{layer.name}.{k}": v for k, v in arrays.items()}

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TOKEN_OPS = {"batchnorm", "dense", "activation", "merge", "layernorm", "softmax"}
+from ..ops import all_ops
+
+STOCK_TOKEN_OPS = {"batchnorm", "dense", "activation", "merge"}
+
+
+def token_ops() -> set[str]:
+    """Return the ops that map each token on its own (run G tokens at a time): stock ones and the registry's."""
+    return STOCK_TOKEN_OPS | {o.name for o in all_ops() if o.token_wise}
 
 
 class FoldError(Exception):
@@ -64,10 +71,14 @@ def _qkv(mha: dict) -> tuple[str, str, str]:
     return tuple(f"{mha['name']}:{p}" for p in ("q", "k", "v"))
 
 
+# attention ops that fold (token-wise Q/K/V projections, then G query tokens over all keys/values per clock)
+ATTENTION_OPS = ("mha", "linformer", "cosformer")
+
+
 def plan(graph: dict, group: int) -> Plan:
     """Return the segment plan of a neutral graph folded to ``group`` tokens per clock, or raise FoldError."""
     layers = graph["layers"]
-    mhas = [e for e in layers if e["op"] == "mha"]
+    mhas = [e for e in layers if e["op"] in ATTENTION_OPS]
     if not mhas:
         raise FoldError(
             "rtl.tokens_per_cycle folds attention models only (no multi-head attention in this graph); "
@@ -76,6 +87,18 @@ def plan(graph: dict, group: int) -> Plan:
     L = int(mhas[0]["attrs"]["seq_len"])
     if group < 1 or L % group:
         raise FoldError(f"rtl.tokens_per_cycle = {group} must divide the sequence length {L}")
+    for e in mhas:
+        if e["op"] == "cosformer":
+            raise FoldError(
+                f"cosFormer layer {e['name']} re-weights by absolute token position, which a token-serial segment "
+                "does not see; set rtl.tokens_per_cycle: 0"
+            )
+        g = int(e["attrs"].get("group", 1) or 1)
+        if group % g:
+            raise FoldError(
+                f"grouped attention {e['name']} mixes groups of {g} tokens: rtl.tokens_per_cycle = {group} must be a "
+                f"multiple of {g} (or 0)"
+            )
     shapes = {k: tuple(v["shape"]) for k, v in graph["tensors"].items()}
 
     def is_token(t: str) -> bool:
@@ -95,7 +118,7 @@ def plan(graph: dict, group: int) -> Plan:
             continue
         if not in_tail:
             token_wise = (
-                e["op"] in TOKEN_OPS
+                e["op"] in token_ops()
                 and all(is_token(t) for t in e["inputs"])
                 and is_token(e["output"])
                 and not (
@@ -104,10 +127,12 @@ def plan(graph: dict, group: int) -> Plan:
                     and e["attrs"].get("axis", -1) not in (-1, 1)
                 )
             )
-            if e["op"] == "mha":
+            if e["op"] in ATTENTION_OPS:
                 q, k, v = _qkv(e)
+                at = e["attrs"]
+                pre = "attn." if e["op"] == "linformer" else ""  # Linformer's inner attention spec
                 for t, n in ((q, "key_dim"), (k, "key_dim"), (v, "value_dim")):
-                    widths[t] = int(e["attrs"]["num_heads"]) * int(e["attrs"][n])
+                    widths[t] = int(at[pre + "num_heads"]) * int(at[pre + n])
                 segs[-1].project = e
                 segs.append(Segment(f"s{len(segs)}", "token", attend=e))
                 continue
@@ -119,7 +144,7 @@ def plan(graph: dict, group: int) -> Plan:
             "folding needs a sequence-mixing layer (pooling/flatten) after the last attention; "
             "set rtl.tokens_per_cycle: 0"
         )
-    if any(e["op"] == "mha" for e in tail.layers):
+    if any(e["op"] in ATTENTION_OPS for e in tail.layers):
         raise FoldError(
             "attention after a pooling/flatten layer cannot be folded token by token; set rtl.tokens_per_cycle: 0"
         )
@@ -188,7 +213,7 @@ def _declare(inp, kifs: list[tuple[int, int, int]]):
     return inp.quantize(k, i, f)
 
 
-def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> list[Module]:
+def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float, slice_bits: int) -> list[Module]:
     """Return the traced modules of a plan (each segment's logic on G rows, the tail on all rows)."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig, comb_trace
     from da4ml.types import minimal_kif
@@ -236,13 +261,13 @@ def trace_plan(graph: dict, arrays: dict, p: Plan, latency_cutoff: float) -> lis
             env[t] = FixedVariableArray(np.array(vv, dtype=object), xin.solver_options, hwconf=hw)
         if s.attend is not None:
             q, k, v = _qkv(s.attend)
-            env[s.attend["output"]] = T.mha_attend(env[q], env[k], env[v], s.attend, arrays)
+            env[s.attend["output"]] = T.attend(env[q], env[k], env[v], s.attend, arrays, slice_bits)
         for e in s.layers:
             xs = [env[t] for t in e["inputs"]]
-            y = T.apply_layer(e, xs, arrays, shapes[e["output"]])
+            y = T.apply_layer(e, xs, arrays, shapes[e["output"]], slice_bits)
             env[e["output"]] = y.reshape((rows, -1)) if s.kind == "token" else y.reshape(shapes[e["output"]])
         if s.project is not None:
-            for name, arr in zip(_qkv(s.project), T.mha_project(env[s.project["inputs"][0]], s.project, arrays)):
+            for name, arr in zip(_qkv(s.project), T.attention_project(env[s.project["inputs"][0]], s.project, arrays)):
                 env[name] = arr
         if s.kind == "token":
             out_cols, outs = [], []
@@ -344,19 +369,34 @@ def convert_expr(src: str, base: int, a: Fmt, b: Fmt) -> str:
     return parts[0] if len(parts) == 1 else "{" + ", ".join(parts) + "}"
 
 
-def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: list[int]) -> tuple[str, dict]:
+def write_top(
+    mods: list[Module],
+    p: Plan,
+    top: str,
+    names: list[str],
+    depths: list[int],
+    assemble=None,
+    first_input=None,
+) -> tuple[str, dict]:
     """Return (Verilog of the folded top module, its port facts) wiring the segment wrappers ``names``.
 
     ``depths[m]``: clock edges from a segment's input to its registered output (da4ml pipeline stages + 1).
     Ports: clk, rst (synchronous, active high), in_valid/in_ready (a sample is taken when both are high),
     model_inp (all tokens, segment s0's input format), out_valid, model_out (the tail's output format).
+    ``assemble`` (default ``_assemble``) wires a segment's input bus from the previous buffer; ``first_input``
+    (mods[0], its input format, count register) -> (model_inp width, Verilog lines) replaces s0's token slice
+    (hwflow.rtl.fold_conv: frame windows of a strided convolution).
     """
+    assemble = assemble or _assemble
     NG, G = p.n_groups, p.group
     cw = max(1, math.ceil(math.log2(NG))) if NG > 1 else 1
     fin = [port_fmt(m.comb.inp_qint) for m in mods]
     fout = [port_fmt(m.comb.out_qint) for m in mods]
     n_in0 = len(mods[0].in_map)  # elements per group of s0
     w_in = NG * n_in0 * fin[0].bw
+    first_lines = None
+    if first_input is not None:
+        w_in, first_lines = first_input(mods[0], fin[0], f"{mods[0].seg.name}_cnt")
     w_out = len(mods[-1].out_cols) * fout[-1].bw
     fi, fo = fin[0], fout[-1]
     L = [
@@ -420,8 +460,8 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
                     f"        else if ({s}_last) {s}_run <= 1'b0;",
                     f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
                     "    end",
-                    f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];",
                 ]
+                L += first_lines or [f"    assign {s}_in = xin[{s}_cnt * {n_in * fin[si].bw} +: {n_in * fin[si].bw}];"]
             else:
                 pv = mods[si - 1].seg.name
                 L += [
@@ -432,7 +472,7 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
                     f"        else if ({s}_run) {s}_cnt <= {s}_cnt + {cw}'d1;",
                     "    end",
                 ]
-                L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_rb", f"{s}_cnt", s)
+                L += assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_rb", f"{s}_cnt", s)
             shift_v = f"{{{s}_v[{d - 2}:0], {s}_run}}" if d > 1 else f"{s}_run"
             shift_g = f"{{{s}_g[{cw * (d - 1) - 1}:0], {s}_cnt}}" if d > 1 else f"{s}_cnt"
             wg = n_out * fout[si].bw
@@ -449,7 +489,7 @@ def write_top(mods: list[Module], p: Plan, top: str, names: list[str], depths: l
         else:
             pv = mods[si - 1].seg.name
             s = m.seg.name
-            L += _assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_wb", None, s)
+            L += assemble(m, mods[si - 1], fout[si - 1], fin[si], p, f"{pv}_wb", None, s)
             L += [
                 "    always @(posedge clk) begin",
                 f"        if (rst) {s}_v <= {d}'d0;",
@@ -488,7 +528,9 @@ def _assemble(m: Module, prev: Module, a: Fmt, b: Fmt, p: Plan, buf: str, cnt: s
 
 
 # ------------------------------------------------------------------------------------------ project, simulation
-def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, clock_period: float, part: str) -> dict:
+def write_project(
+    mods: list[Module], p: Plan, out, name: str, cutoff: float, clock_period: float, part: str, top_fn=None
+) -> dict:
     """Write each segment's da4ml project under out/<segment>/ and the folded top + all sources under out/src/.
 
     Returns {"top", "src", "depths", "stages", "facts", "models"}; sources shared by the segments (da4ml's static
@@ -531,7 +573,7 @@ def write_project(mods: list[Module], p: Plan, out, name: str, cutoff: float, cl
                     raise FoldError(f"segments {names} write different {sub}/{f.name}: cannot merge their sources")
                 shutil.copy(f, dst)
     top = f"{name}_folded"
-    text, facts = write_top(mods, p, top, names, depths)
+    text, facts = (top_fn or write_top)(mods, p, top, names, depths)
     (src / f"{top}.v").write_text(text)
     return {
         "top": top,
@@ -592,7 +634,7 @@ def simulate(prj: dict, x: np.ndarray, simulator: str, workdir, timeout_s: int =
     import time
     from pathlib import Path
 
-    from .worker import icarus_files, pack_words, project_files, unpack_word, verilator_env
+    from .simulators import icarus_files, pack_words, project_files, unpack_word, verilator_env
 
     work = Path(workdir)
     if work.exists():

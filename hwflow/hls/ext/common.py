@@ -1,13 +1,12 @@
-"""Helpers shared by hwflow's hls4ml extension layers: quantizer -> fixed type, per-layer precision lookup."""
+"""Helpers shared by hwflow's hls4ml extension layers: quantizer -> fixed type, per-layer precision lookup,
+multiplier limits, and the Keras-model walks the conversion hooks share."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from ...reference.fixed import FixedType, parse_type
 from ...util import HwflowError
-
-BACKENDS = ("Vivado", "Vitis")
 
 
 def quantizer_config(q) -> dict | None:
@@ -98,6 +97,51 @@ def strategy(node) -> str:
     return "Resource" if s.lower().startswith("resource") else "Latency"
 
 
-def as_array(x) -> np.ndarray:
-    """Return ``x`` as a float64 numpy array."""
-    return np.asarray(x, np.float64)
+def mult_limit(layer, n_mult: int) -> int:
+    """Return the multiplier limit: all multipliers for Latency, ceil(n_mult / reuse_factor) for Resource."""
+    if layer.model.config.is_resource_strategy(layer):
+        rf = max(1, int(layer.get_attr("reuse_factor", 1)))
+        return max(1, -(-n_mult // rf))
+    return max(1, n_mult)
+
+
+def result_precision(layer):
+    """Return the output precision of an IR layer: explicit config wins, else the layer's result_quantizer, else
+    the model default."""
+    from hls4ml.model.types import UnspecifiedPrecisionType
+
+    config = layer.model.config
+    explicit = config.layer_name_precision.get(layer.name.lower() + "_result")
+    precision, _ = config.get_precision(layer, "result")
+    quantizer = layer.get_attr("result_quantizer")
+    if quantizer is not None and (explicit is None or isinstance(precision, UnspecifiedPrecisionType)):
+        # activation semantics (round half to even, saturate) like QKeras, as hls4ml does for QActivation
+        return to_precision(layer, quantizer_type(quantizer, f"layer {layer.name} output_quantizer"))
+    if isinstance(precision, UnspecifiedPrecisionType):
+        return config.backend.convert_precision_string(config.model_precision["default"])
+    return precision
+
+
+def keras_quantizer(keras_layer: dict, name: str) -> dict | None:
+    """Return the {class_name, config} dict of quantizer ``name`` in a Keras layer config, or None."""
+    cfg = keras_layer["config"].get(name)
+    if cfg is None:
+        return None
+    return {"class_name": cfg["class_name"], "config": dict(cfg["config"])}
+
+
+def flat_layers(model) -> list:
+    """Return the layers of a Keras model with nested Functional/Sequential models expanded."""
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
+            out.extend(flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def range_type(max_abs: float, width: int = 16) -> str:
+    """Return a signed rounding/saturating type of ``width`` bits whose range covers max_abs (with margin)."""
+    integer = max(int(math.ceil(math.log2(max_abs * 1.25 + 1e-12))), 0) + 1 if max_abs > 0 else 1
+    return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"

@@ -13,7 +13,7 @@ unquantized weights). This module converts ``hwflow.nn.conformer.QDepthwiseConv1
   in ``hwflow/hls/nnet_utils/hwflow_depthwise1d.h``; Latency fully unrolled, Resource with II =
   ReuseFactor and ceil(T*C*K / ReuseFactor) multipliers.
 
-Bit-exact reference: ``hwflow.reference.conformer.depthwise_conv1d``.
+Bit-exact reference: ``hwflow.reference.conformer.depthwise_conv1d``. Registered through hwflow/ops/catalog.py.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
+from hls4ml.model.layers import Layer
+from hls4ml.model.quantizers import QKerasQuantizer
+from hls4ml.model.types import UnspecifiedPrecisionType
 
-from .conformer_common import (
-    activation_quantizer,
-    mult_limit,
-    qkeras_quantizer,
-    register_for_backends,
-    register_handler,
-    result_precision,
-)
+from ...reference.conformer import depthwise_pads, exact_accum_type
+from ...reference.fixed import parse_type
+from ...util import HwflowError
+from .common import keras_quantizer, mult_limit, result_precision
 
 HEADER = "hwflow_depthwise1d.h"
 
@@ -47,95 +48,76 @@ dw_config_template = """struct config{index} : nnet::hwflow_depthwise1d_config {
 }};\n"""
 dw_function_template = "nnet::hwflow_depthwise_conv1d<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {b});"
 
-_classes = {}
 
+class HwflowDepthwiseConv1D(Layer):
+    """hls4ml IR layer: depthwise conv1d, stride 1, depth multiplier 1, BN folded (hwflow extension)."""
 
-def _define():
-    """Create the IR layer and template classes (needs hls4ml, so done on registration)."""
-    if _classes:
-        return _classes
-    import hls4ml
-    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
-    from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
-    from hls4ml.model.types import UnspecifiedPrecisionType
+    _expected_attributes = [
+        Attribute("in_width"),
+        Attribute("out_width"),
+        Attribute("n_chan"),
+        Attribute("filt_width"),
+        Attribute("pad_left"),
+        Attribute("pad_right"),
+        ConfigurableAttribute("reuse_factor", default=1),
+        WeightAttribute("weight"),
+        WeightAttribute("bias"),
+        TypeAttribute("weight"),
+        TypeAttribute("bias"),
+        TypeAttribute("accum"),
+    ]
 
-    from ...reference.conformer import depthwise_pads, exact_accum_type
-    from ...reference.fixed import parse_type
+    def initialize(self):
+        # 'auto' accumulator: remembered here because hls4ml's infer_precision pass would otherwise set
+        # the model default for this (to it unknown) layer class; the exact type is set at template time
+        acc = self.get_attr("accum_t")
+        self.set_attr("accum_auto", acc is None or isinstance(acc.precision, UnspecifiedPrecisionType))
+        self.add_output_variable(
+            [self.get_attr("out_width"), self.get_attr("n_chan")], precision=result_precision(self)
+        )
+        self.add_weights(quantizer=self.get_attr("weight_quantizer"))
+        self.add_bias(quantizer=self.get_attr("bias_quantizer"))
 
-    class HwflowDepthwiseConv1D(hls4ml.model.layers.Layer):
-        """hls4ml IR layer: depthwise conv1d, stride 1, depth multiplier 1, BN folded (hwflow extension)."""
-
-        _expected_attributes = [
-            Attribute("in_width"),
-            Attribute("out_width"),
-            Attribute("n_chan"),
-            Attribute("filt_width"),
-            Attribute("pad_left"),
-            Attribute("pad_right"),
-            ConfigurableAttribute("reuse_factor", default=1),
-            WeightAttribute("weight"),
-            WeightAttribute("bias"),
-            TypeAttribute("weight"),
-            TypeAttribute("bias"),
-            TypeAttribute("accum"),
-        ]
-
-        def initialize(self):
-            # 'auto' accumulator: remembered here because hls4ml's infer_precision pass would otherwise set
-            # the model default for this (to it unknown) layer class; the exact type is set at template time
-            acc = self.get_attr("accum_t")
-            self.set_attr("accum_auto", acc is None or isinstance(acc.precision, UnspecifiedPrecisionType))
-            self.add_output_variable(
-                [self.get_attr("out_width"), self.get_attr("n_chan")], precision=result_precision(self)
+    def resolve_accum(self):
+        """Set accum_t to the exact accumulator type when the config leaves it 'auto'."""
+        acc = self.get_attr("accum_t")
+        if self.get_attr("accum_auto") or isinstance(acc.precision, UnspecifiedPrecisionType):
+            t = exact_accum_type(
+                parse_type(self.get_input_variable().type.precision),
+                parse_type(self.get_attr("weight_t").precision),
+                parse_type(self.get_attr("bias_t").precision),
+                int(self.get_attr("filt_width")),
             )
-            self.add_weights(quantizer=self.get_attr("weight_quantizer"))
-            self.add_bias(quantizer=self.get_attr("bias_quantizer"))
+            # at template time types are already backend types: copy the converted precision, then resize
+            new = copy.copy(acc.precision)
+            new.width, new.integer, new.signed = t.width, t.integer, True
+            new.rounding_mode, new.saturation_mode = "TRN", "WRAP"
+            acc.precision = new
 
-        def resolve_accum(self):
-            """Set accum_t to the exact accumulator type when the config leaves it 'auto'."""
-            acc = self.get_attr("accum_t")
-            if self.get_attr("accum_auto") or isinstance(acc.precision, UnspecifiedPrecisionType):
-                t = exact_accum_type(
-                    parse_type(self.get_input_variable().type.precision),
-                    parse_type(self.get_attr("weight_t").precision),
-                    parse_type(self.get_attr("bias_t").precision),
-                    int(self.get_attr("filt_width")),
-                )
-                # at template time types are already backend types: copy the converted precision, then resize
-                new = copy.copy(acc.precision)
-                new.width, new.integer, new.signed = t.width, t.integer, True
-                new.rounding_mode, new.saturation_mode = "TRN", "WRAP"
-                acc.precision = new
 
-    class HwflowDepthwiseConv1DConfigTemplate(LayerConfigTemplate):
-        def __init__(self):
-            super().__init__(HwflowDepthwiseConv1D)
-            self.template = dw_config_template
+class HwflowDepthwiseConv1DConfigTemplate(LayerConfigTemplate):
+    def __init__(self):
+        super().__init__(HwflowDepthwiseConv1D)
+        self.template = dw_config_template
 
-        def format(self, node):
-            node.resolve_accum()
-            params = self._default_config_params(node)
-            n_mult = int(node.get_attr("out_width")) * int(node.get_attr("n_chan")) * int(node.get_attr("filt_width"))
-            params["mult_limit"] = mult_limit(node, n_mult)
-            return self.template.format(**params)
+    def format(self, node):
+        node.resolve_accum()
+        params = self._default_config_params(node)
+        n_mult = int(node.get_attr("out_width")) * int(node.get_attr("n_chan")) * int(node.get_attr("filt_width"))
+        params["mult_limit"] = mult_limit(node, n_mult)
+        return self.template.format(**params)
 
-    class HwflowDepthwiseConv1DFunctionTemplate(FunctionCallTemplate):
-        def __init__(self):
-            super().__init__(HwflowDepthwiseConv1D, include_header=[f"nnet_utils/{HEADER}"])
-            self.template = dw_function_template
 
-        def format(self, node):
-            params = self._default_function_params(node)
-            params["w"] = node.get_weights("weight").name
-            params["b"] = node.get_weights("bias").name
-            return self.template.format(**params)
+class HwflowDepthwiseConv1DFunctionTemplate(FunctionCallTemplate):
+    def __init__(self):
+        super().__init__(HwflowDepthwiseConv1D, include_header=[f"nnet_utils/{HEADER}"])
+        self.template = dw_function_template
 
-    _classes.update(
-        HwflowDepthwiseConv1D=HwflowDepthwiseConv1D,
-        depthwise_pads=depthwise_pads,
-        templates=[HwflowDepthwiseConv1DConfigTemplate, HwflowDepthwiseConv1DFunctionTemplate],
-    )
-    return _classes
+    def format(self, node):
+        params = self._default_function_params(node)
+        params["w"] = node.get_weights("weight").name
+        params["b"] = node.get_weights("bias").name
+        return self.template.format(**params)
 
 
 def folded_weights(keras_layer: dict, data_reader, n_chan: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,8 +133,6 @@ def folded_weights(keras_layer: dict, data_reader, n_chan: int) -> tuple[np.ndar
     for n in names:
         v = data_reader.get_weights_data(keras_layer["config"]["name"], n)
         if v is None:
-            from ...util import HwflowError
-
             raise HwflowError(
                 f"depthwise layer '{keras_layer['config']['name']}': weight '{n}' not found in the model; "
                 f"re-save the model with hwflow"
@@ -166,8 +146,6 @@ def folded_weights(keras_layer: dict, data_reader, n_chan: int) -> tuple[np.ndar
 def parse_qdepthwise_conv1d(keras_layer, input_names, input_shapes, data_reader):
     """Keras-2 handler of QDepthwiseConv1D: return (layer dict, output shape)."""
     from hls4ml.converters.keras_v2_to_hls import parse_default_keras_layer
-
-    from ...reference.conformer import depthwise_pads
 
     cfg = keras_layer["config"]
     layer = parse_default_keras_layer(keras_layer, input_names)
@@ -188,20 +166,10 @@ def parse_qdepthwise_conv1d(keras_layer, input_names, input_shapes, data_reader)
     layer["weight_data"] = kernel.reshape(k, int(n_chan))
     layer["bias_data"] = bias.reshape(int(n_chan))
     for name, key in (("weight_quantizer", "depthwise_quantizer"), ("bias_quantizer", "bias_quantizer")):
-        q = qkeras_quantizer(keras_layer, key)
+        q = keras_quantizer(keras_layer, key)
         if q is not None:
-            layer[name] = q
-    q = activation_quantizer(keras_layer, "output_quantizer")
+            layer[name] = QKerasQuantizer(q)
+    q = keras_quantizer(keras_layer, "output_quantizer")
     if q is not None:
         layer["result_quantizer"] = q
     return layer, [input_shapes[0][0], layer["out_width"], int(n_chan)]
-
-
-def register(backends=None) -> None:
-    """Register HwflowDepthwiseConv1D with hls4ml (IR layer, Keras-2 handler, templates, C++ header); idempotent."""
-    import hls4ml
-
-    c = _define()
-    hls4ml.model.layers.register_layer("HwflowDepthwiseConv1D", c["HwflowDepthwiseConv1D"])
-    register_handler("QDepthwiseConv1D", parse_qdepthwise_conv1d)
-    register_for_backends(c["templates"], [HEADER], backends)

@@ -8,98 +8,67 @@ Keras ``Lambda`` layers (the usual GLU) cannot be parsed by hls4ml, so the confo
 - Keras-2 handler for ``QGLU``; Vivado/Vitis templates (io_parallel, Latency/Resource);
 - C++ ``nnet::hwflow_glu`` in ``hwflow/hls/nnet_utils/hwflow_glu.h`` (uses the swish table index).
 
-Bit-exact reference: ``hwflow.reference.conformer.glu``.
+Bit-exact reference: ``hwflow.reference.conformer.glu``. Registered through hwflow/ops/catalog.py.
 """
 
 from __future__ import annotations
 
-from . import swish
-from .conformer_common import (
-    activation_quantizer,
-    mult_limit,
-    register_for_backends,
-    register_handler,
-    result_precision,
-)
+from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+
+from ...util import HwflowError
+from .common import mult_limit, result_precision
+from .swish import HEADER as SWISH_HEADER
+from .swish import LUT_CONFIG_BODY, LUT_TABLE_DEFINITION, HwflowSigmoidLUTLayer, lut_params, parse_qswish
 
 HEADER = "hwflow_glu.h"
 
 glu_config_template = (
     "struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
     "    static const unsigned n_tokens = {n_tokens};\n"
-    "    static const unsigned n_chan = {n_chan};\n"
-    + swish._lut_config_body
-    + "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n"
+    "    static const unsigned n_chan = {n_chan};\n" + LUT_CONFIG_BODY + LUT_TABLE_DEFINITION
 )
 glu_function_template = "nnet::hwflow_glu<{input_t}, {output_t}, {config}>({input}, {output});"
 
-_classes = {}
+
+class HwflowGLU(HwflowSigmoidLUTLayer):
+    """hls4ml IR layer: gated linear unit over the last axis (hwflow extension)."""
+
+    def initialize(self):
+        self.init_table()
+        shape = list(self.get_input_variable().shape)
+        if shape[-1] % 2:
+            raise HwflowError(f"GLU layer '{self.name}' has {shape[-1]} input channels: it needs an even number")
+        shape[-1] //= 2
+        self.add_output_variable(shape, precision=result_precision(self))
 
 
-def _define():
-    """Create the IR layer and template classes (needs hls4ml, so done on registration)."""
-    if _classes:
-        return _classes
-    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+class HwflowGLUConfigTemplate(LayerConfigTemplate):
+    def __init__(self):
+        super().__init__(HwflowGLU)
+        self.template = glu_config_template
 
-    base = swish._define()["HwflowSigmoidLUTLayer"]
+    def format(self, node):
+        params = lut_params(node, self._default_config_params(node))
+        out = node.get_output_variable()
+        params["n_chan"] = out.shape[-1]
+        params["n_tokens"] = out.size() // out.shape[-1]
+        params["mult_limit"] = mult_limit(node, int(out.size()))
+        return self.template.format(**params)
 
-    class HwflowGLU(base):
-        """hls4ml IR layer: gated linear unit over the last axis (hwflow extension)."""
 
-        def initialize(self):
-            self.init_table()
-            shape = list(self.get_input_variable().shape)
-            if shape[-1] % 2:
-                from ...util import HwflowError
+class HwflowGLUFunctionTemplate(FunctionCallTemplate):
+    def __init__(self):
+        super().__init__(HwflowGLU, include_header=[f"nnet_utils/{HEADER}", f"nnet_utils/{SWISH_HEADER}"])
+        self.template = glu_function_template
 
-                raise HwflowError(f"GLU layer '{self.name}' has {shape[-1]} input channels: it needs an even number")
-            shape[-1] //= 2
-            self.add_output_variable(shape, precision=result_precision(self))
-
-    class HwflowGLUConfigTemplate(LayerConfigTemplate):
-        def __init__(self):
-            super().__init__(HwflowGLU)
-            self.template = glu_config_template
-
-        def format(self, node):
-            params = swish.lut_params(node, self._default_config_params(node))
-            out = node.get_output_variable()
-            params["n_chan"] = out.shape[-1]
-            params["n_tokens"] = out.size() // out.shape[-1]
-            params["mult_limit"] = mult_limit(node, int(out.size()))
-            return self.template.format(**params)
-
-    class HwflowGLUFunctionTemplate(FunctionCallTemplate):
-        def __init__(self):
-            super().__init__(HwflowGLU, include_header=[f"nnet_utils/{HEADER}", f"nnet_utils/{swish.HEADER}"])
-            self.template = glu_function_template
-
-        def format(self, node):
-            return self.template.format(**self._default_function_params(node))
-
-    _classes.update(HwflowGLU=HwflowGLU, templates=[HwflowGLUConfigTemplate, HwflowGLUFunctionTemplate])
-    return _classes
+    def format(self, node):
+        return self.template.format(**self._default_function_params(node))
 
 
 def parse_qglu(keras_layer, input_names, input_shapes, data_reader):
     """Keras-2 handler of QGLU: return (layer dict, output shape)."""
-    layer, shape = swish.parse_qswish(keras_layer, input_names, input_shapes, data_reader)
+    layer, shape = parse_qswish(keras_layer, input_names, input_shapes, data_reader)
     layer["class_name"] = "HwflowGLU"
-    layer["result_quantizer"] = activation_quantizer(keras_layer, "output_quantizer")
-    if layer["result_quantizer"] is None:
-        del layer["result_quantizer"]
     shape = list(shape)
     shape[-1] = shape[-1] // 2
     return layer, shape
-
-
-def register(backends=None) -> None:
-    """Register HwflowGLU with hls4ml (IR layer, Keras-2 handler, Vivado/Vitis templates, C++ headers); idempotent."""
-    import hls4ml
-
-    swish.register(backends)
-    c = _define()
-    hls4ml.model.layers.register_layer("HwflowGLU", c["HwflowGLU"])
-    register_handler("QGLU", parse_qglu)
-    register_for_backends(c["templates"], [HEADER], backends)

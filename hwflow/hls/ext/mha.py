@@ -9,7 +9,7 @@ attn <- softmax_quantizer, context <- context_quantizer, result <- output_quanti
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 
 import numpy as np
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
@@ -18,12 +18,15 @@ from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
 
 from ...reference.attention import AttentionSpec, make_spec
+from ...reference.softmax import EXP_TABLE_SIZE, INV_TABLE_SIZE, calibrate_range
 from ...util import HwflowError
 from .common import (
     default_precision,
+    flat_layers,
     input_type,
     output_type,
     quantizer_type,
+    range_type,
     strategy,
     to_precision,
     user_precision,
@@ -31,8 +34,9 @@ from .common import (
 )
 from .mha_code import PROJECTIONS, closest_reuse_factor, mha_config_cpp, proj_shapes
 
-HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_mha.h"
-KERAS_CLASSES = ("QMultiHeadAttention",)
+KERAS_CLASSES = ("QMultiHeadAttention", "QGroupedAttention")  # grouped: the same kernel with config group > 1
+# every attention layer sharing MHA's card keys, calibration and LayerName defaults (configure, calibration_probes)
+ATTENTION_CLASSES = KERAS_CLASSES + ("QLinformerAttention", "QCosformerAttention")
 PRECISION_KEYS = (
     "weight",
     "bias",
@@ -68,8 +72,8 @@ class HwflowMultiHeadAttention(Layer):
         Attribute("key_dim"),
         Attribute("value_dim"),
         Attribute("out_dim"),
-        ConfigurableAttribute("exp_table_size", default=1024),
-        ConfigurableAttribute("inv_table_size", default=1024),
+        ConfigurableAttribute("exp_table_size", default=EXP_TABLE_SIZE),
+        ConfigurableAttribute("inv_table_size", default=INV_TABLE_SIZE),
         ConfigurableAttribute("score_range", value_type=float, default=0.0),
     ]
 
@@ -162,6 +166,7 @@ class HwflowMultiHeadAttention(Layer):
             inv_table_t=t["inv_table"],
             inp_norm_t=t["inp_norm"],
             score_range=rng if rng > 0 else None,
+            group=int(self.get_attr("group", 1) or 1),
         )
 
 
@@ -197,6 +202,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
                         f"converts to HLS, but its {kw} is {ref[0]} and its query {inbound[0]}"
                     )
     input_names = list(input_names[:1]) if input_names else input_names
+    group = int(cfg.get("group") or 1)  # QGroupedAttention (grouped attention, same kernel with config group)
     shape = input_shapes[0]
     if len(shape) != 3:
         raise HwflowError(
@@ -213,6 +219,7 @@ def parse_qmha_layer(keras_layer, input_names, input_shapes, data_reader):
         key_dim=int(cfg["key_dim"]),
         value_dim=int(cfg.get("value_dim") or cfg["key_dim"]),
         out_dim=out_dim,
+        group=group,
     )
     for q in (
         "kernel_quantizer",
@@ -285,20 +292,58 @@ class HwflowMHAFunctionTemplate(FunctionCallTemplate):
         )
 
 
-def register(backends) -> None:
-    """Register the layer, its Keras-2 handler, templates, passes and header with hls4ml."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-    from hls4ml.model.layers import layer_map
+def is_exact(layer) -> bool:
+    """True when the Keras layer computes the firmware's attention itself (hwflow.nn.layers builds its spec)."""
+    return getattr(layer, "spec", None) is not None
 
-    for cls in KERAS_CLASSES:
-        if cls not in get_layer_handlers():
-            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_qmha_layer)
-    if "HwflowMultiHeadAttention" not in layer_map:
-        hls4ml.model.layers.register_layer("HwflowMultiHeadAttention", HwflowMultiHeadAttention)
-    for b in backends:
-        b.register_template(HwflowMHAConfigTemplate)
-        b.register_template(HwflowMHAFunctionTemplate)
-        b.register_source(HEADER)
-    vivado = hls4ml.backends.get_backend("Vivado")
-    vivado.register_pass("hwflow_mha_resource_layout", HwflowMHAResourceLayout, flow="vivado:specific_types")
+
+def _intermediate_ranges(layer, inp) -> dict:
+    """Return the calibration of one attention layer: score range and max |value| of q/k/v, scores, context."""
+    import tensorflow as tf
+
+    t = {k: np.asarray(v) for k, v in layer.intermediates(tf.constant(inp)).items()}
+    max_abs = {"q": float(max(np.abs(t[k]).max() for k in ("q", "k", "v")))}
+    max_abs["context"] = float(np.abs(t["context"]).max())
+    out = {"_max_abs": max_abs}
+    if "scores" in t:  # softmax-free variants (cosFormer) have no scores
+        out["ScoreRange"] = calibrate_range(t["scores"])
+        max_abs["score"] = float(np.abs(t["scores"]).max())
+    return out
+
+
+def calibration_probes(model) -> list:
+    """Return the calibration probes of every attention layer: (name, its Keras input tensor, finish(values))."""
+    return [
+        (layer.name, layer.input, functools.partial(_intermediate_ranges, layer))
+        for layer in flat_layers(model)
+        if type(layer).__name__ in ATTENTION_CLASSES and not is_exact(layer)
+    ]
+
+
+def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
+    """Set the LayerName config of every attention layer: result from the output quantizer, card softmax tables,
+    measured score range, and data-sized types where a quantizer is None. An exact layer (its AttentionSpec built:
+    every quantizer fixed point) gives its own table sizes/types and is not calibrated: Keras computes with them."""
+    from .softmax import apply_layer_tables, apply_table_settings
+
+    for layer in flat_layers(model):
+        lc = layer_configs.get(layer.name)
+        if lc is None or type(layer).__name__ not in ATTENTION_CLASSES:
+            continue
+        prec = lc.setdefault("Precision", {})
+        for key in list(prec):
+            if key != "result":
+                prec.pop(key)
+        oq = quantizer_type(layer.output_quantizer, layer.name)
+        prec["result"] = oq.cpp() if oq else hls["default_precision"]
+        if is_exact(layer):
+            apply_layer_tables(lc, layer)
+            continue
+        apply_table_settings(lc, hls["softmax"])
+        c = calibration.get(layer.name)
+        if c:
+            if "ScoreRange" in c:
+                lc["ScoreRange"] = c["ScoreRange"]
+            for key, qname in (("q", "qkv_quantizer"), ("score", "score_quantizer"), ("context", "context_quantizer")):
+                if getattr(layer, qname) is None and key in c["_max_abs"]:  # no quantizer: size from the data
+                    prec[key] = range_type(c["_max_abs"][key])

@@ -124,6 +124,7 @@ def mha_config_cpp(
     static const unsigned value_dim = {spec.value_dim};
     static const unsigned out_dim = {spec.out_dim};
     static const unsigned reuse_factor = {reuse_factor};
+    static const unsigned group = {spec.group};
     typedef {spec.q_t.cpp()} q_t;
     typedef {spec.accum_t.cpp()} accum_t;
     typedef {spec.scale_t.cpp()} scale_t;

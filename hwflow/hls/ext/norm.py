@@ -9,8 +9,6 @@ result from output_quantizer, the rest exact or derived (hwflow.reference.layern
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute
@@ -20,10 +18,9 @@ from hls4ml.model.optimizer import OptimizerPass
 from ...reference.fixed import exact_type, parse_type
 from ...reference.layernorm import NormSpec, make_spec
 from ...util import HwflowError
-from .common import input_type, output_type, quantizer_type, to_precision, user_precision, weight_quantizer
+from .common import flat_layers, input_type, output_type, quantizer_type, to_precision, user_precision, weight_quantizer
 from .norm_code import norm_config_cpp, norm_table_cpp
 
-HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_layernorm.h"
 KERAS_CLASSES = ("QLayerNormalization", "QRMSNormalization")
 PRECISION_KEYS = ("scale", "bias", "accum", "mean", "var", "table", "inv_std", "norm", "result")
 
@@ -183,23 +180,22 @@ class HwflowNormFunctionTemplate(FunctionCallTemplate):
         )
 
 
-def register(backends) -> None:
-    """Register the layer, its Keras-2 handlers, templates, passes and header with hls4ml."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-    from hls4ml.model.flow import update_flow
-    from hls4ml.model.layers import layer_map
-    from hls4ml.model.optimizer import get_available_passes, register_pass
-
-    for cls in KERAS_CLASSES:
-        if cls not in get_layer_handlers():
-            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_qnorm_layer)
-    if "HwflowNorm" not in layer_map:
-        hls4ml.model.layers.register_layer("HwflowNorm", HwflowNorm)
-    for b in backends:
-        b.register_template(HwflowNormConfigTemplate)
-        b.register_template(HwflowNormFunctionTemplate)
-        b.register_source(HEADER)
-    if "hwflow_replace_layernorm" not in get_available_passes():
-        register_pass("hwflow_replace_layernorm", HwflowReplaceLayerNorm)
-        update_flow("convert", add_optimizers=["hwflow_replace_layernorm"])
+def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
+    """Set the result type of every normalization (the output quantizer's type, else the card's default) and, for
+    hwflow's norms, the 1/sqrt table size/type of the Keras layer."""
+    for layer in flat_layers(model):
+        cls = type(layer).__name__
+        lc = layer_configs.get(layer.name)
+        if lc is None or cls not in KERAS_CLASSES + ("LayerNormalization",):
+            continue
+        prec = lc.setdefault("Precision", {})
+        if cls == "LayerNormalization":
+            if prec.get("result") in (None, "auto"):
+                prec["result"] = hls["default_precision"]
+            continue
+        oq = quantizer_type(layer.output_quantizer, layer.name)
+        prec["result"] = oq.cpp() if oq else hls["default_precision"]
+        # the layer holds its 1/sqrt table settings (its exact forward pass uses them): one source for Keras and C++
+        lc["TableSize"] = getattr(layer, "table_size", 1024)
+        if getattr(layer, "table_t", None):
+            prec["table"] = layer.table_t

@@ -1,4 +1,4 @@
-"""hls4ml extension: every Softmax (Keras ``softmax`` activations) -> nnet::hwflow_softmax.
+"""hls4ml extension: every Softmax (Keras ``softmax`` activations, hwflow.nn.layers.QSoftmax) -> nnet::hwflow_softmax.
 
 Max-subtracted softmax whose exp tables address every bit of ``x_max - x`` (no argmax ties) and whose
 reciprocal works on the sum normalised to [1, 2). Config (LayerName/<layer>): ``Precision: {inp_norm,
@@ -8,7 +8,7 @@ set by hwflow.hls.convert from calibration data), ``ReuseFactor``. ``HwflowSoftm
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 
 import numpy as np
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
@@ -17,12 +17,12 @@ from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
 
 from ...reference.fixed import FixedType
-from ...reference.softmax import SoftmaxSpec, make_spec
+from ...reference.softmax import EXP_TABLE_SIZE, INV_TABLE_SIZE, SoftmaxSpec, calibrate_range, make_spec
 from ...util import HwflowError
-from .common import input_type, output_type, user_precision
+from .common import flat_layers, input_type, output_type, user_precision
 from .softmax_code import softmax_config_cpp, softmax_tables_cpp
 
-HEADER = Path(__file__).resolve().parents[1] / "nnet_utils" / "hwflow_softmax.h"
+SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"
 STOCK_DEFAULT = FixedType(18, 8, True, "AP_RND", "AP_SAT")
 
 
@@ -32,8 +32,8 @@ class HwflowSoftmax(Layer):
     _expected_attributes = [
         Attribute("n_in"),
         Attribute("n_rows"),
-        ConfigurableAttribute("exp_table_size", default=1024),
-        ConfigurableAttribute("inv_table_size", default=1024),
+        ConfigurableAttribute("exp_table_size", default=EXP_TABLE_SIZE),
+        ConfigurableAttribute("inv_table_size", default=INV_TABLE_SIZE),
         ConfigurableAttribute("input_range", value_type=float, default=0.0),
     ]
 
@@ -110,9 +110,6 @@ class HwflowSoftmaxFunctionTemplate(FunctionCallTemplate):
         )
 
 
-KERAS_CLASSES = ("QSoftmax",)
-
-
 def parse_qsoftmax_layer(keras_layer, input_names, input_shapes, data_reader):
     """Keras-2 handler: hwflow.nn.layers.QSoftmax -> a Softmax node (HwflowReplaceSoftmax makes it HwflowSoftmax)."""
     from hls4ml.converters.keras_v2_to_hls import parse_default_keras_layer
@@ -122,24 +119,99 @@ def parse_qsoftmax_layer(keras_layer, input_names, input_shapes, data_reader):
     return layer, list(input_shapes[0])
 
 
-def register(backends) -> None:
-    """Register the layer, the replacement pass, templates and header with hls4ml."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
+def softmax_layers(model) -> dict:
+    """Return {hls layer name: (keras layer, 'input'|'preact')} for every softmax of the model (Activation, Softmax,
+    QSoftmax or a layer's activation)."""
+    import tensorflow as tf
 
-    for cls in KERAS_CLASSES:
-        if cls not in get_layer_handlers():
-            hls4ml.converters.register_keras_v2_layer_handler(cls, parse_qsoftmax_layer)
-    from hls4ml.model.flow import update_flow
-    from hls4ml.model.layers import layer_map
-    from hls4ml.model.optimizer import get_available_passes, register_pass
+    out = {}
+    for layer in flat_layers(model):
+        cls = type(layer).__name__
+        if cls in ("Softmax", "QSoftmax"):
+            out[layer.name] = (layer, "input")
+            continue
+        act = getattr(layer, "activation", None)
+        name = getattr(act, "__name__", str(act)) if act is not None else ""
+        if "softmax" in name and not isinstance(act, tf.Module):
+            if cls == "Activation":
+                out[layer.name] = (layer, "input")
+            else:  # Dense(..., activation='softmax') -> hls4ml splits off '<name>_softmax'
+                out[f"{layer.name}_softmax"] = (layer, "preact")
+    return out
 
-    if "HwflowSoftmax" not in layer_map:
-        hls4ml.model.layers.register_layer("HwflowSoftmax", HwflowSoftmax)
-    for b in backends:
-        b.register_template(HwflowSoftmaxConfigTemplate)
-        b.register_template(HwflowSoftmaxFunctionTemplate)
-        b.register_source(HEADER)
-    if "hwflow_replace_softmax" not in get_available_passes():
-        register_pass("hwflow_replace_softmax", HwflowReplaceSoftmax)
-        update_flow("convert", add_optimizers=["hwflow_replace_softmax"])
+
+def _input_range(layer, how: str, inp) -> dict:
+    """Return the calibration of one softmax from the values reaching it (its logits)."""
+    import tensorflow as tf
+
+    logits = inp
+    if how == "preact":  # recompute the pre-activation of Dense(..., activation='softmax')
+        act = layer.activation
+        layer.activation = tf.keras.activations.linear
+        try:
+            logits = layer(tf.constant(inp)).numpy()
+        finally:
+            layer.activation = act
+    return {"InputRange": calibrate_range(logits)}
+
+
+def is_exact(layer) -> bool:
+    """True for a layer computing the firmware's softmax itself (an exact hwflow.nn layer with its spec built):
+    its types and tables are fixed by the layer, so nothing is calibrated for it."""
+    return getattr(layer, "spec", None) is not None
+
+
+def calibration_probes(model) -> list:
+    """Return the calibration probes of every softmax that is not exact: (hls name, its Keras input tensor,
+    finish(values))."""
+    return [
+        (hname, layer.input, functools.partial(_input_range, layer, how))
+        for hname, (layer, how) in softmax_layers(model).items()
+        if not is_exact(layer)
+    ]
+
+
+def apply_table_settings(lc: dict, card_softmax: dict) -> None:
+    """Set a layer config's softmax table sizes/types from the card's ``hls.softmax`` section."""
+    prec = lc.setdefault("Precision", {})
+    for key in ("exp_table", "inv_table"):
+        prec.pop(key, None)
+        if card_softmax.get(f"{key}_t"):
+            prec[key] = card_softmax[f"{key}_t"]
+    lc["ExpTableSize"] = card_softmax["table_size"]
+    lc["InvTableSize"] = card_softmax["inv_table_size"]
+
+
+def apply_layer_tables(lc: dict, layer) -> None:
+    """Set a layer config's softmax table sizes/types from a Keras layer that holds them (QSoftmax,
+    QMultiHeadAttention: built from the card's ``hls.softmax``), so Keras and the C++ share one source."""
+    apply_table_settings(
+        lc,
+        {
+            "table_size": layer.exp_table_size,
+            "inv_table_size": layer.inv_table_size,
+            "exp_table_t": layer.exp_table_t,
+            "inv_table_t": layer.inv_table_t,
+        },
+    )
+
+
+def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
+    """Set the LayerName config of every softmax: unsigned 16-bit probabilities, card tables, measured range; a
+    QSoftmax gives its own result type and tables (exact: no calibration)."""
+    for hname, (layer, _) in softmax_layers(model).items():
+        lc = layer_configs.setdefault(hname, {})
+        lc["Trace"] = True
+        prec = lc.setdefault("Precision", {})
+        # probabilities: unsigned, 16 fractional bits, unless the user chose an unsigned type already
+        if not str(prec.get("result", "auto")).startswith("ap_ufixed"):
+            prec["result"] = SOFTMAX_RESULT
+        if type(layer).__name__ == "QSoftmax":
+            prec["result"] = layer.result_type
+            apply_layer_tables(lc, layer)
+            if is_exact(layer):
+                continue
+        else:
+            apply_table_settings(lc, hls["softmax"])
+        if hname in calibration:
+            lc["InputRange"] = calibration[hname]["InputRange"]

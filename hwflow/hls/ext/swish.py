@@ -1,33 +1,38 @@
 """hls4ml extension: swish / SiLU (``y = x * sigmoid(x)``) with a look-up-table sigmoid.
 
-Stock hls4ml 1.3.0 has no C++ swish (an ``Activation('swish')`` converts but does not compile).
-This module adds:
+Stock hls4ml 1.3.0 has no C++ swish (an ``Activation('swish')`` parses but does not compile). This module holds:
 
-- IR layer ``HwflowSwish`` (attributes: table_size, table_range, table_t, reuse_factor);
-- Keras-2 handler for ``hwflow.nn.conformer.QSwish`` (output_quantizer -> result type) and for a
-  plain ``Activation('swish' | 'silu')`` (no table in Keras: exact sigmoid there, the table here);
+- IR layer ``HwflowSwish`` (attributes: table_size, table_range, table_t, reuse_factor) and its base
+  ``HwflowSigmoidLUTLayer`` (shared with GLU);
+- Keras-2 handler for ``hwflow.nn.conformer.QSwish`` (output_quantizer -> result type);
+- pass ``HwflowReplaceSwishActivation``: a plain ``Activation('swish' | 'silu')`` (exact sigmoid in Keras, the
+  default table here) becomes HwflowSwish;
 - config/function templates for Vivado and Vitis (io_parallel, Latency and Resource);
 - C++ ``nnet::hwflow_swish`` in ``hwflow/hls/nnet_utils/hwflow_swish.h``.
 
 Per-layer settings in the usual hls4ml config: ``LayerName: {<layer>: {TableSize, TableRange,
 Precision: {result, table}, ReuseFactor}}``. The table is computed in Python
 (``hwflow.reference.conformer.SigmoidTable``) and written into the config as exact literals.
+Registered through hwflow/ops/catalog.py.
 """
 
 from __future__ import annotations
 
-from .conformer_common import (
-    activation_quantizer,
-    mult_limit,
-    register_for_backends,
-    register_handler,
-    result_precision,
-)
+from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+from hls4ml.model.attributes import ConfigurableAttribute, TypeAttribute
+from hls4ml.model.layers import Layer
+from hls4ml.model.optimizer import OptimizerPass
+from hls4ml.model.types import NamedType, UnspecifiedPrecisionType
+
+from ...config import sigmoid_table_defaults
+from ...reference.conformer import SigmoidTable
+from ...reference.fixed import parse_type, quantize_int
+from .common import keras_quantizer, mult_limit, result_precision
 
 HEADER = "hwflow_swish.h"
-DEFAULT_TABLE_T = "ap_ufixed<12,1,AP_RND,AP_SAT>"
+SWISH_ACTIVATIONS = ("swish", "silu")
 
-_lut_config_body = """    static const unsigned table_size = {table_size};
+LUT_CONFIG_BODY = """    static const unsigned table_size = {table_size};
     static const int log2_size = {log2_size};
     static const int log2_scale = {log2_scale};
     static const unsigned reuse_factor = {reuse};
@@ -35,21 +40,17 @@ _lut_config_body = """    static const unsigned table_size = {table_size};
     typedef {table_t.name} table_t;
     static const ap_uint<{table_width}> table[{table_size}]; // raw bits of table_t values (a ROM)
 """
+LUT_TABLE_DEFINITION = "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n"
 
 swish_config_template = (
     "struct config{index} : nnet::hwflow_sigmoid_lut_config {{\n"
-    "    static const unsigned n_in = {n_in};\n"
-    + _lut_config_body
-    + "}};\nconst ap_uint<{table_width}> config{index}::table[{table_size}] = {{{table_values}}};\n"
+    "    static const unsigned n_in = {n_in};\n" + LUT_CONFIG_BODY + LUT_TABLE_DEFINITION
 )
 swish_function_template = "nnet::hwflow_swish<{input_t}, {output_t}, {config}>({input}, {output});"
 
 
-def table_of(node):
+def table_of(node) -> SigmoidTable:
     """Return the SigmoidTable of an IR node (from its table_size, table_range and table_t attributes)."""
-    from ...reference.conformer import SigmoidTable
-    from ...reference.fixed import parse_type
-
     return SigmoidTable(
         int(node.get_attr("table_size")),
         float(node.get_attr("table_range")),
@@ -59,8 +60,6 @@ def table_of(node):
 
 def lut_params(node, params: dict) -> dict:
     """Fill the sigmoid-table entries of a template's parameters."""
-    from ...reference.fixed import parse_type, quantize_int
-
     table = table_of(node)
     params["table_size"] = table.table_size
     params["log2_size"] = table.log2_size
@@ -74,126 +73,96 @@ def lut_params(node, params: dict) -> dict:
     return params
 
 
-_classes = {}
+class HwflowSigmoidLUTLayer(Layer):
+    """Base of layers using the hwflow sigmoid table.
+
+    The table settings come from the Keras layer (so firmware and QKeras use the same table); a
+    LayerName config (TableSize, TableRange, Precision: table) overrides them. No defaults are
+    declared on purpose: hls4ml's config_from_keras_model would otherwise write the defaults into
+    the config and silently replace the Keras layer's settings.
+    """
+
+    _expected_attributes = [
+        ConfigurableAttribute("table_size", value_type=int),
+        ConfigurableAttribute("table_range", value_type=float),
+        ConfigurableAttribute("reuse_factor", default=1),
+        TypeAttribute("table"),
+    ]
+
+    def init_table(self):
+        """Fill table settings missing from the config with the Keras layer's (or the card defaults)."""
+        d = sigmoid_table_defaults()
+        if self.get_attr("table_size") is None:
+            self.set_attr("table_size", int(self.get_attr("keras_table_size", d["table_size"])))
+        rng = self.get_attr("table_range") or self.get_attr("keras_table_range", d["table_range"])
+        self.set_attr("table_range", float(rng))
+        t = self.get_attr("table_t")
+        if t is None or isinstance(getattr(t, "precision", None), UnspecifiedPrecisionType):
+            p = self.model.config.backend.convert_precision_string(self.get_attr("keras_table_t", d["table_t"]))
+            self.set_attr("table_t", NamedType(self.name + "_table_t", p))
+        table_of(self)  # validates: power-of-two size and range
 
 
-def _define():
-    """Create the IR layer and template classes (needs hls4ml, so done on registration)."""
-    if _classes:
-        return _classes
-    import hls4ml
-    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
-    from hls4ml.model.attributes import ConfigurableAttribute, TypeAttribute
-    from hls4ml.model.types import NamedType, UnspecifiedPrecisionType
+class HwflowSwish(HwflowSigmoidLUTLayer):
+    """hls4ml IR layer: swish with a sigmoid look-up table (hwflow extension)."""
 
-    class HwflowSigmoidLUTLayer(hls4ml.model.layers.Layer):
-        """Base of layers using the hwflow sigmoid table.
+    def initialize(self):
+        self.init_table()
+        self.add_output_variable(self.get_input_variable().shape, precision=result_precision(self))
 
-        The table settings come from the Keras layer (so firmware and QKeras use the same table); a
-        LayerName config (TableSize, TableRange, Precision: table) overrides them. No defaults are
-        declared on purpose: hls4ml's config_from_keras_model would otherwise write the defaults into
-        the config and silently replace the Keras layer's settings.
-        """
 
-        _expected_attributes = [
-            ConfigurableAttribute("table_size", value_type=int),
-            ConfigurableAttribute("table_range", value_type=float),
-            ConfigurableAttribute("reuse_factor", default=1),
-            TypeAttribute("table"),
-        ]
+class HwflowSwishConfigTemplate(LayerConfigTemplate):
+    def __init__(self):
+        super().__init__(HwflowSwish)
+        self.template = swish_config_template
 
-        def init_table(self):
-            """Fill table settings missing from the config with the Keras layer's (or the defaults)."""
-            if self.get_attr("table_size") is None:
-                self.set_attr("table_size", int(self.get_attr("keras_table_size", 1024)))
-            self.set_attr("table_range", float(self.get_attr("table_range") or self.get_attr("keras_table_range", 8.0)))
-            t = self.get_attr("table_t")
-            if t is None or isinstance(getattr(t, "precision", None), UnspecifiedPrecisionType):
-                p = self.model.config.backend.convert_precision_string(self.get_attr("keras_table_t", DEFAULT_TABLE_T))
-                self.set_attr("table_t", NamedType(self.name + "_table_t", p))
-            table_of(self)  # validates: power-of-two size and range
+    def format(self, node):
+        params = lut_params(node, self._default_config_params(node))
+        params["n_in"] = node.get_input_variable().size()
+        params["mult_limit"] = mult_limit(node, int(node.get_input_variable().size()))
+        return self.template.format(**params)
 
-    class HwflowSwish(HwflowSigmoidLUTLayer):
-        """hls4ml IR layer: swish with a sigmoid look-up table (hwflow extension)."""
 
-        def initialize(self):
-            self.init_table()
-            inp = self.get_input_variable()
-            self.add_output_variable(inp.shape, precision=result_precision(self))
+class HwflowSwishFunctionTemplate(FunctionCallTemplate):
+    def __init__(self):
+        super().__init__(HwflowSwish, include_header=[f"nnet_utils/{HEADER}"])
+        self.template = swish_function_template
 
-    class HwflowSwishConfigTemplate(LayerConfigTemplate):
-        def __init__(self):
-            super().__init__(HwflowSwish)
-            self.template = swish_config_template
+    def format(self, node):
+        return self.template.format(**self._default_function_params(node))
 
-        def format(self, node):
-            params = lut_params(node, self._default_config_params(node))
-            params["n_in"] = node.get_input_variable().size()
-            params["mult_limit"] = mult_limit(node, int(node.get_input_variable().size()))
-            return self.template.format(**params)
 
-    class HwflowSwishFunctionTemplate(FunctionCallTemplate):
-        def __init__(self):
-            super().__init__(HwflowSwish, include_header=[f"nnet_utils/{HEADER}"])
-            self.template = swish_function_template
-
-        def format(self, node):
-            return self.template.format(**self._default_function_params(node))
-
-    _classes.update(
-        HwflowSigmoidLUTLayer=HwflowSigmoidLUTLayer,
-        HwflowSwish=HwflowSwish,
-        templates=[HwflowSwishConfigTemplate, HwflowSwishFunctionTemplate],
-    )
-    return _classes
+def _hls4ml_type_string(t: str) -> str:
+    """Return an ap_fixed string in the form hls4ml's precision parser reads (it wants AP_-prefixed modes)."""
+    return parse_type(t).cpp()
 
 
 def parse_qswish(keras_layer, input_names, input_shapes, data_reader):
-    """Keras-2 handler of QSwish (and Activation swish/silu): return (layer dict, output shape)."""
+    """Keras-2 handler of QSwish: return (layer dict, output shape)."""
     from hls4ml.converters.keras_v2_to_hls import parse_default_keras_layer
 
     layer = parse_default_keras_layer(keras_layer, input_names)
     layer.pop("activation", None)  # else hls4ml would append a separate activation layer
     cfg = keras_layer["config"]
     layer["class_name"] = "HwflowSwish"
-    layer["keras_table_size"] = int(cfg.get("table_size", 1024))
-    layer["keras_table_range"] = float(cfg.get("table_range", 8.0))
-    layer["keras_table_t"] = _hls4ml_type_string(cfg.get("table_t", DEFAULT_TABLE_T))
-    quantizer = activation_quantizer(keras_layer, "output_quantizer")
+    layer["keras_table_size"] = int(cfg["table_size"])
+    layer["keras_table_range"] = float(cfg["table_range"])
+    layer["keras_table_t"] = _hls4ml_type_string(cfg["table_t"])
+    quantizer = keras_quantizer(keras_layer, "output_quantizer")
     if quantizer is not None:
         layer["result_quantizer"] = quantizer
     return layer, list(input_shapes[0])
 
 
-def _hls4ml_type_string(t: str) -> str:
-    """Return an ap_fixed string in the form hls4ml's precision parser reads (it wants AP_-prefixed modes)."""
-    from ...reference.fixed import parse_type
+class HwflowReplaceSwishActivation(OptimizerPass):
+    """Replace a stock ``Activation('swish'|'silu')`` node (no C++ in hls4ml) by HwflowSwish with the default
+    table."""
 
-    return parse_type(t).cpp()
+    def match(self, node):
+        return node.class_name == "Activation" and str(node.get_attr("activation", "")).lower() in SWISH_ACTIVATIONS
 
-
-_activation_handler = {}
-
-
-def parse_activation(keras_layer, input_names, input_shapes, data_reader):
-    """Keras-2 handler of ``Activation``: swish/silu become HwflowSwish, everything else goes to hls4ml's handler."""
-    act = keras_layer["config"].get("activation")
-    if act in ("swish", "silu"):
-        return parse_qswish(keras_layer, input_names, input_shapes, data_reader)
-    return _activation_handler["stock"](keras_layer, input_names, input_shapes, data_reader)
-
-
-def register(backends=None) -> None:
-    """Register HwflowSwish with hls4ml (IR layer, Keras-2 handlers, Vivado/Vitis templates, C++ header); idempotent."""
-    import hls4ml
-    from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-
-    c = _define()
-    hls4ml.model.layers.register_layer("HwflowSwish", c["HwflowSwish"])
-    register_handler("QSwish", parse_qswish)
-    handlers = get_layer_handlers()
-    if handlers.get("Activation") is not parse_activation:
-        # wrap hls4ml's own Activation handler so Activation('swish') converts to a compilable layer
-        _activation_handler["stock"] = handlers["Activation"]
-        handlers["Activation"] = parse_activation
-    register_for_backends(c["templates"], [HEADER], backends)
+    def transform(self, model, node):
+        new = model.make_node("HwflowSwish", node.name, {}, node.inputs.copy(), outputs=node.outputs.copy())
+        new.get_output_variable().type.precision = node.get_output_variable().type.precision
+        model.replace_node(node, new)
+        return True

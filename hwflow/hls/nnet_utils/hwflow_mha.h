@@ -8,6 +8,10 @@
 //     a       = hwflow_softmax_row(s)                (attn_t)
 //     ctx[i,h,:] = (context_t) sum_j a_j * v[j,h,:]  (accum_t)
 //   res[t] = nnet::dense(ctx[t])                     (output projection, result type)
+// Grouped attention (Burchi & Vielzeuf 2021, config ``group`` = g > 1): the seq_len tokens are regrouped into
+// seq_len/g rows of g*key_dim features per head (token u of a group contributes its head-h slice), so scores,
+// softmax and context run over seq_len/g rows: q.k sums over g*key_dim, scale = 1/sqrt(g*key_dim), and the context
+// row is split back into its g tokens. g = 1 is plain attention (same loops, same arithmetic).
 // Mirrored bit for bit by hwflow/reference/attention.py.
 #ifndef HWFLOW_MHA_H_
 #define HWFLOW_MHA_H_
@@ -27,6 +31,7 @@ struct hwflow_mha_config {
     static const unsigned value_dim = 8;
     static const unsigned out_dim = 16;
     static const unsigned reuse_factor = 1;
+    static const unsigned group = 1; // tokens per group (grouped attention); 1 = plain attention
     typedef ap_fixed<16, 6> q_t;
     typedef ap_fixed<32, 12> accum_t;
     typedef ap_ufixed<1, -1> scale_t;
@@ -85,33 +90,38 @@ MHA_PROJ:
         }
     }
 
+    static const unsigned G = CONFIG_T::group, TG = T / G;
     const typename CONFIG_T::scale_t scale = CONFIG_T::scale;
 MHA_HEADS:
     for (unsigned h = 0; h < H; h++) {
     MHA_ROWS:
-        for (unsigned i = 0; i < T; i++) {
+        for (unsigned i = 0; i < TG; i++) {
 #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
-            typename CONFIG_T::score_t s[T];
-            typename CONFIG_T::attn_t a[T];
+            typename CONFIG_T::score_t s[TG];
+            typename CONFIG_T::attn_t a[TG];
 #pragma HLS ARRAY_PARTITION variable = s complete
 #pragma HLS ARRAY_PARTITION variable = a complete
         MHA_QK:
-            for (unsigned j = 0; j < T; j++) {
+            for (unsigned j = 0; j < TG; j++) {
                 accum_t acc = 0;
-                for (unsigned d = 0; d < DK; d++) {
-                    acc += q[i * HK + h * DK + d] * k[j * HK + h * DK + d];
+                for (unsigned u = 0; u < G; u++) {
+                    for (unsigned d = 0; d < DK; d++) {
+                        acc += q[(i * G + u) * HK + h * DK + d] * k[(j * G + u) * HK + h * DK + d];
+                    }
                 }
                 s[j] = acc * scale;
             }
             hwflow_softmax_row<typename CONFIG_T::score_t, typename CONFIG_T::attn_t, typename CONFIG_T::softmax>(
                 s, a, exp_hi, exp_lo, inv_table);
         MHA_AV:
-            for (unsigned d = 0; d < DV; d++) {
-                accum_t acc = 0;
-                for (unsigned j = 0; j < T; j++) {
-                    acc += a[j] * v[j * HV + h * DV + d];
+            for (unsigned u = 0; u < G; u++) {
+                for (unsigned d = 0; d < DV; d++) {
+                    accum_t acc = 0;
+                    for (unsigned j = 0; j < TG; j++) {
+                        acc += a[j] * v[(j * G + u) * HV + h * DV + d];
+                    }
+                    ctx[(i * G + u) * HV + h * DV + d] = acc;
                 }
-                ctx[i * HV + h * DV + d] = acc;
             }
         }
     }

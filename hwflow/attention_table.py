@@ -1,0 +1,179 @@
+"""Side-by-side table and plot of the attention variants (issue 13) from the reports the stages already wrote.
+
+    python -m hwflow.attention_table jet_transformer jet_transformer_linformer jet_transformer_cosformer \
+        jet_transformer_grouped [--out reports/attention_variants]
+
+Reads, per model: models/<m>/summary.json (training), reports/<m>/csim.json (C simulation) and
+reports/<m>/rtl_tpc<G>.json (the RTL report of ``hwflow rtl <m> --set rtl.tokens_per_cycle=G``, copied under that
+name; G = 0 is the parallel design). Writes <out>.md (every number with its tool) and <out>.png (accuracy against
+the da4ml LUT estimate). Missing reports are shown as "–", never guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .config import load_card
+from .util import atomic_write_json, atomic_write_text, project_root
+
+TOKENS_PER_CYCLE = (1, 4, 0)
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(names: list[str]) -> list[dict]:
+    """Return one row per model: card settings, accuracies, agreement, products and RTL figures per G."""
+    from .nn.attention import variable_products
+
+    root = project_root()
+    rows = []
+    for name in names:
+        card = load_card(name)
+        m = card["model"]
+        n = int(card["data"]["jets"]["n_constituents"]) if card["data"]["kind"] == "jets" else None
+        csim = _load(root / "reports" / name / "csim.json") or {}
+        summ = _load(root / "models" / name / "summary.json") or {}
+        kind = m.get("attention", "softmax")
+        param = {"linformer": f"k = {m['linformer_k']}", "grouped": f"g = {m['attention_group']}"}.get(kind, "")
+        row = {
+            "model": name,
+            "attention": kind + (f" ({param})" if param else ""),
+            "seq_len": n,
+            "acc_float": csim.get("accuracy_float", (summ.get("accuracy") or {}).get("float")),
+            "acc_qkeras": csim.get("accuracy_qkeras", (summ.get("accuracy") or {}).get("qkeras")),
+            "acc_csim": csim.get("accuracy_csim"),
+            "agreement": csim.get("argmax_agreement_vs_qkeras"),
+            "n_test": csim.get("n_samples"),
+            "attn_products": variable_products(card, n) * m["num_blocks"] if n else None,
+            "rtl": {},
+        }
+        for g in TOKENS_PER_CYCLE:
+            r = _load(root / "reports" / name / f"rtl_tpc{g}.json")
+            if r:
+                row["rtl"][g] = {
+                    "var_products": (r.get("var_products") or {}).get("count"),
+                    "luts": r.get("estimated_cost_luts_da4ml"),
+                    "latency": r.get("latency_cycles"),
+                    "interval": r.get("interval"),
+                    "bit_exact": r.get("bit_exact_fraction_vs_csim"),
+                    "bit_exact_source": r.get("bit_exact_source"),
+                    "n": r.get("n_samples"),
+                }
+        rows.append(row)
+    return rows
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def _n(v) -> str:
+    return "–" if v is None else f"{v:,}".replace(",", " ")
+
+
+def markdown(rows: list[dict]) -> str:
+    """Return the side-by-side tables (accuracy, then RTL per tokens_per_cycle) as markdown."""
+    out = [
+        "| attention | N | accuracy float / QKeras / C sim | C sim argmax = QKeras | attention var x var products "
+        "(formula, per sample) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {_pct(r['acc_float'])} / {_pct(r['acc_qkeras'])}"
+            f" / {_pct(r['acc_csim'])} | {_pct(r['agreement'])} of {r['n_test'] or '–'} | {_n(r['attn_products'])} |"
+        )
+    out += [
+        "",
+        "| attention | tokens per clock G | var x var products (da4ml) | da4ml LUT estimate | latency / interval "
+        "(clocks, Verilator unless noted) | bit-exact vs C sim |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for g, x in sorted(r["rtl"].items(), key=lambda kv: (kv[0] == 0, kv[0])):
+            lat = "–" if x["latency"] is None else x["latency"]
+            ii = "–" if x["interval"] is None else x["interval"]
+            src = (x["bit_exact_source"] or "").split(" (")[0]
+            out.append(
+                f"| {r['attention']} | {g if g else 'all (parallel)'} | {_n(x['var_products'])} | {_n(x['luts'])} | "
+                f"{lat} / {ii} | {_pct(x['bit_exact'])} of {x['n']} samples ({src}) |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def products_table(names: list[str], seq_lens=(16, 32, 64)) -> str:
+    """Return the attention layers' variable x variable products per sample at several N (closed formula)."""
+    from .nn.attention import variable_products
+
+    head = " | ".join(f"N = {n}" for n in seq_lens)
+    out = [f"| attention | {head} | vs softmax at N = {seq_lens[-2]} |", "|---" * (len(seq_lens) + 2) + "|"]
+    base = None
+    for name in names:
+        card = load_card(name)
+        m = card["model"]
+        vals = [variable_products(card, n) * m["num_blocks"] for n in seq_lens]
+        base = vals if base is None and m.get("attention", "softmax") == "softmax" else base
+        ratio = f"{base[-2] / vals[-2]:.1f}x fewer" if base else "–"
+        kind = m.get("attention", "softmax")
+        out.append(f"| {kind} (`{name}`) | " + " | ".join(_n(v) for v in vals) + f" | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Write accuracy (C sim) against the da4ml LUT estimate, one point per variant and G."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rows:
+        pts = [(x["luts"], g) for g, x in r["rtl"].items() if x["luts"]]
+        if not pts or r["acc_csim"] is None:
+            continue
+        xs = [p[0] for p in pts]
+        line = ax.plot(xs, [100 * r["acc_csim"]] * len(xs), "o-", label=r["attention"])[0]
+        for lut_, g in pts:
+            ax.annotate(
+                f"G={g or 'all'}",
+                (lut_, 100 * r["acc_csim"]),
+                fontsize=7,
+                color=line.get_color(),
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("da4ml LUT estimate (whole design, not synthesis)")
+    ax.set_ylabel("accuracy, C simulation [%]")
+    ax.set_title("jet transformer: attention variants (same data and seeds)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hwflow.attention_table", description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--out", default=str(project_root() / "reports" / "attention_variants"))
+    a = ap.parse_args(argv)
+    rows = collect(a.models)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows) + "\nAttention variable x variable products per sample (hwflow.nn.attention formula):\n\n"
+    atomic_write_text(out.with_suffix(".md"), text + products_table(a.models))
+    atomic_write_json(out.with_suffix(".json"), rows)
+    plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""hwflow.explore: spaces, Optuna ask/tell on a 2-process Dask LocalCluster (a failing trial, a killed worker),
+caching by effective-card hash, the front as runnable cards; one real tiny trial end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwflow.cluster import ClusterSettings, client
+from hwflow.config import load_card
+from hwflow.explore import effective_card, explore, is_trial_name, load_space
+from hwflow.util import HwflowError
+
+TINY = {
+    "name": "tiny",
+    "data": {"kind": "jets", "jets": {"classes": ["g", "W", "t"], "n_constituents": 4, "jets_per_class": 30}},
+    "model": {"kind": "transformer", "embed_dim": 4, "num_heads": 1, "key_dim": 2, "ffn_dim": 4},
+    "quant": {
+        "default": {"bits": 8, "integer": 0},
+        "qkv": {"bits": 16, "integer": 5},
+        "score": {"bits": 16, "integer": 5},
+    },
+    "train": {"epochs": 2, "batch_size": 32, "patience": 2, "float_twin": False},
+    "hls": {"csim_samples": 20},
+    "rtl": {"tokens_per_cycle": 0},
+}
+SPACE = {
+    "model": "tiny",
+    "sampler": "random",
+    "trials": 6,
+    "seed": 3,
+    "population": 3,
+    "fixed": {"train.epochs": 1},
+    "params": {
+        "quant.default.bits": [2, 4, 8],
+        "quant.qkv.bits+quant.score.bits": [8, 16],
+        "rtl.tokens_per_cycle": [0, 1, 2],
+    },
+}
+
+
+def fake_trial(card, task):
+    """Stand-in for the stages: figures derived from the card; 2-bit weights raise; the very first call kills its
+    worker process (a marker file remembers it), so that trial is retried on a fresh worker."""
+    bits = card["quant"]["default"]["bits"]
+    calls = Path(task["root"]) / "calls"
+    with open(calls, "a") as f:
+        f.write(card.name + "\n")
+    marker = Path(task["root"]) / "died"
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+    if bits == 2:
+        raise ValueError(f"{bits}-bit weights\nsecond line")
+    act = card["quant"]["qkv"]["bits"]
+    g = card["rtl"]["tokens_per_cycle"]
+    return {
+        "name": card.name,
+        "status": "ok",
+        "tools": {"accuracy": "fake", "lut_da4ml": "fake"},
+        "accuracy": 0.5 + 0.02 * bits + 0.001 * act,
+        "accuracy_stat_error": 0.01,
+        "lut_da4ml": 100 * bits * act * max(g, 1),
+        "var_products": 10 * max(g, 1),
+        "pipeline_stages": 5,
+        "interval": 4 // max(g, 1) if g else 1,
+        "latency_cycles": None,
+    }
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (tmp_path / "models" / "tiny.explore.yaml").write_text(yaml.safe_dump(SPACE))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with client(ClusterSettings(n_workers=2, retries=2)) as c:
+        yield c
+
+
+def test_space_is_validated_against_the_card(project):
+    s = load_space("tiny")
+    assert [p.keys for p in s.params][1] == ["quant.qkv.bits", "quant.score.bits"]
+    card = effective_card(s, {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 8, "rtl.tokens_per_cycle": 2})
+    assert is_trial_name(card.name) and card["quant"]["score"]["bits"] == 8 and card["train"]["epochs"] == 1
+    # the name is the hash of the effective card: the same values give the same trial, other values another
+    again = effective_card(
+        s, {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 8, "rtl.tokens_per_cycle": 2}
+    )
+    other = effective_card(
+        s, {"quant.default.bits": 8, "quant.qkv.bits+quant.score.bits": 8, "rtl.tokens_per_cycle": 2}
+    )
+    assert card.name == again.name != other.name
+    # the space file is not mistaken for a model card
+    with pytest.raises(HwflowError, match=r"known: tiny$"):
+        load_card("nope")
+    bad = dict(SPACE, params={"quant.default.bitz": [4]})
+    (project / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(HwflowError, match=r"unknown key 'quant.default.bitz'"):
+        load_space("tiny", project / "bad.yaml")
+    (project / "bad.yaml").write_text(yaml.safe_dump(dict(SPACE, params={"hls.reuse_factor": {"low": 0, "high": 2}})))
+    with pytest.raises(HwflowError, match=r"hls.reuse_factor' = 0: must be > 0"):
+        load_space("tiny", project / "bad.yaml")
+    (project / "bad.yaml").write_text(yaml.safe_dump(dict(SPACE, samplr="grid")))
+    with pytest.raises(HwflowError, match=r"unknown key\(s\) samplr"):
+        load_space("tiny", project / "bad.yaml")
+
+
+def test_study_on_dask_with_failure_killed_worker_and_cache(project, cluster):
+    addr = cluster.scheduler.address
+    s = explore("tiny", scheduler=addr, trial_fn=fake_trial, progress=False)
+    recs = [json.loads(line) for line in (project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()]
+    assert len(recs) == 6 == s["trials"]
+    assert [r["trial"] for r in recs] == list(range(6))
+    # the default design is trial 0 (enqueued), marked
+    assert recs[0]["is_default"] and recs[0]["params"]["quant.default.bits"] == 8
+    failed = [r for r in recs if r["status"] != "ok"]
+    assert failed and all(r["error"] == "ValueError: 2-bit weights" for r in failed)
+    assert all(r["params"]["quant.default.bits"] == 2 for r in failed)
+    # the killed worker's trial was retried and finished
+    assert (project / "died").exists()
+    assert all(r["status"] == "ok" for r in recs if r["params"]["quant.default.bits"] != 2)
+    # outputs: the front with the default marked, plots, one runnable card per front point
+    md = (project / "reports/tiny/explore/pareto.md").read_text()
+    assert "(default)" in md and "## Failed trials" in md and "ValueError: 2-bit weights" in md
+    for p in ("accuracy_vs_lut.png", "accuracy_vs_dsp.png", "accuracy_vs_latency_ii.png", "study.json"):
+        assert (project / "reports/tiny/explore" / p).stat().st_size > 0, p
+    assert s["front"] and s["ok"] + s["failed"] == 6
+    for f in s["front"]:
+        card = load_card(f["card"])  # a front card validates as is and names the trial's own outputs
+        assert card.name == f["name"] and is_trial_name(card.name)
+        assert (project / "reports" / card.name / "trial.json").is_file()
+    # `hwflow report` shows the front, not every trial as a model of its own
+    from hwflow.report.collect import collect, to_markdown
+
+    (project / "reports" / "tiny" / "csim.json").write_text("{}")
+    summary = collect(project)
+    assert [r["model"] for r in summary["models"]] == ["tiny"]
+    assert [p["card"] for p in summary["explore"][0]["points"]] == [f["card"] for f in s["front"]]
+    assert "## Design-space exploration fronts" in to_markdown(summary)
+    # rerun: the same seed asks the same trials; finished ones come from their cache, failed ones run again
+    calls = (project / "calls").read_text().splitlines()
+    s2 = explore("tiny", scheduler=addr, trial_fn=fake_trial, progress=False)
+    recs2 = [json.loads(line) for line in (project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()]
+    assert [r["params"] for r in recs2] == [r["params"] for r in recs]
+    again = (project / "calls").read_text().splitlines()[len(calls) :]
+    assert set(again) == {r["name"] for r in failed}
+    assert s2["cached"] == sum(r["status"] == "ok" for r in recs)
+    assert [f["name"] for f in s2["front"]] == [f["name"] for f in s["front"]]
+
+
+def test_nsga2_and_grid_are_seeded(project, cluster):
+    addr = cluster.scheduler.address
+    runs = []
+    for _ in range(2):
+        shutil.rmtree(project / "reports", ignore_errors=True)
+        explore("tiny", sampler="nsga2", seed=7, trials=6, scheduler=addr, trial_fn=fake_trial, progress=False)
+        runs.append((project / "reports/tiny/explore/trials.jsonl").read_text())
+    params = [[json.loads(line)["params"] for line in r.splitlines()] for r in runs]
+    assert params[0] == params[1] and len(params[0]) == 6
+    s = explore("tiny", sampler="grid", trials=100, scheduler=addr, trial_fn=fake_trial, progress=False)
+    recs = [json.loads(line) for line in (project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()]
+    # the grid is visited whole, once per point
+    assert s["trials"] == 18 and len({json.dumps(r["params"], sort_keys=True) for r in recs}) == 18
+
+
+@pytest.mark.slow
+def test_one_real_trial_end_to_end(project, cluster):
+    """Real stages on a tiny Pythia card: train, firmware, C simulation, da4ml estimate, on a Dask worker."""
+    pytest.importorskip("hls4ml")
+    from hwflow.rtl import rtl_python
+
+    repo_rtl = Path(__file__).resolve().parents[1] / ".venv-rtl"
+    if repo_rtl.exists():  # the workers find the RTL environment under the (temporary) project root
+        (project / ".venv-rtl").symlink_to(repo_rtl.resolve())
+    try:
+        rtl_python()
+    except HwflowError as e:
+        pytest.skip(str(e))
+    space = dict(SPACE, trials=1, sampler="grid", params={"quant.default.bits": [4]})
+    space["fixed"] = {"train.epochs": 2}
+    (project / "models" / "tiny.explore.yaml").write_text(yaml.safe_dump(space))
+    s = explore("tiny", scheduler=cluster.scheduler.address, progress=False)
+    rec = json.loads((project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()[0])
+    assert rec["status"] == "ok", rec.get("error")
+    assert 0 <= rec["accuracy"] <= 1 and rec["n_csim"] == 18 and rec["accuracy_stat_error"] > 0
+    assert rec["lut_da4ml"] > 0 and rec["interval"] == 1 and rec["tools"]["lut"].startswith("da4ml estimate")
+    assert set(rec["auc"]) == {"g", "W", "t"} and rec["argmax_agreement"] > 0.8
+    name = rec["name"]
+    for sub in (
+        f"models/{name}/qkeras.h5",
+        f"firmware/{name}",
+        f"reports/{name}/csim.json",
+        f"reports/{name}/rtl.json",
+    ):
+        assert (project / sub).exists(), sub
+    assert s["front"][0]["name"] == name
+
+
+def test_warm_start_copies_layers_of_equal_name_and_shape(project):
+    pytest.importorskip("tensorflow")
+    from test_train import tiny_card, tiny_dataset
+
+    from hwflow.nn import build
+    from hwflow.train import load_trained, train, warm_start
+
+    ds = tiny_dataset()
+    base = tiny_card(name="base", epochs=1)
+    train(base, ds, verbose=0)
+    saved = load_trained(base)
+    kw = {"input_shape": ds.x_train.shape[1:], "n_classes": ds.n_classes}
+    same = build(tiny_card(name="same"), quantized=True, **kw)
+    n_same = warm_start(same, "base")
+    copied = [l.name for l in same.layers if l.trainable_weights]
+    assert n_same == len(copied) > 3
+    for name in copied:
+        for a, b in zip(same.get_layer(name).get_weights(), saved.get_layer(name).get_weights()):
+            assert (a == b).all(), name
+    # a wider feed-forward block keeps its own initialization there, the rest is copied
+    wider = tiny_card(name="wider")
+    wider["model"]["ffn_dim"] = 16
+    assert 0 < warm_start(build(wider, quantized=True, **kw), "base") < n_same
+    with pytest.raises(HwflowError, match=r"train.warm_start = 'nothing'.*make train MODEL=nothing"):
+        warm_start(same, "nothing")
