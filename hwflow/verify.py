@@ -370,6 +370,13 @@ def softmax_flips(hls_model, trace: dict, y_csim: np.ndarray) -> dict:
     }
 
 
+# issue 11 (exact Keras layers): the share of C-simulation output values identical to the QKeras model's
+def bit_exact_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Return the fraction of values of ``a`` equal to ``b`` (same shape), compared as doubles."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.mean(a == b)) if a.size else float("nan")
+
+
 def run_csim(
     qmodel,
     fmodel,
@@ -436,6 +443,7 @@ def run_csim(
 
     report: dict[str, Any] = {
         "n_samples": int(n),
+        "bit_exact_fraction_vs_qkeras": bit_exact_fraction(y_csim, y_q),
         "argmax_agreement_vs_qkeras": metrics.argmax_agreement(y_csim, y_q),
         "argmax_agreement_vs_float": metrics.argmax_agreement(y_csim, y_f) if y_f is not None else None,
         "argmax_agreement_qkeras_vs_float": metrics.argmax_agreement(y_q, y_f) if y_f is not None else None,
@@ -550,6 +558,8 @@ def markdown(r: dict, title: str = "") -> str:
         f"| argmax agreement C sim vs QKeras | {r['argmax_agreement_vs_qkeras'] * 100:.2f} % | ≥ 99 % "
         f"{'✅' if ok_arg else '❌'} |",
         f"| argmax agreement C sim vs float | {_pct(r.get('argmax_agreement_vs_float'))} | |",
+        f"| output values identical C sim vs QKeras | {_pct(r.get('bit_exact_fraction_vs_qkeras'))} | 100 % "
+        f"{'✅' if r.get('bit_exact_fraction_vs_qkeras') == 1.0 else '❌'} |",
         f"| max AUC drop C sim vs float | {_fmt(drop)} | ≤ 0.01 {'✅' if ok_auc else '❌'} |",
         f"| softmax argmax flips (final softmax) | {_fmt(r['softmax_argmax_flips'])} | 0 "
         f"{'✅' if r['softmax_argmax_flips'] == 0 else '❌'} |",

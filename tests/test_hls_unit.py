@@ -99,10 +99,34 @@ def test_calibration_sets_table_ranges_and_softmax_defaults():
     x = np.random.default_rng(0).normal(size=(200, T, 4)).astype("float32")
     cfg = H.hls_config(small_card(), model, calibration_data=x)
     ln = cfg["LayerName"]
-    assert ln["mha"]["ScoreRange"] > 0 and ln["softmax"]["InputRange"] > 0
+    # every quantizer of the attention is fixed point: it is exact (issue 11), its tables are the layer's and its
+    # softmax is not calibrated (Keras computes with the full-range spec); the stock softmax is calibrated
+    mha = model.get_layer("mha")
+    assert mha.spec is not None and not ln["mha"].get("ScoreRange")
+    assert (ln["mha"]["ExpTableSize"], ln["mha"]["InvTableSize"]) == (mha.exp_table_size, mha.inv_table_size)
+    assert ln["softmax"]["InputRange"] > 0
     assert ln["softmax"]["Precision"]["result"].startswith("ap_ufixed<16,0")
     assert all(lc.get("Trace") for lc in ln.values())
     assert ln["ln1"]["Precision"]["result"] == "ap_fixed<16,5,AP_RND_CONV,AP_SAT>"
+
+
+def test_calibration_of_an_attention_with_float_intermediates():
+    """An attention that is not exact (float scores/projections) gets a measured ScoreRange and data-sized types."""
+    import tensorflow as tf
+    from qkeras import quantized_bits
+
+    import hwflow.hls as H
+    from hwflow.nn.layers import QMultiHeadAttention
+
+    inp = tf.keras.Input((T, 4), name="x")
+    w = quantized_bits(8, 0, alpha=1)
+    y = QMultiHeadAttention(2, 4, kernel_quantizer=w, bias_quantizer=w, softmax_quantizer=None, name="mha")(inp, inp)
+    model = tf.keras.Model(inp, y)
+    x = np.random.default_rng(0).normal(size=(200, T, 4)).astype("float32")
+    ln = H.hls_config(small_card(), model, calibration_data=x)["LayerName"]
+    assert model.get_layer("mha").spec is None
+    assert ln["mha"]["ScoreRange"] > 0
+    assert all(ln["mha"]["Precision"][k].startswith("ap_fixed<16,") for k in ("q", "score", "context"))
 
 
 def test_stock_layernormalization_is_replaced_by_the_any_variance_version(tmp_path):

@@ -147,7 +147,7 @@ def hls_config(card, model, calibration_data=None) -> dict:
 
 
 def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> None:
-    """Set hwflow's defaults for stock hls4ml layers (every layer traced; batch norm, average pooling, input)."""
+    """Set hwflow's defaults for stock hls4ml layers (every layer traced; batch norm, pooling, input)."""
     kl = {ly.name: ly for ly in flat_layers(model)}
     for name, lc in layers.items():
         lc["Trace"] = True  # the csim report traces every layer
@@ -161,6 +161,12 @@ def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> Non
                     prec[key] = "ap_fixed<26,8,AP_RND_CONV,AP_SAT>"
         elif cls in ("GlobalAveragePooling1D", "AveragePooling1D") and _feeds_qactivation(layer):
             # QKeras averages in float and the next QActivation rounds once: keep the average wide here
+            prec["result"] = "ap_fixed<32,10>"
+            prec["accum"] = "ap_fixed<32,10>"
+        elif cls in ("GlobalMaxPooling1D", "MaxPooling1D") and _feeds_qactivation(layer):
+            # the max is one of its inputs: a wide type keeps it as Keras does (hls4ml's 'auto' falls back to the
+            # 16-bit default, truncating finer inputs) and the next QActivation rounds both alike; hls4ml's max runs in
+            # the accumulator type
             prec["result"] = "ap_fixed<32,10>"
             prec["accum"] = "ap_fixed<32,10>"
         elif cls == "InputLayer":

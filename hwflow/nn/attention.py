@@ -29,10 +29,14 @@ ROLE_DEFAULTS = {
 }
 
 
-def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
-    """Return the (unbuilt) attention layer the card asks for; ``q(role)`` is the builder's quantizer factory."""
+def attention_layer(card, q, quantized: bool, seq_len: int, name: str, input_type=None):
+    """Return the (unbuilt) attention layer the card asks for; ``q(role)`` is the builder's quantizer factory and
+    ``input_type`` the fixed-point type of its input (None in the float twin). QMultiHeadAttention computes the
+    firmware's arithmetic exactly from the input type and the card's softmax tables (hwflow.nn.exact); the
+    variants get the same settings but stay float (their Keras arithmetic has no exact twin yet)."""
     from .layers import QCosformerAttention, QGroupedAttention, QLinformerAttention, QMultiHeadAttention
     from .quant import builder_quantizer
+    from .transformer import table_settings
 
     m = card["model"]
     kind = m.get("attention", "softmax")
@@ -44,6 +48,8 @@ def attention_layer(card, q, quantized: bool, seq_len: int, name: str):
         "softmax_quantizer": q("softmax"),
         "context_quantizer": q("context"),
         "output_quantizer": q("attn_out"),
+        "input_type": input_type,
+        **table_settings(card)["softmax"],
         "name": name,
     }
 

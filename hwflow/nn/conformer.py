@@ -94,274 +94,11 @@ def _quantizer(card, role: str, quantized: bool, kind: str = "bits"):
 # ----------------------------------------------------------------------------------------------
 
 
-def _fixed_grid(quantizer):
-    """Return (frac_bits, lo, hi) of a quantized_bits quantizer with a power-of-two-free scale, else None."""
-    if quantizer is None or type(quantizer).__name__ != "quantized_bits":
-        return None
-    alpha = getattr(quantizer, "alpha", None)
-    if isinstance(alpha, str) or (alpha not in (None, 1, 1.0)):
-        return None
-    bits, integer = int(quantizer.bits), int(quantizer.integer)
-    neg = bool(quantizer.keep_negative)
-    frac = bits - integer - (1 if neg else 0)
-    n = 2 ** (bits - (1 if neg else 0))
-    lo = -n + (1 if getattr(quantizer, "symmetric", False) else 0) if neg else 0
-    return frac, lo, n - 1
-
-
-def quantize_exact(quantizer, y):
-    """Return quantizer(y) computed in float64 for quantized_bits (round half to even, saturate), float32 out.
-
-    QKeras quantizers cast to float32 first; for a product of a 16-bit activation and a 12-bit table
-    value that cast can move a value across a rounding tie, so the layers here round the exact
-    float64 value like the ap_fixed cast does. Gradient: straight through. Other quantizers are
-    applied as they are.
-    """
-    import tensorflow as tf
-
-    if quantizer is None:
-        return tf.cast(y, tf.float32)
-    grid = _fixed_grid(quantizer)
-    if grid is None:
-        return quantizer(tf.cast(y, tf.float32))
-    frac, lo, hi = grid
-    y = tf.cast(y, tf.float64)
-    q = tf.clip_by_value(tf.round(y * (2.0**frac)), float(lo), float(hi)) * (2.0**-frac)
-    return tf.cast(y + tf.stop_gradient(q - y), tf.float32)
-
-
 def _layers():
-    """Define and return the custom Keras layer classes (built once, on first use)."""
-    global _LAYER_CLASSES
-    if _LAYER_CLASSES is not None:
-        return _LAYER_CLASSES
-    import numpy as np
-    import tensorflow as tf
-    from qkeras.quantizers import get_quantizer
+    """Return the conformer's Keras layer classes (hwflow.nn.conformer_layers: imported on first use, needs TF)."""
+    from .conformer_layers import LAYER_CLASSES
 
-    from ..reference.conformer import SigmoidTable, depthwise_pads
-
-    def ser(q):
-        return None if q is None else tf.keras.constraints.serialize(q)
-
-    class _SigmoidLUT(tf.keras.layers.Layer):
-        """Shared plumbing of QSwish/QGLU: the sigmoid table and the output quantizer."""
-
-        def __init__(
-            self,
-            output_quantizer=None,
-            use_table=None,
-            table_size=1024,
-            table_range=8.0,
-            table_t="ap_ufixed<12,1,AP_RND,AP_SAT>",
-            **kwargs,
-        ):
-            super().__init__(**kwargs)
-            self.output_quantizer = get_quantizer(output_quantizer)
-            # by default the table is used exactly when the layer is quantized (the float twin is exact)
-            self.use_table = bool(self.output_quantizer is not None) if use_table is None else bool(use_table)
-            self.table = SigmoidTable(int(table_size), float(table_range), str(table_t))
-            self._table_values = tf.constant(self.table.values(), dtype=tf.float64)
-
-        def sigmoid(self, x):
-            """Return sigmoid(x) in float64: table value forward, exact sigmoid gradient (straight through)."""
-            x = tf.cast(x, tf.float64)
-            exact = tf.sigmoid(x)
-            if not self.use_table:
-                return exact
-            half = self.table.table_size // 2
-            k = tf.floor(x * (2.0**self.table.log2_scale))
-            idx = tf.cast(tf.clip_by_value(k, -half, half - 1) + half, tf.int32)
-            return exact + tf.stop_gradient(tf.gather(self._table_values, idx) - exact)
-
-        def get_quantizers(self):
-            """Return [output_quantizer]."""
-            return [self.output_quantizer]
-
-        def get_config(self):
-            config = super().get_config()
-            config.update(
-                {
-                    "output_quantizer": ser(self.output_quantizer),
-                    "use_table": self.use_table,
-                    "table_size": self.table.table_size,
-                    "table_range": self.table.table_range,
-                    "table_t": self.table.table_t,
-                }
-            )
-            return config
-
-    class QSwish(_SigmoidLUT):
-        """Quantized swish / SiLU, ``y = output_quantizer(x * sigmoid(x))``, sigmoid from the firmware's table."""
-
-        def call(self, inputs):
-            x = tf.cast(inputs, tf.float64)
-            return quantize_exact(self.output_quantizer, x * self.sigmoid(x))
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-    class QGLU(_SigmoidLUT):
-        """Quantized gated linear unit over the last axis: ``a * sigmoid(b)`` with ``[a, b] = split(x, 2)``."""
-
-        def build(self, input_shape):
-            c = int(input_shape[-1])
-            if c % 2:
-                raise ValueError(f"QGLU needs an even number of input channels, got {c}")
-            super().build(input_shape)
-
-        def call(self, inputs):
-            x = tf.cast(inputs, tf.float64)
-            a, b = tf.split(x, 2, axis=-1)
-            return quantize_exact(self.output_quantizer, a * self.sigmoid(b))
-
-        def compute_output_shape(self, input_shape):
-            shape = tf.TensorShape(input_shape).as_list()
-            return tf.TensorShape(shape[:-1] + [shape[-1] // 2])
-
-    class QDepthwiseConv1D(tf.keras.layers.Layer):
-        """Quantized depthwise 1-D convolution (stride 1, depth multiplier 1) with optional folded batch norm.
-
-        ``kernel`` has shape (kernel_size, channels). With ``fold_batchnorm`` the layer owns the batch-norm
-        parameters; the folded kernel ``k * gamma / sqrt(var + eps)`` and bias ``(b - mean) * gamma /
-        sqrt(var + eps) + beta`` are quantized by ``depthwise_quantizer`` / ``bias_quantizer`` (training:
-        batch statistics, moving averages updated; inference: moving statistics). The sum is computed in
-        float64 and cast by ``output_quantizer``, like the firmware's accumulator and result cast.
-        """
-
-        def __init__(
-            self,
-            kernel_size,
-            padding="same",
-            use_bias=True,
-            depthwise_quantizer=None,
-            bias_quantizer=None,
-            output_quantizer=None,
-            fold_batchnorm=False,
-            momentum=0.99,
-            epsilon=1e-3,
-            depthwise_initializer="glorot_uniform",
-            bias_initializer="zeros",
-            **kwargs,
-        ):
-            super().__init__(**kwargs)
-            self.kernel_size = int(kernel_size[0] if isinstance(kernel_size, (list, tuple)) else kernel_size)
-            depthwise_pads(self.kernel_size, padding)  # validates padding
-            self.padding = padding
-            self.use_bias = bool(use_bias)
-            self.depthwise_quantizer = get_quantizer(depthwise_quantizer)
-            self.bias_quantizer = get_quantizer(bias_quantizer)
-            self.output_quantizer = get_quantizer(output_quantizer)
-            self.fold_batchnorm = bool(fold_batchnorm)
-            self.momentum = float(momentum)
-            self.epsilon = float(epsilon)
-            self.depthwise_initializer = tf.keras.initializers.get(depthwise_initializer)
-            self.bias_initializer = tf.keras.initializers.get(bias_initializer)
-
-        QUANTIZER_NAMES = ("depthwise_quantizer", "bias_quantizer", "output_quantizer")
-
-        def build(self, input_shape):
-            c = int(input_shape[-1])
-            self.depthwise_kernel = self.add_weight(
-                name="depthwise_kernel",
-                shape=(self.kernel_size, c),
-                initializer=self.depthwise_initializer,
-                trainable=True,
-            )
-            if self.use_bias or self.fold_batchnorm:
-                self.bias = self.add_weight(
-                    name="bias", shape=(c,), initializer=self.bias_initializer, trainable=self.use_bias
-                )
-            if self.fold_batchnorm:
-                self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones", trainable=True)
-                self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros", trainable=True)
-                self.moving_mean = self.add_weight(name="moving_mean", shape=(c,), initializer="zeros", trainable=False)
-                self.moving_variance = self.add_weight(
-                    name="moving_variance", shape=(c,), initializer="ones", trainable=False
-                )
-            super().build(input_shape)
-
-        def _conv(self, x, kernel, bias):
-            pl, pr = depthwise_pads(self.kernel_size, self.padding)
-            x = tf.pad(x, [[0, 0], [pl, pr], [0, 0]])
-            t_out = tf.shape(x)[1] - self.kernel_size + 1
-            y = 0.0
-            for k in range(self.kernel_size):
-                y = y + x[:, k : k + t_out, :] * kernel[k]
-            return y if bias is None else y + bias
-
-        def folded(self, training=False, x=None):
-            """Return (kernel, bias) as float32 tensors after folding the batch norm and quantizing."""
-            kernel = self.depthwise_kernel
-            bias = self.bias if (self.use_bias or self.fold_batchnorm) else None
-            if self.fold_batchnorm:
-                if training and x is not None:
-                    # batch statistics of the unfolded float conv output (QConv2DBatchnorm does the same)
-                    y = self._conv(x, kernel, bias)
-                    mean, var = tf.nn.moments(y, axes=[0, 1])
-                    self.moving_mean.assign(self.momentum * self.moving_mean + (1 - self.momentum) * mean)
-                    self.moving_variance.assign(self.momentum * self.moving_variance + (1 - self.momentum) * var)
-                else:
-                    mean, var = self.moving_mean, self.moving_variance
-                scale = self.gamma * tf.math.rsqrt(var + self.epsilon)
-                kernel = kernel * scale
-                bias = (bias - mean) * scale + self.beta
-            if self.depthwise_quantizer is not None:
-                kernel = self.depthwise_quantizer(kernel)
-            if bias is not None and self.bias_quantizer is not None:
-                bias = self.bias_quantizer(bias)
-            return kernel, bias
-
-        def call(self, inputs, training=None):
-            if training is not None and not isinstance(training, (bool, int)):
-                training = tf.get_static_value(training)  # a symbolic flag: use its value when known, else inference
-            kernel, bias = self.folded(training=bool(training), x=inputs)
-            x = tf.cast(inputs, tf.float64)
-            y = self._conv(x, tf.cast(kernel, tf.float64), None if bias is None else tf.cast(bias, tf.float64))
-            return quantize_exact(self.output_quantizer, y)
-
-        def quantized_weights(self) -> dict:
-            """Return {'kernel': (K, C), 'bias': (C,)} numpy arrays as the firmware stores them (inference folding)."""
-            kernel, bias = self.folded(training=False)
-            c = int(self.depthwise_kernel.shape[-1])
-            return {
-                "kernel": np.asarray(kernel, dtype=np.float64),
-                "bias": np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64),
-            }
-
-        def compute_output_shape(self, input_shape):
-            shape = tf.TensorShape(input_shape).as_list()
-            pl, pr = depthwise_pads(self.kernel_size, self.padding)
-            t = None if shape[1] is None else shape[1] + pl + pr - self.kernel_size + 1
-            return tf.TensorShape([shape[0], t, shape[2]])
-
-        def get_quantizers(self):
-            """Return the quantizers (None for float), in QUANTIZER_NAMES order."""
-            return [getattr(self, n) for n in self.QUANTIZER_NAMES]
-
-        def get_config(self):
-            config = super().get_config()
-            config.update(
-                {
-                    "kernel_size": self.kernel_size,
-                    "padding": self.padding,
-                    "use_bias": self.use_bias,
-                    "fold_batchnorm": self.fold_batchnorm,
-                    "momentum": self.momentum,
-                    "epsilon": self.epsilon,
-                    "depthwise_initializer": tf.keras.initializers.serialize(self.depthwise_initializer),
-                    "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
-                }
-            )
-            for n in self.QUANTIZER_NAMES:
-                config[n] = ser(getattr(self, n))
-            return config
-
-    _LAYER_CLASSES = {"QSwish": QSwish, "QGLU": QGLU, "QDepthwiseConv1D": QDepthwiseConv1D}
-    return _LAYER_CLASSES
-
-
-_LAYER_CLASSES = None
+    return LAYER_CLASSES
 
 
 def __getattr__(name):
@@ -441,7 +178,9 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     from qkeras import QActivation, QConv1D, QDense
 
     from .attention import attention_layer
-    from .layers import QLayerNormalization, QRMSNormalization
+    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
+    from .quant import add_type, fixed_type
+    from .transformer import table_settings
 
     layers = _layers()
     QSwish, QGLU, QDepthwiseConv1D = layers["QSwish"], layers["QGLU"], layers["QDepthwiseConv1D"]
@@ -470,10 +209,22 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     def swish(role, name):
         return QSwish(output_quantizer=q(role), use_table=quantized, name=name, **table)
 
-    def norm(name):
+    tables = table_settings(card)
+
+    def t(role):
+        # the fixed type a role's quantizer produces (None in the float twin): what hls4ml gives that tensor
+        return fixed_type(q(role))
+
+    def residual(x, x_t, f, f_role, name):
+        # hls4ml's Add holds the exact sum: one more integer bit than the wider operand
+        s_t = add_type(x_t, t(f_role)) if x_t is not None and t(f_role) is not None else None
+        return L.Add(name=name)([x, f]), s_t
+
+    def norm(name, input_t):
+        exact = {"input_type": input_t, **tables["norm"]}
         if m["norm"] == "rmsnorm":
             return QRMSNormalization(
-                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name
+                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name, **exact
             )
         return QLayerNormalization(
             epsilon=1e-3,
@@ -481,29 +232,31 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
             gamma_quantizer=q("norm_gamma"),
             beta_quantizer=q("bias"),
             name=name,
+            **exact,
         )
 
     def drop(x, name):
         return L.Dropout(m["dropout"], name=name)(x) if m["dropout"] > 0 else x
 
-    def ffn(x, p):
-        f = norm(f"{p}_norm")(x)
+    def ffn(x, x_t, p):
+        f = norm(f"{p}_norm", x_t)(x)
         f = dense(dff, f"{p}_dense1")(f)
         f = act("ffn_hidden", f"{p}_hidden")(f)
         f = swish("ffn_act", f"{p}_swish")(f)
         f = dense(D, f"{p}_dense2")(f)  # the macaron 1/2 is absorbed into this trained projection
         f = act("ffn_out", f"{p}_out")(f)
         f = drop(f, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, f])
+        return residual(x, x_t, f, "ffn_out", f"{p}_add")
 
-    def mhsa(x, p):
-        a = norm(f"{p}_norm")(x)
-        a = attention_layer(card, q, quantized, int(a.shape[1]), p)(a, a)  # model.attention (hwflow.nn.attention)
+    def mhsa(x, x_t, p):
+        a = norm(f"{p}_norm", x_t)(x)
+        # model.attention (hwflow.nn.attention), exact from its input type (the norm's output)
+        a = attention_layer(card, q, quantized, int(a.shape[1]), p, input_type=t("norm"))(a, a)
         a = drop(a, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, a])
+        return residual(x, x_t, a, "attn_out", f"{p}_add")
 
-    def conv_module(x, p):
-        c = norm(f"{p}_norm")(x)
+    def conv_module(x, x_t, p):
+        c = norm(f"{p}_norm", x_t)(x)
         c = dense(2 * D, f"{p}_pw1")(c)
         c = act("conv_pw", f"{p}_pw1_act")(c)
         c = QGLU(output_quantizer=q("glu"), use_table=quantized, name=f"{p}_glu", **table)(c)
@@ -522,7 +275,7 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
         c = dense(D, f"{p}_pw2")(c)
         c = act("conv_out", f"{p}_out")(c)
         c = drop(c, f"{p}_drop")
-        return L.Add(name=f"{p}_add")([x, c])
+        return residual(x, x_t, c, "conv_out", f"{p}_add")
 
     inp = L.Input(shape=(n_frames, n_mels), name="features")
     h = act("input", "input_q")(inp)
@@ -551,18 +304,20 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     h = act("frontend", "subsample_act", kind="relu")(h)
     h = dense(D, "proj")(h)
     h = act("embed", "proj_act")(h)
+    h_t = t("embed")  # type of the residual stream, tracked so each norm knows its input type
     for i in range(m["num_blocks"]):
-        h = ffn(h, f"b{i}_ffn1")
-        h = mhsa(h, f"b{i}_mha")
-        h = conv_module(h, f"b{i}_conv")
-        h = ffn(h, f"b{i}_ffn2")
-        h = norm(f"b{i}_norm")(h)
+        h, h_t = ffn(h, h_t, f"b{i}_ffn1")
+        h, h_t = mhsa(h, h_t, f"b{i}_mha")
+        h, h_t = conv_module(h, h_t, f"b{i}_conv")
+        h, h_t = ffn(h, h_t, f"b{i}_ffn2")
+        h, h_t = norm(f"b{i}_norm", h_t)(h), t("norm")
     pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D}[m["pooling"]]
     h = pool(name="pool")(h)
     h = act("pool", "pool_act")(h)
     h = dense(n_cls, "classifier")(h)
     h = act("logits", "logits")(h)
-    out = L.Activation("softmax", name="softmax")(h)
+    # the firmware's softmax (exact) on the logits' type; the float twin keeps the float softmax
+    out = QSoftmax(input_type=t("logits"), name="softmax", **tables["softmax"])(h)
     name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
     return tf.keras.Model(inp, out, name=name.replace("-", "_"))
 

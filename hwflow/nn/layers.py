@@ -2,14 +2,26 @@
 
 Each layer takes QKeras quantizer objects (or their string / config forms, or None = float) exactly
 like ``QDense`` does, and applies them at the points where the hls4ml firmware stores a value in
-fixed point, so the QKeras model computes what the C simulation computes (up to the softmax and
-1/sqrt look-up tables, which are float here):
+fixed point.
+
+Exact forward pass: when every quantizer of a layer has a fixed binary point, the layer builds the
+same Spec object the C++ template and the numpy reference are generated from
+(``hwflow.reference.*.make_spec``: types, look-up tables) and computes its output with
+``hwflow.nn.exact`` — the firmware's tables, interpolations, shifts and roundings in TensorFlow ops —
+so ``model.predict`` equals the C simulation bit for bit. Training uses the same exact forward pass
+with the float layer's gradient (``y_float + stop_gradient(y_exact - y_float)``): the exact function
+is piecewise constant (tables, integer shifts), so it has no useful gradient of its own, while the
+float softmax / rsqrt it approximates within a few LSB has the right one; the model therefore trains
+against the function the FPGA runs. Norms and the softmax need their input type (``input_type``,
+set by the builders from the upstream quantizers, as hls4ml infers it), and the table settings are
+constructor arguments that hls.convert copies into the hls4ml config, so Keras and C++ share them.
 
 - :class:`QMultiHeadAttention` — self-attention (or ``layer(query, value)`` cross-attention) with
   quantized Q/K/V/output projections and quantized intermediates (projections, scores, softmax
   weights, context, output).
 - :class:`QLayerNormalization` — layer normalization over the last axis.
 - :class:`QRMSNormalization` — RMS normalization over the last axis (no centring, no beta).
+- :class:`QSoftmax` — softmax over the last axis, exactly the firmware's (hwflow_softmax.h) when quantized.
 
 QDense on a 3-D (batch, tokens, features) input is fine in QKeras; the hls4ml conversion of that
 case (it becomes a pointwise Conv1D that drops the weight quantizer) is fixed in ``hwflow.hls``,
@@ -27,6 +39,11 @@ import numpy as np
 import tensorflow as tf
 from qkeras.quantizers import get_quantizer
 
+from ..reference.fixed import parse_type
+from . import exact
+from .fixed import straight_through
+from .quant import fixed_type, weight_type
+
 __all__ = [
     "QMultiHeadAttention",
     "QLinformerAttention",
@@ -34,8 +51,31 @@ __all__ = [
     "QGroupedAttention",
     "QLayerNormalization",
     "QRMSNormalization",
+    "QSoftmax",
     "get_custom_objects",
 ]
+
+SOFTMAX_RESULT = "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"  # probabilities: unsigned, 16 fractional bits
+# type the exact attention assumes for its input when none is given: its projections are exact sums, so
+# any type holding the input values gives the same result
+NOMINAL_INPUT = "ap_fixed<32,16>"
+
+
+def _training(training) -> bool:
+    if training is not None and not isinstance(training, (bool, int)):
+        training = tf.get_static_value(training)
+    return bool(training)
+
+
+def _exact_out(y_float, y_exact, training):
+    """Return the exact value, with the float path's gradient while training (straight-through)."""
+    if _training(training):
+        return straight_through(y_float, y_exact)
+    return tf.cast(y_exact, tf.float32)
+
+
+def _type_str(t):
+    return None if t is None else str(parse_type(t))
 
 
 def _q(quantizer, x):
@@ -67,6 +107,12 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
 
     Weights: ``query_kernel`` (D, H*key_dim), ``key_kernel`` (Dv, H*key_dim), ``value_kernel``
     (Dv, H*value_dim), ``output_kernel`` (H*value_dim, output_dim) and matching biases.
+
+    Exact forward pass (every quantizer fixed point): the firmware's attention (hwflow_mha.h) with its
+    softmax tables: ``exp_table_size``, ``inv_table_size``, ``exp_table_t``, ``inv_table_t`` (None =
+    hwflow's defaults) are the hls4ml ``ExpTableSize``/``InvTableSize``/``Precision`` of the layer;
+    ``input_type`` is the input's fixed-point type (None: the values are taken as they come, which is
+    exact because the projections are exact sums).
     """
 
     def __init__(
@@ -87,9 +133,18 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        exp_table_size=1024,
+        inv_table_size=1024,
+        exp_table_t=None,
+        inv_table_t=None,
+        input_type=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.exp_table_size, self.inv_table_size = int(exp_table_size), int(inv_table_size)
+        self.exp_table_t, self.inv_table_t = _type_str(exp_table_t), _type_str(inv_table_t)
+        self.input_type = _type_str(input_type)
+        self.spec = None  # the firmware's AttentionSpec, set in build() when every quantizer is fixed point
         if int(num_heads) <= 0 or int(key_dim) <= 0:
             raise ValueError(f"QMultiHeadAttention: num_heads and key_dim must be > 0, got {num_heads}, {key_dim}")
         self.num_heads = int(num_heads)
@@ -156,7 +211,41 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
             self.key_bias = w("key_bias", (hk,), self.bias_initializer, self.bias_regularizer)
             self.value_bias = w("value_bias", (hv,), self.bias_initializer, self.bias_regularizer)
             self.output_bias = w("output_bias", (out,), self.bias_initializer, self.bias_regularizer)
+        # the softmax runs over the keys: its length sizes the sum of exponentials
+        self.spec = self.make_spec(int(v_shape[1]) if v_shape[1] is not None else None, d_q)
         super().build(input_shape)
+
+    def make_spec(self, seq_len, embed_dim):
+        """Return the AttentionSpec the firmware will use (None when a quantizer is float or seq_len unknown)."""
+        from ..reference.attention import make_spec
+
+        if type(self).intermediates is not QMultiHeadAttention.intermediates:
+            return None  # a variant with its own arithmetic (e.g. Linformer) has no exact twin here: it stays float
+        types = [fixed_type(getattr(self, n)) for n in self.QUANTIZER_NAMES[2:7]]
+        wt, bt = weight_type(self.kernel_quantizer), weight_type(self.bias_quantizer)
+        if seq_len is None or wt is None or (self.use_bias and bt is None) or any(t is None for t in types):
+            return None
+        qt, st, at, ct, rt = types
+        return make_spec(
+            seq_len,
+            embed_dim,
+            self.num_heads,
+            self.key_dim,
+            self.value_dim,
+            self._out_dim,
+            self.input_type or NOMINAL_INPUT,
+            wt,
+            bt or wt,
+            qt,
+            st,
+            at,
+            ct,
+            rt,
+            exp_table_size=self.exp_table_size,
+            inv_table_size=self.inv_table_size,
+            exp_table_t=self.exp_table_t,
+            inv_table_t=self.inv_table_t,
+        )
 
     def _proj(self, x, kernel, bias):
         y = tf.tensordot(x, _q(self.kernel_quantizer, kernel), axes=[[-1], [0]])
@@ -190,11 +279,31 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
     def call(self, query, value=None, key=None, training=None, return_attention_scores=False):
         if isinstance(query, (list, tuple)):
             query, value = query[0], (query[1] if len(query) > 1 else None)
+        if self.spec is not None and key is None and not return_attention_scores:
+            return self._exact_call(query, value, training)
         t = self.intermediates(query, value, key)
         out = _q(
             self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None))
         )
         return (out, t["attn"]) if return_attention_scores else out
+
+    def _float_call(self, query, value=None):
+        t = self.intermediates(query, value)
+        return _q(
+            self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None))
+        )
+
+    def _exact_call(self, query, value, training):
+        weights = {}
+        for n in ("query", "key", "value", "output"):
+            weights[f"{n}_kernel"] = tf.cast(_q(self.kernel_quantizer, getattr(self, f"{n}_kernel")), tf.float64)
+            if self.use_bias:
+                weights[f"{n}_bias"] = tf.cast(_q(self.bias_quantizer, getattr(self, f"{n}_bias")), tf.float64)
+        cast = self.input_type is not None
+        y = exact.mha(tf.cast(query, tf.float64), self.spec, weights, cast_input=cast, value=value)
+        if not _training(training):
+            return tf.cast(y, tf.float32)
+        return straight_through(self._float_call(query, value), y)
 
     def compute_output_shape(self, input_shape):
         if (
@@ -237,6 +346,11 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
                 "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer)
                 if self.bias_regularizer
                 else None,
+                "exp_table_size": self.exp_table_size,
+                "inv_table_size": self.inv_table_size,
+                "exp_table_t": self.exp_table_t,
+                "inv_table_t": self.inv_table_t,
+                "input_type": self.input_type,
             }
         )
         for n in self.QUANTIZER_NAMES:
@@ -481,6 +595,48 @@ class _QNormBase(tf.keras.layers.Layer):
     """Shared plumbing of the normalization layers (last axis only, like the firmware)."""
 
     QUANTIZER_NAMES: tuple = ()
+    CENTER = True
+
+    def _init_exact(self, input_type, table_size, table_t):
+        self.input_type = _type_str(input_type)
+        self.table_size = int(table_size)
+        self.table_t = _type_str(table_t)
+        self.spec = None  # the firmware's NormSpec, set in build() when the types are known
+
+    def make_spec(self, n_in, input_shape):
+        """Return the NormSpec the firmware will use (None without an input type or with a float quantizer)."""
+        from ..reference.layernorm import make_spec
+
+        center = self.CENTER and self.center
+        out_t = fixed_type(self.output_quantizer)
+        scale_t = weight_type(self.gamma_quantizer) if self.scale else None
+        bias_t = weight_type(self.beta_quantizer) if center else None
+        if self.input_type is None or out_t is None or (self.scale and scale_t is None) or (center and bias_t is None):
+            return None
+        if not self.scale or (self.CENTER and not center):
+            return None  # hls4ml derives the type of constant ones/zeros from the data: not modelled here
+        kw = {"table_t": self.table_t} if self.table_t else {}
+        seq = int(np.prod(input_shape[1:-1])) if len(input_shape) > 2 and None not in input_shape[1:-1] else 1
+        return make_spec(
+            n_in,
+            self.input_type,
+            out_t,
+            center=center,
+            epsilon=self.epsilon,
+            scale_t=scale_t,
+            bias_t=bias_t or scale_t,
+            table_size=self.table_size,
+            seq_len=seq,
+            **kw,
+        )
+
+    def _exact(self, inputs, gamma, beta):
+        g = None if gamma is None else tf.cast(gamma, tf.float64)
+        b = None if beta is None else tf.cast(beta, tf.float64)
+        return exact.norm(tf.cast(inputs, tf.float64), self.spec, g, b)
+
+    def _exact_config(self) -> dict:
+        return {"input_type": self.input_type, "table_size": self.table_size, "table_t": self.table_t}
 
     def get_quantizers(self):
         """Return the list of quantizers (None for float), in QUANTIZER_NAMES order."""
@@ -496,6 +652,10 @@ class QLayerNormalization(_QNormBase):
     ``y = output_quantizer((x - mean) / sqrt(var + epsilon) * gamma_q + beta_q)`` where mean and
     (biased) variance are taken over the last axis, ``gamma_q = gamma_quantizer(gamma)`` and
     ``beta_q = beta_quantizer(beta)``. Weights: ``gamma`` and ``beta`` of shape (D,).
+
+    Exact forward pass: with ``input_type`` (the fixed-point type of the input, which sizes the mean,
+    variance and 1/sqrt types) and fixed-point quantizers, the firmware's norm (hwflow_layernorm.h) with a
+    1/sqrt table of ``table_size`` entries per octave in ``table_t`` (None: ap_ufixed<18,1,AP_RND,AP_SAT>).
     """
 
     QUANTIZER_NAMES = ("gamma_quantizer", "beta_quantizer", "output_quantizer")
@@ -511,9 +671,13 @@ class QLayerNormalization(_QNormBase):
         axis=-1,
         beta_initializer="zeros",
         gamma_initializer="ones",
+        input_type=None,
+        table_size=1024,
+        table_t=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._init_exact(input_type, table_size, table_t)
         if axis not in (-1,) and not isinstance(axis, int):
             raise ValueError("QLayerNormalization normalizes over the last axis only (axis=-1)")
         self.axis = axis
@@ -536,9 +700,18 @@ class QLayerNormalization(_QNormBase):
             self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
         )
         self.beta = self.add_weight(name="beta", shape=(d,), initializer=self.beta_initializer) if self.center else None
+        self.spec = self.make_spec(d, tf.TensorShape(input_shape))
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        y = self._float_call(inputs)
+        if self.spec is None:
+            return y
+        gamma = _q(self.gamma_quantizer, self.gamma) if self.scale else None
+        beta = _q(self.beta_quantizer, self.beta) if self.center else None
+        return _exact_out(y, self._exact(inputs, gamma, beta), training)
+
+    def _float_call(self, inputs):
         mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
         diff = inputs - mean
         var = tf.reduce_mean(tf.square(diff), axis=-1, keepdims=True)
@@ -570,6 +743,7 @@ class QLayerNormalization(_QNormBase):
                 "scale": self.scale,
                 "beta_initializer": tf.keras.initializers.serialize(self.beta_initializer),
                 "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+                **self._exact_config(),
             }
         )
         for n in self.QUANTIZER_NAMES:
@@ -581,10 +755,13 @@ class QRMSNormalization(_QNormBase):
     """Quantized RMS normalization over the last axis (Pre-RMSNorm transformers).
 
     ``y = output_quantizer(x / sqrt(mean(x^2) + epsilon) * gamma_q)`` with
-    ``gamma_q = gamma_quantizer(gamma)``; weight ``gamma`` of shape (D,).
+    ``gamma_q = gamma_quantizer(gamma)``; weight ``gamma`` of shape (D,). ``input_type``, ``table_size``,
+    ``table_t``: as for :class:`QLayerNormalization` (exact forward pass).
     """
 
     QUANTIZER_NAMES = ("gamma_quantizer", "output_quantizer")
+    CENTER = False
+    beta_quantizer = None
 
     def __init__(
         self,
@@ -594,12 +771,17 @@ class QRMSNormalization(_QNormBase):
         gamma_quantizer=None,
         axis=-1,
         gamma_initializer="ones",
+        input_type=None,
+        table_size=1024,
+        table_t=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._init_exact(input_type, table_size, table_t)
         self.axis = axis
         self.epsilon = float(epsilon)
         self.scale = bool(scale)
+        self.center = False
         self.output_quantizer = get_quantizer(output_quantizer)
         self.gamma_quantizer = get_quantizer(gamma_quantizer)
         self.gamma_initializer = tf.keras.initializers.get(gamma_initializer)
@@ -613,9 +795,17 @@ class QRMSNormalization(_QNormBase):
         self.gamma = (
             self.add_weight(name="gamma", shape=(d,), initializer=self.gamma_initializer) if self.scale else None
         )
+        self.spec = self.make_spec(d, tf.TensorShape(input_shape))
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        y = self._float_call(inputs)
+        if self.spec is None:
+            return y
+        gamma = _q(self.gamma_quantizer, self.gamma) if self.scale else None
+        return _exact_out(y, self._exact(inputs, gamma, None), training)
+
+    def _float_call(self, inputs):
         ms = tf.reduce_mean(tf.square(inputs), axis=-1, keepdims=True)
         y = inputs * tf.math.rsqrt(ms + self.epsilon)
         if self.scale:
@@ -636,10 +826,84 @@ class QRMSNormalization(_QNormBase):
                 "epsilon": self.epsilon,
                 "scale": self.scale,
                 "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer),
+                **self._exact_config(),
             }
         )
         for n in self.QUANTIZER_NAMES:
             config[n] = _ser(getattr(self, n))
+        return config
+
+
+class QSoftmax(tf.keras.layers.Layer):
+    """Softmax over the last axis: the firmware's (hwflow_softmax.h) when ``input_type`` is given, else float.
+
+    A drop-in for ``Activation("softmax")`` at the end of a classifier: with ``input_type`` (the type of
+    the logits, e.g. the preceding QActivation's) the output is the fixed-point softmax of the C++,
+    ``result_type`` (unsigned, 16 fractional bits by default) with the same exp and reciprocal tables.
+    """
+
+    def __init__(
+        self,
+        input_type=None,
+        result_type=SOFTMAX_RESULT,
+        exp_table_size=1024,
+        inv_table_size=1024,
+        exp_table_t=None,
+        inv_table_t=None,
+        axis=-1,
+        **kwargs,
+    ):
+        kwargs.pop("activation", None)  # written by get_config for hls4ml's activation parser
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError("QSoftmax works over the last axis only (axis=-1), like the firmware")
+        self.axis = -1
+        self.input_type, self.result_type = _type_str(input_type), _type_str(result_type)
+        self.exp_table_size, self.inv_table_size = int(exp_table_size), int(inv_table_size)
+        self.exp_table_t, self.inv_table_t = _type_str(exp_table_t), _type_str(inv_table_t)
+        self.spec = None
+
+    def build(self, input_shape):
+        from ..reference.softmax import make_spec
+
+        shape = tf.TensorShape(input_shape)
+        if self.input_type is not None:
+            kw = {k: v for k, v in (("exp_table_t", self.exp_table_t), ("inv_table_t", self.inv_table_t)) if v}
+            rows = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+            self.spec = make_spec(
+                int(shape[-1]),
+                self.input_type,
+                self.result_type,
+                n_rows=rows,
+                exp_table_size=self.exp_table_size,
+                inv_table_size=self.inv_table_size,
+                **kw,
+            )
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        y = tf.nn.softmax(inputs, axis=-1)
+        if self.spec is None:
+            return y
+        return _exact_out(y, exact.softmax(tf.cast(inputs, tf.float64), self.spec), training)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "activation": "softmax",
+                "input_type": self.input_type,
+                "result_type": self.result_type,
+                "exp_table_size": self.exp_table_size,
+                "inv_table_size": self.inv_table_size,
+                "exp_table_t": self.exp_table_t,
+                "inv_table_t": self.inv_table_t,
+                "axis": self.axis,
+            }
+        )
         return config
 
 
@@ -657,6 +921,7 @@ def get_custom_objects() -> dict:
             "QLinformerAttention": QLinformerAttention,
             "QCosformerAttention": QCosformerAttention,
             "QGroupedAttention": QGroupedAttention,
+            "QSoftmax": QSoftmax,
         }
     )
     return objs

@@ -57,3 +57,41 @@ def builder_quantizer(card, role: str, quantized: bool, role_defaults: dict, kin
     if kind == "relu" or (kind == "auto" and not spec.get("keep_negative", True)):
         return relu(spec)
     return bits(spec)
+
+
+def fixed_type(quantizer):
+    """Return the FixedType a QKeras quantizer produces (round half to even, saturating: QKeras' tf.round and
+    clip), or None for None / quantizers without a fixed binary point. Same mapping as hls.ext.common.quantizer_type.
+    """
+    from ..reference.fixed import FixedType
+
+    if quantizer is None:
+        return None
+    name = type(quantizer).__name__
+    if name not in ("quantized_bits", "quantized_relu"):
+        return None
+    alpha = getattr(quantizer, "alpha", None)
+    if name == "quantized_bits" and (isinstance(alpha, str) or alpha not in (None, 1, 1.0)):
+        return None
+    bits, integer = int(quantizer.bits), int(quantizer.integer or 0)
+    if name == "quantized_bits" and bool(quantizer.keep_negative):
+        return FixedType(bits, integer + 1, True, "AP_RND_CONV", "AP_SAT")
+    return FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")
+
+
+def weight_type(quantizer):
+    """Return the FixedType that holds a weight quantizer's values (hls4ml's QKerasQuantizer type), or None."""
+    from ..reference.fixed import FixedType
+
+    t = fixed_type(quantizer)
+    return None if t is None else FixedType(t.width, t.integer, t.signed)
+
+
+def add_type(a, b):
+    """Return the type hls4ml infers for the sum of two fixed types (one more integer bit, the finer LSB)."""
+    from ..reference.fixed import FixedType, parse_type
+
+    a, b = parse_type(a), parse_type(b)
+    integer = max(a.integer + (0 if a.signed else 1), b.integer + (0 if b.signed else 1)) + 1
+    frac = max(a.frac, b.frac)
+    return FixedType(integer + frac, integer, True)

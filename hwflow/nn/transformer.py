@@ -121,6 +121,19 @@ def check_model_section(card) -> None:
         )
 
 
+def table_settings(card) -> dict:
+    """Return the look-up-table settings of the exact layers from the card's hls section (one source for Keras and
+    the hls4ml config): {'softmax': QSoftmax/QMultiHeadAttention kwargs, 'norm': norm kwargs}."""
+    sm = card["hls"].get("softmax") or {}
+    softmax = {
+        "exp_table_size": int(sm.get("table_size") or 1024),
+        "inv_table_size": int(sm.get("inv_table_size") or 1024),
+        "exp_table_t": sm.get("exp_table_t"),
+        "inv_table_t": sm.get("inv_table_t"),
+    }
+    return {"softmax": softmax, "norm": {}}
+
+
 def build_transformer(card, quantized: bool = True, input_shape: tuple | None = None, n_classes: int | None = None):
     """Return the (uncompiled) QKeras transformer classifier of a card, or its float twin when ``quantized`` is
     False."""
@@ -128,7 +141,8 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     from qkeras import QActivation, QDense
 
     from .attention import attention_layer
-    from .layers import QLayerNormalization, QRMSNormalization
+    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
+    from .quant import add_type, fixed_type
 
     check_model_section(card)
     m = card["model"]
@@ -150,10 +164,18 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     def dense(units, name, kernel_role="default"):
         return QDense(units, kernel_quantizer=q(kernel_role), bias_quantizer=q("bias"), name=name)
 
-    def norm(name):
+    def t(role, kind="bits"):
+        # the fixed type a role's quantizer produces (None in the float twin): what hls4ml gives that tensor
+        return fixed_type(q(role, kind))
+
+    def plus(a, b):
+        return add_type(a, b) if a is not None and b is not None else None
+
+    def norm(name, input_t):
+        exact = {"input_type": input_t, **table_settings(card)["norm"]}
         if m["norm"] == "rmsnorm":
             return QRMSNormalization(
-                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name
+                epsilon=1e-6, output_quantizer=q("norm"), gamma_quantizer=q("norm_gamma"), name=name, **exact
             )
         return QLayerNormalization(
             epsilon=1e-3,
@@ -161,6 +183,7 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
             gamma_quantizer=q("norm_gamma"),
             beta_quantizer=q("bias"),
             name=name,
+            **exact,
         )
 
     def drop(x, name):
@@ -174,32 +197,35 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
         h = L.BatchNormalization(epsilon=NORM_EPS, trainable=False, name="input_norm")(h)
     h = dense(E, "embed", kernel_role="embed_kernel")(h)
     h = act("embed", "embed_act")(h)
+    h_t = t("embed")  # type of the residual stream, tracked so each norm knows its input type
     for i in range(m["num_blocks"]):
         # attention sub-block
-        a = norm(f"norm{i}a")(h) if pre else h
-        a = attention_layer(card, q, quantized, n_tok, f"mha{i}")(a, a)  # model.attention (hwflow.nn.attention)
+        a, a_t = (norm(f"norm{i}a", h_t)(h), t("norm")) if pre else (h, h_t)
+        # model.attention (hwflow.nn.attention), exact from its input type
+        a = attention_layer(card, q, quantized, n_tok, f"mha{i}", input_type=a_t)(a, a)
         a = drop(a, f"mha{i}_drop")
-        h = L.Add(name=f"mha{i}_add")([h, a])
+        h, h_t = L.Add(name=f"mha{i}_add")([h, a]), plus(h_t, t("attn_out"))
         if not pre:
-            h = norm(f"norm{i}a")(h)
+            h, h_t = norm(f"norm{i}a", h_t)(h), t("norm")
         # feed-forward sub-block
-        f = norm(f"norm{i}b")(h) if pre else h
+        f = norm(f"norm{i}b", h_t)(h) if pre else h
         f = dense(dff, f"ffn{i}_dense1")(f)
         f = act("ffn_act", f"ffn{i}_relu", kind="relu")(f)
         f = dense(E, f"ffn{i}_dense2")(f)
         f = act("ffn_out", f"ffn{i}_act")(f)
         f = drop(f, f"ffn{i}_drop")
-        h = L.Add(name=f"ffn{i}_add")([h, f])
+        h, h_t = L.Add(name=f"ffn{i}_add")([h, f]), plus(h_t, t("ffn_out"))
         if not pre:
-            h = norm(f"norm{i}b")(h)
+            h, h_t = norm(f"norm{i}b", h_t)(h), t("norm")
     if pre:
-        h = norm("norm_final")(h)
+        h = norm("norm_final", h_t)(h)
     pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D, "flatten": L.Flatten}[m["pooling"]]
     h = pool(name="pool")(h)
     h = act("pool", "pool_act")(h)
     h = dense(n_cls, "classifier")(h)
     h = act("logits", "logits")(h)
-    out = L.Activation("softmax", name="softmax")(h)
+    # the firmware's softmax (exact) on the logits' type; the float twin keeps the float softmax
+    out = QSoftmax(input_type=t("logits"), name="softmax", **table_settings(card)["softmax"])(h)
     name = f"{card.name if hasattr(card, 'name') else 'model'}_{'qkeras' if quantized else 'float'}"
     model = tf.keras.Model(inp, out, name=name.replace("-", "_"))
     return model

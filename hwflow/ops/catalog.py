@@ -16,6 +16,9 @@ register_op(
         headers=("hwflow_softmax.h",),
         reference="hwflow.reference.softmax:softmax",
         tracer="hwflow.rtl.trace_graph:op_softmax",
+        # the exact classifier softmax of hwflow's models (issue 11); stock softmaxes reach it through `replaces`
+        keras_layers=("hwflow.nn.layers:QSoftmax",),
+        handler="hwflow.hls.ext.softmax:parse_qsoftmax_layer",
         passes=(Pass("hwflow_replace_softmax", "hwflow.hls.ext.softmax:HwflowReplaceSoftmax", "convert"),),
         replaces=("Softmax",),
         configure="hwflow.hls.ext.softmax:configure",

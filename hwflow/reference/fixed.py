@@ -196,7 +196,8 @@ def _overflow(r, t: FixedType) -> np.ndarray:
         r = np.minimum(np.maximum(r, -hi if t.signed else 0), hi)
     elif t.overflow == "AP_SAT_ZERO":
         r = np.where((r < lo) | (r > hi), 0, r)
-    return r.astype(np.int64) if t.width < 63 else r
+    # wider types: exact Python integers (a float carrier would break the integer shifts of the callers)
+    return r.astype(np.int64) if t.width < 63 else np.vectorize(int, otypes=[object])(r)
 
 
 def quantize(x, t) -> np.ndarray:

@@ -61,6 +61,7 @@ CSIM_KEYS = (
     "accuracy_float",
     "accuracy_qkeras",
     "accuracy_csim",
+    "bit_exact_fraction_vs_qkeras",
     "argmax_agreement_vs_qkeras",
     "argmax_agreement_vs_float",
     "argmax_agreement_qkeras_vs_float",

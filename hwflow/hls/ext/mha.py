@@ -292,6 +292,11 @@ class HwflowMHAFunctionTemplate(FunctionCallTemplate):
         )
 
 
+def is_exact(layer) -> bool:
+    """True when the Keras layer computes the firmware's attention itself (hwflow.nn.layers builds its spec)."""
+    return getattr(layer, "spec", None) is not None
+
+
 def _intermediate_ranges(layer, inp) -> dict:
     """Return the calibration of one attention layer: score range and max |value| of q/k/v, scores, context."""
     import tensorflow as tf
@@ -311,14 +316,15 @@ def calibration_probes(model) -> list:
     return [
         (layer.name, layer.input, functools.partial(_intermediate_ranges, layer))
         for layer in flat_layers(model)
-        if type(layer).__name__ in ATTENTION_CLASSES
+        if type(layer).__name__ in ATTENTION_CLASSES and not is_exact(layer)
     ]
 
 
 def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
     """Set the LayerName config of every attention layer: result from the output quantizer, card softmax tables,
-    measured score range, and data-sized types where a quantizer is None."""
-    from .softmax import apply_table_settings
+    measured score range, and data-sized types where a quantizer is None. An exact layer (its AttentionSpec built:
+    every quantizer fixed point) gives its own table sizes/types and is not calibrated: Keras computes with them."""
+    from .softmax import apply_layer_tables, apply_table_settings
 
     for layer in flat_layers(model):
         lc = layer_configs.get(layer.name)
@@ -330,6 +336,9 @@ def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
                 prec.pop(key)
         oq = quantizer_type(layer.output_quantizer, layer.name)
         prec["result"] = oq.cpp() if oq else hls["default_precision"]
+        if is_exact(layer):
+            apply_layer_tables(lc, layer)
+            continue
         apply_table_settings(lc, hls["softmax"])
         c = calibration.get(layer.name)
         if c:

@@ -181,7 +181,8 @@ class HwflowNormFunctionTemplate(FunctionCallTemplate):
 
 
 def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
-    """Set the result type of every normalization: the output quantizer's type, else the card's default."""
+    """Set the result type of every normalization (the output quantizer's type, else the card's default) and, for
+    hwflow's norms, the 1/sqrt table size/type of the Keras layer."""
     for layer in flat_layers(model):
         cls = type(layer).__name__
         lc = layer_configs.get(layer.name)
@@ -194,3 +195,7 @@ def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
             continue
         oq = quantizer_type(layer.output_quantizer, layer.name)
         prec["result"] = oq.cpp() if oq else hls["default_precision"]
+        # the layer holds its 1/sqrt table settings (its exact forward pass uses them): one source for Keras and C++
+        lc["TableSize"] = getattr(layer, "table_size", 1024)
+        if getattr(layer, "table_t", None):
+            prec["table"] = layer.table_t

@@ -1,4 +1,4 @@
-"""hls4ml extension: every Softmax (Keras ``softmax`` activations) -> nnet::hwflow_softmax.
+"""hls4ml extension: every Softmax (Keras ``softmax`` activations, hwflow.nn.layers.QSoftmax) -> nnet::hwflow_softmax.
 
 Max-subtracted softmax whose exp tables address every bit of ``x_max - x`` (no argmax ties) and whose
 reciprocal works on the sum normalised to [1, 2). Config (LayerName/<layer>): ``Precision: {inp_norm,
@@ -110,15 +110,24 @@ class HwflowSoftmaxFunctionTemplate(FunctionCallTemplate):
         )
 
 
+def parse_qsoftmax_layer(keras_layer, input_names, input_shapes, data_reader):
+    """Keras-2 handler: hwflow.nn.layers.QSoftmax -> a Softmax node (HwflowReplaceSoftmax makes it HwflowSoftmax)."""
+    from hls4ml.converters.keras_v2_to_hls import parse_default_keras_layer
+
+    layer = parse_default_keras_layer(keras_layer, input_names)
+    layer.update(class_name="Softmax", activation="softmax", axis=-1)
+    return layer, list(input_shapes[0])
+
+
 def softmax_layers(model) -> dict:
-    """Return {hls layer name: (keras layer, 'input'|'preact')} for every softmax of the model (Activation, Softmax
-    or a layer's activation)."""
+    """Return {hls layer name: (keras layer, 'input'|'preact')} for every softmax of the model (Activation, Softmax,
+    QSoftmax or a layer's activation)."""
     import tensorflow as tf
 
     out = {}
     for layer in flat_layers(model):
         cls = type(layer).__name__
-        if cls == "Softmax":
+        if cls in ("Softmax", "QSoftmax"):
             out[layer.name] = (layer, "input")
             continue
         act = getattr(layer, "activation", None)
@@ -146,11 +155,19 @@ def _input_range(layer, how: str, inp) -> dict:
     return {"InputRange": calibrate_range(logits)}
 
 
+def is_exact(layer) -> bool:
+    """True for a layer computing the firmware's softmax itself (an exact hwflow.nn layer with its spec built):
+    its types and tables are fixed by the layer, so nothing is calibrated for it."""
+    return getattr(layer, "spec", None) is not None
+
+
 def calibration_probes(model) -> list:
-    """Return the calibration probes of every softmax: (hls name, its Keras input tensor, finish(values))."""
+    """Return the calibration probes of every softmax that is not exact: (hls name, its Keras input tensor,
+    finish(values))."""
     return [
         (hname, layer.input, functools.partial(_input_range, layer, how))
         for hname, (layer, how) in softmax_layers(model).items()
+        if not is_exact(layer)
     ]
 
 
@@ -165,15 +182,36 @@ def apply_table_settings(lc: dict, card_softmax: dict) -> None:
     lc["InvTableSize"] = card_softmax["inv_table_size"]
 
 
+def apply_layer_tables(lc: dict, layer) -> None:
+    """Set a layer config's softmax table sizes/types from a Keras layer that holds them (QSoftmax,
+    QMultiHeadAttention: built from the card's ``hls.softmax``), so Keras and the C++ share one source."""
+    apply_table_settings(
+        lc,
+        {
+            "table_size": layer.exp_table_size,
+            "inv_table_size": layer.inv_table_size,
+            "exp_table_t": layer.exp_table_t,
+            "inv_table_t": layer.inv_table_t,
+        },
+    )
+
+
 def configure(layer_configs: dict, model, hls: dict, calibration: dict) -> None:
-    """Set the LayerName config of every softmax: unsigned 16-bit probabilities, card tables, measured range."""
-    for hname in softmax_layers(model):
+    """Set the LayerName config of every softmax: unsigned 16-bit probabilities, card tables, measured range; a
+    QSoftmax gives its own result type and tables (exact: no calibration)."""
+    for hname, (layer, _) in softmax_layers(model).items():
         lc = layer_configs.setdefault(hname, {})
         lc["Trace"] = True
         prec = lc.setdefault("Precision", {})
         # probabilities: unsigned, 16 fractional bits, unless the user chose an unsigned type already
         if not str(prec.get("result", "auto")).startswith("ap_ufixed"):
             prec["result"] = SOFTMAX_RESULT
-        apply_table_settings(lc, hls["softmax"])
+        if type(layer).__name__ == "QSoftmax":
+            prec["result"] = layer.result_type
+            apply_layer_tables(lc, layer)
+            if is_exact(layer):
+                continue
+        else:
+            apply_table_settings(lc, hls["softmax"])
         if hname in calibration:
             lc["InputRange"] = calibration[hname]["InputRange"]
