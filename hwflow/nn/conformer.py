@@ -72,9 +72,6 @@ ROLE_DEFAULTS = {
 WEIGHT_ROLES = ("default", "bias")
 ROLES = WEIGHT_ROLES + tuple(ROLE_DEFAULTS)
 
-# sigmoid table of swish/GLU (model.swish_table_* keys of the card override these)
-TABLE_DEFAULTS = {"table_size": 1024, "table_range": 8.0, "table_t": "ap_ufixed<12,1,AP_RND,AP_SAT>"}
-
 
 def role_spec(card, role: str) -> dict | None:
     """Return the quantizer spec of a role (card value, else the role's fallback), or None when quantization is off."""
@@ -137,11 +134,13 @@ def n_classes_from_card(card) -> int:
 
 def table_from_card(card) -> dict:
     """Return the swish/GLU sigmoid-table settings (table_size, table_range, table_t) of a card."""
-    m = card["model"]
+    from ..config import sigmoid_table_defaults
+
+    m, default = card["model"], sigmoid_table_defaults()  # the defaults live in the card schema only
     return {
-        "table_size": int(m.get("swish_table_size") or TABLE_DEFAULTS["table_size"]),
-        "table_range": float(m.get("swish_table_range") or TABLE_DEFAULTS["table_range"]),
-        "table_t": str(m.get("swish_table_t") or TABLE_DEFAULTS["table_t"]),
+        "table_size": int(m.get("swish_table_size") or default["table_size"]),
+        "table_range": float(m.get("swish_table_range") or default["table_range"]),
+        "table_t": str(m.get("swish_table_t") or default["table_t"]),
     }
 
 
