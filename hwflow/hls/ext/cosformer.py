@@ -14,9 +14,9 @@ from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute
 
 from ...reference.cosformer import DEFAULT_INV_TABLE, DEFAULT_TRIG_TABLE, CosformerSpec, make_spec
-from .common import default_precision, input_type, output_type, quantizer_type, strategy, user_precision
-from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer
-from .mha_code import PROJECTIONS, closest_reuse_factor, proj_shapes
+from .common import default_precision, input_type, output_type, quantizer_type, user_precision
+from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer, projection_settings
+from .mha_code import PROJECTIONS
 
 EXTRA_QUANTIZERS = {
     "feat": "feat_quantizer",
@@ -93,19 +93,7 @@ class HwflowCosformerConfigTemplate(LayerConfigTemplate):
         from .cosformer_code import cosformer_config_cpp
 
         spec = node.hwflow_spec()
-        strat = strategy(node)
-        rf = int(node.get_attr("reuse_factor", 1) or 1)
-        wt = {p: node.weights[f"{n}_weight"].type.name for p, n in PROJECTIONS}
-        bt = {p: node.weights[f"{n}_bias"].type.name for p, n in PROJECTIONS}
-        nz = {p: int(node.weights[f"{n}_weight"].nzeros) for p, n in PROJECTIONS}
-        if strat == "Resource":
-            for p, (n_in, n_out) in proj_shapes(spec).items():
-                if closest_reuse_factor(n_in, n_out, rf) != rf:
-                    print(
-                        f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
-                        f"using {closest_reuse_factor(n_in, n_out, rf)}"
-                    )
-            nz = dict.fromkeys(nz, 0)  # dense_resource ignores zeros
+        strat, rf, wt, bt, nz = projection_settings(node, spec)
         return cosformer_config_cpp(spec, f"config{node.index}", strat, rf, wt, bt, nz)
 
 

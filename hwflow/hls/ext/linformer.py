@@ -13,9 +13,9 @@ from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute
 
 from ...reference.linformer import LinformerSpec, make_spec
-from .common import default_precision, input_type, output_type, strategy, weight_quantizer
-from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer
-from .mha_code import PROJECTIONS, closest_reuse_factor, proj_shapes
+from .common import default_precision, input_type, output_type, weight_quantizer
+from .mha import HwflowMultiHeadAttention, _ptype, parse_qmha_layer, projection_settings
+from .mha_code import PROJECTIONS
 
 SEQ_WEIGHTS = (("key_seq", "we"), ("value_seq", "wf"))
 
@@ -102,19 +102,7 @@ class HwflowLinformerConfigTemplate(LayerConfigTemplate):
         from .linformer_code import linformer_config_cpp
 
         spec = node.hwflow_spec()
-        strat = strategy(node)
-        rf = int(node.get_attr("reuse_factor", 1) or 1)
-        wt = {p: node.weights[f"{n}_weight"].type.name for p, n in PROJECTIONS}
-        bt = {p: node.weights[f"{n}_bias"].type.name for p, n in PROJECTIONS}
-        nz = {p: int(node.weights[f"{n}_weight"].nzeros) for p, n in PROJECTIONS}
-        if strat == "Resource":
-            for p, (n_in, n_out) in proj_shapes(spec.attn).items():
-                if closest_reuse_factor(n_in, n_out, rf) != rf:
-                    print(
-                        f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
-                        f"using {closest_reuse_factor(n_in, n_out, rf)}"
-                    )
-            nz = dict.fromkeys(nz, 0)  # dense_resource ignores zeros
+        strat, rf, wt, bt, nz = projection_settings(node, spec.attn)
         text = linformer_config_cpp(spec, f"config{node.index}", strat, rf, wt, bt, nz)
         # E and F are stored in their own weight type: name it in the config
         seq_t = node.weights["key_seq_weight"].type.name

@@ -256,25 +256,33 @@ class HwflowMHAResourceLayout(OptimizerPass):
         return False
 
 
+def projection_settings(node, spec) -> tuple[str, int, dict, dict, dict]:
+    """Return (strategy, reuse factor, weight types, bias types, nonzero weights) of an attention node's Q/K/V/O
+    projections (shapes from ``spec``, an AttentionSpec); with Resource, an invalid ReuseFactor is reported per
+    projection and zeros are not skipped (dense_resource ignores them)."""
+    strat = strategy(node)
+    rf = int(node.get_attr("reuse_factor", 1) or 1)
+    wt = {p: node.weights[f"{n}_weight"].type.name for p, n in PROJECTIONS}
+    bt = {p: node.weights[f"{n}_bias"].type.name for p, n in PROJECTIONS}
+    nz = {p: int(node.weights[f"{n}_weight"].nzeros) for p, n in PROJECTIONS}
+    if strat == "Resource":
+        for p, (n_in, n_out) in proj_shapes(spec).items():
+            if closest_reuse_factor(n_in, n_out, rf) != rf:
+                print(
+                    f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
+                    f"using {closest_reuse_factor(n_in, n_out, rf)}"
+                )
+        nz = dict.fromkeys(nz, 0)
+    return strat, rf, wt, bt, nz
+
+
 class HwflowMHAConfigTemplate(LayerConfigTemplate):
     def __init__(self):
         super().__init__(HwflowMultiHeadAttention)
 
     def format(self, node):
         spec = node.hwflow_spec()
-        strat = strategy(node)
-        rf = int(node.get_attr("reuse_factor", 1) or 1)
-        wt = {p: node.weights[f"{n}_weight"].type.name for p, n in PROJECTIONS}
-        bt = {p: node.weights[f"{n}_bias"].type.name for p, n in PROJECTIONS}
-        nz = {p: int(node.weights[f"{n}_weight"].nzeros) for p, n in PROJECTIONS}
-        if strat == "Resource":
-            for p, (n_in, n_out) in proj_shapes(spec).items():
-                if closest_reuse_factor(n_in, n_out, rf) != rf:
-                    print(
-                        f"WARNING: layer {node.name} projection {p}: ReuseFactor={rf} invalid for {n_in}x{n_out}; "
-                        f"using {closest_reuse_factor(n_in, n_out, rf)}"
-                    )
-            nz = dict.fromkeys(nz, 0)  # dense_resource ignores zeros
+        strat, rf, wt, bt, nz = projection_settings(node, spec)
         return mha_config_cpp(spec, f"config{node.index}", strat, rf, wt, bt, nz)
 
 
