@@ -259,8 +259,8 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         x = tf.reshape(x, (shape[0], shape[1], self.num_heads, dim))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def intermediates(self, query, value=None, key=None) -> dict:
-        """Return the quantized intermediates q, k, v, scores, attn (per head) and context (heads concatenated)."""
+    def _qkv(self, query, value=None, key=None):
+        """Return the quantized Q, K, V projections (value defaults to query, key to value), as every variant uses."""
         if value is None:
             value = query
         if key is None:
@@ -268,6 +268,11 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
         k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
         v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        return q, k, v
+
+    def intermediates(self, query, value=None, key=None) -> dict:
+        """Return the quantized intermediates q, k, v, scores, attn (per head) and context (heads concatenated)."""
+        q, k, v = self._qkv(query, value, key)
         qh, kh, vh = self._heads(q, self.key_dim), self._heads(k, self.key_dim), self._heads(v, self.value_dim)
         scores = _q(self.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * self.scale)
         attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
@@ -410,13 +415,7 @@ class QLinformerAttention(QMultiHeadAttention):
 
     def intermediates(self, query, value=None, key=None) -> dict:
         """Return q, k, v, the compressed k_proj/v_proj, scores (B, H, N, proj_k), attn and context."""
-        if value is None:
-            value = query
-        if key is None:
-            key = value
-        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
-        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
-        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        q, k, v = self._qkv(query, value, key)
         kp, vp = self._seq(k, self.key_seq_kernel), self._seq(v, self.value_seq_kernel)
         qh, kh, vh = self._heads(q, self.key_dim), self._heads(kp, self.key_dim), self._heads(vp, self.value_dim)
         scores = _q(self.score_quantizer, tf.matmul(qh, kh, transpose_b=True) * self.scale)
@@ -491,13 +490,7 @@ class QCosformerAttention(QMultiHeadAttention):
 
     def intermediates(self, query, value=None, key=None) -> dict:
         """Return q, k, v, the re-weighted features, the per-head state, num, den and context."""
-        if value is None:
-            value = query
-        if key is None:
-            key = value
-        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
-        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
-        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        q, k, v = self._qkv(query, value, key)
         if q.shape[1] is None or q.shape[1] != k.shape[1]:
             raise ValueError("QCosformerAttention: self-attention over a fixed sequence length only")
         cos, sin = self._trig(int(q.shape[1]))
@@ -569,13 +562,7 @@ class QGroupedAttention(QMultiHeadAttention):
 
     def intermediates(self, query, value=None, key=None) -> dict:
         """Return q, k, v (per token), grouped scores (B, H, N/g, N/g), attn and the ungrouped context."""
-        if value is None:
-            value = query
-        if key is None:
-            key = value
-        q = _q(self.qkv_quantizer, self._proj(query, self.query_kernel, getattr(self, "query_bias", None)))
-        k = _q(self.qkv_quantizer, self._proj(key, self.key_kernel, getattr(self, "key_bias", None)))
-        v = _q(self.qkv_quantizer, self._proj(value, self.value_kernel, getattr(self, "value_bias", None)))
+        q, k, v = self._qkv(query, value, key)
         qg, kg, vg = self._grouped(q, self.key_dim), self._grouped(k, self.key_dim), self._grouped(v, self.value_dim)
         scores = _q(self.score_quantizer, tf.matmul(qg, kg, transpose_b=True) * self.scale)
         attn = _q(self.softmax_quantizer, tf.nn.softmax(scores, axis=-1))
