@@ -1,8 +1,8 @@
 """The Keras model is the firmware (issue 11): TF forward passes == numpy references == C simulation, bit for bit.
 
 - hwflow.nn.fixed (TF ap_fixed casts) against hwflow.reference.fixed for every rounding/overflow mode;
-- hwflow.nn.exact softmax / norms / attention against the numpy references on random and extreme inputs,
-  over several precisions, table sizes and widths (including widths that are not powers of two);
+- hwflow.nn.exact softmax / norms / attention / average pooling against the numpy references on random and extreme
+  inputs, over several precisions, table sizes and widths (including widths that are not powers of two);
 - the Keras layers (inference) against the references built from their own spec, and their config round trip;
 - random small cards (widths, heads, norms, pooling, table sizes, precisions): Keras == C simulation on every
   output value and every layer's own output (one card in the default suite, more in the slow suite).
@@ -19,7 +19,7 @@ from hwflow.nn import exact, fixed  # noqa: E402
 from hwflow.reference import attention as ref_attention  # noqa: E402
 from hwflow.reference import layernorm as ref_norm  # noqa: E402
 from hwflow.reference import softmax as ref_softmax  # noqa: E402
-from hwflow.reference.fixed import OVERFLOW, ROUNDING, FixedType, quantize, quantize_raw  # noqa: E402
+from hwflow.reference.fixed import OVERFLOW, ROUNDING, FixedType, parse_type, quantize, quantize_raw  # noqa: E402
 
 
 def _same(a, b):
@@ -185,6 +185,81 @@ def test_keras_layers_infer_exactly_and_round_trip():
         assert grad is not None and np.any(grad.numpy() != 0), layer.name
 
 
+POOL_CASES = [
+    (25, "ap_fixed<16,5,AP_RND_CONV,AP_SAT>"),
+    (7, "ap_ufixed<12,3>"),
+    (16, "ap_fixed<20,9>"),
+    (1, "ap_fixed<8,2>"),
+]
+
+
+@pytest.mark.parametrize("n,in_t", POOL_CASES)
+def test_tf_average_pool_matches_reference(n, in_t):
+    from hwflow.reference import pooling as ref_pool
+
+    accum_t, result_t = ref_pool.pool_types(in_t, n)
+    assert result_t.width <= 24 and accum_t.integer - result_t.integer == max(n - 1, 0).bit_length()
+    t = parse_type(in_t)
+    x = _inputs(np.random.default_rng(n), (200, n, 6), t, 8.0)  # rows 0, 1: the extremes, n of them summed
+    want = ref_pool.global_average_pool1d(x, accum_t, result_t)
+    _same(exact.global_average_pool1d(tf.constant(x), accum_t, result_t), want)
+    # the quotient is truncated toward zero on accum_t's grid, then assigned exactly to result_t
+    lsb = 2.0**-accum_t.frac
+    mean = x.mean(axis=1)
+    assert np.all(np.abs(want) <= np.abs(mean) + 1e-12) and np.all(np.abs(mean - want) < lsb)
+    _same(want[:2], np.stack([np.full(6, t.max), np.full(6, t.min)]))
+
+
+def test_keras_average_pool_infers_exactly_and_round_trips():
+    from hwflow.nn.layers import QGlobalAveragePooling1D
+    from hwflow.reference import pooling as ref_pool
+
+    in_t = "ap_fixed<16,5,AP_RND_CONV,AP_SAT>"
+    x = quantize(np.random.default_rng(3).normal(0, 3, (30, 25, 8)), in_t).astype(np.float32)
+    layer = QGlobalAveragePooling1D(input_type=in_t)
+    y = layer(tf.constant(x)).numpy()
+    _same(y, ref_pool.global_average_pool1d(x, layer.accum_type, layer.result_type))
+    assert np.any(y != np.float32(x.mean(axis=1)))  # a float32 mean is not the firmware's value here
+    again = QGlobalAveragePooling1D.from_config(layer.get_config())
+    _same(again(tf.constant(x)).numpy(), y)
+    with tf.GradientTape() as tape:
+        xv = tf.Variable(x)
+        loss = tf.reduce_sum(layer(xv, training=True))
+    _same(layer(xv, training=True).numpy(), y)
+    np.testing.assert_allclose(tape.gradient(loss, xv).numpy(), 1 / 25, rtol=1e-6)  # the mean's gradient
+    float_twin = QGlobalAveragePooling1D()
+    np.testing.assert_allclose(float_twin(tf.constant(x)).numpy(), x.mean(axis=1), rtol=1e-6)
+
+
+def test_average_pool_csim_equals_reference(tmp_path, hls_toolchain):
+    """The hls4ml C++ average (stock nnet::global_pooling1d_cl with hwflow's types) == the reference, bit for bit,
+    on random values and on the extremes of the input type, for a token count that is not a power of two."""
+    from qkeras import QActivation, quantized_bits
+    from test_train import tiny_card
+
+    from hwflow.config import validate
+    from hwflow.hls import compile_model, convert, csim_outputs
+    from hwflow.nn.layers import QGlobalAveragePooling1D
+    from hwflow.reference import pooling as ref_pool
+
+    n, in_t = 25, "ap_fixed<16,5,AP_RND_CONV,AP_SAT>"
+    inp = tf.keras.layers.Input((n, 6))
+    h = QActivation(quantized_bits(16, 4, alpha=1), name="input_q")(inp)
+    out = QGlobalAveragePooling1D(input_type=in_t, name="pool")(h)
+    model = tf.keras.Model(inp, out)
+    t = FixedType(16, 5, True)
+    x = _inputs(np.random.default_rng(9), (64, n, 6), t, 8.0)
+    x[0], x[1] = t.max, t.min
+    x[2, :, :3], x[2, :, 3:] = t.max, t.min
+    card = validate(dict(tiny_card(name="pool", epochs=1)))
+    hm = compile_model(convert(card, model, output_dir=tmp_path / "pool", calibration_data=x))
+    y, _ = csim_outputs(hm, x)
+    layer = model.get_layer("pool")
+    want = ref_pool.global_average_pool1d(x, layer.accum_type, layer.result_type)
+    _same(np.asarray(y).reshape(want.shape), want)
+    _same(model.predict(x, verbose=0), want)
+
+
 def test_float_layers_stay_float():
     from hwflow.nn.layers import QLayerNormalization, QMultiHeadAttention, QSoftmax
 
@@ -263,7 +338,7 @@ def _card_exactness(card, tmp_path, shape=None, n_cls=3) -> dict:
     set_seed(1)
     rng = np.random.default_rng(2)
     conformer = card["model"]["kind"] == "conformer"
-    shape = shape or ((16, 8) if conformer else (6, 4))
+    shape = shape or ((18, 8) if conformer else (6, 4))
     # log-mel-like inputs for the conformer, standardized-feature-like for the transformer
     x = (rng.normal(-4, 3, (64, *shape)) if conformer else rng.normal(0, 1, (64, *shape))).astype(np.float32)
     model = build(card, True, input_shape=shape, n_classes=n_cls)
@@ -279,15 +354,8 @@ def _card_exactness(card, tmp_path, shape=None, n_cls=3) -> dict:
 
 
 def _not_exact(r: dict) -> dict:
-    """Return {layer: own exact fraction} of the layers whose own output differs from Keras.
-
-    Known exception: stock average pooling averages in float32 in Keras and truncates the quotient into its
-    wide ap_fixed<32,10> in C++ (1 LSB of 2^-22 when the token count is not a power of two); the QActivation
-    after it (pool_act) rounds both to the same value, so it is checked there instead."""
-    off = {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
-    if "pool" in off and r["layers"].get("pool_act") == 1.0:
-        off.pop("pool")
-    return off
+    """Return {layer: own exact fraction} of the layers whose own output differs from Keras (none may)."""
+    return {k: v for k, v in r["layers"].items() if v is not None and v != 1.0}
 
 
 def _check_card(seed, tmp_path):

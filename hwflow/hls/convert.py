@@ -19,7 +19,8 @@ are the records of hwflow.ops (hwflow/ops/catalog.py), which this module only it
   ``TableSize``.
 - QDense on 3-D inputs keeps its weight/bias quantizers through the Dense->Conv1D rewrite, and a
   QActivation(quantized_bits) after it keeps its type (hwflow/hls/ext/qkeras_seq.py).
-- frozen BatchNormalization gets 26-bit scale/bias; average pooling feeding a QActivation stays wide.
+- frozen BatchNormalization gets 26-bit scale/bias; hwflow's QGlobalAveragePooling1D gets the accumulator and
+  result types its Keras layer computes with; a stock average pooling feeding a QActivation stays wide.
 - card ``hls``: backend, part, clock_period, io_type, strategy, reuse_factor, default_precision,
   softmax{table_size, inv_table_size, exp_table_t, inv_table_t} (applied to attention and classifier
   softmaxes) and ``layer_name`` (hls4ml LayerName overrides, merged last, so they win).
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import HwflowError, atomic_write_json
+from .ext import pooling
 from .ext.common import flat_layers, quantizer_type, range_type
 from .project import MANIFEST, PROJECT, CSim, source_sha256, write_batch_bridge
 
@@ -159,6 +161,8 @@ def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> Non
             for key in ("scale", "bias"):
                 if prec.get(key) in (None, "auto") or str(prec.get(key)).startswith("fixed<16,6"):
                     prec[key] = "ap_fixed<26,8,AP_RND_CONV,AP_SAT>"
+        elif cls == "QGlobalAveragePooling1D":
+            prec.update(pooling.precision(layer))  # the types the Keras layer computes with: C++ == Keras
         elif cls in ("GlobalAveragePooling1D", "AveragePooling1D") and _feeds_qactivation(layer):
             # QKeras averages in float and the next QActivation rounds once: keep the average wide here
             prec["result"] = "ap_fixed<32,10>"

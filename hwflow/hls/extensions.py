@@ -2,7 +2,8 @@
 
 Only hls4ml's public extension API is used: ``register_keras_v2_layer_handler``, ``register_layer``,
 ``backend.register_template``, ``backend.register_source``, ``register_pass``/``backend.register_pass`` and
-``update_flow``. The QKeras sequence fixes (hwflow.hls.ext.qkeras_seq) are passes on stock layers, not ops.
+``update_flow``. The QKeras sequence fixes (hwflow.hls.ext.qkeras_seq) are passes on stock layers, and the exact
+average pooling (hwflow.hls.ext.pooling) a handler to the stock layer: neither is an op.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def register_extensions() -> list[str]:
 
         qkeras_seq.register(backends)
         _registered["qkeras_seq"] = None
+    if "pooling" not in _registered:
+        from .ext import pooling
+
+        pooling.register()
+        _registered["pooling"] = None
     for op in all_ops():
         if op.name not in _registered:
             register_op_with_hls4ml(op, backends)

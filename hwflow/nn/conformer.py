@@ -15,7 +15,7 @@ keeps, so they are the keys of ``hls.layer_name`` in a card)::
                 -> b{i}_conv_pw2 (QDense) -> b{i}_conv_out -> b{i}_conv_add
         ½ FFN:  b{i}_ffn2_... (as above) -> b{i}_ffn2_add
         b{i}_norm (LayerNorm or RMSNorm, model.norm)
-    pool (GlobalAveragePooling1D) -> pool_act -> classifier (QDense) -> logits -> softmax
+    pool (QGlobalAveragePooling1D, hls4ml's fixed-point mean) -> pool_act -> classifier (QDense) -> logits -> softmax
 
 Notes on exactness (what the firmware computes is what this model computes):
 
@@ -177,7 +177,7 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
     from qkeras import QActivation, QConv1D, QDense
 
     from .attention import attention_layer
-    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
+    from .layers import QGlobalAveragePooling1D, QLayerNormalization, QRMSNormalization, QSoftmax
     from .quant import add_type, fixed_type
     from .transformer import table_settings
 
@@ -310,8 +310,10 @@ def build_conformer(card, quantized: bool = True, input_shape: tuple | None = No
         h, h_t = conv_module(h, h_t, f"b{i}_conv")
         h, h_t = ffn(h, h_t, f"b{i}_ffn2")
         h, h_t = norm(f"b{i}_norm", h_t)(h), t("norm")
-    pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D}[m["pooling"]]
-    h = pool(name="pool")(h)
+    if m["pooling"] == "mean":  # hls4ml's fixed-point mean, exact from the last norm's type
+        h = QGlobalAveragePooling1D(input_type=h_t, name="pool")(h)
+    else:
+        h = L.GlobalMaxPooling1D(name="pool")(h)
     h = act("pool", "pool_act")(h)
     h = dense(n_cls, "classifier")(h)
     h = act("logits", "logits")(h)

@@ -201,3 +201,13 @@ def mha(x, spec, weights: dict, cast_input: bool = True, value=None) -> tf.Tenso
     ctx = quantize(quantize(tf.matmul(a, vh), s.accum_t), s.context_t)  # (B, H, T, dv)
     ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[1], hv))
     return dense(ctx, *wb("output", s.out_dim), s.out_accum_t, s.result_t, "attention output projection")
+
+
+def global_average_pool1d(x, accum_t, result_t) -> tf.Tensor:
+    """Return hls4ml's global average pooling (reference ``pooling.global_average_pool1d``) over axis -2 of ``x``,
+    values representable in the input type, as float64, bit-exact."""
+    x = tf.cast(x, tf.float64)
+    n = tf.cast(tf.shape(x)[-2], tf.int64)
+    raw = to_raw(quantize(tf.reduce_sum(x, axis=-2), accum_t), accum_t)  # exact sum in accum_t
+    q = tf.sign(raw) * tf.math.floordiv(tf.abs(raw), n)  # '/=' by an unsigned: truncation toward zero
+    return quantize(from_raw(q, accum_t), result_t)

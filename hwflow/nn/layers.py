@@ -22,6 +22,7 @@ constructor arguments that hls.convert copies into the hls4ml config, so Keras a
 - :class:`QLayerNormalization` — layer normalization over the last axis.
 - :class:`QRMSNormalization` — RMS normalization over the last axis (no centring, no beta).
 - :class:`QSoftmax` — softmax over the last axis, exactly the firmware's (hwflow_softmax.h) when quantized.
+- :class:`QGlobalAveragePooling1D` — mean over the sequence, exactly hls4ml's fixed-point average when quantized.
 
 QDense on a 3-D (batch, tokens, features) input is fine in QKeras; the hls4ml conversion of that
 case (it becomes a pointwise Conv1D that drops the weight quantizer) is fixed in ``hwflow.hls``,
@@ -52,6 +53,7 @@ __all__ = [
     "QLayerNormalization",
     "QRMSNormalization",
     "QSoftmax",
+    "QGlobalAveragePooling1D",
     "get_custom_objects",
 ]
 
@@ -894,6 +896,44 @@ class QSoftmax(tf.keras.layers.Layer):
         return config
 
 
+class QGlobalAveragePooling1D(tf.keras.layers.GlobalAveragePooling1D):
+    """Mean over the sequence axis: hls4ml's average pooling (``nnet::global_pooling1d_cl``) when ``input_type``
+    is given, else the float mean.
+
+    With ``input_type`` (the pooled tensor's type, as hls4ml infers it from the upstream quantizer) the
+    output is the firmware's: the sum in ``accum_type``, the quotient truncated toward zero on its grid,
+    in ``result_type``; both default to hwflow.reference.pooling.pool_types (a 24-bit mean, exact in the
+    float32 graph), and hls.convert gives the hls4ml layer the same types. A stock GlobalAveragePooling1D
+    averages in float32, which the fixed-point sum and division cannot reproduce for a token count that is
+    not a power of two.
+    """
+
+    def __init__(self, input_type=None, accum_type=None, result_type=None, **kwargs):
+        super().__init__(**kwargs)
+        self.input_type = _type_str(input_type)
+        self.accum_type, self.result_type = _type_str(accum_type), _type_str(result_type)
+
+    def build(self, input_shape):
+        from ..reference.pooling import pool_types
+
+        if self.input_type is not None and (self.accum_type is None or self.result_type is None):
+            accum_t, result_t = pool_types(self.input_type, int(tf.TensorShape(input_shape)[1]))
+            self.accum_type = self.accum_type or str(accum_t)
+            self.result_type = self.result_type or str(result_t)
+        super().build(input_shape)
+
+    def call(self, inputs, mask=None, training=None):
+        y = super().call(inputs, mask=mask)
+        if self.input_type is None or mask is not None or self.keepdims or self.data_format != "channels_last":
+            return y
+        return _exact_out(y, exact.global_average_pool1d(inputs, self.accum_type, self.result_type), training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"input_type": self.input_type, "accum_type": self.accum_type, "result_type": self.result_type})
+        return config
+
+
 def get_custom_objects() -> dict:
     """Return the custom-object dict (hwflow layers + all QKeras objects) for keras.models.load_model."""
     from qkeras.utils import _add_supported_quantized_objects
@@ -909,6 +949,7 @@ def get_custom_objects() -> dict:
             "QCosformerAttention": QCosformerAttention,
             "QGroupedAttention": QGroupedAttention,
             "QSoftmax": QSoftmax,
+            "QGlobalAveragePooling1D": QGlobalAveragePooling1D,
         }
     )
     return objs

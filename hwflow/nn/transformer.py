@@ -141,7 +141,7 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
     from qkeras import QActivation, QDense
 
     from .attention import attention_layer
-    from .layers import QLayerNormalization, QRMSNormalization, QSoftmax
+    from .layers import QGlobalAveragePooling1D, QLayerNormalization, QRMSNormalization, QSoftmax
     from .quant import add_type, fixed_type
 
     check_model_section(card)
@@ -218,9 +218,11 @@ def build_transformer(card, quantized: bool = True, input_shape: tuple | None = 
         if not pre:
             h, h_t = norm(f"norm{i}b", h_t)(h), t("norm")
     if pre:
-        h = norm("norm_final", h_t)(h)
-    pool = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D, "flatten": L.Flatten}[m["pooling"]]
-    h = pool(name="pool")(h)
+        h, h_t = norm("norm_final", h_t)(h), t("norm")
+    if m["pooling"] == "mean":  # hls4ml's fixed-point mean, exact from the residual stream's type
+        h = QGlobalAveragePooling1D(input_type=h_t, name="pool")(h)
+    else:
+        h = {"max": L.GlobalMaxPooling1D, "flatten": L.Flatten}[m["pooling"]](name="pool")(h)
     h = act("pool", "pool_act")(h)
     h = dense(n_cls, "classifier")(h)
     h = act("logits", "logits")(h)
