@@ -12,7 +12,9 @@ exactly emulated da4ml trace for designs above rtl.sim_max_cost), max_abs_error_
 interval, latency_source, pipeline_stages, resources {LUT, FF, DSP, CARRY, SRL} (Yosys; None when not run),
 resources_extra, utilization_pct, part_totals, synthesizer, simulator, second_simulator (Icarus), part,
 clock_period_ns, latency_cutoff, per_layer {tensor: exactness}, non_exact_layers, unsupported, notes,
-estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings.
+estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings;
+architecture (parallel, folded segments, or the serial engine's program facts), small_parts (serial engine: % of a
+ZU3EG from Yosys and of an ECP5-85 from nextpnr).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def run_worker(
         ("yosys_timeout_s", "--yosys-timeout"),
         ("product_slice_bits", "--product-slice-bits"),
         ("tokens_per_cycle", "--tokens-per-cycle"),
+        ("macs_per_cycle", "--macs-per-cycle"),
     ):
         cmd += [opt, str(cfg[key])]
     if not yosys:
@@ -226,6 +229,7 @@ def make_report(
         "architecture": res.get("architecture")
         or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
         "segment_buffers": res.get("segment_buffers"),
+        "small_parts": res.get("small_parts"),
         "ecp5": res.get("ecp5"),
         "per_layer": res.get("per_layer"),
         "non_exact_layers": {k: v for k, v in (res.get("per_layer") or {}).items() if v.get("n_mismatch")},
@@ -304,6 +308,16 @@ def markdown(r: dict) -> str:
             f"| architecture | {arch['kind']}: {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock, "
             f"{arch['clocks_per_sample']} clocks per sample | hwflow.rtl.fold controller + da4ml pipelines |"
         )
+    if arch.get("macs_per_cycle"):
+        lines.append(
+            f"| architecture | {arch['kind']}: {arch['instructions']} instructions, {arch['mac_steps']} "
+            f"multiply-accumulate steps, {arch['clocks_per_sample']} clocks per sample, RAM {arch['ram_words']} x "
+            f"{arch['ram_bits']} bits, weight ROM {arch['weight_rom_words']} words, table ROM "
+            f"{arch['table_rom_words']} words, {arch['datapath_bits']}-bit datapath | hwflow.rtl.serial |"
+        )
+    for part, share in (r.get("small_parts") or {}).items():
+        pct = ", ".join(f"{k} {v} %" for k, v in share["pct"].items())
+        lines.append(f"| share of a {part} | {pct} | {share['tool']} |")
     lines.append(
         f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
         f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"

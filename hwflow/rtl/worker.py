@@ -359,6 +359,7 @@ class WorkerOptions:
     ecp5_max_cost: float = 0
     product_slice_bits: int = schema_default("rtl.product_slice_bits")
     tokens_per_cycle: int = schema_default("rtl.tokens_per_cycle")
+    macs_per_cycle: int = schema_default("rtl.macs_per_cycle")
 
 
 class Run:
@@ -684,6 +685,12 @@ def parse_options(argv: list[str] | None) -> WorkerOptions:
         default=d.tokens_per_cycle,
         help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)",
     )
+    ap.add_argument(
+        "--macs-per-cycle",
+        type=int,
+        default=d.macs_per_cycle,
+        help="serial engine with this many multiply-accumulate lanes (hwflow.rtl.serial; 0: parallel/folded)",
+    )
     return WorkerOptions(**vars(ap.parse_args(argv)))
 
 
@@ -886,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     from da4ml.trace import fixed_variable as _fv
 
     run = Run(parse_options(argv))
+    if run.opts.macs_per_cycle:  # serial engine: no da4ml trace (hwflow.rtl.serial_flow)
+        return serial_main(run)
     # da4ml names variables with random UUIDs that order ties in its scheduler: seed them for reproducible RTL
     _fv.rd.seed(0)
     d = load_and_trace(run)
@@ -917,6 +926,21 @@ def main(argv: list[str] | None = None) -> int:
         run_folded(run, d, plan)
     else:
         run_parallel(run, d)
+    return run.finish("ok", 0)
+
+
+def serial_main(run: Run) -> int:
+    """Run the serial-engine design (``rtl.macs_per_cycle`` > 0) on the neutral file; finish the run."""
+    from ..util import HwflowError
+    from .serial_flow import run_serial
+
+    with run.step(f"load {run.opts.neutral}"):
+        graph, arrays = load_neutral(run.opts.neutral)
+    try:
+        run_serial(run, graph, arrays)
+    except HwflowError as e:
+        run.result["error"] = str(e)
+        return run.finish("error", 4)
     return run.finish("ok", 0)
 
 
