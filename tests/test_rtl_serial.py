@@ -166,10 +166,10 @@ it, ot = (g["tensors"][g[k][0]]["type"] for k in ("inputs", "outputs"))
 x = S.to_raw(_flat_io(g, arrays, n, g["inputs"], "inputs"), it)
 want = S.to_raw(_flat_io(g, arrays, n, g["outputs"], "csim"), ot)
 prog = S.compile_graph(g, arrays)
-y, ram = S.emulate(prog, x)
+y, snap = S.emulate(prog, x)
 tr = g["samples"]["trace"]
-layers = {{t: bool(np.array_equal(ram[:, b : b + m], S.to_raw(arrays[tr[t]].reshape(n, -1), g["tensors"][t]["type"])))
-          for t, (b, m, _) in prog.tensors.items() if t in tr}}
+layers = {{t: bool(np.array_equal(v, S.to_raw(arrays[tr[t]].reshape(n, -1), g["tensors"][t]["type"])))
+          for t, v in snap.items() if t in tr}}
 d = S.write_verilog(prog, Path("{tmp}") / "v", "tcf")
 out = {{"emulated": bool(np.array_equal(y, want)), "layers": layers, "clocks": prog.clocks(),
         "ops": sorted(prog.summary()["ops"])}}
@@ -188,10 +188,29 @@ def test_tiny_conformer_serial_engine_bit_exact(tiny, tmp_path):
     """The program equals the C simulation on every layer and output (40 samples); the generated engine equals it in
     Icarus (3 samples, gaps on in_valid) and Verilator (8 samples back to back); latency = the schedule."""
     r = run_rtl_python(SERIAL.format(neutral=tiny, tmp=tmp_path))
-    assert r["emulated"] and r["layers"] and all(r["layers"].values()), r["layers"]
+    assert r["emulated"] and len(r["layers"]) >= 20 and all(r["layers"].values()), r["layers"]
     assert {"dot", "rsqrt", "recip", "exp", "softout", "sigmul", "max", "add"} <= set(r["ops"])
     for sim in ("iverilog", "verilator"):
         assert r[sim]["exact"], sim
     assert r["verilator"]["lat"] == [r["clocks"], r["clocks"]]
     assert r["verilator"]["ii"][0] == r["verilator"]["ii"][1] == r["clocks"]  # one clip after the other
     assert r["iverilog"]["lat"][0] >= r["clocks"]  # gaps on in_valid stretch the load only
+
+
+@needs_rtl
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_tiny_conformer_serial_report(tiny, tmp_path):
+    """The worker's serial flow (rtl.macs_per_cycle: 1): Verilator on all 40 samples and Icarus on 2 bit-exact,
+    Yosys UltraScale+ counts with the share of a ZU3EG, and a report that names the serial engine."""
+    from hwflow.rtl import make_report, markdown, run_worker
+
+    cfg = {"macs_per_cycle": 1, "iverilog_samples": 2, "ecp5": False}
+    res = run_worker(tiny, tmp_path / "v", tmp_path / "r.json", "tcf", cfg, "xczu3eg-sbva484-1-e", 40, True)
+    assert res["bit_exact_fraction_vs_csim"] == 1.0 and res["iverilog"]["bit_exact_fraction"] == 1.0
+    assert res["latency_cycles"] == res["architecture"]["clocks_per_sample"] == res["interval"]
+    assert all(v["bit_exact_fraction"] == 1.0 for v in res["per_layer"].values())
+    assert res["resources"]["LUT"] > 0 and res["resources"]["DSP"] > 0
+    assert "ZU3EG (xczu3eg)" in res["small_parts"]
+    rep = make_report(res, "tcf", "xczu3eg", cfg, tmp_path, {}, None)
+    assert rep["source"].startswith("open RTL (hwflow serial engine") and "share of a ZU3EG" in markdown(rep)

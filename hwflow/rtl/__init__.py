@@ -190,7 +190,9 @@ def make_report(
     """Return the rtl.json report dict (schema in the module docstring of hwflow.rtl) from a worker result."""
     r = {
         "model": name,
-        "source": "open RTL (da4ml -> Verilog), not Vivado/Vitis",
+        "source": "open RTL ("
+        + ("hwflow serial engine" if (res.get("architecture") or {}).get("macs_per_cycle") else "da4ml")
+        + " -> Verilog), not Vivado/Vitis",
         "n_samples": res["n_samples"],
         "n_values": res.get("n_values"),
         "bit_exact_fraction_vs_csim": res["bit_exact_fraction_vs_csim"],
@@ -285,10 +287,21 @@ def markdown(r: dict) -> str:
         f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns "
         f"target clock, which no open tool verifies) | {r['latency_source']} |",
         f"| initiation interval | {_f(r['interval'])} | same |",
-        f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
-        + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "")
-        + ") | da4ml |",
     ]
+    serial = bool((r.get("architecture") or {}).get("macs_per_cycle"))
+    lines += (
+        []
+        if serial
+        else [
+            f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
+            + (
+                f", variable products in slices of {r['product_slice_bits']} bits"
+                if r.get("product_slice_bits")
+                else ""
+            )
+            + ") | da4ml |",
+        ]
+    )
     res = r.get("resources")
     if res:
         util = r.get("utilization_pct") or {}
@@ -318,10 +331,11 @@ def markdown(r: dict) -> str:
     for part, share in (r.get("small_parts") or {}).items():
         pct = ", ".join(f"{k} {v} %" for k, v in share["pct"].items())
         lines.append(f"| share of a {part} | {pct} | {share['tool']} |")
-    lines.append(
-        f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
-        f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"
-    )
+    if not serial:
+        lines.append(
+            f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
+            f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"
+        )
     vp = r.get("var_products") or {}
     if vp.get("count"):
         lines.append(
@@ -369,7 +383,9 @@ def markdown(r: dict) -> str:
             ]
     lines += [
         "",
-        "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)",
+        "## Per-layer exactness ("
+        + ("emulated serial-engine program" if serial else "da4ml trace of the same logic")
+        + " vs C-sim layer trace)",
         "",
         "| layer | values | bit-exact | max abs err |",
         "|---|---|---|---|",

@@ -153,6 +153,7 @@ class Program:
     tab: list = field(default_factory=list)  # table ROM words (ints)
     tensors: dict = field(default_factory=dict)  # tensor -> (base, n, type)
     ram_bits: int = 2
+    done: dict = field(default_factory=dict)  # instruction index -> graph tensors complete after it
     inp: tuple = ()  # (base, n, width, signed)
     out: tuple = ()
 
@@ -203,6 +204,10 @@ class Compiler:
         self.rom_index: dict = {}
         self.tab_index: dict = {}
         self.pads = self._pads()
+        self.free: list = []  # [base, size] blocks of dead tensors and scratch, reused first-fit
+        self.layer_scratch: list = []
+        self.root: dict = {}  # reshape alias -> the tensor that owns the words
+        self.last_use = self._last_use()
 
     # --- storage ---------------------------------------------------------------------------------------------
     def _pads(self) -> dict:
@@ -218,13 +223,54 @@ class Compiler:
                 pads[e["inputs"][0]] = (max(b0, pl), max(a0, after))
         return pads
 
+    def _last_use(self) -> dict:
+        """Return tensor -> index of the last layer reading it (reshape aliases count for the tensor they alias)."""
+        root, last = {}, {}
+        for i, e in enumerate(self.g["layers"]):
+            for t in e["inputs"]:
+                last[root.get(t, t)] = i
+            if e["op"] == "reshape":
+                root[e["output"]] = root.get(e["inputs"][0], e["inputs"][0])
+        return last
+
     def alloc(self, n: int, t: dict, name: str, frame: int = 0) -> int:
+        """Return the base of n words for ``name``: a freed block when one fits, fresh words otherwise. Tensors a
+        convolution reads with zero frames around them always get fresh words (never written, so still zero)."""
         before, after = self.pads.get(name, (0, 0))
-        base = self.p.ram_size + before * frame
-        self.p.ram_size += n + (before + after) * frame
         self.p.ram_bits = max(self.p.ram_bits, _bits(t))
+        if before or after:
+            base = self.p.ram_size + before * frame
+            self.p.ram_size += n + (before + after) * frame
+        else:
+            blk = next((b for b in sorted(self.free) if b[1] >= n), None)
+            if blk is None:
+                base = self.p.ram_size
+                self.p.ram_size += n
+            else:
+                base = blk[0]
+                blk[0] += n
+                blk[1] -= n
+                self.free = [b for b in self.free if b[1] > 0]
         self.p.tensors[name] = (base, n, t)
         return base
+
+    def release(self, i: int) -> None:
+        """Return the scratch of layer i and the tensors it read last to the free list (padded tensors and outputs
+        keep their words)."""
+        dead = [t for t, last in self.last_use.items() if last == i and t not in self.g["outputs"]]
+        for name in self.layer_scratch + dead:
+            if name in self.p.tensors and not any(self.pads.get(name, (0, 0))):
+                base, n, _ = self.p.tensors[name]
+                self.free.append([base, n])
+        self.layer_scratch = []
+        blocks = sorted(self.free)
+        merged: list = []
+        for b in blocks:  # coalesce neighbours
+            if merged and merged[-1][0] + merged[-1][1] == b[0]:
+                merged[-1][1] += b[1]
+            else:
+                merged.append(list(b))
+        self.free = merged
 
     def tensor(self, name: str) -> tuple[int, int, dict]:
         return self.p.tensors[name]
@@ -236,6 +282,7 @@ class Compiler:
 
     def scratch(self, name: str, n: int, t: dict, extra_bits: int = 0) -> int:
         base = self.alloc(n, t, name)
+        self.layer_scratch.append(name)
         self.p.ram_bits = max(self.p.ram_bits, _bits(t) + extra_bits)
         return base
 
@@ -329,7 +376,7 @@ class Compiler:
         g = self.g
         if len(g["inputs"]) != 1 or len(g["outputs"]) != 1:
             raise HwflowError("serial engine: one input and one output tensor only (use the parallel RTL design)")
-        for e in g["layers"]:
+        for i, e in enumerate(g["layers"]):
             fn = getattr(self, "l_" + e["op"], None)
             if fn is None:
                 raise HwflowError(
@@ -339,6 +386,9 @@ class Compiler:
             if e["op"] not in ("input", "reshape"):
                 self.new_tensor(e["output"])
             fn(e)
+            if self.p.instrs:
+                self.p.done[len(self.p.instrs) - 1] = self.p.done.get(len(self.p.instrs) - 1, []) + [e["output"]]
+            self.release(i)
         self.emit("halt", 1, op=HALT)
         ib, n_in, it = self.tensor(g["inputs"][0])
         ob, n_out, ot = self.tensor(g["outputs"][0])
@@ -954,15 +1004,17 @@ def _addr(f: dict, key: str, inner: bool = True) -> np.ndarray:
     return base + i0 * f[key + "_s0"] + i1 * f[key + "_s1"] + i2 * s2
 
 
-def emulate(prog: Program, x: np.ndarray, watch: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Return (outputs, final RAM) of the program on input integers x (samples, n_in), exactly as the datapath."""
+def emulate(prog: Program, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Return (outputs, {tensor: its words when complete}) of the program on input integers x (samples, n_in),
+    exactly as the datapath (RAM words are reused once a tensor is dead, so each is copied when written)."""
     S = len(x)
     ram = np.zeros((S, prog.ram_size), np.int64)
     rom = np.asarray(prog.rom, np.int64)
     tab = np.asarray(prog.tab, np.int64)
     ib, n_in, _, _ = prog.inp
     ram[:, ib : ib + n_in] = x
-    for ins in prog.instrs:
+    snap = {}
+    for pc, ins in enumerate(prog.instrs):
         f = ins.f
         op = f["op"]
         if op == HALT:
@@ -1047,8 +1099,11 @@ def emulate(prog: Program, x: np.ndarray, watch: bool = False) -> tuple[np.ndarr
         d = _addr(f, "d", inner=False)[..., 0]
         r = np.broadcast_to(r, (S,) + d.shape)
         ram[:, d.ravel()] = r.reshape(S, -1)
+        for t in prog.done.get(pc, []):
+            base, n, _ = prog.tensors[t]
+            snap[t] = ram[:, base : base + n].copy()
     ob, n_out, _, _ = prog.out
-    return ram[:, ob : ob + n_out].copy(), ram
+    return ram[:, ob : ob + n_out].copy(), snap
 
 
 def to_raw(values: np.ndarray, t: dict) -> np.ndarray:
@@ -1475,6 +1530,60 @@ endmodule
 """
 
 
+# Verilator: a C++ clock loop (a timed Verilog testbench under --timing runs ~10x slower); same protocol and output
+# file as TESTBENCH: inputs and outputs sampled just before each rising edge
+HARNESS = r"""#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include "V{top}.h"
+#include "verilated.h"
+int main(int argc, char** argv) {{
+  Verilated::commandArgs(argc, argv);
+  V{top}* m = new V{top};
+  std::vector<unsigned long long> x;
+  char buf[80];
+  FILE* f = fopen("x.mem", "r");
+  while (fscanf(f, "%79s", buf) == 1) x.push_back(strtoull(buf, nullptr, 16));
+  fclose(f);
+  FILE* o = fopen("y.txt", "w");
+  const long n = {n}, n_in = {n_in};
+  long s = 0, k = 0, done = 0;
+  unsigned long long cyc = 0;
+  m->clk = 0;
+  m->rst = 1;
+  m->in_valid = 0;
+  for (int i = 0; i < 4; i++) {{
+    m->clk = 1; m->eval();
+    m->clk = 0; m->eval();
+  }}
+  m->rst = 0;
+  while (done < n) {{
+    bool v = s < n && ({gaps} == 0 || cyc % 7 != 3);
+    m->in_valid = v;
+    if (v) m->in_data = x[s * n_in + k];
+    bool accepted = v && m->in_ready;
+    bool ov = m->out_valid, ol = m->out_last;
+    unsigned long long od = m->out_data;
+    m->clk = 1; m->eval();
+    if (accepted) {{
+      if (k == 0) fprintf(o, "start %llu\n", cyc);
+      if (++k == n_in) {{ k = 0; s++; }}
+    }}
+    if (ov) {{
+      fprintf(o, "%llx\n", od);
+      if (ol) {{ fprintf(o, "last %llu\n", cyc); done++; }}
+    }}
+    m->clk = 0; m->eval();
+    cyc++;
+  }}
+  fclose(o);
+  m->final();
+  delete m;
+  return 0;
+}}
+"""
+
+
 def simulate(prog: Program, design: dict, x: np.ndarray, simulator: str, work: Path, gaps: bool = False) -> dict:
     """Run the generated engine on input integers x (samples, n_in) in Icarus or Verilator; return its outputs
     (samples, n_out) as integers and the latency/interval measured in clocks."""
@@ -1504,9 +1613,10 @@ def simulate(prog: Program, design: dict, x: np.ndarray, simulator: str, work: P
         from .simulators import verilator_env
 
         env = verilator_env()
-        cmd = ["verilator", "--binary", "--timing", "-j", "2", "--top-module", "tb", "-Wno-fatal", "-Wno-lint"]
-        cmd += ["-Wno-style", "-Wno-TIMESCALEMOD", "--x-initial", "fast", "-CFLAGS", "-O1 -fcoroutines"]
-        r = subprocess.run([*cmd, "-o", "sim", "tb.v", *src], cwd=work, env=env, capture_output=True, text=True)
+        (work / "harness.cpp").write_text(HARNESS.format(top=top, n=len(x), n_in=n_in, gaps=int(gaps)))
+        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--top-module", top, "-Wno-fatal", "-Wno-lint"]
+        cmd += ["-Wno-style", "--x-initial", "fast", "-O3", "-CFLAGS", "-O2"]
+        r = subprocess.run([*cmd, "-o", "sim", "harness.cpp", *src], cwd=work, env=env, capture_output=True, text=True)
         if r.returncode:
             raise HwflowError("Verilator build failed: " + r.stderr[-2000:])
         build = time.time() - t0

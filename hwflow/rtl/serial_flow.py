@@ -27,17 +27,17 @@ def _float(raw: np.ndarray, t: dict) -> np.ndarray:
     return np.asarray(raw, np.float64) * 2.0 ** -int(t["frac"])
 
 
-def _per_layer(graph: dict, arrays: dict, prog: S.Program, ram: np.ndarray, n: int) -> dict:
-    """Return {tensor: comparison} of the emulated RAM against the C-sim layer trace."""
+def _per_layer(graph: dict, arrays: dict, prog: S.Program, snap: dict, n: int) -> dict:
+    """Return {tensor: comparison} of each emulated tensor (its words when complete) against the C-sim layer trace."""
     res = {}
     traces = graph["samples"].get("trace", {})
     for e in graph["layers"]:
         t = e["output"]
-        if e["op"] == "input" or t not in prog.tensors:
+        if e["op"] == "input" or t not in snap:
             continue
-        base, size, ty = prog.tensors[t]
+        ty = prog.tensors[t][2]
         if t in traces:
-            res[t] = _compare(_float(ram[:, base : base + size], ty), arrays[traces[t]][:n].reshape(n, -1))
+            res[t] = _compare(_float(snap[t], ty), arrays[traces[t]][:n].reshape(n, -1))
         else:
             res[t] = {"n_values": 0, "note": "no C-sim trace for this tensor"}
     return res
@@ -109,9 +109,9 @@ def run_serial(run, graph: dict, arrays: dict) -> None:
     x = S.to_raw(_flat_io(graph, arrays, n, graph["inputs"], "inputs"), it)
     want = S.to_raw(_flat_io(graph, arrays, n, graph["outputs"], "csim"), ot)
     with run.step(f"emulate the program on {n} samples", "emulate_s"):
-        y, ram = S.emulate(prog, x)
+        y, snap = S.emulate(prog, x)
         result["emulated_outputs"] = _compare(_float(y, ot), _float(want, ot))
-        result["per_layer"] = _per_layer(graph, arrays, prog, ram, n)
+        result["per_layer"] = _per_layer(graph, arrays, prog, snap, n)
     out = _fresh_dir(opts.out)
     with run.step("write the serial engine's Verilog and memory files", "codegen_s"):
         design = S.write_verilog(prog, out / "src", name)

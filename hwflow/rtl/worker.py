@@ -54,6 +54,7 @@ from .simulators import (  # noqa: F401  (pack/unpack and _flat_io are part of t
 PART_TOTALS = {
     "xcvu13p": {"LUT": 1728000, "FF": 3456000, "DSP": 12288},
     "xcvu9p": {"LUT": 1182240, "FF": 2364480, "DSP": 6840},
+    "xczu3eg": {"LUT": 70560, "FF": 141120, "DSP": 360},  # AMD DS891 (the edge part of the serial engine)
 }
 
 
