@@ -140,18 +140,9 @@ def run_rtl_python(code: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny conformer (9 frames -> 5, 6 mels, width 8) converted by hwflow.hls and exported with its C-sim trace."""
-    import hwflow.hls as H
-    from hwflow.rtl.demo import small_conformer
-    from hwflow.rtl.export import export_model
-
-    card, model = small_conformer(seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(-2, 3, (240, 9, 6)).astype("float32")
-    tmp = tmp_path_factory.mktemp("cf_serial")
-    hm = H.convert(card, model, output_dir=str(tmp / "hls"), calibration_data=x[:200])
-    return export_model(hm, x[200:], tmp / "neutral", name="tiny_conformer", trace=True)
+def tiny(tiny_conformer):
+    """The neutral folder of the tiny conformer of tests/conftest.py (9 frames -> 5, 6 mels, width 8)."""
+    return tiny_conformer[3] / "neutral"
 
 
 SERIAL = """

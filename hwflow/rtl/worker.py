@@ -12,7 +12,8 @@ Designs above --sim-max-cost / --yosys-max-cost (da4ml LUT estimate) skip the si
 
 Writes the Verilog project under ``--out`` (da4ml layout: src/, sim/, model/) and a JSON result the main venv
 turns into reports/<model>/rtl.{json,md}. Never imports TensorFlow or hls4ml. ``main`` reads as its steps
-(load_and_trace, unsupported_error, per-layer exactness, run_parallel or run_folded), each taking the ``Run``
+(load_and_trace, unsupported_error, per-layer exactness, run_parallel or run_folded; ``--macs-per-cycle 1`` runs the
+serial engine instead, hwflow.rtl.serial_flow, without a da4ml trace), each taking the ``Run``
 (options, result, timings) and printing ``hwflow rtl [elapsed] step ...`` lines on stderr as it goes (samples
 simulated, elapsed time), which ``hwflow.rtl.run_worker`` shows live. Option defaults are the card schema's.
 """
