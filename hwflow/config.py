@@ -391,6 +391,11 @@ SCHEMA = S(
                 "tokens_per_cycle": F(
                     (int,), 0, check=_nonneg, rule=">= 0 (0: all tokens per clock; G must divide the sequence length)"
                 ),
+                # serial engine (hwflow.rtl.serial): the whole model as a micro-op program on this many
+                # multiply-accumulate lanes, weights in ROM, activations in RAM; 0 = the parallel/folded designs
+                "macs_per_cycle": F(
+                    (int,), 0, check=lambda v: v in (0, 1), rule="0 (parallel/folded designs) or 1 (serial engine)"
+                ),
             }
         ),
     }

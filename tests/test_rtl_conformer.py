@@ -12,7 +12,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,20 +124,9 @@ def test_conformer_tracers_match_the_references():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny conformer (9 frames -> 5, 6 mels, width 8) converted by hwflow.hls and exported with its C-sim trace."""
-    import hwflow.hls as H
-    from hwflow.rtl.demo import small_conformer
-    from hwflow.rtl.export import export_model, load_neutral
-
-    card, model = small_conformer(seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(-2, 3, (240, 9, 6)).astype("float32")
-    tmp = tmp_path_factory.mktemp("cf_fold")
-    hm = H.convert(card, model, output_dir=str(tmp / "hls"), calibration_data=x[:200])
-    neutral = export_model(hm, x[200:], tmp / "neutral", name="tiny_conformer", trace=True)
-    graph, _ = load_neutral(neutral)
-    return hm, x[200:], graph, tmp
+def tiny(tiny_conformer):
+    """The tiny conformer of tests/conftest.py (converted once per session, shared with test_rtl_serial)."""
+    return tiny_conformer
 
 
 def test_plan_windows_the_convolutions(tiny):

@@ -12,7 +12,9 @@ exactly emulated da4ml trace for designs above rtl.sim_max_cost), max_abs_error_
 interval, latency_source, pipeline_stages, resources {LUT, FF, DSP, CARRY, SRL} (Yosys; None when not run),
 resources_extra, utilization_pct, part_totals, synthesizer, simulator, second_simulator (Icarus), part,
 clock_period_ns, latency_cutoff, per_layer {tensor: exactness}, non_exact_layers, unsupported, notes,
-estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings.
+estimated_cost_luts_da4ml, register_bits_da4ml, var_products, label (one-line source for summaries), timings;
+architecture (parallel, folded segments, or the serial engine's program facts), small_parts (serial engine: % of a
+ZU3EG from Yosys and of an ECP5-85 from nextpnr).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def run_worker(
         ("yosys_timeout_s", "--yosys-timeout"),
         ("product_slice_bits", "--product-slice-bits"),
         ("tokens_per_cycle", "--tokens-per-cycle"),
+        ("macs_per_cycle", "--macs-per-cycle"),
     ):
         cmd += [opt, str(cfg[key])]
     if not yosys:
@@ -187,7 +190,9 @@ def make_report(
     """Return the rtl.json report dict (schema in the module docstring of hwflow.rtl) from a worker result."""
     r = {
         "model": name,
-        "source": "open RTL (da4ml -> Verilog), not Vivado/Vitis",
+        "source": "open RTL ("
+        + ("hwflow serial engine" if (res.get("architecture") or {}).get("macs_per_cycle") else "da4ml")
+        + " -> Verilog), not Vivado/Vitis",
         "n_samples": res["n_samples"],
         "n_values": res.get("n_values"),
         "bit_exact_fraction_vs_csim": res["bit_exact_fraction_vs_csim"],
@@ -226,6 +231,7 @@ def make_report(
         "architecture": res.get("architecture")
         or {"kind": "parallel (whole sequence per clock)", "tokens_per_cycle": 0},
         "segment_buffers": res.get("segment_buffers"),
+        "small_parts": res.get("small_parts"),
         "ecp5": res.get("ecp5"),
         "per_layer": res.get("per_layer"),
         "non_exact_layers": {k: v for k, v in (res.get("per_layer") or {}).items() if v.get("n_mismatch")},
@@ -281,10 +287,21 @@ def markdown(r: dict) -> str:
         f"| latency | {_f(r['latency_cycles'])} cycles ({_f(r['latency_ns'])} ns at the {_f(r['clock_period_ns'])} ns "
         f"target clock, which no open tool verifies) | {r['latency_source']} |",
         f"| initiation interval | {_f(r['interval'])} | same |",
-        f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
-        + (f", variable products in slices of {r['product_slice_bits']} bits" if r.get("product_slice_bits") else "")
-        + ") | da4ml |",
     ]
+    serial = bool((r.get("architecture") or {}).get("macs_per_cycle"))
+    lines += (
+        []
+        if serial
+        else [
+            f"| pipeline stages | {_f(r['pipeline_stages'])} (latency cutoff {_f(r['latency_cutoff'])} adder levels"
+            + (
+                f", variable products in slices of {r['product_slice_bits']} bits"
+                if r.get("product_slice_bits")
+                else ""
+            )
+            + ") | da4ml |",
+        ]
+    )
     res = r.get("resources")
     if res:
         util = r.get("utilization_pct") or {}
@@ -304,10 +321,21 @@ def markdown(r: dict) -> str:
             f"| architecture | {arch['kind']}: {arch['tokens_per_cycle']} of {arch['seq_len']} tokens per clock, "
             f"{arch['clocks_per_sample']} clocks per sample | hwflow.rtl.fold controller + da4ml pipelines |"
         )
-    lines.append(
-        f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
-        f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"
-    )
+    if arch.get("macs_per_cycle"):
+        lines.append(
+            f"| architecture | {arch['kind']}: {arch['instructions']} instructions, {arch['mac_steps']} "
+            f"multiply-accumulate steps, {arch['clocks_per_sample']} clocks per sample, RAM {arch['ram_words']} x "
+            f"{arch['ram_bits']} bits, weight ROM {arch['weight_rom_words']} words, table ROM "
+            f"{arch['table_rom_words']} words, {arch['datapath_bits']}-bit datapath | hwflow.rtl.serial |"
+        )
+    for part, share in (r.get("small_parts") or {}).items():
+        pct = ", ".join(f"{k} {v} %" for k, v in share["pct"].items())
+        lines.append(f"| share of a {part} | {pct} | {share['tool']} |")
+    if not serial:
+        lines.append(
+            f"| da4ml cost estimate | {_f(r['estimated_cost_luts_da4ml'])} LUT (multipliers counted as LUT logic), "
+            f"{_f(r['register_bits_da4ml'])} register bits | da4ml estimate, not synthesis |"
+        )
     vp = r.get("var_products") or {}
     if vp.get("count"):
         lines.append(
@@ -355,7 +383,9 @@ def markdown(r: dict) -> str:
             ]
     lines += [
         "",
-        "## Per-layer exactness (da4ml trace of the same logic vs C-sim layer trace)",
+        "## Per-layer exactness ("
+        + ("emulated serial-engine program" if serial else "da4ml trace of the same logic")
+        + " vs C-sim layer trace)",
         "",
         "| layer | values | bit-exact | max abs err |",
         "|---|---|---|---|",

@@ -12,7 +12,8 @@ Designs above --sim-max-cost / --yosys-max-cost (da4ml LUT estimate) skip the si
 
 Writes the Verilog project under ``--out`` (da4ml layout: src/, sim/, model/) and a JSON result the main venv
 turns into reports/<model>/rtl.{json,md}. Never imports TensorFlow or hls4ml. ``main`` reads as its steps
-(load_and_trace, unsupported_error, per-layer exactness, run_parallel or run_folded), each taking the ``Run``
+(load_and_trace, unsupported_error, per-layer exactness, run_parallel or run_folded; ``--macs-per-cycle 1`` runs the
+serial engine instead, hwflow.rtl.serial_flow, without a da4ml trace), each taking the ``Run``
 (options, result, timings) and printing ``hwflow rtl [elapsed] step ...`` lines on stderr as it goes (samples
 simulated, elapsed time), which ``hwflow.rtl.run_worker`` shows live. Option defaults are the card schema's.
 """
@@ -54,6 +55,7 @@ from .simulators import (  # noqa: F401  (pack/unpack and _flat_io are part of t
 PART_TOTALS = {
     "xcvu13p": {"LUT": 1728000, "FF": 3456000, "DSP": 12288},
     "xcvu9p": {"LUT": 1182240, "FF": 2364480, "DSP": 6840},
+    "xczu3eg": {"LUT": 70560, "FF": 141120, "DSP": 360},  # AMD DS891 (the edge part of the serial engine)
 }
 
 
@@ -359,6 +361,7 @@ class WorkerOptions:
     ecp5_max_cost: float = 0
     product_slice_bits: int = schema_default("rtl.product_slice_bits")
     tokens_per_cycle: int = schema_default("rtl.tokens_per_cycle")
+    macs_per_cycle: int = schema_default("rtl.macs_per_cycle")
 
 
 class Run:
@@ -684,6 +687,12 @@ def parse_options(argv: list[str] | None) -> WorkerOptions:
         default=d.tokens_per_cycle,
         help="fold attention models token by token: G tokens per clock (0: whole sequence, II = 1)",
     )
+    ap.add_argument(
+        "--macs-per-cycle",
+        type=int,
+        default=d.macs_per_cycle,
+        help="serial engine with this many multiply-accumulate lanes (hwflow.rtl.serial; 0: parallel/folded)",
+    )
     return WorkerOptions(**vars(ap.parse_args(argv)))
 
 
@@ -886,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
     from da4ml.trace import fixed_variable as _fv
 
     run = Run(parse_options(argv))
+    if run.opts.macs_per_cycle:  # serial engine: no da4ml trace (hwflow.rtl.serial_flow)
+        return serial_main(run)
     # da4ml names variables with random UUIDs that order ties in its scheduler: seed them for reproducible RTL
     _fv.rd.seed(0)
     d = load_and_trace(run)
@@ -917,6 +928,21 @@ def main(argv: list[str] | None = None) -> int:
         run_folded(run, d, plan)
     else:
         run_parallel(run, d)
+    return run.finish("ok", 0)
+
+
+def serial_main(run: Run) -> int:
+    """Run the serial-engine design (``rtl.macs_per_cycle`` > 0) on the neutral file; finish the run."""
+    from ..util import HwflowError
+    from .serial_flow import run_serial
+
+    with run.step(f"load {run.opts.neutral}"):
+        graph, arrays = load_neutral(run.opts.neutral)
+    try:
+        run_serial(run, graph, arrays)
+    except HwflowError as e:
+        run.result["error"] = str(e)
+        return run.finish("error", 4)
     return run.finish("ok", 0)
 
 
