@@ -4,8 +4,9 @@
 - hwflow.nn.exact softmax / norms / attention / average pooling against the numpy references on random and extreme
   inputs, over several precisions, table sizes and widths (including widths that are not powers of two);
 - the Keras layers (inference) against the references built from their own spec, and their config round trip;
-- random small cards (widths, heads, norms, pooling, table sizes, precisions): Keras == C simulation on every
-  output value and every layer's own output (one card in the default suite, more in the slow suite).
+- random small cards (widths, heads, norms, pooling, table sizes, precisions, attention kind: softmax, Linformer,
+  cosFormer or grouped): Keras == C simulation on every output value and every layer's own output (one card in the
+  default suite, more in the slow suite).
 """
 
 from __future__ import annotations
@@ -416,7 +417,8 @@ def test_float_layers_stay_float():
 
 
 def random_card(seed: int):
-    """Return a small random transformer or conformer card (widths, heads, norms, pooling, tables, precisions)."""
+    """Return a small random transformer or conformer card (widths, heads, norms, pooling, tables, precisions,
+    attention kind and its parameters)."""
     from test_train import tiny_card
 
     from hwflow.config import validate
@@ -448,7 +450,28 @@ def random_card(seed: int):
     raw = {**card, "model": model, "hls": hls, "quant": quant}
     if conformer:
         raw = conformer_card(raw, rng)
+    raw["model"] = {**raw["model"], **random_attention(rng, raw["quant"], bits, seq_len=9 if conformer else 6)}
     return validate(raw)
+
+
+def random_attention(rng, quant: dict, bits: int, seq_len: int) -> dict:
+    """Return the model keys of a random attention kind (softmax | linformer | cosformer | grouped) and its
+    parameters for ``seq_len`` tokens; adds the variant's quantizer roles to ``quant``."""
+    kind = str(rng.choice(["softmax", "linformer", "cosformer", "grouped"]))
+    if kind == "linformer":
+        quant["lin_kv"] = {"bits": bits, "integer": int(rng.choice([4, 5, 6]))}
+        return {"attention": kind, "linformer_k": int(rng.choice([2, 3, 4]))}
+    if kind == "cosformer":
+        unsigned = {"keep_negative": False}
+        quant["cos_feat"] = {"bits": bits, "integer": int(rng.choice([3, 4, 5])), **unsigned}
+        quant["cos_kv"] = {"bits": bits + 2, "integer": int(rng.choice([7, 9]))}
+        quant["cos_ksum"] = {"bits": bits, "integer": int(rng.choice([6, 8])), **unsigned}
+        quant["cos_num"] = {"bits": bits + 4, "integer": int(rng.choice([10, 12]))}
+        quant["cos_den"] = {"bits": bits + 4, "integer": int(rng.choice([8, 10])), **unsigned}
+        return {"attention": kind, "cosformer_m": int(rng.choice([0, seq_len + 3]))}
+    if kind == "grouped":
+        return {"attention": kind, "attention_group": int(rng.choice([g for g in (2, 3) if seq_len % g == 0]))}
+    return {"attention": kind}
 
 
 def conformer_card(raw: dict, rng) -> dict:
@@ -509,8 +532,10 @@ def test_random_card_keras_equals_csim(tmp_path, hls_toolchain):
     _check_card(0, tmp_path)
 
 
+# seed 0 (default suite): transformer + cosFormer; the slow seeds add softmax (1-5), Linformer (6: transformer,
+# 15: conformer), grouped (9: conformer, 14: transformer) and cosFormer (45: conformer) cards
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 9, 14, 15, 45])
 def test_random_cards_keras_equals_csim(seed, tmp_path, hls_toolchain):
     _check_card(seed, tmp_path)
 
