@@ -1,6 +1,6 @@
 """Attention variants through the whole hls4ml flow: a small jet transformer per ``model.attention`` builds (QKeras
 and float twin), converts, compiles, agrees with QKeras, and its attention layer's C simulation equals the numpy
-reference bit for bit on the traced input (Latency and Resource with ReuseFactor)."""
+reference and the (exact) Keras layer bit for bit on the traced input (Latency and Resource with ReuseFactor)."""
 
 import shutil
 
@@ -97,4 +97,10 @@ def test_variant_converts_and_is_bit_exact_in_the_project(attention, strategy, r
     inp = np.asarray(trace[node.get_input_node().name], np.float64).reshape(n, T, -1)
     ref = _reference(node, inp)
     assert np.array_equal(got, ref), f"{np.count_nonzero(got != ref)} mismatches"
+    # the variant's Keras layer computes the firmware arithmetic (hwflow.nn.exact): on the C++ layer's own input
+    # it gives the C simulation's output bit for bit
+    layer = model.get_layer("mha0")
+    assert layer.spec is not None
+    keras = layer(inp.astype(np.float32), inp.astype(np.float32)).numpy()
+    assert np.array_equal(keras, got), f"{np.count_nonzero(keras != got)} mismatches between Keras and C simulation"
     assert np.count_nonzero(got) > got.size // 2

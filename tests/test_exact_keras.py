@@ -4,8 +4,9 @@
 - hwflow.nn.exact softmax / norms / attention / average pooling against the numpy references on random and extreme
   inputs, over several precisions, table sizes and widths (including widths that are not powers of two);
 - the Keras layers (inference) against the references built from their own spec, and their config round trip;
-- random small cards (widths, heads, norms, pooling, table sizes, precisions): Keras == C simulation on every
-  output value and every layer's own output (one card in the default suite, more in the slow suite).
+- random small cards (widths, heads, norms, pooling, table sizes, precisions, attention kind: softmax, Linformer,
+  cosFormer or grouped): Keras == C simulation on every output value and every layer's own output (one card in the
+  default suite, more in the slow suite).
 """
 
 from __future__ import annotations
@@ -138,6 +139,81 @@ def test_tf_attention_matches_reference(seq, embed, heads, key_dim, table):
     _same(got, ref_attention.mha(x, spec, w))
 
 
+def _attention_weights(rng, embed, hk, extra=()):
+    """Random quantized Q/K/V/output weights (and ``extra`` named kernels: (name, shape)) of an attention layer."""
+    w = {}
+    for n, shape in (("query", (embed, hk)), ("key", (embed, hk)), ("value", (embed, hk)), ("output", (hk, embed))):
+        w[f"{n}_kernel"] = quantize(rng.normal(0, 0.5, shape), "ap_fixed<8,1>")
+        w[f"{n}_bias"] = quantize(rng.normal(0, 0.5, shape[1]), "ap_fixed<8,3>")
+    for n, shape in extra:
+        w[n] = quantize(rng.normal(0, 0.5, shape), "ap_fixed<8,1>")
+    return w
+
+
+ACT = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
+ATTENTION_ARGS = {
+    "input_t": "ap_fixed<16,6>", "weight_t": "ap_fixed<8,1>", "bias_t": "ap_fixed<8,3>", "q_t": ACT, "score_t": ACT,
+    "attn_t": "ap_ufixed<12,1,AP_RND_CONV,AP_SAT>", "context_t": ACT, "result_t": ACT,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("seq,embed,heads,key_dim,group,table", [(16, 16, 2, 8, 4, 1024), (12, 12, 3, 4, 3, 64)])
+def test_tf_grouped_attention_matches_reference(seq, embed, heads, key_dim, group, table):
+    rng = np.random.default_rng(seq + group)
+    spec = ref_attention.make_spec(
+        seq, embed, heads, key_dim, key_dim, embed, **ATTENTION_ARGS, group=group, exp_table_size=table
+    )
+    w = _attention_weights(rng, embed, heads * key_dim)
+    x = _inputs(rng, (30, seq, embed), spec.input_t, 4.0)
+    _same(exact.mha(tf.constant(x), spec, {k: tf.constant(v) for k, v in w.items()}), ref_attention.mha(x, spec, w))
+
+
+@pytest.mark.parametrize(
+    "seq,embed,heads,key_dim,proj_k,kv_t",
+    [(16, 16, 2, 8, 4, "ap_fixed<16,7>"), (9, 12, 3, 4, 3, "ap_fixed<14,5,AP_TRN,AP_WRAP>")],
+)
+def test_tf_linformer_matches_reference(seq, embed, heads, key_dim, proj_k, kv_t):
+    from hwflow.reference import linformer as ref_linformer
+
+    rng = np.random.default_rng(seq * proj_k)
+    spec = ref_linformer.make_spec(
+        seq, proj_k, "ap_fixed<8,1>", kv_t, embed_dim=embed, num_heads=heads, key_dim=key_dim, value_dim=key_dim,
+        out_dim=embed, **ATTENTION_ARGS,
+    )  # fmt: skip
+    hk = heads * key_dim
+    w = _attention_weights(rng, embed, hk, (("key_seq_kernel", (proj_k, seq)), ("value_seq_kernel", (proj_k, seq))))
+    x = _inputs(rng, (30, seq, embed), spec.attn.input_t, 4.0)
+    got = exact.linformer(tf.constant(x), spec, {k: tf.constant(v) for k, v in w.items()})
+    _same(got, ref_linformer.linformer(x, spec, w))
+
+
+COS_CASES = [
+    (16, 16, 2, 8, 0, 1024, ("ap_ufixed<16,6>", "ap_fixed<18,10>", "ap_ufixed<16,9>", "ap_fixed<20,13>",
+                             "ap_ufixed<20,10>")),
+    (12, 12, 3, 4, 20, 64, ("ap_ufixed<12,4,AP_RND_CONV,AP_SAT>", "ap_fixed<14,8,AP_RND,AP_SAT>", "ap_ufixed<12,7>",
+                            "ap_fixed<16,10,AP_RND_CONV,AP_SAT>", "ap_ufixed<14,6>")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seq,embed,heads,key_dim,horizon,inv_size,types", COS_CASES)
+def test_tf_cosformer_matches_reference(seq, embed, heads, key_dim, horizon, inv_size, types):
+    from hwflow.reference import cosformer as ref_cosformer
+
+    rng = np.random.default_rng(seq + horizon)
+    a = ATTENTION_ARGS
+    feat_t, kv_t, ksum_t, num_t, den_t = types
+    spec = ref_cosformer.make_spec(
+        seq, embed, heads, key_dim, key_dim, embed, a["input_t"], a["weight_t"], a["bias_t"], a["q_t"], feat_t, kv_t,
+        ksum_t, num_t, den_t, a["context_t"], a["result_t"], horizon=horizon, inv_table_size=inv_size,
+    )  # fmt: skip
+    w = _attention_weights(rng, embed, heads * key_dim)
+    x = _inputs(rng, (40, seq, embed), spec.input_t, 4.0)
+    x[5] = -x[5] * 0 - 1.0  # all-equal negative tokens: many zero ReLU features, den == 0 rows
+    got = exact.cosformer(tf.constant(x), spec, {k: tf.constant(v) for k, v in w.items()})
+    want = ref_cosformer.cosformer(x, spec, w)
+    _same(got, want)
+
+
 def test_keras_layers_infer_exactly_and_round_trip():
     from qkeras import quantized_bits
 
@@ -183,6 +259,71 @@ def test_keras_layers_infer_exactly_and_round_trip():
         _same(out.numpy(), y)
         grad = tape.gradient(loss, xv)
         assert grad is not None and np.any(grad.numpy() != 0), layer.name
+
+
+def _variant_layer(kind):
+    from qkeras import quantized_bits
+
+    from hwflow.nn.layers import QCosformerAttention, QGroupedAttention, QLinformerAttention
+
+    q16 = quantized_bits(16, 5, alpha=1)
+    common = {
+        "kernel_quantizer": quantized_bits(8, 0, alpha=1),
+        "bias_quantizer": quantized_bits(8, 2, alpha=1),
+        "qkv_quantizer": q16,
+        "context_quantizer": q16,
+        "output_quantizer": q16,
+        "input_type": "ap_fixed<17,7>",
+        "inv_table_size": 256,
+    }
+    sm = {"score_quantizer": q16, "softmax_quantizer": quantized_bits(12, 1, keep_negative=False, alpha=1)}
+    if kind == "grouped":
+        return QGroupedAttention(2, 4, group=5, exp_table_size=256, **sm, **common)
+    if kind == "linformer":
+        return QLinformerAttention(2, 4, proj_k=3, kv_proj_quantizer=quantized_bits(16, 6, alpha=1), **sm, **common)
+    u = {"keep_negative": False, "alpha": 1}
+    return QCosformerAttention(
+        2, 4, horizon=12, feat_quantizer=quantized_bits(16, 5, **u), kv_quantizer=quantized_bits(18, 9, alpha=1),
+        ksum_quantizer=quantized_bits(16, 8, **u), num_quantizer=quantized_bits(20, 12, alpha=1),
+        den_quantizer=quantized_bits(20, 10, **u), **common,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["grouped", "linformer", "cosformer"])
+def test_keras_attention_variants_infer_exactly_and_round_trip(kind):
+    """Each attention variant computes its firmware arithmetic (its reference from its own spec) in inference and
+    in training (straight-through: exact forward, the float variant's gradient), also after a config round trip;
+    its float twin (no quantizers) stays float."""
+    from hwflow.reference import cosformer as ref_cosformer
+    from hwflow.reference import linformer as ref_linformer
+
+    rng = np.random.default_rng(7)
+    x = quantize(rng.normal(0, 3, (20, 10, 8)), "ap_fixed<17,7>").astype(np.float32)
+    layer = _variant_layer(kind)
+    y = layer(tf.constant(x)).numpy()
+    s = layer.spec
+    assert s is not None
+    w = layer.quantized_weights()
+    ref = {"grouped": ref_attention.mha, "linformer": ref_linformer.linformer, "cosformer": ref_cosformer.cosformer}
+    want = ref[kind](x, s, w)
+    _same(y, want)
+    assert np.unique(want).size > 50  # a real function of the input, not a saturated constant
+    again = type(layer).from_config(layer.get_config())
+    again(tf.constant(x))
+    again.set_weights(layer.get_weights())
+    _same(again(tf.constant(x)).numpy(), y)
+    with tf.GradientTape() as tape:
+        xv = tf.Variable(x)
+        out = layer(xv, training=True)
+        loss = tf.reduce_sum(out * tf.constant(rng.normal(size=out.shape), tf.float32))
+    _same(out.numpy(), y)
+    grads = tape.gradient(loss, [xv] + layer.trainable_weights)
+    assert all(g is not None for g in grads) and np.any(grads[0].numpy() != 0)
+    names = [v.name for v, g in zip(layer.trainable_weights, grads[1:]) if not np.any(g.numpy() != 0)]
+    assert not names, f"no gradient reaches {names}"
+    twin = type(layer)(2, 4, **{k: v for k, v in layer.get_config().items() if k in ("proj_k", "horizon", "group")})
+    twin(tf.constant(x))
+    assert twin.spec is None
 
 
 POOL_CASES = [
@@ -276,7 +417,8 @@ def test_float_layers_stay_float():
 
 
 def random_card(seed: int):
-    """Return a small random transformer or conformer card (widths, heads, norms, pooling, tables, precisions)."""
+    """Return a small random transformer or conformer card (widths, heads, norms, pooling, tables, precisions,
+    attention kind and its parameters)."""
     from test_train import tiny_card
 
     from hwflow.config import validate
@@ -308,7 +450,28 @@ def random_card(seed: int):
     raw = {**card, "model": model, "hls": hls, "quant": quant}
     if conformer:
         raw = conformer_card(raw, rng)
+    raw["model"] = {**raw["model"], **random_attention(rng, raw["quant"], bits, seq_len=9 if conformer else 6)}
     return validate(raw)
+
+
+def random_attention(rng, quant: dict, bits: int, seq_len: int) -> dict:
+    """Return the model keys of a random attention kind (softmax | linformer | cosformer | grouped) and its
+    parameters for ``seq_len`` tokens; adds the variant's quantizer roles to ``quant``."""
+    kind = str(rng.choice(["softmax", "linformer", "cosformer", "grouped"]))
+    if kind == "linformer":
+        quant["lin_kv"] = {"bits": bits, "integer": int(rng.choice([4, 5, 6]))}
+        return {"attention": kind, "linformer_k": int(rng.choice([2, 3, 4]))}
+    if kind == "cosformer":
+        unsigned = {"keep_negative": False}
+        quant["cos_feat"] = {"bits": bits, "integer": int(rng.choice([3, 4, 5])), **unsigned}
+        quant["cos_kv"] = {"bits": bits + 2, "integer": int(rng.choice([7, 9]))}
+        quant["cos_ksum"] = {"bits": bits, "integer": int(rng.choice([6, 8])), **unsigned}
+        quant["cos_num"] = {"bits": bits + 4, "integer": int(rng.choice([10, 12]))}
+        quant["cos_den"] = {"bits": bits + 4, "integer": int(rng.choice([8, 10])), **unsigned}
+        return {"attention": kind, "cosformer_m": int(rng.choice([0, seq_len + 3]))}
+    if kind == "grouped":
+        return {"attention": kind, "attention_group": int(rng.choice([g for g in (2, 3) if seq_len % g == 0]))}
+    return {"attention": kind}
 
 
 def conformer_card(raw: dict, rng) -> dict:
@@ -369,8 +532,10 @@ def test_random_card_keras_equals_csim(tmp_path, hls_toolchain):
     _check_card(0, tmp_path)
 
 
+# seed 0 (default suite): transformer + cosFormer; the slow seeds add softmax (1-5), Linformer (6: transformer,
+# 15: conformer), grouped (9: conformer, 14: transformer) and cosFormer (45: conformer) cards
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 9, 14, 15, 45])
 def test_random_cards_keras_equals_csim(seed, tmp_path, hls_toolchain):
     _check_card(seed, tmp_path)
 

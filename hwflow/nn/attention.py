@@ -31,9 +31,9 @@ ROLE_DEFAULTS = {
 
 def attention_layer(card, q, quantized: bool, seq_len: int, name: str, input_type=None):
     """Return the (unbuilt) attention layer the card asks for; ``q(role)`` is the builder's quantizer factory and
-    ``input_type`` the fixed-point type of its input (None in the float twin). QMultiHeadAttention computes the
-    firmware's arithmetic exactly from the input type and the card's softmax tables (hwflow.nn.exact); the
-    variants get the same settings but stay float (their Keras arithmetic has no exact twin yet)."""
+    ``input_type`` the fixed-point type of its input (None in the float twin). Every kind computes the firmware's
+    arithmetic exactly (hwflow.nn.exact) from the input type and the card's softmax tables (cosFormer: its
+    reciprocal table takes the card's inv_table_size / inv_table_t) when all its quantizers are fixed point."""
     from .layers import QCosformerAttention, QGroupedAttention, QLinformerAttention, QMultiHeadAttention
     from .quant import builder_quantizer
     from .transformer import table_settings

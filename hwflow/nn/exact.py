@@ -1,7 +1,9 @@
-"""TensorFlow forward passes of the firmware arithmetic: twins of ``hwflow.reference`` (softmax, norms, attention).
+"""TensorFlow forward passes of the firmware arithmetic: twins of ``hwflow.reference`` (softmax, norms, attention
+and its variants: grouped, Linformer, cosFormer).
 
 Each function takes the same Spec object the C++ template and the numpy reference are generated from
-(``reference.softmax.make_spec``, ``reference.layernorm.make_spec``, ``reference.attention.make_spec``),
+(``reference.softmax.make_spec``, ``reference.layernorm.make_spec``, ``reference.attention.make_spec``,
+``reference.linformer.make_spec``, ``reference.cosformer.make_spec``),
 uses its tables (``tf.gather`` on the very arrays written into the HLS project) and repeats every
 cast of the reference in the same order, so the Keras layers compute the C simulation's values bit
 for bit (tests/test_exact_keras.py checks each against its reference on random and extreme inputs).
@@ -164,43 +166,159 @@ def dense(x, w, b, accum_t: FixedType, res_t: FixedType, where: str = "dense") -
     return quantize(quantize(acc, accum_t), res_t)
 
 
-def mha(x, spec, weights: dict, cast_input: bool = True, value=None) -> tf.Tensor:
-    """Return the firmware attention (hwflow_mha.h) of ``x`` (batch, seq_len, embed_dim) as float64, bit-exact;
-    ``weights`` as float64 tensors named like QMultiHeadAttention.quantized_weights(). ``cast_input=False``
-    skips the input cast (the values are already in the firmware's input type); ``value`` (keys = values)
-    defaults to ``x`` (self-attention, what the firmware implements)."""
-    s = spec
-    x = quantize(x, s.input_t) if cast_input else tf.cast(x, tf.float64)
-    if value is None:
-        xv = x
-    else:
-        xv = quantize(value, s.input_t) if cast_input else tf.cast(value, tf.float64)
+def _weights(weights: dict, n: str, width: int, weight_t, bias_t):
+    """Return (kernel, bias) ``n`` of an attention layer cast to the firmware's weight/bias types (bias 0 if absent)."""
+    w = quantize(weights[f"{n}_kernel"], weight_t)
+    b = weights.get(f"{n}_bias")
+    return w, quantize(tf.zeros([width], tf.float64) if b is None else b, bias_t)
+
+
+def _project(x, xv, s, weights: dict):
+    """Return the Q, K, V projections (hwflow_mha.h's three dense kernels) of queries ``x`` and keys/values ``xv``."""
     hk, hv = s.num_heads * s.key_dim, s.num_heads * s.value_dim
+    q = dense(x, *_weights(weights, "query", hk, s.weight_t, s.bias_t), s.proj_accum_t, s.q_t, "attention projection")
+    k = dense(xv, *_weights(weights, "key", hk, s.weight_t, s.bias_t), s.proj_accum_t, s.q_t, "attention projection")
+    v = dense(xv, *_weights(weights, "value", hv, s.weight_t, s.bias_t), s.proj_accum_t, s.q_t, "attention projection")
+    return q, k, v
 
-    def wb(n, width):
-        w = quantize(weights[f"{n}_kernel"], s.weight_t)
-        b = weights.get(f"{n}_bias")
-        return w, quantize(tf.zeros([width], tf.float64) if b is None else b, s.bias_t)
 
-    q = dense(x, *wb("query", hk), s.proj_accum_t, s.q_t, "attention projection")
-    k = dense(xv, *wb("key", hk), s.proj_accum_t, s.q_t, "attention projection")
-    v = dense(xv, *wb("value", hv), s.proj_accum_t, s.q_t, "attention projection")
+def _heads(t, num_heads: int, dim: int, group: int = 1) -> tf.Tensor:
+    """Return (B, T, H*dim) as (B, H, T/group, group*dim): head h is columns [h*dim, (h+1)*dim), and row i of a
+    grouped head holds the head's slices of tokens i*group .. i*group+group-1 (reference.attention.mha)."""
+    shape = tf.shape(t)
+    t = tf.reshape(t, (shape[0], shape[1] // group, group, num_heads, dim))
+    return tf.reshape(tf.transpose(t, (0, 3, 1, 2, 4)), (shape[0], num_heads, shape[1] // group, group * dim))
+
+
+def _merge_heads(t, num_heads: int, dim: int, group: int = 1) -> tf.Tensor:
+    """Return the inverse of :func:`_heads`: (B, H, T/group, group*dim) -> (B, T, H*dim)."""
+    shape = tf.shape(t)
+    t = tf.reshape(t, (shape[0], num_heads, shape[2], group, dim))
+    return tf.reshape(tf.transpose(t, (0, 2, 3, 1, 4)), (shape[0], shape[2] * group, num_heads * dim))
+
+
+def attend(qh, kh, vh, spec) -> tf.Tensor:
+    """Return the firmware's per-head context (hwflow_mha.h's rows): scores ``qh kh^T`` in the exact accumulator,
+    scaled into score_t, the firmware softmax over the keys, ``a vh`` in the accumulator, cast to context_t.
+
+    ``qh`` (B, H, Tq, d), ``kh`` (B, H, Tk, d), ``vh`` (B, H, Tk, dv) float64 in their firmware types; shared by
+    softmax, grouped (rows of group tokens) and Linformer (Tk = k compressed tokens) attention."""
+    s = spec
     _float_exact(s.accum_t, "attention accumulator")
-    shape = tf.shape(x)
-
-    def heads(t, dim):  # (B, T, H*dim) -> (B, H, T, dim); head h is columns [h*dim, (h+1)*dim)
-        return tf.transpose(tf.reshape(t, (shape[0], tf.shape(t)[1], s.num_heads, dim)), (0, 2, 1, 3))
-
-    qh, kh, vh = heads(q, s.key_dim), heads(k, s.key_dim), heads(v, s.value_dim)
     acc = quantize(tf.matmul(qh, kh, transpose_b=True), s.accum_t)
     scale_raw = int(round(s.scale * 2.0**s.scale_t.frac))
     score = from_raw(
         mul_const_raw(to_raw(acc, s.accum_t), scale_raw, s.accum_t.frac + s.scale_t.frac, s.score_t), s.score_t
     )
     a = softmax(score, s.softmax)
-    ctx = quantize(quantize(tf.matmul(a, vh), s.accum_t), s.context_t)  # (B, H, T, dv)
-    ctx = tf.reshape(tf.transpose(ctx, (0, 2, 1, 3)), (shape[0], shape[1], hv))
-    return dense(ctx, *wb("output", s.out_dim), s.out_accum_t, s.result_t, "attention output projection")
+    return quantize(quantize(tf.matmul(a, vh), s.accum_t), s.context_t)
+
+
+def _output(ctx, s, weights: dict) -> tf.Tensor:
+    """Return the output projection of the concatenated context (B, T, H*dv)."""
+    w = _weights(weights, "output", s.out_dim, s.weight_t, s.bias_t)
+    return dense(ctx, *w, s.out_accum_t, s.result_t, "attention output projection")
+
+
+def _inputs(x, value, s, cast_input: bool):
+    x = quantize(x, s.input_t) if cast_input else tf.cast(x, tf.float64)
+    if value is None:
+        return x, x
+    return x, (quantize(value, s.input_t) if cast_input else tf.cast(value, tf.float64))
+
+
+def mha(x, spec, weights: dict, cast_input: bool = True, value=None) -> tf.Tensor:
+    """Return the firmware attention (hwflow_mha.h) of ``x`` (batch, seq_len, embed_dim) as float64, bit-exact;
+    ``weights`` as float64 tensors named like QMultiHeadAttention.quantized_weights(). ``cast_input=False``
+    skips the input cast (the values are already in the firmware's input type); ``value`` (keys = values)
+    defaults to ``x`` (self-attention, what the firmware implements). ``spec.group`` > 1 is grouped attention
+    (reference.attention.mha): rows of ``group`` neighbouring tokens, ungrouped after."""
+    s = spec
+    x, xv = _inputs(x, value, s, cast_input)
+    q, k, v = _project(x, xv, s, weights)
+    g, h = s.group, s.num_heads
+    ctx = attend(_heads(q, h, s.key_dim, g), _heads(k, h, s.key_dim, g), _heads(v, h, s.value_dim, g), s)
+    return _output(_merge_heads(ctx, h, s.value_dim, g), s, weights)
+
+
+def linformer(x, spec, weights: dict, cast_input: bool = True, value=None) -> tf.Tensor:
+    """Return the firmware Linformer attention (hwflow_linformer.h, reference.linformer.linformer) of ``x``
+    (batch, seq_len, embed_dim) as float64, bit-exact; ``weights`` as QLinformerAttention.quantized_weights()
+    (keys/values from ``value``, default ``x``: self-attention, what the firmware implements)."""
+    s = spec.attn
+    x, xv = _inputs(x, value, s, cast_input)
+    q, k, v = _project(x, xv, s, weights)
+    _float_exact(spec.seq_accum_t, "Linformer sequence accumulator")
+
+    def seq_project(t, name):  # (B, N, C) -> (B, k, C): sum_t E[m, t] t[t, c] in the exact accumulator
+        e = quantize(weights[f"{name}_seq_kernel"], spec.seq_weight_t)
+        return quantize(quantize(tf.einsum("mt,btc->bmc", e, t), spec.seq_accum_t), spec.kv_t)
+
+    kp, vp = seq_project(k, "key"), seq_project(v, "value")
+    h = s.num_heads
+    ctx = attend(_heads(q, h, s.key_dim), _heads(kp, h, s.key_dim), _heads(vp, h, s.value_dim), s)
+    return _output(_merge_heads(ctx, h, s.value_dim), s, weights)
+
+
+def _cos_normalise(num, den, spec) -> tf.Tensor:
+    """Return (context_t)(num / den) like reference.cosformer.normalise: den = m 2^p (leading one), 1/m from the
+    interpolated table, one rounding of the exact product; 0 where den == 0. ``num`` (..., d), ``den`` (...)."""
+    s = spec
+    W = s.den_t.width
+    draw = to_raw(den, s.den_t)
+    p = tf.zeros_like(draw)
+    for b in range(1, W):
+        bit = tf.bitwise.bitwise_and(tf.bitwise.right_shift(draw, tf.constant(b, tf.int64)), 1)
+        p = tf.where(bit == 1, tf.constant(b, tf.int64), p)
+    up = tf.bitwise.left_shift(tf.constant(1, tf.int64), W - 1 - p)  # 2^(W-1-p): the leading one to bit W-1
+    mfrac = tf.bitwise.bitwise_and(draw * up, tf.constant((1 << (W - 1)) - 1, tf.int64))
+    k = W - 1 - s.inv_bits
+    if k > 0:
+        idx = tf.bitwise.right_shift(mfrac, tf.constant(k, tf.int64))
+        rem = tf.bitwise.bitwise_and(mfrac, tf.constant((1 << k) - 1, tf.int64))
+    else:
+        idx, rem, k = mfrac * (2**-k), tf.zeros_like(mfrac), 0
+    it = s.inv_table_t
+    traw = tf.constant(to_int(s.tables["inv"], it), tf.int64)
+    t0, t1 = tf.gather(traw, idx), tf.gather(traw, idx + 1)
+    inv_raw = quantize_raw(t0 * (2**k) + (t1 - t0) * rem, it.frac + k, it)
+    nraw = to_raw(num, s.num_t)
+    # num * inv << (W - 1 - p): at most num + inv + W - 1 bits, checked against int64
+    prod = mul_raw(nraw, inv_raw[..., None], s.num_t.width, it.width + W - 1, "cosFormer normaliser") * up[..., None]
+    frac = s.num_t.frac + it.frac + W - 1 - s.den_t.frac
+    out = from_raw(quantize_raw(prod, frac, s.context_t), s.context_t)
+    return tf.where((draw == 0)[..., None], tf.zeros_like(out), out)
+
+
+def cosformer(x, spec, weights: dict, cast_input: bool = True, value=None) -> tf.Tensor:
+    """Return the firmware cosFormer attention (hwflow_cosformer.h, reference.cosformer.cosformer) of ``x``
+    (batch, seq_len, embed_dim) as float64, bit-exact; ``weights`` as QCosformerAttention.quantized_weights()
+    (keys/values from ``value`` of the same length, default ``x``).
+
+    The cos/sin position tables are the very arrays of reference.cosformer.build_tables (spec.tables); every sum
+    (state, key sums, numerators, normalisers) is exact in spec.accum_t, so one reduction equals the C++ loops."""
+    s = spec
+    x, xv = _inputs(x, value, s, cast_input)
+    q, k, v = _project(x, xv, s, weights)
+    q, k = tf.nn.relu(q), tf.nn.relu(k)  # the ReLU feature map (exact: a sign test)
+    _float_exact(s.accum_t, "cosFormer accumulator")
+    pos = tf.range(tf.shape(x)[1])
+    cos = tf.gather(_table(s.tables["cos"]), pos)[:, None]
+    sin = tf.gather(_table(s.tables["sin"]), pos)[:, None]
+    h, dk, dv = s.num_heads, s.key_dim, s.value_dim
+    qc, qs = _heads(quantize(q * cos, s.feat_t), h, dk), _heads(quantize(q * sin, s.feat_t), h, dk)
+    kc, ks = _heads(quantize(k * cos, s.feat_t), h, dk), _heads(quantize(k * sin, s.feat_t), h, dk)
+    vh = _heads(v, h, dv)
+
+    def acc(t, out_t):
+        return quantize(quantize(t, s.accum_t), out_t)
+
+    kvc, kvs = acc(tf.einsum("bhjd,bhje->bhde", kc, vh), s.kv_t), acc(tf.einsum("bhjd,bhje->bhde", ks, vh), s.kv_t)
+    kcs, kss = acc(tf.reduce_sum(kc, 2), s.ksum_t), acc(tf.reduce_sum(ks, 2), s.ksum_t)
+    num = acc(tf.einsum("bhid,bhde->bhie", qc, kvc) + tf.einsum("bhid,bhde->bhie", qs, kvs), s.num_t)
+    den = acc(tf.einsum("bhid,bhd->bhi", qc, kcs) + tf.einsum("bhid,bhd->bhi", qs, kss), s.den_t)
+    ctx = _cos_normalise(num, den, s)
+    return _output(_merge_heads(ctx, h, dv), s, weights)
 
 
 def global_average_pool1d(x, accum_t, result_t) -> tf.Tensor:

@@ -19,6 +19,9 @@ constructor arguments that hls.convert copies into the hls4ml config, so Keras a
 - :class:`QMultiHeadAttention` — self-attention (or ``layer(query, value)`` cross-attention) with
   quantized Q/K/V/output projections and quantized intermediates (projections, scores, softmax
   weights, context, output).
+- :class:`QLinformerAttention`, :class:`QCosformerAttention`, :class:`QGroupedAttention` — its
+  hardware-friendly variants (issue 13), each exact like it (``exact.linformer``, ``exact.cosformer``,
+  ``exact.mha`` with ``group`` > 1) when every quantizer it uses is fixed point.
 - :class:`QLayerNormalization` — layer normalization over the last axis.
 - :class:`QRMSNormalization` — RMS normalization over the last axis (no centring, no beta).
 - :class:`QSoftmax` — softmax over the last axis, exactly the firmware's (hwflow_softmax.h) when quantized.
@@ -217,37 +220,51 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
         self.spec = self.make_spec(int(v_shape[1]) if v_shape[1] is not None else None, d_q)
         super().build(input_shape)
 
+    # quantizers whose fixed-point type the exact forward pass needs (the rest: unused by this kind of attention)
+    EXACT_ROLES = ("qkv_quantizer", "score_quantizer", "softmax_quantizer", "context_quantizer", "output_quantizer")
+
+    def _spec_types(self, seq_len):
+        """Return ({quantizer name: FixedType}, weight type, bias type), or None when the exact forward pass cannot
+        run: a quantizer without a fixed binary point (the float twin) or an unknown sequence length."""
+        types = {n: fixed_type(getattr(self, n)) for n in self.EXACT_ROLES}
+        wt, bt = weight_type(self.kernel_quantizer), weight_type(self.bias_quantizer)
+        if seq_len is None or wt is None or (self.use_bias and bt is None) or any(t is None for t in types.values()):
+            return None
+        return types, wt, bt or wt
+
+    def _attention_args(self, embed_dim, types, wt, bt) -> dict:
+        """Return reference.attention.make_spec's arguments (all but seq_len) from the quantizers and table settings,
+        as hls.ext.mha derives them for the C++ from the same quantizers and the layer's LayerName tables."""
+        return {
+            "embed_dim": embed_dim,
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "out_dim": self._out_dim,
+            "input_t": self.input_type or NOMINAL_INPUT,
+            "weight_t": wt,
+            "bias_t": bt,
+            "q_t": types["qkv_quantizer"],
+            "score_t": types["score_quantizer"],
+            "attn_t": types["softmax_quantizer"],
+            "context_t": types["context_quantizer"],
+            "result_t": types["output_quantizer"],
+            "exp_table_size": self.exp_table_size,
+            "inv_table_size": self.inv_table_size,
+            "exp_table_t": self.exp_table_t,
+            "inv_table_t": self.inv_table_t,
+        }
+
     def make_spec(self, seq_len, embed_dim):
         """Return the AttentionSpec the firmware will use (None when a quantizer is float or seq_len unknown)."""
         from ..reference.attention import make_spec
 
-        if type(self).intermediates is not QMultiHeadAttention.intermediates:
-            return None  # a variant with its own arithmetic (e.g. Linformer) has no exact twin here: it stays float
-        types = [fixed_type(getattr(self, n)) for n in self.QUANTIZER_NAMES[2:7]]
-        wt, bt = weight_type(self.kernel_quantizer), weight_type(self.bias_quantizer)
-        if seq_len is None or wt is None or (self.use_bias and bt is None) or any(t is None for t in types):
-            return None
-        qt, st, at, ct, rt = types
-        return make_spec(
-            seq_len,
-            embed_dim,
-            self.num_heads,
-            self.key_dim,
-            self.value_dim,
-            self._out_dim,
-            self.input_type or NOMINAL_INPUT,
-            wt,
-            bt or wt,
-            qt,
-            st,
-            at,
-            ct,
-            rt,
-            exp_table_size=self.exp_table_size,
-            inv_table_size=self.inv_table_size,
-            exp_table_t=self.exp_table_t,
-            inv_table_t=self.inv_table_t,
-        )
+        t = self._spec_types(seq_len)
+        return None if t is None else make_spec(seq_len, **self._attention_args(embed_dim, *t))
+
+    def exact_forward(self, x, weights: dict, cast_input: bool, value=None) -> tf.Tensor:
+        """Return the firmware's output (float64) for ``x``; ``weights`` float64 after their quantizers."""
+        return exact.mha(x, self.spec, weights, cast_input=cast_input, value=value)
 
     def _proj(self, x, kernel, bias):
         y = tf.tensordot(x, _q(self.kernel_quantizer, kernel), axes=[[-1], [0]])
@@ -300,14 +317,18 @@ class QMultiHeadAttention(tf.keras.layers.Layer):
             self.output_quantizer, self._proj(t["context"], self.output_kernel, getattr(self, "output_bias", None))
         )
 
-    def _exact_call(self, query, value, training):
+    def _quantized_weight_tensors(self) -> dict:
+        """Return the weights after their quantizers as float64 tensors (names as in quantized_weights())."""
         weights = {}
         for n in ("query", "key", "value", "output"):
             weights[f"{n}_kernel"] = tf.cast(_q(self.kernel_quantizer, getattr(self, f"{n}_kernel")), tf.float64)
             if self.use_bias:
                 weights[f"{n}_bias"] = tf.cast(_q(self.bias_quantizer, getattr(self, f"{n}_bias")), tf.float64)
+        return weights
+
+    def _exact_call(self, query, value, training):
         cast = self.input_type is not None
-        y = exact.mha(tf.cast(query, tf.float64), self.spec, weights, cast_input=cast, value=value)
+        y = self.exact_forward(tf.cast(query, tf.float64), self._quantized_weight_tensors(), cast, value)
         if not _training(training):
             return tf.cast(y, tf.float32)
         return straight_through(self._float_call(query, value), y)
@@ -411,6 +432,27 @@ class QLinformerAttention(QMultiHeadAttention):
                 ),
             )
 
+    EXACT_ROLES = QMultiHeadAttention.EXACT_ROLES + ("kv_proj_quantizer",)
+
+    def make_spec(self, seq_len, embed_dim):
+        """Return the LinformerSpec the firmware will use (None when a quantizer is float or seq_len unknown)."""
+        from ..reference.linformer import make_spec
+
+        t = self._spec_types(seq_len)
+        if t is None:
+            return None
+        types, wt, bt = t
+        return make_spec(seq_len, self.proj_k, wt, types["kv_proj_quantizer"], **self._attention_args(embed_dim, *t))
+
+    def exact_forward(self, x, weights: dict, cast_input: bool, value=None) -> tf.Tensor:
+        return exact.linformer(x, self.spec, weights, cast_input=cast_input, value=value)
+
+    def _quantized_weight_tensors(self) -> dict:
+        weights = super()._quantized_weight_tensors()
+        for n in ("key_seq_kernel", "value_seq_kernel"):
+            weights[n] = tf.cast(_q(self.kernel_quantizer, getattr(self, n)), tf.float64)
+        return weights
+
     def _seq(self, x, kernel):
         # (B, N, C) -> (B, k, C): the same k x N matrix for every feature column (and head)
         return _q(self.kv_proj_quantizer, tf.einsum("mt,btc->bmc", _q(self.kernel_quantizer, kernel), x))
@@ -483,6 +525,55 @@ class QCosformerAttention(QMultiHeadAttention):
         self.num_quantizer = get_quantizer(num_quantizer)
         self.den_quantizer = get_quantizer(den_quantizer)
 
+    EXACT_ROLES = (
+        "qkv_quantizer",
+        "context_quantizer",
+        "output_quantizer",
+        "feat_quantizer",
+        "kv_quantizer",
+        "ksum_quantizer",
+        "num_quantizer",
+        "den_quantizer",
+    )
+
+    def make_spec(self, seq_len, embed_dim):
+        """Return the CosformerSpec the firmware will use (None when a quantizer is float or seq_len unknown): the
+        reciprocal table is the layer's inv_table_size / inv_table_t (hls.convert copies them into InvTableSize /
+        Precision inv_table), the cos/sin table type hls.ext.cosformer's default."""
+        from ..reference.cosformer import DEFAULT_INV_TABLE, make_spec
+
+        t = self._spec_types(seq_len)
+        if t is None:
+            return None
+        types, wt, bt = t
+        q = [types[n] for n in self.EXACT_ROLES]
+        qt, ct, rt, ft, kvt, kst, nt, dt = q
+        return make_spec(
+            seq_len,
+            embed_dim,
+            self.num_heads,
+            self.key_dim,
+            self.value_dim,
+            self._out_dim,
+            self.input_type or NOMINAL_INPUT,
+            wt,
+            bt,
+            qt,
+            ft,
+            kvt,
+            kst,
+            nt,
+            dt,
+            ct,
+            rt,
+            horizon=self.horizon,
+            inv_table_t=self.inv_table_t or DEFAULT_INV_TABLE,
+            inv_table_size=self.inv_table_size,
+        )
+
+    def exact_forward(self, x, weights: dict, cast_input: bool, value=None) -> tf.Tensor:
+        return exact.cosformer(x, self.spec, weights, cast_input=cast_input, value=value)
+
     def _trig(self, n):
         m = self.horizon or n
         if m < n:
@@ -552,6 +643,13 @@ class QGroupedAttention(QMultiHeadAttention):
     def scale(self) -> float:
         """Return the score scale 1/sqrt(group * key_dim) (the grouped dot product has g * key_dim terms)."""
         return 1.0 / math.sqrt(self.group * self.key_dim)
+
+    def make_spec(self, seq_len, embed_dim):
+        """Return the AttentionSpec (group > 1: hwflow_mha's grouped rows) the firmware will use, or None."""
+        from ..reference.attention import make_spec
+
+        t = self._spec_types(seq_len)
+        return None if t is None else make_spec(seq_len, **self._attention_args(embed_dim, *t), group=self.group)
 
     def _grouped(self, x, dim):
         # (B, T, H*dim) -> (B, H, T/g, g*dim): row i of head h = head-h slices of tokens i*g .. i*g+g-1
