@@ -40,6 +40,21 @@ def _table(values) -> tf.Tensor:
     return tf.constant(values, tf.float64)
 
 
+def _interp_reciprocal(mfrac, frac_bits: int, inv_bits: int, table, it: FixedType) -> tf.Tensor:
+    """Return the raw inv_t value of 1/m for mantissas m = 1 + mfrac / 2^frac_bits (int64 ``mfrac``): the table entry
+    of the top ``inv_bits`` bits and its neighbour, linearly interpolated on the remaining bits, rounded once
+    (the reciprocal of the softmax sum and of the cosFormer normaliser)."""
+    k = frac_bits - inv_bits
+    if k > 0:
+        idx = tf.bitwise.right_shift(mfrac, tf.constant(k, tf.int64))
+        rem = tf.bitwise.bitwise_and(mfrac, tf.constant((1 << k) - 1, tf.int64))
+    else:
+        idx, rem, k = mfrac * (2**-k), tf.zeros_like(mfrac), 0
+    traw = tf.constant(to_int(table, it), tf.int64)
+    t0, t1 = tf.gather(traw, idx), tf.gather(traw, idx + 1)
+    return quantize_raw(t0 * (2**k) + (t1 - t0) * rem, it.frac + k, it)
+
+
 def softmax(x, spec) -> tf.Tensor:
     """Return the firmware softmax (hwflow_softmax.h) over the last axis of ``x`` as float64, bit-exact."""
     s = spec
@@ -63,16 +78,8 @@ def softmax(x, spec) -> tf.Tensor:
         p = tf.where(bit == 1, tf.constant(b, tf.int64), p)
     m = tf.bitwise.right_shift(sraw, p)
     mfrac = tf.bitwise.bitwise_and(m, tf.constant((1 << sf) - 1, tf.int64))
-    k = sf - s.inv_bits
-    if k > 0:
-        idx = tf.bitwise.right_shift(mfrac, tf.constant(k, tf.int64))
-        rem = tf.bitwise.bitwise_and(mfrac, tf.constant((1 << k) - 1, tf.int64))
-    else:
-        idx, rem, k = mfrac * (2**-k), tf.zeros_like(mfrac), 0
     it = s.inv_table_t
-    traw = tf.constant(to_int(t["inv"], it), tf.int64)
-    t0, t1 = tf.gather(traw, idx), tf.gather(traw, idx + 1)
-    inv_raw = quantize_raw(t0 * (2**k) + (t1 - t0) * rem, it.frac + k, it)
+    inv_raw = _interp_reciprocal(mfrac, sf, s.inv_bits, t["inv"], it)
     e_raw = to_raw(e, s.exp_table_t)
     praw = tf.bitwise.right_shift(mul_raw(e_raw, inv_raw, s.exp_table_t.width, it.width, "softmax"), p)
     prod_t = FixedType(s.exp_table_t.width + it.width, s.exp_table_t.integer + it.integer, False)
@@ -272,16 +279,8 @@ def _cos_normalise(num, den, spec) -> tf.Tensor:
         p = tf.where(bit == 1, tf.constant(b, tf.int64), p)
     up = tf.bitwise.left_shift(tf.constant(1, tf.int64), W - 1 - p)  # 2^(W-1-p): the leading one to bit W-1
     mfrac = tf.bitwise.bitwise_and(draw * up, tf.constant((1 << (W - 1)) - 1, tf.int64))
-    k = W - 1 - s.inv_bits
-    if k > 0:
-        idx = tf.bitwise.right_shift(mfrac, tf.constant(k, tf.int64))
-        rem = tf.bitwise.bitwise_and(mfrac, tf.constant((1 << k) - 1, tf.int64))
-    else:
-        idx, rem, k = mfrac * (2**-k), tf.zeros_like(mfrac), 0
     it = s.inv_table_t
-    traw = tf.constant(to_int(s.tables["inv"], it), tf.int64)
-    t0, t1 = tf.gather(traw, idx), tf.gather(traw, idx + 1)
-    inv_raw = quantize_raw(t0 * (2**k) + (t1 - t0) * rem, it.frac + k, it)
+    inv_raw = _interp_reciprocal(mfrac, W - 1, s.inv_bits, s.tables["inv"], it)
     nraw = to_raw(num, s.num_t)
     # num * inv << (W - 1 - p): at most num + inv + W - 1 bits, checked against int64
     prod = mul_raw(nraw, inv_raw[..., None], s.num_t.width, it.width + W - 1, "cosFormer normaliser") * up[..., None]
