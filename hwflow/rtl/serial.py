@@ -312,6 +312,14 @@ class Compiler:
         self.p.instrs.append(Instr(layer, base, int(bits)))
 
     # --- building blocks -------------------------------------------------------------------------------------
+    def sum_of(self, layer, *, n, a, x_t, out_t, acc_t, d, post=None):
+        """Emit d = (out_t) post(sum over i2 of x): a dot product with an immediate 1 (the pooling sum, the norm
+        mean, the softmax sum), x of type x_t."""
+        self.dot(
+            layer, n=n, a=a, b=None, imm_b=1, out_t=out_t, acc_t=acc_t, fa=int(x_t["frac"]), fb=0, ba=_bits(x_t),
+            bb=2, d=d, post=post,
+        )  # fmt: skip
+
     def dot(self, layer, *, n, a, b, out_t, acc_t, fa, fb, ba, bb, d, bias=None, imm_b=None, post=None, add=None):
         """Emit acc = bias + sum_i2 A*B (products floored to accum_t's grid, sum wrapped to accum_t), then the
         optional post multiply/division, the cast to out_t (and an added constant with a second overflow).
@@ -584,21 +592,10 @@ class Compiler:
         if int(xt["frac"]) > int(acc_t["frac"]):
             raise HwflowError(f"layer '{e['name']}': pooling accumulator has fewer fractional bits than its input")
         # sum in accum_t (wraps), '/= n_in' truncating toward zero (exact magic-number division), cast to result
-        self.dot(
-            e["name"],
-            n=(1, c, n_in),
-            a={"base": xb, "s1": 1, "s2": c},
-            b=None,
-            imm_b=1,
-            out_t=yt,
-            acc_t=acc_t,
-            fa=int(xt["frac"]),
-            fb=0,
-            ba=_bits(xt),
-            bb=2,
-            d={"base": yb, "s1": 1},
-            post=("div", n_in),
-        )
+        self.sum_of(
+            e["name"], n=(1, c, n_in), a={"base": xb, "s1": 1, "s2": c}, x_t=xt, out_t=yt, acc_t=acc_t,
+            d={"base": yb, "s1": 1}, post=("div", n_in),
+        )  # fmt: skip
 
     def l_layernorm(self, e):
         self._norm(e)
@@ -618,21 +615,10 @@ class Compiler:
         d = self.scratch(nm + ":diff", n, diff_t)
         if center:
             mean = self.scratch(nm + ":mean", rows, mean_t)
-            self.dot(
-                nm,
-                n=(rows, 1, c),
-                a={"base": xb, "s0": c, "s2": 1},
-                b=None,
-                imm_b=1,
-                out_t=mean_t,
-                acc_t=acc_t,
-                fa=fx,
-                fb=0,
-                ba=_bits(xt),
-                bb=2,
-                d={"base": mean, "s0": 1},
-                post=("mul", inv_n, int(inv_n_t["frac"])),
-            )
+            self.sum_of(
+                nm, n=(rows, 1, c), a={"base": xb, "s0": c, "s2": 1}, x_t=xt, out_t=mean_t, acc_t=acc_t,
+                d={"base": mean, "s0": 1}, post=("mul", inv_n, int(inv_n_t["frac"])),
+            )  # fmt: skip
             self.add(
                 nm,
                 n=(rows, c),
@@ -782,20 +768,10 @@ class Compiler:
             **_cast_fields(exp_t, fe if lo_bits else 0),
         )
         sm = self.scratch(nm + ":sum", rows, sum_t)
-        self.dot(
-            nm,
-            n=(rows, 1, n),
-            a={"base": ex, "s0": n, "s2": 1},
-            b=None,
-            imm_b=1,
-            out_t=sum_t,
-            acc_t=None,
-            fa=fe,
-            fb=0,
-            ba=_bits(exp_t),
-            bb=2,
+        self.sum_of(
+            nm, n=(rows, 1, n), a={"base": ex, "s0": n, "s2": 1}, x_t=exp_t, out_t=sum_t, acc_t=None,
             d={"base": sm, "s0": 1},
-        )
+        )  # fmt: skip
         sf, si = int(sum_t["frac"]), int(sum_t["integer"])
         kk = sf - inv_bits
         rp = self.scratch(nm + ":recip", rows, inv_t, extra_bits=PACK)
