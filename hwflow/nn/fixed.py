@@ -93,6 +93,26 @@ def from_raw(r, t) -> tf.Tensor:
     return tf.cast(r, tf.float64) * (2.0**-t.frac)
 
 
+def _round_floor(fl, gt, eq, inexact, positive, mode: str) -> tf.Tensor:
+    """Return int64 floors ``fl`` rounded with ap_fixed quantization mode ``mode``, given where the dropped remainder
+    is above half an LSB (``gt``), exactly half (``eq``), not zero (``inexact``) and where the value is > 0."""
+    one = tf.constant(1, tf.int64)
+    if mode == "AP_TRN":
+        return fl
+    if mode == "AP_TRN_ZERO":
+        return tf.where(~positive & inexact, fl + one, fl)
+    tie = {
+        "AP_RND": lambda: fl + one,
+        "AP_RND_ZERO": lambda: tf.where(positive, fl, fl + one),
+        "AP_RND_MIN_INF": lambda: fl,
+        "AP_RND_INF": lambda: tf.where(positive, fl + one, fl),
+        "AP_RND_CONV": lambda: tf.where(tf.math.floormod(fl, 2) == 0, fl, fl + one),
+    }
+    if mode not in tie:
+        raise HwflowError(f"unknown rounding mode {mode!r}")
+    return tf.where(gt, fl + one, tf.where(eq, tie[mode](), fl))
+
+
 def quantize_raw(raw, frac: int, t) -> tf.Tensor:
     """Return the int64 representation in ``t`` of exact int64 integers ``raw`` with ``frac`` fractional bits."""
     t = parse_type(t)
@@ -108,23 +128,7 @@ def quantize_raw(raw, frac: int, t) -> tf.Tensor:
     fl = tf.bitwise.right_shift(raw, tf.constant(sh, tf.int64))  # arithmetic shift: floor
     rem = raw - fl * (2**sh)
     half = tf.constant(2 ** (sh - 1), tf.int64)
-    one = tf.constant(1, tf.int64)
-    if t.rounding == "AP_TRN":
-        r = fl
-    elif t.rounding == "AP_TRN_ZERO":
-        r = tf.where((raw < 0) & (rem != 0), fl + one, fl)
-    else:
-        tie = {
-            "AP_RND": lambda: fl + one,
-            "AP_RND_ZERO": lambda: tf.where(raw > 0, fl, fl + one),
-            "AP_RND_MIN_INF": lambda: fl,
-            "AP_RND_INF": lambda: tf.where(raw > 0, fl + one, fl),
-            "AP_RND_CONV": lambda: tf.where(tf.math.floormod(fl, 2) == 0, fl, fl + one),
-        }
-        if t.rounding not in tie:
-            raise HwflowError(f"unknown rounding mode {t.rounding!r}")
-        r = tf.where(rem > half, fl + one, tf.where(rem < half, fl, tie[t.rounding]()))
-    return _overflow(r, t)
+    return _overflow(_round_floor(fl, rem > half, rem == half, rem != 0, raw > 0, t.rounding), t)
 
 
 def round_shift(base, delta, sh, t) -> tf.Tensor:
@@ -144,20 +148,7 @@ def round_shift(base, delta, sh, t) -> tf.Tensor:
     positive = (fl > 0) | ((fl == 0) & (rem > 0))
     gt = inexact & (rem > half)
     eq = inexact & (rem == half)
-    if t.rounding == "AP_TRN":
-        r = fl
-    elif t.rounding == "AP_TRN_ZERO":
-        r = tf.where(~positive & inexact, fl + one, fl)
-    else:
-        tie = {
-            "AP_RND": lambda: fl + one,
-            "AP_RND_ZERO": lambda: tf.where(positive, fl, fl + one),
-            "AP_RND_MIN_INF": lambda: fl,
-            "AP_RND_INF": lambda: tf.where(positive, fl + one, fl),
-            "AP_RND_CONV": lambda: tf.where(tf.math.floormod(fl, 2) == 0, fl, fl + one),
-        }[t.rounding]()
-        r = tf.where(gt, fl + one, tf.where(eq, tie, fl))
-    return _overflow(r, t)
+    return _overflow(_round_floor(fl, gt, eq, inexact, positive, t.rounding), t)
 
 
 LIMB = 31
@@ -197,7 +188,6 @@ def wide_quantize(h, low, frac: int, t) -> tf.Tensor:
     t = parse_type(t)
     positive = (h > 0) | ((h == 0) & (low > 0))
     sh = frac - t.frac
-    one = tf.constant(1, tf.int64)
     if sh >= LIMB:
         k = sh - LIMB
         fl = tf.bitwise.right_shift(h, tf.constant(k, tf.int64))
@@ -219,20 +209,7 @@ def wide_quantize(h, low, frac: int, t) -> tf.Tensor:
         rem = tf.bitwise.bitwise_and(low, tf.constant(2**sh - 1, tf.int64))
         half = 2 ** (sh - 1)
         gt, eq, nonzero = rem > half, rem == half, rem != 0
-    if t.rounding == "AP_TRN":
-        r = fl
-    elif t.rounding == "AP_TRN_ZERO":
-        r = tf.where(~positive & nonzero, fl + one, fl)
-    else:
-        tie = {
-            "AP_RND": lambda: fl + one,
-            "AP_RND_ZERO": lambda: tf.where(positive, fl, fl + one),
-            "AP_RND_MIN_INF": lambda: fl,
-            "AP_RND_INF": lambda: tf.where(positive, fl + one, fl),
-            "AP_RND_CONV": lambda: tf.where(tf.math.floormod(fl, 2) == 0, fl, fl + one),
-        }[t.rounding]()
-        r = tf.where(gt, fl + one, tf.where(eq, tie, fl))
-    return _overflow(r, t)
+    return _overflow(_round_floor(fl, gt, eq, nonzero, positive, t.rounding), t)
 
 
 def mul_const_raw(a, c: int, frac: int, t) -> tf.Tensor:
