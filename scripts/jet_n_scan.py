@@ -11,6 +11,9 @@ QKeras with their statistical errors, parameters, training time) goes to
 AUC errors are Hanley & McNeil's (1982) standard error of one class's AUC (one vs rest), as in the C
 simulation report; the table gives the largest over the classes (the JSON has each, plus the error of the
 mean, sqrt(sum err^2)/n_classes, which treats the classes as independent); accuracy errors are binomial.
+``--csim`` also builds each point's firmware and C-simulates its test jets (``hls.csim_samples``, the
+whole 30k test split by default; ``--csim-samples`` fewer): C sim accuracy, argmax agreement and the
+fraction of outputs identical to QKeras join the row (tool: the compiled hls4ml C++).
 ``--render`` redraws the table and plot from an existing n_scan.json without training.
 """
 
@@ -23,7 +26,7 @@ import math
 import numpy as np
 
 from hwflow.config import load_card, parse_overrides
-from hwflow.train import train
+from hwflow.train import card_model_hash, train
 from hwflow.util import atomic_write_json, atomic_write_text, project_root, save_figure
 
 CARD = "jet_transformer_physics"
@@ -56,12 +59,45 @@ def point(summary: dict, n: int) -> dict:
     return row
 
 
+def trained_summary(card) -> dict | None:
+    """Return the training summary of a point already trained from this very card (a rerun resumes), else None."""
+    path = card.model_dir() / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("card_hash") == card_model_hash(card) else None
+
+
+def with_csim(row: dict, report: dict) -> dict:
+    """Return the scan row with the C simulation's figures (accuracy, agreement, bit-exactness) added."""
+    row["csim"] = {
+        "n_samples": report["n_samples"],
+        "accuracy": report["accuracy_csim"],
+        "accuracy_err": math.sqrt(report["accuracy_csim"] * (1 - report["accuracy_csim"]) / report["n_samples"]),
+        "argmax_agreement_vs_qkeras": report["argmax_agreement_vs_qkeras"],
+        "bit_exact_fraction_vs_qkeras": report["bit_exact_fraction_vs_qkeras"],
+    }
+    return row
+
+
+def _csim_cells(r: dict) -> str:
+    c = r.get("csim")
+    if c is None:
+        return "| not run | – | – "
+    return (
+        f"| {100 * c['accuracy']:.1f} ± {100 * c['accuracy_err']:.1f} % ({c['n_samples']} jets) "
+        f"| {100 * c['argmax_agreement_vs_qkeras']:.2f} % | {100 * c['bit_exact_fraction_vs_qkeras']:.2f} % "
+    )
+
+
 def table(rows: list[dict]) -> str:
     """Return the scan as a Markdown table."""
     lines = [
-        "| N | parameters | train / test jets | accuracy float | accuracy QKeras | mean AUC float | mean AUC QKeras "
-        "| AUC stat. error (one class, largest) | epochs float / QKeras | training s float / QKeras |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| N | parameters | train / test jets | accuracy float | accuracy QKeras | accuracy C sim "
+        "| C sim argmax agreement vs QKeras | C sim outputs identical to QKeras "
+        "| mean AUC float | mean AUC QKeras | AUC stat. error (one class, largest) | epochs float / QKeras "
+        "| training s float / QKeras |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f, q = r["float"], r["qkeras"]
@@ -69,6 +105,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['n_constituents']} | {r['parameters']} | {r['n_train']} / {r['n_test']} "
             f"| {100 * f['accuracy']:.1f} ± {100 * f['accuracy_err']:.1f} % "
             f"| {100 * q['accuracy']:.1f} ± {100 * q['accuracy_err']:.1f} % "
+            f"{_csim_cells(r)}"
             f"| {f['auc_mean']:.4f} | {q['auc_mean']:.4f} | ± {max(q['auc_err'].values()):.4f} "
             f"| {f['epochs']} / {q['epochs']} | {f['seconds']:.0f} / {q['seconds']:.0f} |"
         )
@@ -85,8 +122,16 @@ def plot(rows: list[dict], path) -> None:
     ns = [r["n_constituents"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "auc_mean", "mean one-vs-rest AUC")):
-        for v, style in (("float", "o-"), ("qkeras", "s--")):
-            ax.errorbar(ns, [r[v][key] for r in rows], yerr=[r[v][f"{key}_err"] for r in rows], fmt=style, label=v)
+        for v, style in (("float", "o-"), ("qkeras", "s--"), ("csim", "^:")):
+            if not all(key in r.get(v, {}) for r in rows):
+                continue  # C simulation gives accuracy only, and only with --csim
+            ax.errorbar(
+                ns,
+                [r[v][key] for r in rows],
+                yerr=[r[v][f"{key}_err"] for r in rows],
+                fmt=style,
+                label={"csim": "C sim"}.get(v, v),
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("constituents N")
@@ -104,6 +149,8 @@ def main() -> None:
     p.add_argument("--jets-per-class", type=int, default=None, help="override data.jets.jets_per_class")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="any other card override")
+    p.add_argument("--csim", action="store_true", help="also build the firmware and C-simulate each point")
+    p.add_argument("--csim-samples", type=int, default=None, help="C-simulated test jets (default: the card's)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from n_scan.json")
     args = p.parse_args()
@@ -122,7 +169,12 @@ def main() -> None:
         if args.epochs:
             sets.append(f"train.epochs={args.epochs}")
         card = load_card(CARD, parse_overrides(sets))
-        rows.append(point(train(card, verbose=0 if args.quiet else 2), n))
+        row = point(trained_summary(card) or train(card, verbose=0 if args.quiet else 2), n)
+        if args.csim:
+            from hwflow.verify import csim
+
+            row = with_csim(row, csim(card, n_samples=args.csim_samples, trace=False))
+        rows.append(row)
         rows.sort(key=lambda r: r["n_constituents"])
         # written after every point, so an interrupted scan keeps what finished
         atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": sets[1:], "points": rows})
