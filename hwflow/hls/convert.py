@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..reference.fixed import exact_type
 from ..util import HwflowError, atomic_write_json
 from .ext import pooling
 from .ext.common import flat_layers, quantizer_type, range_type
@@ -115,6 +116,30 @@ def _input_type(layer, calibration_data, current, default: str) -> str:
     return current if current not in (None, "auto") else default
 
 
+def _frozen_norm_type(layer):
+    """Return the result type that holds a frozen power-of-two standardization exactly, else None.
+
+    The transformer's ``input_norm`` computes ``x * 2^k + b`` (``b = -mean_q * 2^k``, mean on a 2^-10 grid) of
+    inputs on the input quantizer's grid, so its exact result needs ``frac(x) - k`` fractional bits and the
+    integer bits of the extreme inputs; Keras computes it exactly in float32, and so must the C++ (hls4ml's default
+    16-bit result type would truncate it).
+    """
+    src = [n.inbound_layers for n in getattr(layer, "_inbound_nodes", [])]
+    if len(src) != 1 or type(src[0]).__name__ != "QActivation" or not layer.get_weights():
+        return None
+    t = quantizer_type(src[0].quantizer, src[0].name)
+    gamma, beta, mean, var = (np.asarray(w, np.float32) for w in layer.get_weights())
+    scale = gamma / np.sqrt(var + np.float32(layer.epsilon))  # as hls4ml folds it
+    bias = (beta - mean * scale).astype(np.float64)
+    scale = scale.astype(np.float64)
+    log2 = np.log2(np.abs(scale), where=scale != 0, out=np.zeros_like(scale))
+    if t is None or np.any(scale <= 0) or np.any(log2 != np.round(log2)):
+        return None  # a trained batch norm: hls4ml's own types
+    frac = int(max(np.max(t.frac - log2), exact_type(bias, max_width=64).frac, 0))
+    extremes = np.concatenate([t.min * scale + bias, t.max * scale + bias])
+    return exact_type(extremes, signed=True, max_width=64, frac=frac)
+
+
 def hls_config(card, model, calibration_data=None) -> dict:
     """Return the hls4ml config dict (granularity 'name') for a card and model, with hwflow defaults and overrides.
 
@@ -161,6 +186,9 @@ def _stock_layer_defaults(layers: dict, model, h: dict, calibration_data) -> Non
             for key in ("scale", "bias"):
                 if prec.get(key) in (None, "auto") or str(prec.get(key)).startswith("fixed<16,6"):
                     prec[key] = "ap_fixed<26,8,AP_RND_CONV,AP_SAT>"
+            exact = _frozen_norm_type(layer)
+            if exact is not None:
+                prec["result"] = exact.cpp()
         elif cls == "QGlobalAveragePooling1D":
             prec.update(pooling.precision(layer))  # the types the Keras layer computes with: C++ == Keras
         elif cls in ("GlobalAveragePooling1D", "AveragePooling1D") and _feeds_qactivation(layer):
