@@ -261,15 +261,14 @@ def _timed(rec: dict, what: str, t0: float) -> None:
 
 
 def _train_step(card, rec: dict) -> dict:
-    from .train import card_model_hash, load_summary, train
+    from .train import train, trained_summary
 
     t0 = time.perf_counter()
-    try:  # a trial interrupted after training resumes from its trained model
-        s = load_summary(card)
-        if s.get("card_hash") != card_model_hash(card):
-            raise HwflowError("stale")
-    except HwflowError:
-        s = train(card, verbose=0)
+    # a trial interrupted after training resumes from its model, and trials that differ only in firmware or RTL
+    # settings (reuse factor, table types, tokens per cycle) share one training
+    base = TRIAL_RE.sub("", card.name)
+    siblings = sorted(p for p in card.model_dir().parent.glob(f"{base}_x*") if TRIAL_RE.search(p.name))
+    s = trained_summary(card, siblings) or train(card, verbose=0)
     _timed(rec, "train", t0)
     rec["tools"]["accuracy_qkeras"] = "QKeras (TensorFlow), full test split"
     return {

@@ -16,7 +16,10 @@ folder is published, so a model that cannot be deserialized is never left behind
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -244,9 +247,35 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
     return summary
 
 
+def trained_summary(card, siblings=()) -> dict | None:
+    """Return the training summary when models/<name>/ holds a model trained from this card's data, model, quant
+    and train sections (so a rerun skips training), else None.
+
+    ``siblings``: other model directories to reuse a model from when it was trained from the same sections (e.g.
+    exploration trials that differ only in firmware or RTL settings); the first match is copied into
+    models/<name>/ as a whole, so each card still owns its directory.
+    """
+    want = card_model_hash(card)
+    for d in (card.model_dir(), *siblings):
+        try:
+            s = json.loads((Path(d) / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        files = [Path(d) / f for f in (s.get("files") or {}).values()]
+        if s.get("card_hash") != want or not files or not all(f.exists() for f in files):
+            continue
+        if Path(d) != card.model_dir():
+            with atomic_dir(card.model_dir()) as tmp:
+                for f in Path(d).iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, tmp / f.name)
+            s["reused_from"] = str(d)
+        return s
+    return None
+
+
 def load_trained(card, which: str = "qkeras"):
     """Return the trained keras.Model ('qkeras' or 'float') of a card from models/<name>/."""
-    import json
 
     if which not in MODEL_FILES:
         raise HwflowError(f"unknown model variant '{which}': expected one of {', '.join(MODEL_FILES)}")

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from hwflow.config import load_card, parse_overrides
-from hwflow.train import card_model_hash, train
+from hwflow.train import train, trained_summary
 from hwflow.util import atomic_write_json, atomic_write_text, project_root, save_figure
 
 CARD = "jet_transformer_physics"
@@ -57,15 +57,6 @@ def point(summary: dict, n: int) -> dict:
             "seconds": summary["training_seconds"][v],
         }
     return row
-
-
-def trained_summary(card) -> dict | None:
-    """Return the training summary of a point already trained from this very card (a rerun resumes), else None."""
-    path = card.model_dir() / "summary.json"
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    return summary if summary.get("card_hash") == card_model_hash(card) else None
 
 
 def with_csim(row: dict, report: dict) -> dict:

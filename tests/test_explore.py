@@ -232,3 +232,31 @@ def test_warm_start_copies_layers_of_equal_name_and_shape(project):
     assert 0 < warm_start(build(wider, quantized=True, **kw), "base") < n_same
     with pytest.raises(HwflowError, match=r"train.warm_start = 'nothing'.*make train MODEL=nothing"):
         warm_start(same, "nothing")
+
+
+def test_trials_share_a_training_when_only_hardware_settings_differ(project, monkeypatch):
+    """A trial reuses its own trained model on a rerun, and copies one of a trial trained from the same data, model,
+    quant and train sections (here: only rtl.tokens_per_cycle differs); a trial with other quantizers trains."""
+    import hwflow.train as T
+    from hwflow.explore import _train_step
+    from hwflow.train import card_model_hash
+
+    space = load_space("tiny")
+    a, b, c = (
+        effective_card(
+            space, {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": g}
+        )
+        for g in (1, 2, 2)
+    )
+    c["quant"]["default"]["bits"] = 2
+    summary = {"card_hash": card_model_hash(a), "files": {"qkeras": "qkeras.h5"}, "parameters": 7, "n_test": 9}
+    summary.update(accuracy={"qkeras": 0.6}, epochs_run={"qkeras": 1})
+    a.model_dir().mkdir(parents=True)
+    (a.model_dir() / "qkeras.h5").write_bytes(b"weights")
+    (a.model_dir() / "summary.json").write_text(json.dumps(summary))
+    trained = []
+    monkeypatch.setattr(T, "train", lambda card, verbose=0: trained.append(card.name) or dict(summary, parameters=5))
+    assert _train_step(a, {"seconds": {}, "tools": {}})["parameters"] == 7  # its own model
+    assert _train_step(b, {"seconds": {}, "tools": {}})["parameters"] == 7  # a's model, copied
+    assert (b.model_dir() / "qkeras.h5").read_bytes() == b"weights" and not trained
+    assert _train_step(c, {"seconds": {}, "tools": {}})["parameters"] == 5 and trained == [c.name]
