@@ -33,7 +33,7 @@ SAMPLERS = ("grid", "random", "nsga2")
 # study objectives: (record key, direction); the figures behind them carry their tools in record["tools"]
 OBJECTIVES = (("accuracy", "maximize"), ("lut", "minimize"), ("latency_x_ii", "minimize"))
 TRIAL_RE = re.compile(r"_x[0-9a-f]{10}$")
-SPACE_KEYS = {"model", "sampler", "trials", "seed", "population", "fixed", "params", "rtl_samples"}
+SPACE_KEYS = {"model", "sampler", "trials", "seed", "population", "fixed", "params", "rtl_samples", "start"}
 # card sections that never change the design: left out of the trial hash
 NOT_HASHED = ("name", "description", "dask")
 
@@ -89,6 +89,7 @@ class Space:
     seed: int = 0
     population: int | None = None
     rtl_samples: int = 200
+    start: list[dict] = field(default_factory=list)  # points run first (after the default), e.g. hand-picked designs
     path: Path | None = None
 
     def distributions(self) -> dict:
@@ -172,15 +173,44 @@ def load_space(model: str, path: str | Path | None = None) -> Space:
         seed=int(raw.get("seed", 0)),
         population=raw.get("population"),
         rtl_samples=int(raw.get("rtl_samples", 200)),
+        start=_parse_start(raw.get("start"), params, sampler, p.name),
         path=p,
     )
     # every key must be a card key and every bound a valid value: the corner cards name a wrong one at once
-    for corner in (_first, _last):
+    for values in [{q.name: corner(q) for q in params} for corner in (_first, _last)] + space.start:
         try:
-            load_card(model, space.overrides({q.name: corner(q) for q in params}))
+            load_card(model, space.overrides(values))
         except CardError as e:
             raise HwflowError(f"{p.name}: {e}") from None
     return space
+
+
+def _parse_start(raw: Any, params: list[Param], sampler: str, where: str) -> list[dict]:
+    """Return the space's start points: each gives a value of every dimension, inside its choices or range."""
+    if not raw:
+        return []
+    if sampler == "grid":
+        raise HwflowError(f"{where}: 'start' points need sampler nsga2 or random (the grid runs every point anyway)")
+    if not isinstance(raw, list) or not all(isinstance(v, dict) for v in raw):
+        raise HwflowError(f"{where}: 'start' must be a list of {{parameter: value}} mappings")
+    names = [q.name for q in params]
+    for i, point in enumerate(raw):
+        if set(point) != set(names):
+            missing, extra = sorted(set(names) - set(point)), sorted(set(point) - set(names))
+            raise HwflowError(
+                f"{where}: start point {i} must give exactly the params' names (missing: {missing}, unknown: {extra})"
+            )
+        for q in params:
+            d = q.distribution()
+            try:
+                inside = d._contains(d.to_internal_repr(point[q.name]))
+            except (ValueError, TypeError):
+                inside = False
+            if not inside:
+                raise HwflowError(
+                    f"{where}: start point {i}: {q.name} = {point[q.name]!r} is outside its choices/range"
+                )
+    return [dict(point) for point in raw]
 
 
 def _first(p: Param):
@@ -465,6 +495,9 @@ def explore(
     defaults = default_values(space)
     if defaults is not None and space.sampler != "grid":
         study.enqueue_trial(defaults)  # the default design is always a trial, so the front is read against it
+    for point in space.start:
+        if point != defaults:
+            study.enqueue_trial(point)
     out = base.report_dir() / "explore"
     records: list[dict] = []
     t_start = time.perf_counter()

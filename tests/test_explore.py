@@ -174,6 +174,29 @@ def test_nsga2_and_grid_are_seeded(project, cluster):
     assert s["trials"] == 18 and len({json.dumps(r["params"], sort_keys=True) for r in recs}) == 18
 
 
+def test_start_points_run_first_and_are_validated(project, cluster):
+    (project / "died").touch()  # fake_trial's worker kill is tested above
+    start = [
+        {"quant.default.bits": 2, "quant.qkv.bits+quant.score.bits": 8, "rtl.tokens_per_cycle": 2},
+        {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 0},
+    ]
+    (project / "models" / "tiny.explore.yaml").write_text(yaml.safe_dump(dict(SPACE, start=start, trials=4)))
+    explore("tiny", scheduler=cluster.scheduler.address, trial_fn=fake_trial, progress=False)
+    recs = [json.loads(line) for line in (project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()]
+    default = {"quant.default.bits": 8, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 0}
+    assert [r["params"] for r in recs[:3]] == [default, *start] and len(recs) == 4  # the default, then the starts
+    for bad, match in (
+        ([{"quant.default.bits": 4}], r"start point 0 must give exactly the params' names"),
+        ([dict(start[0], **{"rtl.tokens_per_cycle": 3})], r"rtl.tokens_per_cycle = 3 is outside"),
+    ):
+        (project / "bad.yaml").write_text(yaml.safe_dump(dict(SPACE, start=bad)))
+        with pytest.raises(HwflowError, match=match):
+            load_space("tiny", project / "bad.yaml")
+    (project / "bad.yaml").write_text(yaml.safe_dump(dict(SPACE, start=start, sampler="grid")))
+    with pytest.raises(HwflowError, match=r"need sampler nsga2 or random"):
+        load_space("tiny", project / "bad.yaml")
+
+
 @pytest.mark.slow
 def test_one_real_trial_end_to_end(project, cluster):
     """Real stages on a tiny Pythia card: train, firmware, C simulation, da4ml estimate, on a Dask worker."""
