@@ -92,6 +92,20 @@ class Space:
     start: list[dict] = field(default_factory=list)  # points run first (after the default), e.g. hand-picked designs
     path: Path | None = None
 
+    @property
+    def study(self) -> str:
+        """Return the study's name: '' for the model's default space, else the space file's own name (``ii4`` for
+        models/jet_transformer.ii4.explore.yaml), so several studies of one model keep their own outputs."""
+        if self.path is None or self.path.resolve() == space_path(self.model).resolve():
+            return ""
+        name = self.path.name.removesuffix(".yaml").removesuffix(".explore")
+        return name.removeprefix(f"{Path(self.model).stem}.") or name
+
+    def outputs(self, base) -> tuple[Path, Path]:
+        """Return (reports/<m>/explore[-<study>]/, models/<m>/pareto[-<study>]/)."""
+        tag = f"-{self.study}" if self.study else ""
+        return base.report_dir() / f"explore{tag}", base.model_dir() / f"pareto{tag}"
+
     def distributions(self) -> dict:
         """Return {param name: Optuna distribution}."""
         return {p.name: p.distribution() for p in self.params}
@@ -498,7 +512,7 @@ def explore(
     for point in space.start:
         if point != defaults:
             study.enqueue_trial(point)
-    out = base.report_dir() / "explore"
+    out = space.outputs(base)[0]
     records: list[dict] = []
     t_start = time.perf_counter()
     with client(settings) as c:
@@ -631,8 +645,7 @@ def write_outputs(base, space: Space, records: list[dict], front: list[dict], in
 
     from .util import atomic_dir
 
-    out = base.report_dir() / "explore"
-    front_dir = base.model_dir() / "pareto"
+    out, front_dir = space.outputs(base)
     cards = []
     with atomic_dir(front_dir) as tmp:
         for k, r in enumerate(front, 1):
@@ -782,9 +795,13 @@ def make_plots(out: Path, records: list[dict], front: list[dict], model: str) ->
 
 
 # ------------------------------------------------------------------------------------------------ hwflow report
-def front_summary(root: Path, model: str) -> dict | None:
-    """Return a model's exploration front for reports/summary.* (from reports/<m>/explore/), or None."""
-    d = Path(root) / "reports" / model / "explore"
+def front_summaries(root: Path, model: str) -> list[dict]:
+    """Return a model's exploration fronts for reports/summary.* (one per study: reports/<m>/explore*/)."""
+    dirs = sorted(d for d in (Path(root) / "reports" / model).glob("explore*") if d.is_dir())
+    return [f for f in (_front_summary(d, model) for d in dirs) if f]
+
+
+def _front_summary(d: Path, model: str) -> dict | None:
     try:
         info = json.loads((d / "study.json").read_text())
         recs = {r["name"]: r for r in map(json.loads, (d / "trials.jsonl").read_text().splitlines())}
@@ -796,6 +813,7 @@ def front_summary(root: Path, model: str) -> dict | None:
     ]
     return {
         "model": model,
+        "study": d.name.removeprefix("explore").removeprefix("-"),
         "pareto_md": str(d / "pareto.md"),
         "sampler": info.get("sampler"),
         "trials": info.get("trials"),
@@ -809,7 +827,8 @@ def fronts_markdown(fronts: list[dict]) -> list[str]:
     out = ["## Design-space exploration fronts (hwflow explore)", ""]
     for f in fronts:
         out += [
-            f"{f['model']}: {f['trials']} trials ({f['sampler']}), details in `{f['pareto_md']}`. Accuracy: hls4ml C "
+            f"{f['model']}{' (study ' + f['study'] + ')' if f.get('study') else ''}: {f['trials']} trials "
+            f"({f['sampler']}), details in `{f['pareto_md']}`. Accuracy: hls4ml C "
             "simulation; LUT and products: da4ml estimate; latency x II: da4ml stages unless simulated.",
             "",
             "| k | card | accuracy | LUT (da4ml est.) | var x var products | latency x II | II | Yosys LUT / DSP |",

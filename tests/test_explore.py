@@ -180,9 +180,16 @@ def test_start_points_run_first_and_are_validated(project, cluster):
         {"quant.default.bits": 2, "quant.qkv.bits+quant.score.bits": 8, "rtl.tokens_per_cycle": 2},
         {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 0},
     ]
-    (project / "models" / "tiny.explore.yaml").write_text(yaml.safe_dump(dict(SPACE, start=start, trials=4)))
-    explore("tiny", scheduler=cluster.scheduler.address, trial_fn=fake_trial, progress=False)
-    recs = [json.loads(line) for line in (project / "reports/tiny/explore/trials.jsonl").read_text().splitlines()]
+    # a second space file of the model is its own study: outputs in explore-<study>/ and pareto-<study>/
+    space = project / "models" / "tiny.starts.explore.yaml"
+    space.write_text(yaml.safe_dump(dict(SPACE, start=start, trials=4)))
+    explore("tiny", space, scheduler=cluster.scheduler.address, trial_fn=fake_trial, progress=False)
+    out = project / "reports/tiny/explore-starts"
+    recs = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert not (project / "reports/tiny/explore").exists() and list((project / "models/tiny/pareto-starts").iterdir())
+    from hwflow.explore import front_summaries
+
+    assert [f["study"] for f in front_summaries(project, "tiny")] == ["starts"]
     default = {"quant.default.bits": 8, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 0}
     assert [r["params"] for r in recs[:3]] == [default, *start] and len(recs) == 4  # the default, then the starts
     for bad, match in (

@@ -223,9 +223,9 @@ def collect(root: str | Path | None = None, models: list[str] | None = None) -> 
 
 
 def _explore_fronts(root: Path, names: list[str]) -> list[dict]:
-    from ..explore import front_summary
+    from ..explore import front_summaries
 
-    return [f for f in (front_summary(root, n) for n in names) if f]
+    return [f for n in names for f in front_summaries(root, n)]
 
 
 def _clean(obj: Any) -> Any:
