@@ -22,6 +22,7 @@
 #define HWFLOW_COSFORMER_H_
 
 #include "ap_fixed.h"
+#include "hwflow_attention.h"
 #include "nnet_common.h"
 #include "nnet_dense.h"
 
@@ -136,33 +137,24 @@ void hwflow_cosformer(
 #pragma HLS ARRAY_PARTITION variable = v complete
 #pragma HLS ARRAY_PARTITION variable = ctx complete
 
-COSFORMER_PROJ:
+    q_t q[T * HK], k[T * HK];
+#pragma HLS ARRAY_PARTITION variable = q complete
+#pragma HLS ARRAY_PARTITION variable = k complete
+    hwflow_qkv_projection<data_T, CONFIG_T>(data, q, k, v, wq, bq, wk, bk, wv, bv);
+
+COSFORMER_FEATURES:
     for (unsigned t = 0; t < T; t++) {
-        data_T x[D];
-        q_t qr[HK], kr[HK], vr[HV];
-#pragma HLS ARRAY_PARTITION variable = x complete
-        for (unsigned i = 0; i < D; i++) {
-#pragma HLS UNROLL
-            x[i] = data[t * D + i];
-        }
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_q>(x, qr, wq, bq);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_k>(x, kr, wk, bk);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_v>(x, vr, wv, bv);
         typename CONFIG_T::trig_t c, s;
         c.range(TW - 1, 0) = cos_table[t];
         s.range(TW - 1, 0) = sin_table[t];
         for (unsigned i = 0; i < HK; i++) {
 #pragma HLS UNROLL
-            q_t qp = qr[i] > 0 ? qr[i] : q_t(0); // ReLU feature map
-            q_t kp = kr[i] > 0 ? kr[i] : q_t(0);
+            q_t qp = q[t * HK + i] > 0 ? q[t * HK + i] : q_t(0); // ReLU feature map
+            q_t kp = k[t * HK + i] > 0 ? k[t * HK + i] : q_t(0);
             qc[t * HK + i] = qp * c;
             qs[t * HK + i] = qp * s;
             kc[t * HK + i] = kp * c;
             ks[t * HK + i] = kp * s;
-        }
-        for (unsigned i = 0; i < HV; i++) {
-#pragma HLS UNROLL
-            v[t * HV + i] = vr[i];
         }
     }
 

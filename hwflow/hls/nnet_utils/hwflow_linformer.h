@@ -17,6 +17,7 @@
 #define HWFLOW_LINFORMER_H_
 
 #include "ap_fixed.h"
+#include "hwflow_attention.h"
 #include "hwflow_softmax.h"
 #include "nnet_common.h"
 #include "nnet_dense.h"
@@ -98,28 +99,7 @@ void hwflow_linformer(
 #pragma HLS ARRAY_PARTITION variable = vp complete
 #pragma HLS ARRAY_PARTITION variable = ctx complete
 
-LINFORMER_PROJ:
-    for (unsigned t = 0; t < T; t++) {
-        data_T x[D];
-        q_t qr[HK], kr[HK], vr[HV];
-#pragma HLS ARRAY_PARTITION variable = x complete
-        for (unsigned i = 0; i < D; i++) {
-#pragma HLS UNROLL
-            x[i] = data[t * D + i];
-        }
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_q>(x, qr, wq, bq);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_k>(x, kr, wk, bk);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_v>(x, vr, wv, bv);
-        for (unsigned i = 0; i < HK; i++) {
-#pragma HLS UNROLL
-            q[t * HK + i] = qr[i];
-            k[t * HK + i] = kr[i];
-        }
-        for (unsigned i = 0; i < HV; i++) {
-#pragma HLS UNROLL
-            v[t * HV + i] = vr[i];
-        }
-    }
+    hwflow_qkv_projection<data_T, CONFIG_T>(data, q, k, v, wq, bq, wk, bk, wv, bv);
 
     hwflow_linformer_seq_project<q_t, kv_t, CONFIG_T, HK>(k, kp, we);
     hwflow_linformer_seq_project<q_t, kv_t, CONFIG_T, HV>(v, vp, wf);

@@ -17,6 +17,7 @@
 #define HWFLOW_MHA_H_
 
 #include "ap_fixed.h"
+#include "hwflow_attention.h"
 #include "hwflow_softmax.h"
 #include "nnet_common.h"
 #include "nnet_dense.h"
@@ -67,28 +68,7 @@ void hwflow_mha(data_T data[CONFIG_T::seq_len * CONFIG_T::embed_dim], res_T res[
 #pragma HLS ARRAY_PARTITION variable = v complete
 #pragma HLS ARRAY_PARTITION variable = ctx complete
 
-MHA_PROJ:
-    for (unsigned t = 0; t < T; t++) {
-        data_T x[D];
-        q_t qr[HK], kr[HK], vr[HV];
-#pragma HLS ARRAY_PARTITION variable = x complete
-        for (unsigned i = 0; i < D; i++) {
-#pragma HLS UNROLL
-            x[i] = data[t * D + i];
-        }
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_q>(x, qr, wq, bq);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_k>(x, kr, wk, bk);
-        nnet::dense<data_T, q_t, typename CONFIG_T::proj_v>(x, vr, wv, bv);
-        for (unsigned i = 0; i < HK; i++) {
-#pragma HLS UNROLL
-            q[t * HK + i] = qr[i];
-            k[t * HK + i] = kr[i];
-        }
-        for (unsigned i = 0; i < HV; i++) {
-#pragma HLS UNROLL
-            v[t * HV + i] = vr[i];
-        }
-    }
+    hwflow_qkv_projection<data_T, CONFIG_T>(data, q, k, v, wq, bq, wk, bk, wv, bv);
 
     static const unsigned G = CONFIG_T::group, TG = T / G;
     const typename CONFIG_T::scale_t scale = CONFIG_T::scale;
