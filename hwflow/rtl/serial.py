@@ -1208,6 +1208,7 @@ module {name} (
   reg signed [XW-1:0] k_c_lo2, k_iw_mask, k_acc_mask, k_tb_odd;
   reg signed [PMW-1:0] k_pmb;
   reg [9:0] k_ixr, k_ixl, k_pshr, k_pshl;  // signed shifts split into right and left amounts (no negation in the path)
+  reg signed [XW-1:0] k_half_lo, k_half_hi, k_half_top;  // the sigmoid index clamp: -half, half - 1, 2 half - 1
   always @(posedge clk) begin
     k_lop_mask <= f_op == {RSQRT} ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
     k_sf_mask <= (ONE <<< f_sf) - ONE;
@@ -1222,6 +1223,9 @@ module {name} (
     k_iw_mask <= (ONE <<< f_iw) - ONE;
     k_tb_odd <= (ONE <<< f_tbits) + ONE;
     k_pmb <= f_div_en ? $signed({{1'b0, f_div_m}}) : f_post_mul;
+    k_half_lo <= -$signed({{1'b0, f_ix_half}});
+    k_half_hi <= $signed({{1'b0, f_ix_half}}) - ONE;
+    k_half_top <= 2 * $signed({{1'b0, f_ix_half}}) - ONE;
     k_ixr <= f_ix_sh >= 0 ? f_ix_sh : 0;
     k_ixl <= f_ix_sh < 0 ? -f_ix_sh : 0;
     k_pshr <= f_p_sh >= 0 ? f_p_sh : 0;
@@ -1313,7 +1317,6 @@ module {name} (
   end
   // 4: sigmoid index clamped and offset by half the table; leading one of each 8-bit group (4b: of the highest
   // group holding a one: the leading-one position)
-  wire signed [XW-1:0] half_s = $signed({{1'b0, f_ix_half}});
   wire [{lopw}-1:0] z3w = z3[XW-1:0];
   reg signed [XW-1:0] a4, b4, c4, sidx4;
   reg [{lopg}-1:0] any4;
@@ -1321,7 +1324,7 @@ module {name} (
   integer g;
   always @(posedge clk) begin
     a4 <= a3; b4 <= b3; c4 <= c3;
-    sidx4 <= sk3 < -half_s ? 0 : (sk3 > half_s - ONE ? 2 * half_s - ONE : sk3 + half_s);
+    sidx4 <= sk3 < k_half_lo ? 0 : (sk3 > k_half_hi ? k_half_top : sk3 - k_half_lo);
     for (g = 0; g < {lopg}; g = g + 1) begin
       any4[g] <= z3w[8 * g +: 8] != 0;
       loc4[3 * g +: 3] <= lop8(z3w[8 * g +: 8]);
