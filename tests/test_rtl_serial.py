@@ -130,6 +130,19 @@ def test_unlowerable_layer_is_named():
         S.compile_graph(g, {})
 
 
+def test_read_after_own_write_is_refused():
+    """An instruction whose later elements read a word an earlier element wrote would read it before the pipeline
+    writes it (and emulate reads every operand first): the compiler refuses it, naming the layer."""
+    prog = S.Program("unit", ram_size=8)
+    ok = dict.fromkeys(S.FIELDS, 0)
+    ok.update(op=S.ADD, n0=4, n1=1, n2=1, a0=0, a_s0=1, b_src=S.B_IMM, d0=4, d_s0=1)  # y[i] = x[i]: no hazard
+    prog.instrs = [S.Instr("fine", ok, 8), S.Instr("shift", {**ok, "a0": 1, "d0": 0}, 8)]  # x[i] = x[i + 1]: fine
+    S._check_hazards(prog)
+    prog.instrs.append(S.Instr("prefix", {**ok, "a0": 0, "d0": 1}, 8))  # x[i + 1] = x[i]: reads its own result
+    with pytest.raises(HwflowError, match="layer 'prefix' reads RAM word 1 after writing it"):
+        S._check_hazards(prog)
+
+
 def run_rtl_python(code: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONNOUSERSITE="1")
     p = subprocess.run(

@@ -6,7 +6,7 @@ activations from a RAM. Time is cheap for speech (a 1 s clip may take 10 ms), ar
 
 Datapath (``verilog`` writes it; ``emulate`` is its bit-exact Python model, the check that the compiler is right):
 
-- activation RAM (two read ports, one shared with the write port), weight ROM (two ports: operand and bias), table
+- activation RAM (two read ports and a write port), weight ROM (two ports: operand and bias), table
   ROM (two ports: a table entry and its neighbour, or the two exp tables), program ROM;
 - one multiply-accumulate lane (``rtl.macs_per_cycle: 1``), a wide accumulator (wraps to the accum_t width), a
   post multiplier (scale constants, exact division by a constant via a magic number), one cast unit (shift, all
@@ -15,11 +15,14 @@ Datapath (``verilog`` writes it; ``emulate`` is its bit-exact Python model, the 
   norm 1/sqrt with their leading-one position and linear interpolation (hwflow/reference/softmax.py, layernorm.py).
 
 Every instruction is a loop nest ``for i0 < n0, i1 < n1: [for i2 < n2: accumulate]; write`` with linear addresses
-``base + i0*s0 + i1*s1 (+ i2*s2)`` for each operand (A, B: RAM or ROM, C: bias ROM, D: destination). An element
-takes 3 clocks per inner step (address, RAM read, table read/accumulate) plus one for the post stage and write;
-an instruction 2 more (fetch, decode). Tensors keep zero frames around them where a convolution reads outside the
-clip (hls4ml's 'same' padding). The clip enters word by word (in_valid/in_ready), the result leaves word by word
-(out_valid, out_last).
+``base + i0*s0 + i1*s1 (+ i2*s2)`` for each operand (A, B: RAM or ROM, C: bias ROM, D: destination). The
+controller issues one inner step per clock into a PIPELINE_DEPTH-stage pipeline (memories, table address unit,
+table ROM, multiplier, accumulator, wrap, post multiplier, cast, added constant, written word: every long path cut
+into register stages, the multipliers into two registered partial products) and drains it before the next
+instruction (fetch, decode): an instruction takes n0*n1*n2 + PIPELINE_DEPTH clocks. No instruction may read a word
+it wrote itself (``_check_hazards``). The activation RAM is kept in two copies written together, one per read
+port. Tensors keep zero frames around them where a convolution reads outside the clip (hls4ml's 'same' padding).
+The clip enters word by word (in_valid/in_ready), the result leaves word by word (out_valid, out_last).
 """
 
 from __future__ import annotations
@@ -39,7 +42,14 @@ HALT, DOT, MAX, ADD, SIGMUL, EXP, RECIP, SOFTOUT, RSQRT = range(9)
 OP_NAMES = ("halt", "dot", "max", "add", "sigmul", "exp", "recip", "softout", "rsqrt")
 B_RAM, B_ROM, B_IMM = 0, 1, 2  # where operand B comes from
 PACK = 8  # RECIP stores (1/sum << PACK) | leading-one position in one word
-CLOCKS_FETCH, CLOCKS_STEP, CLOCKS_POST = 2, 3, 1
+CLOCKS_FETCH = 3  # fetch (program ROM, instruction register) and decode of an instruction
+# register stages from a step's issue to its result's RAM write: memories, operands, table address unit (scaled
+# index, leading one in two stages, mantissa, index, address), table ROM, multiplier operands, tiles, tile sums,
+# product, accumulator input, accumulator, wrap, post multiplier (operand, tiles, sums, product), division shift,
+# cast input, cast shift | round | overflow, added constant | its overflow, written word (two). An instruction issues
+# one step per clock; the clocks around it (fetch, decode, drain) add up to PIPELINE_DEPTH
+PIPELINE_DEPTH = 29
+MUL_SPLIT = 17  # the multipliers work on 17-bit chunks (18 x 18 signed tiles), each tile product registered
 
 # instruction fields, in program-word order (bit widths are sized to the program by Program.field_bits)
 FIELDS = (
@@ -141,7 +151,8 @@ class Instr:
     bits: int  # widest intermediate of this instruction (two's complement bits)
 
     def clocks(self) -> int:
-        return CLOCKS_FETCH + self.f["n0"] * self.f["n1"] * (CLOCKS_STEP * self.f["n2"] + CLOCKS_POST)
+        """Return the clocks of the instruction: fetch, one issued step per clock, the drain of the pipeline."""
+        return self.f["n0"] * self.f["n1"] * self.f["n2"] + PIPELINE_DEPTH
 
 
 @dataclass
@@ -398,6 +409,7 @@ class Compiler:
                 self.p.done[len(self.p.instrs) - 1] = self.p.done.get(len(self.p.instrs) - 1, []) + [e["output"]]
             self.release(i)
         self.emit("halt", 1, op=HALT)
+        _check_hazards(self.p)
         ib, n_in, it = self.tensor(g["inputs"][0])
         ob, n_out, ot = self.tensor(g["outputs"][0])
         self.p.inp = (ib, n_in, int(it["width"]), bool(it["signed"]))
@@ -910,6 +922,28 @@ def _magic(n: int, width: int) -> tuple[int, int]:
     return m, k
 
 
+def _check_hazards(prog: Program) -> None:
+    """Raise if an instruction reads a RAM word that one of its earlier results wrote: the datapath reads a step
+    when it issues and writes its result PIPELINE_DEPTH clocks later (and ``emulate`` reads every operand first)."""
+    for ins in prog.instrs:
+        f = ins.f
+        if f["op"] == HALT:
+            continue
+        d = _addr(f, "d", inner=False)[..., 0].ravel()
+        first = np.full(max(prog.ram_size, 1), d.size, np.int64)  # element index of the first write of each word
+        np.minimum.at(first, d, np.arange(d.size))
+        reads = [_addr(f, "a")] + ([_addr(f, "b")] if f["b_src"] == B_RAM else [])
+        for r in reads:
+            r = np.broadcast_to(r, (f["n0"], f["n1"], f["n2"])).reshape(d.size, -1)
+            bad = first[r] < np.arange(d.size)[:, None]
+            if bad.any():
+                word = int(r[bad][0])
+                raise HwflowError(
+                    f"serial engine: an instruction of layer '{ins.layer}' reads RAM word {word} after writing it; "
+                    "give its output words of their own (hwflow/rtl/serial.py Compiler.alloc)"
+                )
+
+
 def compile_graph(graph: dict, arrays: dict) -> Program:
     """Return the serial-engine Program of a neutral graph (raise HwflowError naming a layer it cannot lower)."""
     return Compiler(graph, arrays).compile()
@@ -1123,7 +1157,7 @@ def rom_bits(values) -> int:
 
 
 VERILOG = r"""// hwflow serial engine for {name}: {n_ins} instructions, {ram_n} RAM words x {rw} bits,
-// weight ROM {rom_n} x {ww}, table ROM {tab_n} x {tw}, datapath {xw} bits
+// weight ROM {rom_n} x {ww}, table ROM {tab_n} x {tw}, datapath {xw} bits, {depth}-stage pipeline
 // (generated by hwflow/rtl/serial.py; its arithmetic is serial.emulate's)
 module {name} (
     input wire clk,
@@ -1138,45 +1172,87 @@ module {name} (
   localparam XW = {xw};
   localparam RW = {rw};
   localparam AW = {aw};
+  localparam MW = {mw};
+  localparam PMW = {pmw};
   localparam signed [XW-1:0] ONE = 1;
-  localparam S_LOAD = 0, S_FETCH = 1, S_DEC = 2, S_E0 = 3, S_E1 = 4, S_E2 = 5, S_E3 = 6, S_O0 = 7, S_O1 = 8;
+  localparam signed [XW-1:0] ALL = -1;  // masks of the low n bits: ~(ALL <<< n), no carry chain
+  localparam S_LOAD = 0, S_FETCH = 1, S_DEC = 2, S_RUN = 3, S_DRAIN = 4, S_O0 = 5, S_O1 = 6, S_INS = 7;
 
-  // memories: program, weights (two read ports), tables (two read ports), activations (port a: read/write, b: read)
+  // memories: program, weights (two read ports), tables (two read ports), activations (two copies written
+  // together, one per read port: two reads and one write per clock)
   reg [{pw}-1:0] prog [0:{n_ins}-1];
   reg [{ww}-1:0] wrom [0:{rom_n}-1];
   reg [{tw}-1:0] trom [0:{tab_n}-1];
-  reg [RW-1:0] ram [0:{ram_n}-1];
+  reg [RW-1:0] ram_a [0:{ram_n}-1];
+  reg [RW-1:0] ram_b [0:{ram_n}-1];
   initial begin
     $readmemh("{name}_prog.mem", prog);
     $readmemh("{name}_wrom.mem", wrom);
     $readmemh("{name}_trom.mem", trom);
-    $readmemh("{name}_ram.mem", ram);  // zeros: the frames around the convolutions' inputs are never written
+    $readmemh("{name}_ram.mem", ram_a);  // zeros: the frames around the convolutions' inputs are never written
+    $readmemh("{name}_ram.mem", ram_b);
   end
 
   reg [3:0] state;
   reg [{pcw}-1:0] pc;
-  reg [{pw}-1:0] ins;
+  reg [{pw}-1:0] prog_q, ins;  // the program ROM's word, then the instruction register the datapath reads
 {fields}
   // loop counters and address generators (current, start of the i1 row, start of the i0 block)
   reg [{cw}-1:0] i0, i1, i2;
   reg [AW-1:0] ca, cb, cc, cd, ra1, rb1, rc1, rd1, ra0, rb0, rc0, rd0;
   reg [AW-1:0] io_cnt;
+  reg [5:0] drain;
 
-  // memory ports
+  // ---- per-instruction constants, registered (the fields are steady from decode to the end of the drain) ----
+  reg signed [XW-1:0] k_lop_mask, k_sf_mask, k_lo_mask, k_aw_mask, k_aw_sbit, k_c_mask, k_c_sbit, k_c_hi, k_c_lo;
+  reg signed [XW-1:0] k_c_lo2, k_iw_mask, k_acc_mask, k_tb_odd;
+  reg signed [PMW-1:0] k_pmb;
+  reg [9:0] k_ixr, k_ixl, k_pshr, k_pshl;  // signed shifts split into right and left amounts (no negation in the path)
+  reg signed [XW-1:0] k_half_lo, k_half_hi, k_half_top;  // the sigmoid index clamp: -half, half - 1, 2 half - 1
+  always @(posedge clk) begin
+    k_lop_mask <= f_op == {RSQRT} ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
+    k_sf_mask <= (ONE <<< f_sf) - ONE;
+    k_lo_mask <= (ONE <<< f_lo_bits) - ONE;
+    k_aw_mask <= (ONE <<< f_acc_w) - ONE;
+    k_aw_sbit <= ONE <<< (f_acc_w - 1);
+    k_c_mask <= (ONE <<< f_c_w) - ONE;
+    k_c_sbit <= ONE <<< (f_c_w - 1);
+    k_c_hi <= f_c_sgn ? (ONE <<< (f_c_w - 1)) - ONE : (ONE <<< f_c_w) - ONE;
+    k_c_lo <= !f_c_sgn ? 0 : (f_c_ovf == 3 ? ONE - (ONE <<< (f_c_w - 1)) : -(ONE <<< (f_c_w - 1)));
+    k_c_lo2 <= !f_c_sgn ? 0 : (f_o2_ovf == 3 ? ONE - (ONE <<< (f_c_w - 1)) : -(ONE <<< (f_c_w - 1)));
+    k_iw_mask <= (ONE <<< f_iw) - ONE;
+    k_tb_odd <= (ONE <<< f_tbits) + ONE;
+    k_pmb <= f_div_en ? $signed({{1'b0, f_div_m}}) : f_post_mul;
+    k_half_lo <= -$signed({{1'b0, f_ix_half}});
+    k_half_hi <= $signed({{1'b0, f_ix_half}}) - ONE;
+    k_half_top <= 2 * $signed({{1'b0, f_ix_half}}) - ONE;
+    k_ixr <= f_ix_sh >= 0 ? f_ix_sh : 0;
+    k_ixl <= f_ix_sh < 0 ? -f_ix_sh : 0;
+    k_pshr <= f_p_sh >= 0 ? f_p_sh : 0;
+    k_pshl <= f_p_sh < 0 ? -f_p_sh : 0;
+  end
+
+  // ---- memory ports: an issued step's addresses go to the memories, the words come back one clock later ----
   reg [RW-1:0] ram_qa, ram_qb;
   reg [{ww}-1:0] wq1, wq2;
   reg [{tw}-1:0] tq1, tq2;
-  wire ram_we = (state == S_LOAD && in_valid) || state == S_E3;
-  wire [AW-1:0] ram_aa = state == S_LOAD ? {in_base} + io_cnt :
-                         state == S_E3 ? cd : (state == S_O0 ? {out_base} + io_cnt : ca);
   reg [AW-1:0] ta1, ta2;
-  wire signed [XW-1:0] wdata;
+  reg we_p;
+  reg [AW-1:0] wa_p;
+  reg signed [XW-1:0] wd_p;
   wire signed [XW-1:0] in_ext = {in_ext};
+  wire ram_we = (state == S_LOAD && in_valid) || we_p;
+  wire [AW-1:0] ram_wa = state == S_LOAD ? {in_base} + io_cnt : wa_p;
+  wire [RW-1:0] ram_wd = state == S_LOAD ? in_ext[RW-1:0] : wd_p[RW-1:0];
+  wire [AW-1:0] ram_aa = state == S_O0 ? {out_base} + io_cnt : ca;
   always @(posedge clk) begin
-    if (ram_we) ram[ram_aa] <= state == S_LOAD ? in_ext[RW-1:0] : wdata[RW-1:0];
-    ram_qa <= ram[ram_aa];
+    if (ram_we) ram_a[ram_wa] <= ram_wd;
+    ram_qa <= ram_a[ram_aa];
   end
-  always @(posedge clk) ram_qb <= ram[cb];
+  always @(posedge clk) begin
+    if (ram_we) ram_b[ram_wa] <= ram_wd;
+    ram_qb <= ram_b[cb];
+  end
   always @(posedge clk) begin
     wq1 <= wrom[cb];
     wq2 <= wrom[cc];
@@ -1187,141 +1263,359 @@ module {name} (
   end
   assign in_ready = state == S_LOAD;
 
-  // ---- arithmetic units ----
-  function signed [XW-1:0] ovf_fn(input signed [XW-1:0] x, input [1:0] mode, input [6:0] w, input sgn);
-    reg signed [XW-1:0] lo, hi, m;
+  // ---- arithmetic helpers ----
+  // overflow into the cast's type: mode 0 wraps (mask, sign-extend), 2 zeroes, 1 and 3 clamp to [lo, hi]
+  function signed [XW-1:0] ovf_fn(input signed [XW-1:0] x, input [1:0] mode, input sgn, input signed [XW-1:0] lo);
     begin
-      hi = sgn ? (ONE <<< (w - 1)) - ONE : (ONE <<< w) - ONE;
-      lo = sgn ? -(ONE <<< (w - 1)) : 0;
-      if (mode == 3 && sgn) lo = -hi;
-      m = x & ((ONE <<< w) - ONE);
       case (mode)
-        2'd0: ovf_fn = (sgn && m[w-1]) ? m - (ONE <<< w) : m;
-        2'd2: ovf_fn = (x < lo || x > hi) ? 0 : x;
-        default: ovf_fn = x < lo ? lo : (x > hi ? hi : x);
+        2'd0: ovf_fn = (sgn && (x & k_c_sbit) != 0) ? x | ~k_c_mask : x & k_c_mask;
+        2'd2: ovf_fn = (x < lo || x > k_c_hi) ? 0 : x;
+        default: ovf_fn = x < lo ? lo : (x > k_c_hi ? k_c_hi : x);
       endcase
     end
   endfunction
 
-  function signed [XW-1:0] cast_fn(input signed [XW-1:0] v, input signed [9:0] sh, input [2:0] rnd,
-                                   input [1:0] mode, input [6:0] w, input sgn);
-    reg signed [XW-1:0] q, rem, half;
-    reg inc;
-    begin
-      inc = 0;
-      if (sh <= 0) q = v <<< (-sh);
-      else begin
-        q = v >>> sh;
-        rem = v - (q <<< sh);
-        half = ONE <<< (sh - 1);
-        case (rnd)
-          3'd1: inc = v[XW-1] && rem != 0;
-          3'd2: inc = rem >= half;
-          3'd3: inc = rem > half || (rem == half && v[XW-1]);
-          3'd4: inc = rem > half || (rem == half && !v[XW-1]);
-          3'd5: inc = rem > half;
-          3'd6: inc = rem > half || (rem == half && q[0]);
-          default: inc = 0;
-        endcase
-      end
-      cast_fn = ovf_fn(q + inc, mode, w, sgn);
-    end
-  endfunction
-
-  // highest set bit of x in [lo, hi) (0 when none): the leading-one position of the reciprocal and 1/sqrt units
-  function [6:0] lop_fn(input signed [XW-1:0] x, input [6:0] lo, input [6:0] hi);
+  // highest set bit of an 8-bit group of the leading-one unit's input (0 when none; the input is masked to the
+  // unit's [lo, hi) bit range before)
+  function [2:0] lop8(input [7:0] x);
     integer b;
     begin
-      lop_fn = 0;
-      for (b = 1; b < XW; b = b + 1) if (b >= lo && b < hi && x[b]) lop_fn = b;
+      lop8 = 0;
+      for (b = 1; b < 8; b = b + 1) if (x[b]) lop8 = b;
     end
   endfunction
 
-  // ---- stage E1: operands from the memories, table addresses ----
-  wire signed [XW-1:0] qa = $signed(ram_qa);
-  wire signed [XW-1:0] qb = f_b_src == 0 ? $signed(ram_qb) : (f_b_src == 1 ? $signed(wq1) : f_imm_b);
-  wire signed [XW-1:0] qc = $signed(wq2);
-  reg signed [XW-1:0] ra, rb, rc, rrem;
-  reg signed [9:0] rdsh;
-  reg signed [7:0] rexp;
-  reg [7:0] rp;
-  // sigmoid index: floor(x * 2^log2_scale), clamped to the table, offset by half its size
-  wire signed [XW-1:0] sk = f_ix_sh >= 0 ? qb >>> f_ix_sh : qb <<< (-f_ix_sh);
-  wire signed [XW-1:0] half_s = $signed({{1'b0, f_ix_half}});
-  wire signed [XW-1:0] sidx = sk < -half_s ? 0 : (sk > half_s - ONE ? 2 * half_s - ONE : sk + half_s);
-  // softmax reciprocal: leading one above the binary point, mantissa fraction, table index and remainder
-  wire [6:0] rc_p = lop_fn(qa >>> f_sf, 1, f_sint);
-  wire signed [XW-1:0] rc_mf = (qa >>> rc_p) & ((ONE <<< f_sf) - ONE);
-  wire signed [XW-1:0] rc_idx = f_kk > 0 ? rc_mf >>> f_kk : rc_mf <<< (-f_kk);
-  wire signed [XW-1:0] rc_rem = f_kk > 0 ? rc_mf & ((ONE <<< f_kk) - ONE) : 0;
-  // norm 1/sqrt: leading one of var, octave parity, table index, interpolation remainder, exponent
-  wire [6:0] rs_pos = lop_fn(qa, 1, f_vw);
-  wire signed [XW-1:0] rs_mf = qa & ((ONE <<< rs_pos) - ONE);
-  wire signed [9:0] rs_shv = $signed({{3'b0, rs_pos}}) - $signed({{1'b0, f_tbits}});
-  wire [9:0] rs_s = rs_shv > 0 ? rs_shv : 0;
-  wire signed [XW-1:0] rs_j = rs_shv > 0 ? rs_mf >>> rs_s : rs_mf <<< (-rs_shv);
-  wire signed [XW-1:0] rs_rem = rs_mf & ((ONE <<< rs_s) - ONE);
-  wire signed [9:0] rs_b = $signed({{3'b0, rs_pos}}) - $signed({{1'b0, f_vf}});
-  wire signed [XW-1:0] rs_base = f_tb + (rs_b[0] ? (ONE <<< f_tbits) + 1 : 0) + rs_j;
-  always @* begin
-    case (f_op)
-      {SIGMUL}: begin ta1 = f_tb + sidx; ta2 = 0; end
-      {EXP}: begin ta1 = f_tb + (qa >>> f_lo_bits); ta2 = f_tb2 + (qa & ((ONE <<< f_lo_bits) - ONE)); end
-      {RECIP}: begin ta1 = f_tb + rc_idx; ta2 = f_tb + rc_idx + 1; end
-      {RSQRT}: begin ta1 = rs_base; ta2 = rs_base + 1; end
-      default: begin ta1 = 0; ta2 = 0; end
-    endcase
-  end
-
-  // ---- stage E2: one multiplier, accumulate ----
-  reg signed [XW-1:0] acc;
-  reg signed [{mw}-1:0] ma, mb;
-  always @* begin
-    case (f_op)
-      {SIGMUL}: begin ma = ra; mb = $signed({{1'b0, tq1}}); end
-      {EXP}: begin ma = $signed({{1'b0, tq1}}); mb = $signed({{1'b0, tq2}}); end
-      {RECIP}, {RSQRT}: begin ma = $signed({{1'b0, tq2}}) - $signed({{1'b0, tq1}}); mb = rrem; end
-      {SOFTOUT}: begin ma = ra; mb = rb >>> {pack}; end
-      default: begin ma = ra; mb = rb; end
-    endcase
-  end
-  wire signed [XW-1:0] prod = ma * mb;
-  wire signed [XW-1:0] psh = f_p_sh >= 0 ? prod >>> f_p_sh : prod <<< (-f_p_sh);
-  wire signed [XW-1:0] acc0 = f_use_c ? rc <<< f_c_shl : 0;
-  wire signed [XW-1:0] bsh = rb <<< f_sb;
-  wire signed [XW-1:0] addv = (ra <<< f_sa) + (f_neg ? -bsh : bsh);
-  reg signed [XW-1:0] e2v;
-  always @* begin
-    case (f_op)
-      {DOT}: e2v = (i2 == 0 ? acc0 : acc) + psh;
-      {MAX}: e2v = (i2 == 0 || ra > acc) ? ra : acc;
-      {ADD}: e2v = f_relu && addv < 0 ? 0 : addv;
-      {EXP}: e2v = f_single ? $signed({{1'b0, tq1}}) : prod;
-      {RECIP}, {RSQRT}: e2v = ($signed({{1'b0, tq1}}) <<< rdsh) + prod;
-      {SOFTOUT}: e2v = prod >>> rb[{pack}-1:0];
-      default: e2v = prod;
-    endcase
-  end
-
-  // ---- stage E3: wrap, post multiply / exact division, cast, added constant, write ----
-  wire signed [XW-1:0] wrapped = f_acc_w != 0 ? ovf_fn(acc, 0, f_acc_w, 1) : acc;
-  wire signed [XW-1:0] mag = wrapped < 0 ? -wrapped : wrapped;
-  wire signed [XW-1:0] pm_a = f_div_en ? mag : wrapped;
-  wire signed [{pmw}-1:0] pm_b = f_div_en ? $signed({{1'b0, f_div_m}}) : f_post_mul;
-  wire signed [XW-1:0] pm = pm_a * pm_b;
-  wire signed [XW-1:0] dq = pm >>> f_div_k;
-  wire signed [XW-1:0] post = f_div_en ? (wrapped < 0 ? -dq : dq) : (f_mul_en ? pm : wrapped);
-  wire signed [9:0] csh = f_op == {RSQRT} ? $signed(f_c_sh) + rdsh : $signed(f_c_sh);
-  wire signed [XW-1:0] cv = cast_fn(f_op == {DOT} ? post : acc, csh, f_c_rnd, f_c_ovf, f_c_w, f_c_sgn);
-  wire signed [XW-1:0] cv2 = f_add_en ? ovf_fn(cv + f_imm2, f_o2_ovf, f_c_w, f_c_sgn) : cv;
-  wire signed [XW-1:0] rsq = cv2 <<< f_ish;
-  wire signed [XW-1:0] rsq2 = rexp >= 0 ? rsq >>> rexp : rsq <<< (-rexp);
-  assign wdata = f_op == {RECIP} ? (cv2 <<< {pack}) | rp : (f_op == {RSQRT} ? rsq2 & ((ONE <<< f_iw) - ONE) : cv2);
-
-  // ---- controller ----
+  // ---- issue: one step per clock in S_RUN (valid, first and last step of a result, destination) ----
   wire last2 = i2 == f_n2 - 1;
   wire last1 = i1 == f_n1 - 1;
   wire last0 = i0 == f_n0 - 1;
+  wire issue = state == S_RUN;
+  reg [{depth}:1] v_p, f_p, l_p;
+  reg [{depth}*AW-1:0] d_p;  // destination of stage k: d_p[(k-1)*AW +: AW]
+  always @(posedge clk) begin
+    v_p <= {{v_p[{depth}-1:1], issue}};
+    f_p <= {{f_p[{depth}-1:1], i2 == 0}};
+    l_p <= {{l_p[{depth}-1:1], last2}};
+    d_p <= {{d_p[({depth}-1)*AW-1:0], cd}};
+  end
+
+  // ---- stage 2: operands ----
+  reg signed [XW-1:0] a2, b2, c2;
+  always @(posedge clk) begin
+    a2 <= $signed(ram_qa);
+    b2 <= f_b_src == 0 ? $signed(ram_qb) : (f_b_src == 1 ? $signed(wq1) : f_imm_b);
+    c2 <= $signed(wq2);
+  end
+
+  // ---- stages 3-7: table addresses ----
+  // 3: sigmoid index scaled; the leading-one unit's input (1/sqrt: var; reciprocal: sum >> frac bits), masked
+  reg signed [XW-1:0] a3, b3, c3, sk3, z3;
+  always @(posedge clk) begin
+    a3 <= a2; b3 <= b2; c3 <= c2;
+    sk3 <= k_ixl != 0 ? b2 <<< k_ixl : b2 >>> k_ixr;
+    z3 <= (f_op == {RSQRT} ? a2 : a2 >>> f_sf) & k_lop_mask;
+  end
+  // 4: sigmoid index clamped and offset by half the table; leading one of each 8-bit group (4b: of the highest
+  // group holding a one: the leading-one position)
+  wire [{lopw}-1:0] z3w = z3[XW-1:0];
+  reg signed [XW-1:0] a4, b4, c4, sidx4;
+  reg [{lopg}-1:0] any4;
+  reg [3*{lopg}-1:0] loc4;
+  integer g;
+  always @(posedge clk) begin
+    a4 <= a3; b4 <= b3; c4 <= c3;
+    sidx4 <= sk3 < k_half_lo ? 0 : (sk3 > k_half_hi ? k_half_top : sk3 - k_half_lo);
+    for (g = 0; g < {lopg}; g = g + 1) begin
+      any4[g] <= z3w[8 * g +: 8] != 0;
+      loc4[3 * g +: 3] <= lop8(z3w[8 * g +: 8]);
+    end
+  end
+  reg signed [XW-1:0] a4b, b4b, c4b, sidx4b;
+  reg [6:0] p4;
+  always @(posedge clk) begin
+    a4b <= a4; b4b <= b4; c4b <= c4; sidx4b <= sidx4;
+{lop_groups}
+  end
+  wire signed [9:0] sel4 = f_op == {RSQRT} ? $signed({{3'b0, p4}}) - $signed({{1'b0, f_tbits}}) : f_kk;
+  // 5: mantissa (1/sqrt: bits below the leading one; reciprocal: sum >> position, frac bits), octave shift
+  reg signed [XW-1:0] a5, b5, c5, sidx5, mf5;
+  reg signed [9:0] bexp5;
+  reg [9:0] sr5, sl5;
+  reg [6:0] p5;
+  always @(posedge clk) begin
+    a5 <= a4b; b5 <= b4b; c5 <= c4b; sidx5 <= sidx4b; p5 <= p4;
+    mf5 <= f_op == {RSQRT} ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
+    sr5 <= sel4 > 0 ? sel4 : 0;  // index shift: 1/sqrt octave (position - table bits), reciprocal kk
+    sl5 <= sel4 < 0 ? -sel4 : 0;
+    bexp5 <= $signed({{3'b0, p4}}) - $signed({{1'b0, f_vf}});
+  end
+  // 6: table index and interpolation remainder (shift by sel: 1/sqrt octave shift, reciprocal kk), exponent
+  reg signed [XW-1:0] a6, b6, c6, sidx6, idx6, rem6;
+  reg signed [9:0] rdsh6;
+  reg signed [7:0] rexp6;
+  reg [6:0] p6;
+  reg odd6;
+  always @(posedge clk) begin
+    a6 <= a5; b6 <= b5; c6 <= c5; sidx6 <= sidx5; p6 <= p5;
+    idx6 <= sl5 != 0 ? mf5 <<< sl5 : mf5 >>> sr5;
+    rem6 <= mf5 & ~(ALL <<< sr5);
+    rdsh6 <= $signed(sr5);
+    rexp6 <= (bexp5 - $signed({{9'b0, bexp5[0]}})) >>> 1;
+    odd6 <= bexp5[0];
+  end
+  // 7: table addresses (registered; the table ROM's words come back in stage 8)
+  reg signed [XW-1:0] a7, b7, c7, rem7;
+  reg signed [9:0] rdsh7;
+  reg signed [7:0] rexp7;
+  reg [6:0] p7;
+  wire signed [XW-1:0] rs_base6 = f_tb + (odd6 ? k_tb_odd : 0) + idx6;
+  always @(posedge clk) begin
+    a7 <= a6; b7 <= b6; c7 <= c6; rem7 <= rem6; rdsh7 <= rdsh6; rexp7 <= rexp6; p7 <= p6;
+    case (f_op)
+      {SIGMUL}: begin ta1 <= f_tb + sidx6; ta2 <= 0; end
+      {EXP}: begin ta1 <= f_tb + (a6 >>> f_lo_bits); ta2 <= f_tb2 + (a6 & k_lo_mask); end
+      {RECIP}: begin ta1 <= f_tb + idx6; ta2 <= f_tb + idx6 + 1; end
+      {RSQRT}: begin ta1 <= rs_base6; ta2 <= rs_base6 + 1; end
+      default: begin ta1 <= 0; ta2 <= 0; end
+    endcase
+  end
+  reg signed [XW-1:0] a8, b8, c8, rem8;
+  reg signed [9:0] rdsh8;
+  reg signed [7:0] rexp8;
+  reg [6:0] p8;
+  always @(posedge clk) begin
+    a8 <= a7; b8 <= b7; c8 <= c7; rem8 <= rem7; rdsh8 <= rdsh7; rexp8 <= rexp7; p8 <= p7;
+  end
+
+  // ---- stages 9-13: multiply (two registered partial products), accumulate ----
+  reg signed [MW-1:0] ma9, mb9;
+  reg signed [XW-1:0] a9, as9, bs9, acc09;
+  reg [{tw}-1:0] t9;
+  reg [{pack}-1:0] bp9;
+  reg signed [9:0] rdsh9;
+  reg signed [7:0] rexp9;
+  reg [6:0] p9;
+  always @(posedge clk) begin
+    a9 <= a8; bp9 <= b8[{pack}-1:0]; t9 <= tq1; rdsh9 <= rdsh8; rexp9 <= rexp8; p9 <= p8;
+    case (f_op)
+      {SIGMUL}: begin ma9 <= a8; mb9 <= $signed({{1'b0, tq1}}); end
+      {EXP}: begin ma9 <= $signed({{1'b0, tq1}}); mb9 <= $signed({{1'b0, tq2}}); end
+      {RECIP}, {RSQRT}: begin ma9 <= $signed({{1'b0, tq2}}) - $signed({{1'b0, tq1}}); mb9 <= rem8; end
+      {SOFTOUT}: begin ma9 <= a8; mb9 <= b8 >>> {pack}; end
+      default: begin ma9 <= a8; mb9 <= b8; end
+    endcase
+    as9 <= a8 <<< f_sa;
+    bs9 <= b8 <<< f_sb;
+    acc09 <= f_use_c ? c8 <<< f_c_shl : 0;
+  end
+{mul_tiles}
+  reg signed [XW-1:0] a10, addv10, acc010, t1sh10, t10;
+  reg [{pack}-1:0] bp10;
+  reg signed [9:0] rdsh10;
+  reg signed [7:0] rexp10;
+  reg [6:0] p10;
+  always @(posedge clk) begin
+    a10 <= a9; bp10 <= bp9; acc010 <= acc09; rdsh10 <= rdsh9; rexp10 <= rexp9; p10 <= p9;
+    addv10 <= f_neg ? as9 - bs9 : as9 + bs9;
+    t1sh10 <= $signed({{1'b0, t9}}) <<< rdsh9;
+    t10 <= $signed({{1'b0, t9}});
+  end
+{mul_groups}
+  reg signed [XW-1:0] a11, addv11, acc011, t1sh11, t11;
+  reg [{pack}-1:0] bp11;
+  reg signed [9:0] rdsh11;
+  reg signed [7:0] rexp11;
+  reg [6:0] p11;
+  always @(posedge clk) begin
+    a11 <= a10; bp11 <= bp10; acc011 <= acc010; rdsh11 <= rdsh10; rexp11 <= rexp10; p11 <= p10;
+    t1sh11 <= t1sh10; t11 <= t10;
+    addv11 <= f_relu && addv10 < 0 ? 0 : addv10;
+  end
+{mul_sum}
+  reg signed [XW-1:0] a11b, addv11b, acc011b, t1sh11b, t11b;
+  reg [{pack}-1:0] bp11b;
+  reg signed [9:0] rdsh11b;
+  reg signed [7:0] rexp11b;
+  reg [6:0] p11b;
+  always @(posedge clk) begin
+    a11b <= a11; bp11b <= bp11; acc011b <= acc011; rdsh11b <= rdsh11; rexp11b <= rexp11; p11b <= p11;
+    t1sh11b <= t1sh11; t11b <= t11; addv11b <= addv11;
+  end
+  reg signed [XW-1:0] e12, acc012;
+  reg signed [9:0] rdsh12;
+  reg signed [7:0] rexp12;
+  reg [6:0] p12;
+  always @(posedge clk) begin
+    acc012 <= acc011b; rdsh12 <= rdsh11b; rexp12 <= rexp11b; p12 <= p11b;
+    case (f_op)
+      {DOT}: e12 <= k_pshl != 0 ? prod11b <<< k_pshl : prod11b >>> k_pshr;
+      {MAX}: e12 <= a11b;
+      {ADD}: e12 <= addv11b;
+      {EXP}: e12 <= f_single ? t11b : prod11b;
+      {RECIP}, {RSQRT}: e12 <= t1sh11b + prod11b;
+      {SOFTOUT}: e12 <= prod11b >>> bp11b;
+      default: e12 <= prod11b;
+    endcase
+  end
+  // 13: the accumulator (a result is complete when its last step leaves this stage)
+  reg signed [XW-1:0] acc;
+  reg signed [9:0] rdsh13;
+  reg signed [7:0] rexp13;
+  reg [6:0] p13;
+  always @(posedge clk) begin
+    rdsh13 <= rdsh12; rexp13 <= rexp12; p13 <= p12;
+    case (f_op)
+      {DOT}: acc <= (f_p[14] ? acc012 : acc) + e12;
+      {MAX}: acc <= (f_p[14] || e12 > acc) ? e12 : acc;
+      default: acc <= e12;
+    endcase
+  end
+
+  // ---- stages 14-19: wrap to accum_t, post multiply (two partial products) / exact division ----
+  reg signed [XW-1:0] x14, w14;
+  reg signed [9:0] rdsh14;
+  reg signed [7:0] rexp14;
+  reg [6:0] p14;
+  always @(posedge clk) begin
+    x14 <= acc; rdsh14 <= rdsh13; rexp14 <= rexp13; p14 <= p13;
+    w14 <= f_acc_w == 0 ? acc : ((acc & k_aw_sbit) != 0 ? acc | ~k_aw_mask : acc & k_aw_mask);
+  end
+  reg signed [XW-1:0] x15, w15, pa15;
+  reg signed [9:0] rdsh15;
+  reg signed [7:0] rexp15;
+  reg [6:0] p15;
+  always @(posedge clk) begin
+    x15 <= x14; w15 <= w14; rdsh15 <= rdsh14; rexp15 <= rexp14; p15 <= p14;
+    pa15 <= f_div_en && w14 < 0 ? -w14 : w14;
+  end
+{pm_tiles}
+  reg signed [XW-1:0] x16, w16;
+  reg signed [9:0] rdsh16;
+  reg signed [7:0] rexp16;
+  reg [6:0] p16;
+  always @(posedge clk) begin
+    x16 <= x15; w16 <= w15; rdsh16 <= rdsh15; rexp16 <= rexp15; p16 <= p15;
+  end
+{pm_groups}
+  reg signed [XW-1:0] x16b, w16b;
+  reg signed [9:0] rdsh16b;
+  reg signed [7:0] rexp16b;
+  reg [6:0] p16b;
+  always @(posedge clk) begin
+    x16b <= x16; w16b <= w16; rdsh16b <= rdsh16; rexp16b <= rexp16; p16b <= p16;
+  end
+  reg signed [XW-1:0] x17, w17, pm17;
+  reg signed [9:0] rdsh17;
+  reg signed [7:0] rexp17;
+  reg [6:0] p17;
+  always @(posedge clk) begin
+    x17 <= x16b; w17 <= w16b; rdsh17 <= rdsh16b; rexp17 <= rexp16b; p17 <= p16b;
+{pm_sum}
+  end
+  reg signed [XW-1:0] x18, w18, pm18, dq18;
+  reg signed [9:0] csh18;
+  reg signed [9:0] rdsh18;
+  reg signed [7:0] rexp18;
+  reg [6:0] p18;
+  always @(posedge clk) begin
+    x18 <= x17; w18 <= w17; pm18 <= pm17; rdsh18 <= rdsh17; rexp18 <= rexp17; p18 <= p17;
+    dq18 <= pm17 >>> f_div_k;
+    csh18 <= f_op == {RSQRT} ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
+  end
+  // 19: the cast's input (a DOT's post value, every other unit's result) and shift
+  reg signed [XW-1:0] cin19, half19, below19;
+  reg signed [9:0] csh19;
+  reg [9:0] csr19, csl19;
+  reg signed [7:0] rexp19;
+  reg [6:0] p19;
+  always @(posedge clk) begin
+    rexp19 <= rexp18; p19 <= p18;
+    if (f_op != {DOT}) cin19 <= x18;
+    else if (f_div_en) cin19 <= w18 < 0 ? -dq18 : dq18;
+    else cin19 <= f_mul_en ? pm18 : w18;
+    csh19 <= csh18;
+    csr19 <= csh18 > 0 ? csh18 : 0;
+    csl19 <= csh18 < 0 ? -csh18 : 0;
+    half19 <= ONE <<< (csh18 - 1);  // the round bit's position, and the bits below it (the sticky bits)
+    below19 <= ~(ALL <<< (csh18 - 1));
+  end
+
+  // ---- stages 20-24: cast (shift with round and sticky bits | round | overflow), added constant ----
+  reg signed [XW-1:0] q20;
+  reg rbit20, sticky20, neg20;
+  reg [2:0] rnd20;
+  reg signed [7:0] rexp20;
+  reg [6:0] p20;
+  always @(posedge clk) begin
+    rexp20 <= rexp19; p20 <= p19;
+    q20 <= csl19 != 0 ? cin19 <<< csl19 : cin19 >>> csr19;
+    rbit20 <= csh19 > 0 && (cin19 & half19) != 0;
+    sticky20 <= csh19 > 1 && (cin19 & below19) != 0;
+    neg20 <= cin19[XW-1];
+  end
+  reg inc20;
+  always @* begin
+    case (f_c_rnd)
+      3'd1: inc20 = neg20 && (rbit20 || sticky20);
+      3'd2: inc20 = rbit20;
+      3'd3: inc20 = rbit20 && (sticky20 || neg20);
+      3'd4: inc20 = rbit20 && (sticky20 || !neg20);
+      3'd5: inc20 = rbit20 && sticky20;
+      3'd6: inc20 = rbit20 && (sticky20 || q20[0]);
+      default: inc20 = 0;
+    endcase
+  end
+  reg signed [XW-1:0] s21;
+  reg signed [7:0] rexp21;
+  reg [6:0] p21;
+  always @(posedge clk) begin
+    rexp21 <= rexp20; p21 <= p20;
+    s21 <= q20 + inc20;
+  end
+  reg signed [XW-1:0] cv22;
+  reg signed [7:0] rexp22;
+  reg [6:0] p22;
+  always @(posedge clk) begin
+    rexp22 <= rexp21; p22 <= p21;
+    cv22 <= ovf_fn(s21, f_c_ovf, f_c_sgn, k_c_lo);
+  end
+  reg signed [XW-1:0] cv23, t23;
+  reg signed [7:0] rexp23;
+  reg [6:0] p23;
+  always @(posedge clk) begin
+    rexp23 <= rexp22; p23 <= p22; cv23 <= cv22;
+    t23 <= cv22 + f_imm2;
+  end
+  reg signed [XW-1:0] cv24;
+  reg signed [7:0] rexp24;
+  reg [6:0] p24;
+  always @(posedge clk) begin
+    rexp24 <= rexp23; p24 <= p23;
+    cv24 <= f_add_en ? ovf_fn(t23, f_o2_ovf, f_c_sgn, k_c_lo2) : cv23;
+  end
+
+  // ---- stages 25-26: the word written (reciprocal: packed with its leading-one position; 1/sqrt: shifted by
+  // half the exponent) ----
+  reg signed [XW-1:0] cv25, rsq25, pk25;
+  reg [7:0] rexr25, rexl25;
+  always @(posedge clk) begin
+    rexr25 <= rexp24 >= 0 ? rexp24 : 0;
+    rexl25 <= rexp24 < 0 ? -rexp24 : 0;
+    cv25 <= cv24;
+    rsq25 <= cv24 <<< f_ish;
+    pk25 <= (cv24 <<< {pack}) | p24;
+  end
+  always @(posedge clk) begin
+    we_p <= v_p[{depth}-1] && l_p[{depth}-1];
+    wa_p <= d_p[({depth}-2)*AW +: AW];
+    case (f_op)
+      {RECIP}: wd_p <= pk25;
+      {RSQRT}: wd_p <= (rexl25 != 0 ? rsq25 <<< rexl25 : rsq25 >>> rexr25) & k_iw_mask;
+      default: wd_p <= cv25;
+    endcase
+  end
+
+  // ---- controller ----
   always @(posedge clk) begin
     out_valid <= 0;
     out_last <= 0;
@@ -1340,7 +1634,11 @@ module {name} (
           end else io_cnt <= io_cnt + 1;
         end
         S_FETCH: begin
-          ins <= prog[pc];
+          prog_q <= prog[pc];
+          state <= S_INS;
+        end
+        S_INS: begin
+          ins <= prog_q;
           state <= S_DEC;
         end
         S_DEC:
@@ -1353,32 +1651,15 @@ module {name} (
           cb <= f_b0; rb1 <= f_b0; rb0 <= f_b0;
           cc <= f_c0; rc1 <= f_c0; rc0 <= f_c0;
           cd <= f_d0; rd1 <= f_d0; rd0 <= f_d0;
-          state <= S_E0;
+          state <= S_RUN;
         end
-        S_E0: state <= S_E1;
-        S_E1: begin
-          ra <= qa;
-          rb <= qb;
-          rc <= qc;
-          rp <= rc_p;
-          rrem <= f_op == {RSQRT} ? rs_rem : rc_rem;
-          rdsh <= f_op == {RSQRT} ? $signed(rs_s) : (f_kk > 0 ? f_kk : 0);
-          rexp <= (rs_b - $signed({{9'b0, rs_b[0]}})) >>> 1;
-          state <= S_E2;
-        end
-        S_E2: begin
-          acc <= e2v;
-          if (last2) state <= S_E3;
-          else begin
-            i2 <= i2 + 1;
-            ca <= ca + f_a_s2;
-            cb <= cb + f_b_s2;
-            state <= S_E0;
-          end
-        end
-        S_E3: begin
+        S_RUN:
+        if (!last2) begin
+          i2 <= i2 + 1;
+          ca <= ca + f_a_s2;
+          cb <= cb + f_b_s2;
+        end else begin
           i2 <= 0;
-          state <= S_E0;
           if (!last1) begin
             i1 <= i1 + 1;
             ra1 <= ra1 + f_a_s1; ca <= ra1 + f_a_s1;
@@ -1393,10 +1674,15 @@ module {name} (
             rc0 <= rc0 + f_c_s0; rc1 <= rc0 + f_c_s0; cc <= rc0 + f_c_s0;
             rd0 <= rd0 + f_d_s0; rd1 <= rd0 + f_d_s0; cd <= rd0 + f_d_s0;
           end else begin
-            pc <= pc + 1;
-            state <= S_FETCH;
+            drain <= {drain};
+            state <= S_DRAIN;
           end
         end
+        S_DRAIN:  // the last result reaches the RAM before the next instruction reads (or its fields change)
+        if (drain == 0) begin
+          pc <= pc + 1;
+          state <= S_FETCH;
+        end else drain <= drain - 1;
         S_O0: state <= S_O1;
         S_O1: begin
           out_valid <= 1;
@@ -1418,6 +1704,45 @@ endmodule
 """
 
 
+def _tiled_mul(name: str, a: str, wa: int, b: str, wb: int) -> tuple[str, str, str]:
+    """Return the Verilog of a pipelined signed product a * b (mod 2^XW) in three register stages: 18 x 18 tiles
+    (17-bit unsigned chunks, the top chunk signed: one ECP5 MULT18X18D or DSP48E2 each), sums of up to three
+    shifted tiles, their total ``<name>``. Returns (tiles, group sums, total) for three consecutive stages."""
+
+    def chunks(v, w):
+        n = max(1, -(-(w - 1) // MUL_SPLIT))
+        out = []
+        for i in range(n):
+            lo = i * MUL_SPLIT
+            hi = w - 1 if i == n - 1 else lo + MUL_SPLIT - 1
+            out.append((lo, f"$signed({v}[{hi}:{lo}])" if i == n - 1 else f"$signed({{1'b0, {v}[{hi}:{lo}]}})"))
+        return out
+
+    tiles = [(la + lb, f"{name}_t{i}{j}", f"{x} * {y}") for i, (la, x) in enumerate(chunks(a, wa))
+             for j, (lb, y) in enumerate(chunks(b, wb))]  # fmt: skip
+    tiles.sort()
+    t1 = [f"  reg signed [35:0] {', '.join(t for _, t, _ in tiles)};", "  always @(posedge clk) begin"]
+    t1 += [f"    {t} <= {e};" for _, t, e in tiles]
+    groups = [tiles[k : k + 3] for k in range(0, len(tiles), 3)]
+    gn = [f"{name}_g{k}" for k in range(len(groups))]
+    t2 = [f"  reg signed [XW-1:0] {', '.join(gn)};", "  always @(posedge clk) begin"]
+    for g, grp in zip(gn, groups):
+        t2.append(f"    {g} <= " + " + ".join(f"({t} <<< {sh})" for sh, t, _ in grp) + ";")
+    t3 = f"    {name} <= " + " + ".join(gn) + ";"
+    return "\n".join(t1) + "\n  end", "\n".join(t2) + "\n  end", t3
+
+
+def _lop_groups(width: int) -> str:
+    """Return the Verilog of the leading-one unit's second stage over ``width`` bits in 8-bit groups: one-hot the
+    highest group holding a one, OR its position into p4 (shallow: no priority chain)."""
+    n = width // 8
+    terms = []
+    for g in range(n - 1, -1, -1):
+        sel = f"any4[{g}]" + (f" && any4[{n - 1}:{g + 1}] == 0" if g < n - 1 else "")
+        terms.append(f"({{7{{{sel}}}}} & (7'd{8 * g} | loc4[{3 * g} +: 3]))")
+    return "    p4 <= " + " |\n          ".join(terms) + ";"
+
+
 def write_verilog(prog: Program, out: Path, name: str | None = None) -> dict:
     """Write <name>.v and its memory files (program, weight and table ROMs) into out; return the design facts."""
     name = name or prog.name
@@ -1437,6 +1762,13 @@ def write_verilog(prog: Program, out: Path, name: str | None = None) -> dict:
     aw = _clog2(max(prog.ram_size, len(rom), len(tab), 2)) + 1
     cw = _clog2(max(max(i.f[k] for k in ("n0", "n1", "n2")) for i in prog.instrs) + 1)
     rw = prog.ram_bits
+    mw = max(rw, tw + 1, prog.xw // 2) + 1
+    pmw = max(offs["div_m"][1] + 1, offs["post_mul"][1])
+    lopw = 1 << _clog2(prog.xw)
+    if lopw > 128:
+        raise HwflowError(f"serial engine: datapath of {prog.xw} bits (> 128): narrow the widest accumulator")
+    mt, mg, ms = _tiled_mul("prod11b", "ma9", mw, "mb9", mw)
+    pt, pg, ps = _tiled_mul("pm17", "pa15", prog.xw, "k_pmb", pmw)
     text = VERILOG.format(
         name=name,
         n_ins=len(words),
@@ -1460,8 +1792,19 @@ def write_verilog(prog: Program, out: Path, name: str | None = None) -> dict:
         n_out=n_out,
         in_ext="$signed(in_data)" if isg else "$signed({1'b0, in_data})",
         pack=PACK,
-        mw=max(rw, tw + 1, prog.xw // 2) + 1,
-        pmw=max(offs["div_m"][1] + 1, offs["post_mul"][1]),
+        mw=mw,
+        pmw=pmw,
+        depth=PIPELINE_DEPTH,
+        drain=PIPELINE_DEPTH - CLOCKS_FETCH - 1,  # + 1 clock at 0: the last write lands before the next read
+        mul_tiles=mt,
+        mul_groups=mg,
+        mul_sum=f"  reg signed [XW-1:0] prod11b;\n  always @(posedge clk) begin\n{ms}\n  end",
+        pm_tiles=pt,
+        pm_groups=pg,
+        pm_sum=ps,
+        lopw=lopw,
+        lopg=lopw // 8,
+        lop_groups=_lop_groups(lopw),
         **{n.upper(): i for i, n in enumerate(OP_NAMES)},
     )
     (out / f"{name}.v").write_text(text)
