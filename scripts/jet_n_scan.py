@@ -168,7 +168,7 @@ def main() -> None:
         rows.append(row)
         rows.sort(key=lambda r: r["n_constituents"])
         # written after every point, so an interrupted scan keeps what finished
-        atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": sets[1:], "points": rows})
+        atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": sets[2:], "points": rows})
         atomic_write_text(out / "n_scan.md", table(rows))
         plot(rows, out / "n_scan.png")
         print(table(rows))
