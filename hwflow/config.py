@@ -539,13 +539,9 @@ def find_card(name_or_path: str | Path) -> Path:
 
 def load_card(name_or_path: str | Path, overrides: dict | None = None) -> Card:
     """Return the validated Card for a model name or YAML path, with optional nested overrides."""
-    import yaml
 
     path = find_card(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise CardError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = _read_card(path, ())
     if overrides:
         raw = _merge(raw or {}, overrides)
     try:
@@ -554,6 +550,27 @@ def load_card(name_or_path: str | Path, overrides: dict | None = None) -> Card:
         raise CardError(f"{path.name}: {e}") from None
     card.path = path
     return card
+
+
+def _read_card(path: Path, seen: tuple) -> dict:
+    """Return a card file's content; a card with ``base: <card>`` is that card's content with its own keys merged
+    over it (nested sections key by key), so a variant card states only what differs."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CardError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise CardError(f"{path.name}: 'base' must name another card (models/<name>.yaml), got {base!r}")
+    base_path = find_card(base)
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        chain = " -> ".join(q.stem for q in (*seen, path.resolve(), base_path.resolve()))
+        raise CardError(f"{path.name}: 'base' cards form a loop ({chain}): make one of them a full card")
+    return _merge(_read_card(base_path, (*seen, path.resolve())), raw)
 
 
 def _merge(base: dict, over: dict) -> dict:

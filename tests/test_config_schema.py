@@ -120,3 +120,25 @@ def test_unknown_card_lists_known(monkeypatch):
     monkeypatch.setenv("HWFLOW_ROOT", str(REPO))
     with pytest.raises(CardError, match="jet_transformer"):
         load_card("no_such_model")
+
+
+def test_base_card_is_merged_key_by_key(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("HWFLOW_ROOT", str(REPO))
+    full = load_card("kws_conformer", parse_overrides(["model.attention=grouped", "model.attention_group=5"]))
+    variant = load_card("kws_conformer_grouped")  # base: kws_conformer + its own model keys
+    assert {k: v for k, v in variant.items() if k not in ("name", "description")} == {
+        k: v for k, v in full.items() if k not in ("name", "description")
+    }
+    assert variant.name == "kws_conformer_grouped" and variant["quant"] == full["quant"]
+    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    for name, base in (("a", "b"), ("b", "a"), ("c", "nope"), ("d", 3)):
+        (tmp_path / "models" / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, "base": base}))
+    with pytest.raises(CardError, match=r"b.yaml: 'base' cards form a loop \(a -> b -> a\)"):
+        load_card("a")
+    with pytest.raises(CardError, match=r"model card 'nope' not found"):
+        load_card("c")
+    with pytest.raises(CardError, match=r"'base' must name another card"):
+        load_card("d")
