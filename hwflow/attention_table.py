@@ -25,6 +25,15 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _sequence_length(card) -> int:
+    """Return the tokens the attention sees: the jet's constituents, or the conformer's frames after subsampling."""
+    if card["data"]["kind"] == "jets":
+        return int(card["data"]["jets"]["n_constituents"])
+    from .nn.conformer import frames_after_subsampling, input_shape_from_card
+
+    return frames_after_subsampling(input_shape_from_card(card)[0], card["model"]["subsampling"])
+
+
 def collect(names: list[str]) -> list[dict]:
     """Return one row per model: card settings, accuracies, agreement, products and RTL figures per G."""
     from .nn.attention import variable_products
@@ -34,7 +43,7 @@ def collect(names: list[str]) -> list[dict]:
     for name in names:
         card = load_card(name)
         m = card["model"]
-        n = int(card["data"]["jets"]["n_constituents"]) if card["data"]["kind"] == "jets" else None
+        n = _sequence_length(card)
         csim = _load(root / "reports" / name / "csim.json") or {}
         summ = _load(root / "models" / name / "summary.json") or {}
         kind = m.get("attention", "softmax")

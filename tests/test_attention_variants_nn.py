@@ -141,3 +141,25 @@ def test_cosformer_layer_equals_quadratic_form():
     ctx = np.where(den > 0, (sim @ v) / np.where(den > 0, den, 1.0), 0.0)
     assert (den > 0).mean() > 0.5  # most rows exercise the division
     assert np.abs(ctx - t["context"]).max() < 1e-4
+
+
+def test_side_by_side_table_counts_conformer_frames(tmp_path, monkeypatch):
+    """The attention table's N is the conformer's frames after subsampling (25 of 49), not a jet setting."""
+    from pathlib import Path
+
+    from hwflow.attention_table import collect, markdown
+    from hwflow.config import load_card
+    from hwflow.nn.attention import variable_products
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("HWFLOW_ROOT", str(tmp_path))  # no trained models or reports here: figures show as '–'
+    (tmp_path / "models").mkdir()
+    for name in ("kws_conformer", "kws_conformer_grouped", "jet_transformer_grouped"):
+        (tmp_path / "models" / f"{name}.yaml").write_text((repo / "models" / f"{name}.yaml").read_text())
+    rows = collect(["kws_conformer_grouped", "jet_transformer_grouped"])
+    card = load_card("kws_conformer_grouped")
+    assert [r["seq_len"] for r in rows] == [25, 16]
+    assert (
+        rows[0]["attn_products"] == variable_products(card, 25) * card["model"]["num_blocks"] == 2 * 5 * 5 * 2 * 5 * 8
+    )
+    assert "| grouped (g = 5) (`kws_conformer_grouped`) | 25 | – / – / – |" in markdown(rows)
