@@ -539,7 +539,6 @@ def find_card(name_or_path: str | Path) -> Path:
 
 def load_card(name_or_path: str | Path, overrides: dict | None = None) -> Card:
     """Return the validated Card for a model name or YAML path, with optional nested overrides."""
-
     path = find_card(name_or_path)
     raw = _read_card(path, ())
     if overrides:

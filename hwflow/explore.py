@@ -66,6 +66,14 @@ class Param:
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
 
+    def contains(self, value) -> bool:
+        """Return True when ``value`` is one of this dimension's choices or inside its range."""
+        d = self.distribution()
+        try:
+            return bool(d._contains(d.to_internal_repr(value)))
+        except (ValueError, TypeError):
+            return False
+
     def grid(self) -> list:
         """Return every value of this dimension (ranges need a step)."""
         if self.choices is not None:
@@ -215,12 +223,7 @@ def _parse_start(raw: Any, params: list[Param], sampler: str, where: str) -> lis
                 f"{where}: start point {i} must give exactly the params' names (missing: {missing}, unknown: {extra})"
             )
         for q in params:
-            d = q.distribution()
-            try:
-                inside = d._contains(d.to_internal_repr(point[q.name]))
-            except (ValueError, TypeError):
-                inside = False
-            if not inside:
+            if not q.contains(point[q.name]):
                 raise HwflowError(
                     f"{where}: start point {i}: {q.name} = {point[q.name]!r} is outside its choices/range"
                 )
@@ -263,10 +266,7 @@ def default_values(space: Space) -> dict | None:
             node = node.get(part) if isinstance(node, dict) else None
         if node is None:  # a role the base card leaves to the builder's table: no default value to compare
             return None
-        try:
-            if not p.distribution()._contains(p.distribution().to_internal_repr(node)):
-                return None
-        except (ValueError, TypeError):
+        if not p.contains(node):
             return None
         out[p.name] = node
     return out

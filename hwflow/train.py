@@ -276,7 +276,6 @@ def trained_summary(card, siblings=()) -> dict | None:
 
 def load_trained(card, which: str = "qkeras"):
     """Return the trained keras.Model ('qkeras' or 'float') of a card from models/<name>/."""
-
     if which not in MODEL_FILES:
         raise HwflowError(f"unknown model variant '{which}': expected one of {', '.join(MODEL_FILES)}")
     path = card.model_dir() / MODEL_FILES[which]

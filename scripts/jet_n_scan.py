@@ -39,6 +39,11 @@ def auc_error(auc: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0) / (n_pos * n_neg))
 
 
+def binomial_error(p: float, n: int) -> float:
+    """Return the binomial standard error of an accuracy p measured on n samples."""
+    return math.sqrt(p * (1 - p) / n)
+
+
 def point(summary: dict, n: int) -> dict:
     """Return one scan row (accuracy, mean AUC and their errors per variant) from a training summary."""
     n_test = summary["n_test"]
@@ -48,7 +53,7 @@ def point(summary: dict, n: int) -> dict:
         errs = [auc_error(a, per_class[c], n_test - per_class[c]) for c, a in summary["auc"][v].items()]
         row[v] = {
             "accuracy": acc,
-            "accuracy_err": math.sqrt(acc * (1 - acc) / n_test),
+            "accuracy_err": binomial_error(acc, n_test),
             "auc_mean": summary["auc_mean"][v],
             "auc_mean_err": math.sqrt(sum(e * e for e in errs)) / len(errs),
             "auc": summary["auc"][v],
@@ -64,7 +69,7 @@ def with_csim(row: dict, report: dict) -> dict:
     row["csim"] = {
         "n_samples": report["n_samples"],
         "accuracy": report["accuracy_csim"],
-        "accuracy_err": math.sqrt(report["accuracy_csim"] * (1 - report["accuracy_csim"]) / report["n_samples"]),
+        "accuracy_err": binomial_error(report["accuracy_csim"], report["n_samples"]),
         "argmax_agreement_vs_qkeras": report["argmax_agreement_vs_qkeras"],
         "bit_exact_fraction_vs_qkeras": report["bit_exact_fraction_vs_qkeras"],
     }
