@@ -150,30 +150,33 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from n_scan.json")
     args = p.parse_args()
-    rows = []
     out = project_root() / "reports" / CARD
+    extra = [*(args.overrides or [])]
+    if args.jets_per_class:
+        extra.append(f"data.jets.jets_per_class={args.jets_per_class}")
+    if args.epochs:
+        extra.append(f"train.epochs={args.epochs}")
+    # points of an earlier run with the same overrides are kept: a scan is built N by N (N = 64 alone takes
+    # hours on 2 cores); a run with other overrides starts a new table
+    previous = json.loads((out / "n_scan.json").read_text()) if (out / "n_scan.json").exists() else {}
+    same = args.render or previous.get("overrides") == extra
+    rows = sorted(previous.get("points", []) if same else [], key=lambda r: r["n_constituents"])
     if args.render:
-        rows = sorted(json.loads((out / "n_scan.json").read_text())["points"], key=lambda r: r["n_constituents"])
         atomic_write_text(out / "n_scan.md", table(rows))
         plot(rows, out / "n_scan.png")
         print(table(rows))
         return
     for n in args.n:
-        sets = [f"data.jets.n_constituents={n}", f"name={CARD}_n{n}", *(args.overrides or [])]
-        if args.jets_per_class:
-            sets.append(f"data.jets.jets_per_class={args.jets_per_class}")
-        if args.epochs:
-            sets.append(f"train.epochs={args.epochs}")
+        sets = [f"data.jets.n_constituents={n}", f"name={CARD}_n{n}", *extra]
         card = load_card(CARD, parse_overrides(sets))
         row = point(trained_summary(card) or train(card, verbose=0 if args.quiet else 2), n)
         if args.csim:
             from hwflow.verify import csim
 
             row = with_csim(row, csim(card, n_samples=args.csim_samples, trace=False))
-        rows.append(row)
-        rows.sort(key=lambda r: r["n_constituents"])
+        rows = sorted([r for r in rows if r["n_constituents"] != n] + [row], key=lambda r: r["n_constituents"])
         # written after every point, so an interrupted scan keeps what finished
-        atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": sets[2:], "points": rows})
+        atomic_write_json(out / "n_scan.json", {"card": CARD, "overrides": extra, "points": rows})
         atomic_write_text(out / "n_scan.md", table(rows))
         plot(rows, out / "n_scan.png")
         print(table(rows))
