@@ -1341,9 +1341,8 @@ module {name} (
   reg signed [XW-1:0] a5, b5, c5, sidx5, mf5;
   reg signed [9:0] bexp5;
   reg [9:0] sr5, sl5;
-  reg [6:0] p5;
   always @(posedge clk) begin
-    a5 <= a4b; b5 <= b4b; c5 <= c4b; sidx5 <= sidx4b; p5 <= p4;
+    a5 <= a4b; b5 <= b4b; c5 <= c4b; sidx5 <= sidx4b;
     mf5 <= f_op == {RSQRT} ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
     sr5 <= sel4 > 0 ? sel4 : 0;  // index shift: 1/sqrt octave (position - table bits), reciprocal kk
     sl5 <= sel4 < 0 ? -sel4 : 0;
@@ -1353,24 +1352,36 @@ module {name} (
   reg signed [XW-1:0] a6, b6, c6, sidx6, idx6, rem6;
   reg signed [9:0] rdsh6;
   reg signed [7:0] rexp6;
-  reg [6:0] p6;
   reg odd6;
   always @(posedge clk) begin
-    a6 <= a5; b6 <= b5; c6 <= c5; sidx6 <= sidx5; p6 <= p5;
+    a6 <= a5; b6 <= b5; c6 <= c5; sidx6 <= sidx5;
     idx6 <= sl5 != 0 ? mf5 <<< sl5 : mf5 >>> sr5;
     rem6 <= mf5 & ~(ALL <<< sr5);
     rdsh6 <= $signed(sr5);
     rexp6 <= (bexp5 - $signed({{9'b0, bexp5[0]}})) >>> 1;
     odd6 <= bexp5[0];
   end
+  // values carried unchanged to the stages that use them, as shift registers (like d_p): the leading-one position
+  // p (made in 4b, packed beside the reciprocal in 25), the table shift rdsh (made in 6; interpolation shift in
+  // 10, 1/sqrt cast shift in 18) and the 1/sqrt half exponent rexp (made in 6, applied in 25). The delays count
+  // the stages 11b and 16b too.
+  reg [22*7-1:0] p_q;      // p4 delayed by k clocks: p_q[(k-1)*7 +: 7]
+  reg [13*10-1:0] rdsh_q;  // rdsh6 delayed by k clocks: rdsh_q[(k-1)*10 +: 10]
+  reg [20*8-1:0] rexp_q;   // rexp6 delayed by k clocks: rexp_q[(k-1)*8 +: 8]
+  always @(posedge clk) begin
+    p_q <= {{p_q[21*7-1:0], p4}};
+    rdsh_q <= {{rdsh_q[12*10-1:0], rdsh6}};
+    rexp_q <= {{rexp_q[19*8-1:0], rexp6}};
+  end
+  wire [6:0] p24 = p_q[21*7 +: 7];
+  wire signed [9:0] rdsh9 = rdsh_q[2*10 +: 10];
+  wire signed [9:0] rdsh17 = rdsh_q[12*10 +: 10];
+  wire signed [7:0] rexp24 = rexp_q[19*8 +: 8];
   // 7: table addresses (registered; the table ROM's words come back in stage 8)
   reg signed [XW-1:0] a7, b7, c7, rem7;
-  reg signed [9:0] rdsh7;
-  reg signed [7:0] rexp7;
-  reg [6:0] p7;
   wire signed [XW-1:0] rs_base6 = f_tb + (odd6 ? k_tb_odd : 0) + idx6;
   always @(posedge clk) begin
-    a7 <= a6; b7 <= b6; c7 <= c6; rem7 <= rem6; rdsh7 <= rdsh6; rexp7 <= rexp6; p7 <= p6;
+    a7 <= a6; b7 <= b6; c7 <= c6; rem7 <= rem6;
     case (f_op)
       {SIGMUL}: begin ta1 <= f_tb + sidx6; ta2 <= 0; end
       {EXP}: begin ta1 <= f_tb + (a6 >>> f_lo_bits); ta2 <= f_tb2 + (a6 & k_lo_mask); end
@@ -1380,11 +1391,8 @@ module {name} (
     endcase
   end
   reg signed [XW-1:0] a8, b8, c8, rem8;
-  reg signed [9:0] rdsh8;
-  reg signed [7:0] rexp8;
-  reg [6:0] p8;
   always @(posedge clk) begin
-    a8 <= a7; b8 <= b7; c8 <= c7; rem8 <= rem7; rdsh8 <= rdsh7; rexp8 <= rexp7; p8 <= p7;
+    a8 <= a7; b8 <= b7; c8 <= c7; rem8 <= rem7;
   end
 
   // ---- stages 9-13: multiply (two registered partial products), accumulate ----
@@ -1392,11 +1400,8 @@ module {name} (
   reg signed [XW-1:0] a9, as9, bs9, acc09;
   reg [{tw}-1:0] t9;
   reg [{pack}-1:0] bp9;
-  reg signed [9:0] rdsh9;
-  reg signed [7:0] rexp9;
-  reg [6:0] p9;
   always @(posedge clk) begin
-    a9 <= a8; bp9 <= b8[{pack}-1:0]; t9 <= tq1; rdsh9 <= rdsh8; rexp9 <= rexp8; p9 <= p8;
+    a9 <= a8; bp9 <= b8[{pack}-1:0]; t9 <= tq1;
     case (f_op)
       {SIGMUL}: begin ma9 <= a8; mb9 <= $signed({{1'b0, tq1}}); end
       {EXP}: begin ma9 <= $signed({{1'b0, tq1}}); mb9 <= $signed({{1'b0, tq2}}); end
@@ -1411,11 +1416,8 @@ module {name} (
 {mul_tiles}
   reg signed [XW-1:0] a10, addv10, acc010, t1sh10, t10;
   reg [{pack}-1:0] bp10;
-  reg signed [9:0] rdsh10;
-  reg signed [7:0] rexp10;
-  reg [6:0] p10;
   always @(posedge clk) begin
-    a10 <= a9; bp10 <= bp9; acc010 <= acc09; rdsh10 <= rdsh9; rexp10 <= rexp9; p10 <= p9;
+    a10 <= a9; bp10 <= bp9; acc010 <= acc09;
     addv10 <= f_neg ? as9 - bs9 : as9 + bs9;
     t1sh10 <= $signed({{1'b0, t9}}) <<< rdsh9;
     t10 <= $signed({{1'b0, t9}});
@@ -1423,30 +1425,21 @@ module {name} (
 {mul_groups}
   reg signed [XW-1:0] a11, addv11, acc011, t1sh11, t11;
   reg [{pack}-1:0] bp11;
-  reg signed [9:0] rdsh11;
-  reg signed [7:0] rexp11;
-  reg [6:0] p11;
   always @(posedge clk) begin
-    a11 <= a10; bp11 <= bp10; acc011 <= acc010; rdsh11 <= rdsh10; rexp11 <= rexp10; p11 <= p10;
+    a11 <= a10; bp11 <= bp10; acc011 <= acc010;
     t1sh11 <= t1sh10; t11 <= t10;
     addv11 <= f_relu && addv10 < 0 ? 0 : addv10;
   end
 {mul_sum}
   reg signed [XW-1:0] a11b, addv11b, acc011b, t1sh11b, t11b;
   reg [{pack}-1:0] bp11b;
-  reg signed [9:0] rdsh11b;
-  reg signed [7:0] rexp11b;
-  reg [6:0] p11b;
   always @(posedge clk) begin
-    a11b <= a11; bp11b <= bp11; acc011b <= acc011; rdsh11b <= rdsh11; rexp11b <= rexp11; p11b <= p11;
+    a11b <= a11; bp11b <= bp11; acc011b <= acc011;
     t1sh11b <= t1sh11; t11b <= t11; addv11b <= addv11;
   end
   reg signed [XW-1:0] e12, acc012;
-  reg signed [9:0] rdsh12;
-  reg signed [7:0] rexp12;
-  reg [6:0] p12;
   always @(posedge clk) begin
-    acc012 <= acc011b; rdsh12 <= rdsh11b; rexp12 <= rexp11b; p12 <= p11b;
+    acc012 <= acc011b;
     case (f_op)
       {DOT}: e12 <= k_pshl != 0 ? prod11b <<< k_pshl : prod11b >>> k_pshr;
       {MAX}: e12 <= a11b;
@@ -1459,11 +1452,7 @@ module {name} (
   end
   // 13: the accumulator (a result is complete when its last step leaves this stage)
   reg signed [XW-1:0] acc;
-  reg signed [9:0] rdsh13;
-  reg signed [7:0] rexp13;
-  reg [6:0] p13;
   always @(posedge clk) begin
-    rdsh13 <= rdsh12; rexp13 <= rexp12; p13 <= p12;
     case (f_op)
       {DOT}: acc <= (f_p[14] ? acc012 : acc) + e12;
       {MAX}: acc <= (f_p[14] || e12 > acc) ? e12 : acc;
@@ -1473,52 +1462,34 @@ module {name} (
 
   // ---- stages 14-19: wrap to accum_t, post multiply (two partial products) / exact division ----
   reg signed [XW-1:0] x14, w14;
-  reg signed [9:0] rdsh14;
-  reg signed [7:0] rexp14;
-  reg [6:0] p14;
   always @(posedge clk) begin
-    x14 <= acc; rdsh14 <= rdsh13; rexp14 <= rexp13; p14 <= p13;
+    x14 <= acc;
     w14 <= f_acc_w == 0 ? acc : ((acc & k_aw_sbit) != 0 ? acc | ~k_aw_mask : acc & k_aw_mask);
   end
   reg signed [XW-1:0] x15, w15, pa15;
-  reg signed [9:0] rdsh15;
-  reg signed [7:0] rexp15;
-  reg [6:0] p15;
   always @(posedge clk) begin
-    x15 <= x14; w15 <= w14; rdsh15 <= rdsh14; rexp15 <= rexp14; p15 <= p14;
+    x15 <= x14; w15 <= w14;
     pa15 <= f_div_en && w14 < 0 ? -w14 : w14;
   end
 {pm_tiles}
   reg signed [XW-1:0] x16, w16;
-  reg signed [9:0] rdsh16;
-  reg signed [7:0] rexp16;
-  reg [6:0] p16;
   always @(posedge clk) begin
-    x16 <= x15; w16 <= w15; rdsh16 <= rdsh15; rexp16 <= rexp15; p16 <= p15;
+    x16 <= x15; w16 <= w15;
   end
 {pm_groups}
   reg signed [XW-1:0] x16b, w16b;
-  reg signed [9:0] rdsh16b;
-  reg signed [7:0] rexp16b;
-  reg [6:0] p16b;
   always @(posedge clk) begin
-    x16b <= x16; w16b <= w16; rdsh16b <= rdsh16; rexp16b <= rexp16; p16b <= p16;
+    x16b <= x16; w16b <= w16;
   end
   reg signed [XW-1:0] x17, w17, pm17;
-  reg signed [9:0] rdsh17;
-  reg signed [7:0] rexp17;
-  reg [6:0] p17;
   always @(posedge clk) begin
-    x17 <= x16b; w17 <= w16b; rdsh17 <= rdsh16b; rexp17 <= rexp16b; p17 <= p16b;
+    x17 <= x16b; w17 <= w16b;
 {pm_sum}
   end
   reg signed [XW-1:0] x18, w18, pm18, dq18;
   reg signed [9:0] csh18;
-  reg signed [9:0] rdsh18;
-  reg signed [7:0] rexp18;
-  reg [6:0] p18;
   always @(posedge clk) begin
-    x18 <= x17; w18 <= w17; pm18 <= pm17; rdsh18 <= rdsh17; rexp18 <= rexp17; p18 <= p17;
+    x18 <= x17; w18 <= w17; pm18 <= pm17;
     dq18 <= pm17 >>> f_div_k;
     csh18 <= f_op == {RSQRT} ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
   end
@@ -1526,10 +1497,7 @@ module {name} (
   reg signed [XW-1:0] cin19, half19, below19;
   reg signed [9:0] csh19;
   reg [9:0] csr19, csl19;
-  reg signed [7:0] rexp19;
-  reg [6:0] p19;
   always @(posedge clk) begin
-    rexp19 <= rexp18; p19 <= p18;
     if (f_op != {DOT}) cin19 <= x18;
     else if (f_div_en) cin19 <= w18 < 0 ? -dq18 : dq18;
     else cin19 <= f_mul_en ? pm18 : w18;
@@ -1544,10 +1512,7 @@ module {name} (
   reg signed [XW-1:0] q20;
   reg rbit20, sticky20, neg20;
   reg [2:0] rnd20;
-  reg signed [7:0] rexp20;
-  reg [6:0] p20;
   always @(posedge clk) begin
-    rexp20 <= rexp19; p20 <= p19;
     q20 <= csl19 != 0 ? cin19 <<< csl19 : cin19 >>> csr19;
     rbit20 <= csh19 > 0 && (cin19 & half19) != 0;
     sticky20 <= csh19 > 1 && (cin19 & below19) != 0;
@@ -1566,31 +1531,20 @@ module {name} (
     endcase
   end
   reg signed [XW-1:0] s21;
-  reg signed [7:0] rexp21;
-  reg [6:0] p21;
   always @(posedge clk) begin
-    rexp21 <= rexp20; p21 <= p20;
     s21 <= q20 + inc20;
   end
   reg signed [XW-1:0] cv22;
-  reg signed [7:0] rexp22;
-  reg [6:0] p22;
   always @(posedge clk) begin
-    rexp22 <= rexp21; p22 <= p21;
     cv22 <= ovf_fn(s21, f_c_ovf, f_c_sgn, k_c_lo);
   end
   reg signed [XW-1:0] cv23, t23;
-  reg signed [7:0] rexp23;
-  reg [6:0] p23;
   always @(posedge clk) begin
-    rexp23 <= rexp22; p23 <= p22; cv23 <= cv22;
+    cv23 <= cv22;
     t23 <= cv22 + f_imm2;
   end
   reg signed [XW-1:0] cv24;
-  reg signed [7:0] rexp24;
-  reg [6:0] p24;
   always @(posedge clk) begin
-    rexp24 <= rexp23; p24 <= p23;
     cv24 <= f_add_en ? ovf_fn(t23, f_o2_ovf, f_c_sgn, k_c_lo2) : cv23;
   end
 
