@@ -175,11 +175,20 @@ if __name__ == "__main__":
 
 
 def small_conformer(
-    seed: int = 0, n_frames: int = 9, n_mels: int = 6, D: int = 8, H: int = 2, DK: int = 4, FFN: int = 8, K: int = 3
+    seed: int = 0,
+    n_frames: int = 9,
+    n_mels: int = 6,
+    D: int = 8,
+    H: int = 2,
+    DK: int = 4,
+    FFN: int = 8,
+    K: int = 3,
+    attention: dict | None = None,
 ):
     """Return (card, QKeras model) of a small conformer built by hwflow.nn.conformer (strided Conv1D front end,
     feature norm, FFN/swish, attention, GLU + depthwise conv with folded batch norm, mean pool, 3 classes) with
-    non-trivial batch-norm statistics, for the RTL route's tests."""
+    non-trivial batch-norm statistics, for the RTL route's tests. ``attention``: model keys of another attention
+    kind, e.g. {"attention": "grouped", "attention_group": 3}."""
     import tensorflow as tf
 
     from hwflow.config import validate
@@ -199,6 +208,7 @@ def small_conformer(
                 "subsampling": 2,
                 "swish_table_size": 256,
                 "swish_table_range": 4.0,
+                **(attention or {}),
             },
             "quant": {"default": {"bits": 8, "integer": 0}},
         }

@@ -843,13 +843,30 @@ class Compiler:
             int(a["inv_bits"]),
         )
 
+    def _head_copy(self, nm, src, t, rows, width, col, n, out, stride_out):
+        """Copy columns col .. col + n of a rows x width tensor into rows of stride_out words at out (exact)."""
+        f = int(t["frac"])
+        self.add(
+            nm,
+            n=(rows, n),
+            a={"base": src + col, "s0": width, "s1": 1},
+            b=None,
+            imm_b=0,
+            fa=f,
+            fb=f,
+            ba=_bits(t),
+            out_t=t,
+            d={"base": out, "s0": stride_out, "s1": 1},
+        )
+
     def l_mha(self, e):
         (xb, n, xt), x, (yb, _, yt) = self._io(e)
         a, ty, nm = e["attrs"], e["types"], e["name"]
         T, E, H = int(a["seq_len"]), int(a["embed_dim"]), int(a["num_heads"])
         kd, vd, od = int(a["key_dim"]), int(a["value_dim"]), int(a["out_dim"])
-        if int(a.get("group", 1) or 1) != 1 or len(e["inputs"]) != 1:
-            raise HwflowError(f"serial engine: attention '{nm}' must be plain self-attention (group 1, one input)")
+        g = int(a.get("group", 1) or 1)
+        if len(e["inputs"]) != 1:
+            raise HwflowError(f"serial engine: attention '{nm}' must be self-attention (one input)")
         qt, pa = ty["q"], ty["proj_accum"]
         proj = {}
         for key, width in (("query", H * kd), ("key", H * kd), ("value", H * vd)):
@@ -860,53 +877,73 @@ class Compiler:
         acc_t, st, at, ct = ty["accum"], ty["score"], ty["attn"], ty["context"]
         rs = int(_int(ty["scale"], [a["scale"]])[0])
         hk, hv = H * kd, H * vd
-        sc = self.scratch(nm + ":score", H * T * T, st)
-        att = self.scratch(nm + ":attn", H * T * T, at)
+        R = T // g  # attention rows: grouped attention joins g neighbouring tokens into one row of g * dim features
+        sc = self.scratch(nm + ":score", H * R * R, st)
+        att = self.scratch(nm + ":attn", H * R * R, at)
         ctx = self.scratch(nm + ":context", T * hv, ct)
+        # A grouped row of head h is g tokens' slices of that head: contiguous only when the head's columns are the
+        # token's only ones, so with several heads each head's Q/K/V is first copied out (head-major, exact) and the
+        # context copied back; one head (or g = 1) reads the projections in place.
+        split = g > 1 and H > 1
+        dims = {"query": kd, "key": kd, "value": vd}
+        if split:
+            head = {k: self.scratch(f"{nm}:{k}_head", T * d, qt) for k, d in dims.items()}
+            ctx_head = self.scratch(nm + ":context_head", T * vd, ct)
         fq = int(qt["frac"])
         tables = self._tables(e, "softmax.")
         for h in range(H):
+            if split:
+                for key, d in dims.items():
+                    self._head_copy(nm, proj[key], qt, T, H * d, h * d, d, head[key], d)
+                qb, kb, vb, rk, rv = head["query"], head["key"], head["value"], kd, vd
+            else:
+                qb, kb, vb, rk, rv = proj["query"] + h * kd, proj["key"] + h * kd, proj["value"] + h * vd, hk, hv
+            # a row (grouped: g tokens) starts every g * rk words; within it the g * kd features are contiguous
+            # (rk = kd) or, ungrouped, the kd features of one token
             self.dot(
                 nm,
-                n=(T, T, kd),
-                a={"base": proj["query"] + h * kd, "s0": hk, "s2": 1},
-                b={"src": B_RAM, "base": proj["key"] + h * kd, "s1": hk, "s2": 1},
+                n=(R, R, g * kd),
+                a={"base": qb, "s0": g * rk, "s2": 1},
+                b={"src": B_RAM, "base": kb, "s1": g * rk, "s2": 1},
                 out_t=st,
                 acc_t=acc_t,
                 fa=fq,
                 fb=fq,
                 ba=_bits(qt),
                 bb=_bits(qt),
-                d={"base": sc + h * T * T, "s0": T, "s1": 1},
+                d={"base": sc + h * R * R, "s0": R, "s1": 1},
                 post=("mul", rs, int(ty["scale"]["frac"])),
             )
             self._softmax(
                 nm,
                 ty,
                 "softmax.",
-                sc + h * T * T,
+                sc + h * R * R,
                 st,
-                T,
-                T,
-                att + h * T * T,
+                R,
+                R,
+                att + h * R * R,
                 at,
                 tables,
                 int(a["softmax.lo_bits"]),
                 int(a["softmax.inv_bits"]),
             )
+            # context row r, column u * vd + v (token r * g + u, feature v): sum over rows j of attn[r][j] * V[j][.]
             self.dot(
                 nm,
-                n=(T, vd, T),
-                a={"base": att + h * T * T, "s0": T, "s2": 1},
-                b={"src": B_RAM, "base": proj["value"] + h * vd, "s1": 1, "s2": hv},
+                n=(R, g * vd, R),
+                a={"base": att + h * R * R, "s0": R, "s2": 1},
+                b={"src": B_RAM, "base": vb, "s1": 1, "s2": g * rv},
                 out_t=ct,
                 acc_t=acc_t,
                 fa=int(at["frac"]),
                 fb=fq,
                 ba=_bits(at),
                 bb=_bits(qt),
-                d={"base": ctx + h * vd, "s0": hv, "s1": 1},
+                d={"base": ctx_head if split else ctx + h * vd, "s0": g * (vd if split else hv), "s1": 1},
             )
+            if split:
+                self._head_copy(nm, ctx_head, ct, T, vd, 0, vd, ctx + h * vd, hv)
         _, w, b = self._weights(e, "output_weight", "output_bias", ty["output_weight"], ty["output_bias"])
         self._dense(nm, ctx, ct, T, hv, od, w, b, ty["out_accum"], yt, yb)
 
