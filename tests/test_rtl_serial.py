@@ -202,25 +202,36 @@ def test_tiny_conformer_serial_engine_bit_exact(tiny, tmp_path):
     assert r["iverilog"]["lat"][0] >= r["clocks"]  # gaps on in_valid stretch the load only
 
 
+VARIANTS = [
+    (2, {"attention": "grouped", "attention_group": 3}, "mha"),
+    (2, {"attention": "linformer", "linformer_k": 4}, "linformer"),
+    pytest.param(1, {"attention": "grouped", "attention_group": 2}, "mha", marks=pytest.mark.slow),
+]
+
+
 @needs_rtl
 @pytest.mark.rtl
-@pytest.mark.parametrize("heads,group", [(2, 3), pytest.param(1, 2, marks=pytest.mark.slow)])
-def test_grouped_attention_program_equals_csim(hls_toolchain, heads, group, tmp_path):
-    """Grouped attention (issue 13) in the serial engine: a tiny conformer of 6 frames with rows of `group` frames
-    (two heads: each head's Q/K/V copied out head-major and the context copied back; one head: read in place)
-    compiles to a program equal to the C simulation on every layer. The instructions are the engine's usual ones,
-    whose Verilog the test above checks against the same emulation."""
+@pytest.mark.parametrize("heads,attention,op", VARIANTS, ids=["grouped-2heads", "linformer", "grouped-1head"])
+def test_attention_variant_program_equals_csim(hls_toolchain, heads, attention, op, tmp_path):
+    """Attention variants of issue 13 in the serial engine, on a tiny conformer of 6 frames: grouped attention (rows of
+    g frames; two heads: each head's Q/K/V copied out head-major and the context copied back; one head: read in
+    place) and Linformer (keys/values compressed 6 -> 4 by constant matrices) compile to programs equal to the C
+    simulation on every layer. The instructions are the engine's usual ones, whose Verilog the test above checks
+    against the same emulation."""
     from hwflow.rtl.demo import small_conformer
     from hwflow.rtl.export import export_model
 
-    card, model = small_conformer(n_frames=12, H=heads, attention={"attention": "grouped", "attention_group": group})
+    card, model = small_conformer(n_frames=12, H=heads, attention=attention)
     x = np.random.default_rng(1).normal(-2, 3, (230, 12, 6)).astype("float32")
     hm = hls_toolchain.convert(card, model, output_dir=str(tmp_path / "hls"), calibration_data=x[:200])
-    neutral = export_model(hm, x[200:], tmp_path / "neutral", name="tiny_grouped", trace=True)
+    neutral = export_model(hm, x[200:], tmp_path / "neutral", name="tiny_variant", trace=True)
     r = run_rtl_python(SERIAL.format(neutral=neutral, tmp=tmp_path, sims=()))
     assert r["emulated"] and len(r["layers"]) >= 20 and all(r["layers"].values()), r["layers"]
-    mha = [e for e in json.loads((neutral / "graph.json").read_text())["layers"] if e["op"] == "mha"]
-    assert [int(e["attrs"]["group"]) for e in mha] == [group] and int(mha[0]["attrs"]["seq_len"]) == 6
+    layers = json.loads((neutral / "graph.json").read_text())["layers"]
+    att = [e["attrs"] for e in layers if e["op"] == op]
+    assert len(att) == 1 and int(att[0]["seq_len"]) == 6
+    assert int(att[0].get("group", 1)) == attention.get("attention_group", 1)
+    assert int(att[0].get("proj_k", 6)) == attention.get("linformer_k", 6)
 
 
 @needs_rtl

@@ -106,6 +106,18 @@ def _scalar_attrs(layer) -> dict:
     }
 
 
+def sub_layer(layer: dict, prefix: str) -> dict:
+    """Return the layer seen through its nested spec ``prefix`` (e.g. Linformer's inner attention 'attn.')."""
+    n = len(prefix)
+
+    def view(d: dict) -> dict:
+        out = {k: v for k, v in d.items() if not k.startswith(prefix)}
+        out.update({k[n:]: v for k, v in d.items() if k.startswith(prefix)})
+        return out
+
+    return {**layer, "types": view(layer["types"]), "attrs": view(layer["attrs"]), "arrays": view(layer["arrays"])}
+
+
 def fixedtype_dict(ft: Any) -> dict:
     """Return the neutral type dict of a hwflow.reference.fixed.FixedType."""
     rnd = str(ft.rounding).replace("AP_", "")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import HwflowError
+from .export import sub_layer
 
 ROUNDING = {"TRN": 0, "TRN_ZERO": 1, "RND": 2, "RND_ZERO": 3, "RND_INF": 4, "RND_MIN_INF": 5, "RND_CONV": 6}
 OVERFLOW = {"WRAP": 0, "SAT": 1, "SAT_ZERO": 2, "SAT_SYM": 3}
@@ -859,70 +860,80 @@ class Compiler:
             d={"base": out, "s0": stride_out, "s1": 1},
         )
 
-    def l_mha(self, e):
-        (xb, n, xt), x, (yb, _, yt) = self._io(e)
+    def _qkv(self, e, T):
+        """Emit the token-wise Q, K, V projections of attention layer e (T tokens); return their RAM bases."""
         a, ty, nm = e["attrs"], e["types"], e["name"]
-        T, E, H = int(a["seq_len"]), int(a["embed_dim"]), int(a["num_heads"])
-        kd, vd, od = int(a["key_dim"]), int(a["value_dim"]), int(a["out_dim"])
-        g = int(a.get("group", 1) or 1)
-        if len(e["inputs"]) != 1:
-            raise HwflowError(f"serial engine: attention '{nm}' must be self-attention (one input)")
-        qt, pa = ty["q"], ty["proj_accum"]
+        H, kd, vd = int(a["num_heads"]), int(a["key_dim"]), int(a["value_dim"])
+        (xb, _, xt), _, _ = self._io(e)
         proj = {}
         for key, width in (("query", H * kd), ("key", H * kd), ("value", H * vd)):
-            dst = self.scratch(f"{nm}:{key}", T * width, qt)
+            dst = self.scratch(f"{nm}:{key}", T * width, ty["q"])
             _, w, b = self._weights(e, f"{key}_weight", f"{key}_bias", ty[f"{key}_weight"], ty[f"{key}_bias"])
-            self._dense(nm, xb, xt, T, E, width, w, b, pa, qt, dst)
+            self._dense(nm, xb, xt, T, int(a["embed_dim"]), width, w, b, ty["proj_accum"], ty["q"], dst)
             proj[key] = dst
-        acc_t, st, at, ct = ty["accum"], ty["score"], ty["attn"], ty["context"]
+        return proj
+
+    def _attend(self, e, T, q, k, v, kv_t, n_kv):
+        """Emit softmax attention of T queries (RAM base q) over n_kv keys/values (bases k, v, of type kv_t; rows of
+        H * dim words) and the output projection into e's output: hwflow.reference.attention.mha's arithmetic after
+        the projections. Grouped attention (attrs group g) joins g neighbouring tokens into one row of g * dim
+        features (queries and keys/values alike)."""
+        _, _, (yb, _, yt) = self._io(e)
+        a, ty, nm = e["attrs"], e["types"], e["name"]
+        H, kd, vd, od = int(a["num_heads"]), int(a["key_dim"]), int(a["value_dim"]), int(a["out_dim"])
+        g = int(a.get("group", 1) or 1)
+        qt, acc_t, st, at, ct = ty["q"], ty["accum"], ty["score"], ty["attn"], ty["context"]
         rs = int(_int(ty["scale"], [a["scale"]])[0])
         hk, hv = H * kd, H * vd
-        R = T // g  # attention rows: grouped attention joins g neighbouring tokens into one row of g * dim features
-        sc = self.scratch(nm + ":score", H * R * R, st)
-        att = self.scratch(nm + ":attn", H * R * R, at)
+        R, C = T // g, n_kv // g  # query rows, key/value rows
+        sc = self.scratch(nm + ":score", H * R * C, st)
+        att = self.scratch(nm + ":attn", H * R * C, at)
         ctx = self.scratch(nm + ":context", T * hv, ct)
         # A grouped row of head h is g tokens' slices of that head: contiguous only when the head's columns are the
         # token's only ones, so with several heads each head's Q/K/V is first copied out (head-major, exact) and the
         # context copied back; one head (or g = 1) reads the projections in place.
         split = g > 1 and H > 1
-        dims = {"query": kd, "key": kd, "value": vd}
         if split:
-            head = {k: self.scratch(f"{nm}:{k}_head", T * d, qt) for k, d in dims.items()}
+            head = {
+                "query": (self.scratch(nm + ":query_head", T * kd, qt), q, qt, T, kd),
+                "key": (self.scratch(nm + ":key_head", n_kv * kd, kv_t), k, kv_t, n_kv, kd),
+                "value": (self.scratch(nm + ":value_head", n_kv * vd, kv_t), v, kv_t, n_kv, vd),
+            }
             ctx_head = self.scratch(nm + ":context_head", T * vd, ct)
-        fq = int(qt["frac"])
+        fq, fk = int(qt["frac"]), int(kv_t["frac"])
         tables = self._tables(e, "softmax.")
         for h in range(H):
             if split:
-                for key, d in dims.items():
-                    self._head_copy(nm, proj[key], qt, T, H * d, h * d, d, head[key], d)
-                qb, kb, vb, rk, rv = head["query"], head["key"], head["value"], kd, vd
+                for dst, src, t, rows, d in head.values():
+                    self._head_copy(nm, src, t, rows, H * d, h * d, d, dst, d)
+                qb, kb, vb, rk, rv = head["query"][0], head["key"][0], head["value"][0], kd, vd
             else:
-                qb, kb, vb, rk, rv = proj["query"] + h * kd, proj["key"] + h * kd, proj["value"] + h * vd, hk, hv
+                qb, kb, vb, rk, rv = q + h * kd, k + h * kd, v + h * vd, hk, hv
             # a row (grouped: g tokens) starts every g * rk words; within it the g * kd features are contiguous
             # (rk = kd) or, ungrouped, the kd features of one token
             self.dot(
                 nm,
-                n=(R, R, g * kd),
+                n=(R, C, g * kd),
                 a={"base": qb, "s0": g * rk, "s2": 1},
                 b={"src": B_RAM, "base": kb, "s1": g * rk, "s2": 1},
                 out_t=st,
                 acc_t=acc_t,
                 fa=fq,
-                fb=fq,
+                fb=fk,
                 ba=_bits(qt),
-                bb=_bits(qt),
-                d={"base": sc + h * R * R, "s0": R, "s1": 1},
+                bb=_bits(kv_t),
+                d={"base": sc + h * R * C, "s0": C, "s1": 1},
                 post=("mul", rs, int(ty["scale"]["frac"])),
             )
             self._softmax(
                 nm,
                 ty,
                 "softmax.",
-                sc + h * R * R,
+                sc + h * R * C,
                 st,
                 R,
-                R,
-                att + h * R * R,
+                C,
+                att + h * R * C,
                 at,
                 tables,
                 int(a["softmax.lo_bits"]),
@@ -931,21 +942,79 @@ class Compiler:
             # context row r, column u * vd + v (token r * g + u, feature v): sum over rows j of attn[r][j] * V[j][.]
             self.dot(
                 nm,
-                n=(R, g * vd, R),
-                a={"base": att + h * R * R, "s0": R, "s2": 1},
+                n=(R, g * vd, C),
+                a={"base": att + h * R * C, "s0": C, "s2": 1},
                 b={"src": B_RAM, "base": vb, "s1": 1, "s2": g * rv},
                 out_t=ct,
                 acc_t=acc_t,
                 fa=int(at["frac"]),
-                fb=fq,
+                fb=fk,
                 ba=_bits(at),
-                bb=_bits(qt),
+                bb=_bits(kv_t),
                 d={"base": ctx_head if split else ctx + h * vd, "s0": g * (vd if split else hv), "s1": 1},
             )
             if split:
                 self._head_copy(nm, ctx_head, ct, T, vd, 0, vd, ctx + h * vd, hv)
         _, w, b = self._weights(e, "output_weight", "output_bias", ty["output_weight"], ty["output_bias"])
         self._dense(nm, ctx, ct, T, hv, od, w, b, ty["out_accum"], yt, yb)
+
+    def _head_copy(self, nm, src, t, rows, width, col, n, out, stride_out):
+        """Copy columns col .. col + n of a rows x width tensor into rows of stride_out words at out (exact)."""
+        f = int(t["frac"])
+        self.add(
+            nm,
+            n=(rows, n),
+            a={"base": src + col, "s0": width, "s1": 1},
+            b=None,
+            imm_b=0,
+            fa=f,
+            fb=f,
+            ba=_bits(t),
+            out_t=t,
+            d={"base": out, "s0": stride_out, "s1": 1},
+        )
+
+    def l_mha(self, e):
+        if len(e["inputs"]) != 1:
+            raise HwflowError(f"serial engine: attention '{e['name']}' must be self-attention (one input)")
+        T = int(e["attrs"]["seq_len"])
+        proj = self._qkv(e, T)
+        self._attend(e, T, proj["query"], proj["key"], proj["value"], e["types"]["q"], T)
+
+    def l_linformer(self, e):
+        """Linformer (hwflow.reference.linformer): keys and values compressed along the sequence, N -> k, by the
+        constant k x N matrices E, F (a dot product per compressed token and column, cast to kv), then attention of
+        the N queries over the k compressed tokens (the inner spec 'attn.')."""
+        inner = sub_layer(e, "attn.")
+        ty, nm = e["types"], e["name"]
+        T, kk = int(e["attrs"]["seq_len"]), int(e["attrs"]["proj_k"])
+        proj = self._qkv(inner, T)
+        a = inner["attrs"]
+        kv_t, qt = ty["kv"], inner["types"]["q"]
+        compressed = {}
+        for key, width in (
+            ("key", int(a["num_heads"]) * int(a["key_dim"])),
+            ("value", int(a["num_heads"]) * int(a["value_dim"])),
+        ):
+            wb, wbits = self.rom(
+                e["arrays"][f"{key}_seq_weight"], ty[f"{key}_seq_weight"], self.arrays[e["arrays"][f"{key}_seq_weight"]]
+            )
+            dst = self.scratch(f"{nm}:{key}_seq", kk * width, kv_t)
+            self.dot(
+                nm,
+                n=(kk, width, T),
+                a={"base": proj[key], "s1": 1, "s2": width},
+                b={"src": B_ROM, "base": wb, "s0": T, "s2": 1},
+                out_t=kv_t,
+                acc_t=ty["seq_accum"],
+                fa=int(qt["frac"]),
+                fb=int(ty[f"{key}_seq_weight"]["frac"]),
+                ba=_bits(qt),
+                bb=wbits,
+                d={"base": dst, "s0": width, "s1": 1},
+            )
+            compressed[key] = dst
+        self._attend(inner, T, proj["query"], compressed["key"], compressed["value"], kv_t, kk)
 
 
 def _magic(n: int, width: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig
 from da4ml.trace.fixed_variable import FixedVariable
 
 from ..config import schema_default
+from .export import sub_layer
 
 # default width of the slices variable x variable products are built from (card rtl.product_slice_bits; see vmul)
 SLICE_BITS = schema_default("rtl.product_slice_bits")
@@ -653,18 +654,6 @@ def op_mha(x: FixedVariableArray, layer: dict, arrays: dict, slice_bits: int = S
 
 
 # ------------------------------------------------------------------------------ attention variants (issue 13)
-def _sub_layer(layer: dict, prefix: str) -> dict:
-    """Return the layer seen through its nested spec ``prefix`` (e.g. Linformer's inner attention 'attn.')."""
-    n = len(prefix)
-
-    def view(d: dict) -> dict:
-        out = {k: v for k, v in d.items() if not k.startswith(prefix)}
-        out.update({k[n:]: v for k, v in d.items() if k.startswith(prefix)})
-        return out
-
-    return {**layer, "types": view(layer["types"]), "attrs": view(layer["attrs"]), "arrays": view(layer["arrays"])}
-
-
 def seq_project(x: FixedVariableArray, w: np.ndarray, acc_t: dict, res_t: dict) -> FixedVariableArray:
     """Return res_t(sum_t w[m, t] * x[t, :]) for every m (Linformer's N -> k projection, constant weights)."""
     y = dense(x.transpose((1, 0)), np.asarray(w, np.float64).T, np.zeros(w.shape[0]), acc_t, res_t)
@@ -673,7 +662,7 @@ def seq_project(x: FixedVariableArray, w: np.ndarray, acc_t: dict, res_t: dict) 
 
 def attention_project(x: FixedVariableArray, layer: dict, arrays: dict) -> tuple[FixedVariableArray, ...]:
     """Return the token-wise Q, K, V projections of any attention op (mha, linformer, cosformer)."""
-    return mha_project(x, _sub_layer(layer, "attn.") if layer["op"] == "linformer" else layer, arrays)
+    return mha_project(x, sub_layer(layer, "attn.") if layer["op"] == "linformer" else layer, arrays)
 
 
 def linformer_attend(
@@ -691,7 +680,7 @@ def linformer_attend(
     F = arrays[layer["arrays"]["value_seq_weight"]].reshape(kk, -1)
     kp = seq_project(k, E, ty["seq_accum"], ty["kv"])
     vp = seq_project(v, F, ty["seq_accum"], ty["kv"])
-    return mha_attend(q, kp, vp, _sub_layer(layer, "attn."), arrays, slice_bits)
+    return mha_attend(q, kp, vp, sub_layer(layer, "attn."), arrays, slice_bits)
 
 
 def _relu(v):
