@@ -844,22 +844,6 @@ class Compiler:
             int(a["inv_bits"]),
         )
 
-    def _head_copy(self, nm, src, t, rows, width, col, n, out, stride_out):
-        """Copy columns col .. col + n of a rows x width tensor into rows of stride_out words at out (exact)."""
-        f = int(t["frac"])
-        self.add(
-            nm,
-            n=(rows, n),
-            a={"base": src + col, "s0": width, "s1": 1},
-            b=None,
-            imm_b=0,
-            fa=f,
-            fb=f,
-            ba=_bits(t),
-            out_t=t,
-            d={"base": out, "s0": stride_out, "s1": 1},
-        )
-
     def _qkv(self, e, T):
         """Emit the token-wise Q, K, V projections of attention layer e (T tokens); return their RAM bases."""
         a, ty, nm = e["attrs"], e["types"], e["name"]
