@@ -70,15 +70,25 @@ def _simulate(prog, design, x, want, sim: str, work: Path, out_t: dict, gaps: bo
     }
 
 
+def bram36(cells: dict, fallback: float = 0) -> float:
+    """Return the 36 Kb block RAMs of Yosys cell counts: a RAMB36E1/E2 is one block, a RAMB18E1/E2 half of one (the
+    unit of the part totals); ``fallback`` when no block RAM cell is listed."""
+    n36 = sum(v for k, v in cells.items() if k.startswith("RAMB36"))
+    n18 = sum(v for k, v in cells.items() if k.startswith("RAMB18"))
+    return n36 + n18 / 2 if n36 or n18 else fallback
+
+
 def small_parts(result: dict) -> dict:
     """Return the design's share of a ZU3EG (Yosys counts) and of an ECP5-85 (nextpnr utilization), in %."""
     out = {}
     res, extra = result.get("resources"), result.get("resources_extra") or {}
     if res:
-        used = {**res, "BRAM": extra.get("BRAM", 0)}
+        cells = result.get("yosys_cells") or (result.get("yosys") or {}).get("cells") or {}  # report | worker
+        used = {**res, "BRAM": bram36(cells, extra.get("BRAM", 0))}
         out["ZU3EG (xczu3eg)"] = {
             "pct": {k: round(100.0 * used[k] / tot, 2) for k, tot in ZU3EG.items()},
-            "tool": "yosys synth_xilinx -family xcup counts (BRAM: RAMB18E2/RAMB36E2 cells as mapped) / DS891 totals",
+            "tool": "yosys synth_xilinx -family xcup counts (BRAM: 36 Kb blocks, a RAMB18E2 is half of one) / DS891 "
+            "totals",
         }
     ec = ((result.get("ecp5") or {}).get("runs") or {}).get(result.get("model") or "", {})
     if ec.get("ran"):
