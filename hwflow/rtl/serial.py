@@ -970,20 +970,16 @@ class Compiler:
         constant k x N matrices E, F (a dot product per compressed token and column, cast to kv), then attention of
         the N queries over the k compressed tokens (the inner spec 'attn.')."""
         inner = sub_layer(e, "attn.")
-        ty, nm = e["types"], e["name"]
+        ty, nm, a = e["types"], e["name"], inner["attrs"]
         T, kk = int(e["attrs"]["seq_len"]), int(e["attrs"]["proj_k"])
         proj = self._qkv(inner, T)
-        a = inner["attrs"]
         kv_t, qt = ty["kv"], inner["types"]["q"]
+        widths = {"key": int(a["num_heads"]) * int(a["key_dim"]), "value": int(a["num_heads"]) * int(a["value_dim"])}
         compressed = {}
-        for key, width in (
-            ("key", int(a["num_heads"]) * int(a["key_dim"])),
-            ("value", int(a["num_heads"]) * int(a["value_dim"])),
-        ):
-            wb, wbits = self.rom(
-                e["arrays"][f"{key}_seq_weight"], ty[f"{key}_seq_weight"], self.arrays[e["arrays"][f"{key}_seq_weight"]]
-            )
-            dst = self.scratch(f"{nm}:{key}_seq", kk * width, kv_t)
+        for key, width in widths.items():
+            name, wt = e["arrays"][f"{key}_seq_weight"], ty[f"{key}_seq_weight"]
+            wb, wbits = self.rom(name, wt, self.arrays[name])  # E (keys) or F (values), k x N
+            compressed[key] = self.scratch(f"{nm}:{key}_seq", kk * width, kv_t)
             self.dot(
                 nm,
                 n=(kk, width, T),
@@ -992,12 +988,11 @@ class Compiler:
                 out_t=kv_t,
                 acc_t=ty["seq_accum"],
                 fa=int(qt["frac"]),
-                fb=int(ty[f"{key}_seq_weight"]["frac"]),
+                fb=int(wt["frac"]),
                 ba=_bits(qt),
                 bb=wbits,
-                d={"base": dst, "s0": width, "s1": 1},
+                d={"base": compressed[key], "s0": width, "s1": 1},
             )
-            compressed[key] = dst
         self._attend(inner, T, proj["query"], compressed["key"], compressed["value"], kv_t, kk)
 
 
