@@ -83,8 +83,7 @@ def small_parts(result: dict) -> dict:
     out = {}
     res, extra = result.get("resources"), result.get("resources_extra") or {}
     if res:
-        cells = result.get("yosys_cells") or (result.get("yosys") or {}).get("cells") or {}  # report | worker
-        used = {**res, "BRAM": bram36(cells, extra.get("BRAM", 0))}
+        used = {**res, "BRAM": bram36((result.get("yosys") or {}).get("cells") or {}, extra.get("BRAM", 0))}
         out["ZU3EG (xczu3eg)"] = {
             "pct": {k: round(100.0 * used[k] / tot, 2) for k, tot in ZU3EG.items()},
             "tool": "yosys synth_xilinx -family xcup counts (BRAM: 36 Kb blocks, a RAMB18E2 is half of one) / DS891 "
