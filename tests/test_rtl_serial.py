@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from hwflow.reference import conformer as RC
+from hwflow.reference import cosformer as RCF
 from hwflow.reference import layernorm as RL
 from hwflow.reference import softmax as RS
 from hwflow.reference.fixed import FixedType, parse_type, quantize, quantize_raw
@@ -118,6 +119,42 @@ def test_sigmoid_units_equal_reference():
         assert np.array_equal(got, ref(x, table, res_t).reshape(len(x), -1)), op
 
 
+def test_cosformer_unit_equals_reference():
+    """cosFormer (two heads): ReLU features times the cos/sin ROM, state, num/den, the normaliser reciprocal at den's
+    leading one, one rounding, the output projection. Tiny inputs make den round to 0 while num does not: the zero
+    guard must give 0 there (the same program with the guard's table entry for den = 0 set to 1 must differ)."""
+    rng = np.random.default_rng(4)
+    T, E, H, dk = 6, 8, 2, 4
+    in_t = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
+    spec = RCF.make_spec(
+        T, E, H, dk, dk, E, in_t, "ap_fixed<8,1>", "ap_fixed<8,3>", "ap_fixed<14,5,AP_RND_CONV,AP_SAT>",
+        "ap_ufixed<12,3,AP_RND_CONV,AP_SAT>", "ap_fixed<18,7,AP_RND_CONV,AP_SAT>", "ap_ufixed<14,6,AP_RND_CONV,AP_SAT>",
+        "ap_fixed<18,7,AP_RND_CONV,AP_SAT>", "ap_ufixed<12,8,AP_RND_CONV,AP_SAT>", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>",
+        "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", inv_table_size=256,
+    )  # fmt: skip
+    hk = H * dk
+    w = {f"{n}_kernel": rng.uniform(-1, 1, (E, hk)) for n in ("query", "key", "value")}
+    w.update({f"{n}_bias": rng.uniform(-0.5, 0.5, hk) for n in ("query", "key", "value")})
+    w["output_kernel"], w["output_bias"] = rng.uniform(-1, 1, (hk, E)), rng.uniform(-0.5, 0.5, E)
+    wq = {k: quantize(v, spec.weight_t if k.endswith("kernel") else spec.bias_t) for k, v in w.items()}
+    arr = {k.replace("kernel", "weight"): v for k, v in wq.items()}
+    layer, arrays = _spec_layer("cosformer", spec, arr)
+    for k in arr:
+        layer["types"][k] = layer["types"]["weight" if k.endswith("weight") else "bias"]
+    x = np.concatenate([rng.normal(0, 3, (200, T, E)), rng.normal(0, 0.02, (200, T, E)), np.zeros((1, T, E))])
+    x = quantize(x, in_t)
+    g = _graph(layer, in_t, spec.result_t.cpp(), (T, E), (T, E))
+    want = RCF.cosformer(x, spec, w).reshape(len(x), -1)
+    prog = S.compile_graph(g, arrays)
+    it, ot = g["tensors"]["x"]["type"], g["tensors"]["y"]["type"]
+    got = S.emulate(prog, S.to_raw(x.reshape(len(x), -1), it))[0] * 2.0 ** -int(ot["frac"])
+    assert np.array_equal(got, want)
+    guard = next(i.f["tb"] for i in prog.instrs if i.f["op"] == S.SIGMUL and i.f["ix_half"] == 2)
+    prog.tab[guard + 2] = 1  # den = 0 now passes 1/1 through
+    broken = S.emulate(prog, S.to_raw(x.reshape(len(x), -1), it))[0] * 2.0 ** -int(ot["frac"])
+    assert not np.array_equal(broken, want)
+
+
 def test_unlowerable_layer_is_named():
     """A layer the engine cannot lower gets a one-line error naming it and the fix."""
     layer = {"op": "merge", "attrs": {"op": "maximum"}}
@@ -125,8 +162,8 @@ def test_unlowerable_layer_is_named():
     g["layers"][1]["inputs"] = ["x", "x"]
     with pytest.raises(HwflowError, match="merge 'maximum' of layer 'op'"):
         S.compile_graph(g, {})
-    g["layers"][1]["op"] = "cosformer"
-    with pytest.raises(HwflowError, match=r"layer 'op' \(test, op cosformer\) has no lowering: use rtl.macs_per_cycle"):
+    g["layers"][1]["op"] = "batchnorm"  # unfolded: the conformer folds its BatchNorm into the depthwise conv
+    with pytest.raises(HwflowError, match=r"layer 'op' \(test, op batchnorm\) has no lowering: use rtl.macs_per_cycle"):
         S.compile_graph(g, {})
 
 
@@ -217,22 +254,28 @@ def test_tiny_conformer_serial_engine_bit_exact(tiny, tmp_path):
     assert r["iverilog"]["lat"][0] >= r["clocks"]  # gaps on in_valid stretch the load only
 
 
+# cosFormer also runs its Verilog: its normaliser is the only user of RECIPN and of SOFTOUT's static left shift
+COS_SIMS = (("iverilog", 2, True), ("verilator", 6, False))
 VARIANTS = [
-    (2, {"attention": "grouped", "attention_group": 3}, "mha"),
-    (2, {"attention": "linformer", "linformer_k": 4}, "linformer"),
-    pytest.param(1, {"attention": "grouped", "attention_group": 2}, "mha", marks=pytest.mark.slow),
+    (2, {"attention": "grouped", "attention_group": 3}, "mha", ()),
+    (2, {"attention": "linformer", "linformer_k": 4}, "linformer", ()),
+    (2, {"attention": "cosformer"}, "cosformer", COS_SIMS),
+    pytest.param(1, {"attention": "grouped", "attention_group": 2}, "mha", (), marks=pytest.mark.slow),
 ]
 
 
 @needs_rtl
 @pytest.mark.rtl
-@pytest.mark.parametrize("heads,attention,op", VARIANTS, ids=["grouped-2heads", "linformer", "grouped-1head"])
-def test_attention_variant_program_equals_csim(hls_toolchain, heads, attention, op, tmp_path):
+@pytest.mark.parametrize(
+    "heads,attention,op,sims", VARIANTS, ids=["grouped-2heads", "linformer", "cosformer", "grouped-1head"]
+)
+def test_attention_variant_program_equals_csim(hls_toolchain, heads, attention, op, sims, tmp_path):
     """Attention variants of issue 13 in the serial engine, on a tiny conformer of 6 frames: grouped attention (rows of
     g frames; two heads: each head's Q/K/V copied out head-major and the context copied back; one head: read in
-    place) and Linformer (keys/values compressed 6 -> 4 by constant matrices) compile to programs equal to the C
-    simulation on every layer. The instructions are the engine's usual ones, whose Verilog the test above checks
-    against the same emulation."""
+    place), Linformer (keys/values compressed 6 -> 4 by constant matrices) and cosFormer (ReLU features times the
+    cos/sin ROM, state K'^T V, normaliser reciprocal at den's leading one with a zero guard) compile to programs
+    equal to the C simulation on every layer. Grouped and Linformer use the engine's usual instructions, whose
+    Verilog the test above checks; cosFormer's Verilog runs here too (Icarus with gaps, Verilator)."""
     from hwflow.rtl.demo import small_conformer
     from hwflow.rtl.export import export_model
 
@@ -240,8 +283,12 @@ def test_attention_variant_program_equals_csim(hls_toolchain, heads, attention, 
     x = np.random.default_rng(1).normal(-2, 3, (230, 12, 6)).astype("float32")
     hm = hls_toolchain.convert(card, model, output_dir=str(tmp_path / "hls"), calibration_data=x[:200])
     neutral = export_model(hm, x[200:], tmp_path / "neutral", name="tiny_variant", trace=True)
-    r = run_rtl_python(SERIAL.format(neutral=neutral, tmp=tmp_path, sims=()))
+    r = run_rtl_python(SERIAL.format(neutral=neutral, tmp=tmp_path, sims=sims))
     assert r["emulated"] and len(r["layers"]) >= 20 and all(r["layers"].values()), r["layers"]
+    for sim, _, _ in sims:
+        assert r[sim]["exact"], sim
+    if sims:
+        assert "recipn" in r["ops"] and r["verilator"]["lat"] == [r["clocks"], r["clocks"]]
     layers = json.loads((neutral / "graph.json").read_text())["layers"]
     att = [e["attrs"] for e in layers if e["op"] == op]
     assert len(att) == 1 and int(att[0]["seq_len"]) == 6

@@ -11,8 +11,10 @@ Datapath (``verilog`` writes it; ``emulate`` is its bit-exact Python model, the 
 - one multiply-accumulate lane (``rtl.macs_per_cycle: 1``), a wide accumulator (wraps to the accum_t width), a
   post multiplier (scale constants, exact division by a constant via a magic number), one cast unit (shift, all
   ap_fixed rounding and overflow modes, a second overflow after an added constant);
-- table units: sigmoid index (floor + clamp) for swish/GLU, the softmax exp pair, the softmax reciprocal and the
-  norm 1/sqrt with their leading-one position and linear interpolation (hwflow/reference/softmax.py, layernorm.py).
+- table units: sigmoid index (floor + clamp) for swish/GLU, the softmax exp pair, the softmax reciprocal, the
+  norm 1/sqrt and the cosFormer normaliser's reciprocal (mantissa taken below the leading one, like the 1/sqrt)
+  with their leading-one position and linear interpolation (hwflow/reference/softmax.py, layernorm.py,
+  cosformer.py).
 
 Every instruction is a loop nest ``for i0 < n0, i1 < n1: [for i2 < n2: accumulate]; write`` with linear addresses
 ``base + i0*s0 + i1*s1 (+ i2*s2)`` for each operand (A, B: RAM or ROM, C: bias ROM, D: destination). The
@@ -39,10 +41,10 @@ from .export import sub_layer
 ROUNDING = {"TRN": 0, "TRN_ZERO": 1, "RND": 2, "RND_ZERO": 3, "RND_INF": 4, "RND_MIN_INF": 5, "RND_CONV": 6}
 OVERFLOW = {"WRAP": 0, "SAT": 1, "SAT_ZERO": 2, "SAT_SYM": 3}
 # opcodes
-HALT, DOT, MAX, ADD, SIGMUL, EXP, RECIP, SOFTOUT, RSQRT = range(9)
-OP_NAMES = ("halt", "dot", "max", "add", "sigmul", "exp", "recip", "softout", "rsqrt")
+HALT, DOT, MAX, ADD, SIGMUL, EXP, RECIP, SOFTOUT, RSQRT, RECIPN = range(10)
+OP_NAMES = ("halt", "dot", "max", "add", "sigmul", "exp", "recip", "softout", "rsqrt", "recipn")
 B_RAM, B_ROM, B_IMM = 0, 1, 2  # where operand B comes from
-PACK = 8  # RECIP stores (1/sum << PACK) | leading-one position in one word
+PACK = 8  # RECIP and RECIPN store (1/x << PACK) | leading-one position in one word
 CLOCKS_FETCH = 3  # fetch (program ROM, instruction register) and decode of an instruction
 # register stages from a step's issue to its result's RAM write: memories, operands, table address unit (scaled
 # index, leading one in two stages, mantissa, index, address), table ROM, multiplier operands, tiles, tile sums,
@@ -995,6 +997,95 @@ class Compiler:
             )
         self._attend(inner, T, proj["query"], compressed["key"], compressed["value"], kv_t, kk)
 
+    def l_cosformer(self, e):
+        """cosFormer (hwflow.reference.cosformer): ReLU features re-weighted by the per-position cos/sin ROM, the
+        per-head state K'^T V and sum K' over all positions, then per query num = Q' KV and den = Q' . Ksum (cos
+        and sin halves side by side, one dot product each), den's reciprocal normalised at its leading one and the
+        exact product num * 1/m shifted by the leading one, rounded once. Arithmetic modulo the accumulator's width
+        is order-free, so the reference's interleaved c/s accumulation equals one sum over both halves."""
+        (xb, _, xt), _, (yb, _, yt) = self._io(e)
+        a, ty, nm = e["attrs"], e["types"], e["name"]
+        H, kd, vd, od = int(a["num_heads"]), int(a["key_dim"]), int(a["value_dim"]), int(a["out_dim"])
+        T = int(a["seq_len"])
+        qt, ft, acc_t, trig_t = ty["q"], ty["feat"], ty["accum"], ty["trig"]
+        kv_t, ks_t, num_t, den_t, inv_t, ct = ty["kv"], ty["ksum"], ty["num"], ty["den"], ty["inv_table"], ty["context"]
+        hk, hv, w2 = H * kd, H * vd, 2 * kd  # a feature row of one head: kd cos-weighted then kd sin-weighted
+        proj = self._qkv(e, T)
+        # features[t, h, (cos | sin), d] = (feat_t)(relu(x[t, h*kd + d]) * trig[t]); ReLU first (feat_t may wrap)
+        trig = {
+            n: self.rom(e["arrays"][f"tables.{n}"], trig_t, self.arrays[e["arrays"][f"tables.{n}"]])
+            for n in ("cos", "sin")
+        }
+        feats = {}
+        for key in ("query", "key"):
+            r = self.scratch(f"{nm}:{key}_relu", T * hk, qt)
+            self.add(
+                nm, n=(T, hk), a={"base": proj[key], "s0": hk, "s1": 1}, b=None, imm_b=0, fa=int(qt["frac"]),
+                fb=int(qt["frac"]), ba=_bits(qt), out_t=qt, relu=True, d={"base": r, "s0": hk, "s1": 1},
+            )  # fmt: skip
+            feats[key] = self.scratch(f"{nm}:{key}_feat", T * H * w2, ft)
+            for h in range(H):
+                for half, (tb, tbits) in enumerate(trig.values()):
+                    self.dot(
+                        nm, n=(T, kd, 1), a={"base": r + h * kd, "s0": hk, "s1": 1},
+                        b={"src": B_ROM, "base": tb, "s0": 1}, out_t=ft, acc_t=None, fa=int(qt["frac"]),
+                        fb=int(trig_t["frac"]), ba=_bits(qt), bb=tbits,
+                        d={"base": feats[key] + h * w2 + half * kd, "s0": H * w2, "s1": 1},
+                    )  # fmt: skip
+        kv = self.scratch(nm + ":kv", H * w2 * vd, kv_t)
+        ks = self.scratch(nm + ":ksum", H * w2, ks_t)
+        num = self.scratch(nm + ":num", T * hv, num_t)
+        den = self.scratch(nm + ":den", T * H, den_t)
+        fq, fv = int(ft["frac"]), int(qt["frac"])
+        for h in range(H):
+            kf = {"base": feats["key"] + h * w2, "s0": 1, "s2": H * w2}  # feature c of position j
+            self.dot(
+                nm, n=(w2, vd, T), a=kf, b={"src": B_RAM, "base": proj["value"] + h * vd, "s1": 1, "s2": hv},
+                out_t=kv_t, acc_t=acc_t, fa=fq, fb=fv, ba=_bits(ft), bb=_bits(qt),
+                d={"base": kv + h * w2 * vd, "s0": vd, "s1": 1},
+            )  # fmt: skip
+            self.sum_of(nm, n=(w2, 1, T), a=kf, x_t=ft, out_t=ks_t, acc_t=acc_t, d={"base": ks + h * w2, "s0": 1})
+            qf = {"base": feats["query"] + h * w2, "s0": H * w2, "s2": 1}  # query i's 2 kd features
+            self.dot(
+                nm, n=(T, vd, w2), a=qf, b={"src": B_RAM, "base": kv + h * w2 * vd, "s1": 1, "s2": vd},
+                out_t=num_t, acc_t=acc_t, fa=fq, fb=int(kv_t["frac"]), ba=_bits(ft), bb=_bits(kv_t),
+                d={"base": num + h * vd, "s0": hv, "s1": 1},
+            )  # fmt: skip
+            self.dot(
+                nm, n=(T, 1, w2), a=qf, b={"src": B_RAM, "base": ks + h * w2, "s2": 1}, out_t=den_t, acc_t=acc_t,
+                fa=fq, fb=int(ks_t["frac"]), ba=_bits(ft), bb=_bits(ks_t), d={"base": den + h, "s0": H},
+            )  # fmt: skip
+        ctx = self._normalise(nm, num, num_t, den, den_t, T * H, vd, inv_t, int(a["inv_bits"]), e, ct)
+        _, w, b = self._weights(e, "output_weight", "output_bias", ty["output_weight"], ty["output_bias"])
+        self._dense(nm, ctx, ct, T, hv, od, w, b, ty["out_accum"], yt, yb)
+
+    def _normalise(self, nm, num, num_t, den, den_t, rows, n, inv_t, inv_bits, e, ct) -> int:
+        """Emit ctx[r, :] = (ct)(num[r, :] / den[r]) as hwflow_cosformer.h and return ctx's RAM base: den = m 2^p
+        (RECIPN: 1/m from the interpolated table, packed with p), a zero guard (den = 0 -> 0: the packed word times
+        a 0/1 table entry indexed by den clamped to [-2, 1]), then num * (1/m) << (W - 1) >> p, one rounding."""
+        W, F = int(den_t["width"]), int(den_t["frac"])
+        tb = self.table(inv_t, self.arrays[e["arrays"]["tables.inv"]])
+        pw = _bits(inv_t) + PACK
+        packed_t = {"width": pw, "frac": 0, "signed": False, "ctype": f"ap_uint<{pw}>"}
+        rp = self.scratch(nm + ":recip", rows, inv_t, extra_bits=PACK)
+        self.emit(
+            nm, _bits(inv_t) + W + 2, op=RECIPN, n0=rows, a0=den, a_s0=1, tb=tb, tbits=inv_bits, vw=W, d0=rp, d_s0=1,
+            **_cast_fields(inv_t, 0),
+        )  # fmt: skip
+        guard = self.table({"width": 1, "frac": 0, "signed": False, "ctype": "ap_uint<1>"}, [0, 0, 0, 1])
+        rz = self.scratch(nm + ":recip_nz", rows, inv_t, extra_bits=PACK)
+        self.emit(
+            nm, pw + 3, op=SIGMUL, n0=rows, a0=rp, a_s0=1, b_src=B_RAM, b0=den, b_s0=1, tb=guard, ix_half=2,
+            d0=rz, d_s0=1, **_cast_fields(packed_t, 0),
+        )  # fmt: skip
+        ctx = self.scratch(nm + ":context", rows * n, ct)
+        sh = int(num_t["frac"]) + int(inv_t["frac"]) + W - 1 - F - int(ct["frac"])
+        self.emit(
+            nm, _bits(num_t) + _bits(inv_t) + W + 1, op=SOFTOUT, n0=rows, n1=n, a0=num, a_s0=n, a_s1=1, b_src=B_RAM,
+            b0=rz, b_s0=1, p_sh=-(W - 1), d0=ctx, d_s0=n, d_s1=1, **_cast_fields(ct, sh),
+        )  # fmt: skip
+        return ctx
+
 
 def _magic(n: int, width: int) -> tuple[int, int]:
     """Return (M, k) with floor(x * M / 2^k) == floor(x / n) for every 0 <= x < 2^width (Granlund-Montgomery)."""
@@ -1163,9 +1254,20 @@ def emulate(prog: Program, x: np.ndarray) -> tuple[np.ndarray, dict]:
                 idx, rem = mfrac << -kk, np.zeros_like(mfrac)
             t0, t1 = tab[f["tb"] + idx], tab[f["tb"] + idx + 1]
             v = (t0 << max(kk, 0)) + (t1 - t0) * rem
-        elif op == SOFTOUT:
+        elif op == SOFTOUT:  # (a * 1/x << -p_sh) >> p: a static left shift first keeps the shift by p exact
             bv = b[..., 0]
-            v = (a[..., 0] * (bv >> PACK)) >> (bv & ((1 << PACK) - 1))
+            v = ((a[..., 0] * (bv >> PACK)) << max(-f["p_sh"], 0)) >> (bv & ((1 << PACK) - 1))
+        elif op == RECIPN:  # 1/m of raw = m 2^p, m's fraction = the p bits below the leading one (cosFormer)
+            raw = a[..., 0]
+            p = _leading_one(raw, 1, f["vw"])
+            mfrac = raw & ((np.int64(1) << p) - 1)
+            shv = p - f["tbits"]
+            s = np.maximum(shv, 0)
+            j = np.where(shv > 0, mfrac >> s, mfrac << np.maximum(-shv, 0))
+            rem = mfrac & ((np.int64(1) << s) - 1)
+            t0, t1 = tab[f["tb"] + j], tab[f["tb"] + j + 1]
+            v = (t0 << s) + (t1 - t0) * rem
+            sh = f["c_sh"] + s
         elif op == RSQRT:
             raw = a[..., 0]
             tb_, vw, vf = f["tbits"], f["vw"], f["vf"]
@@ -1185,7 +1287,7 @@ def emulate(prog: Program, x: np.ndarray) -> tuple[np.ndarray, dict]:
         r = cast(v, sh, *cast_args)
         if f["add_en"]:
             r = overflow(r + f["imm2"], f["o2_ovf"], f["c_w"], f["c_sgn"])
-        if op == RECIP:
+        if op in (RECIP, RECIPN):
             r = (r << PACK) | p
         elif op == RSQRT:
             rr = r << f["ish"]
@@ -1295,7 +1397,7 @@ module {name} (
   reg [9:0] k_ixr, k_ixl, k_pshr, k_pshl;  // signed shifts split into right and left amounts (no negation in the path)
   reg signed [XW-1:0] k_half_lo, k_half_hi, k_half_top;  // the sigmoid index clamp: -half, half - 1, 2 half - 1
   always @(posedge clk) begin
-    k_lop_mask <= f_op == {RSQRT} ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
+    k_lop_mask <= f_op == {RSQRT} || f_op == {RECIPN} ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
     k_sf_mask <= (ONE <<< f_sf) - ONE;
     k_lo_mask <= (ONE <<< f_lo_bits) - ONE;
     k_aw_mask <= (ONE <<< f_acc_w) - ONE;
@@ -1398,7 +1500,7 @@ module {name} (
   always @(posedge clk) begin
     a3 <= a2; b3 <= b2; c3 <= c2;
     sk3 <= k_ixl != 0 ? b2 <<< k_ixl : b2 >>> k_ixr;
-    z3 <= (f_op == {RSQRT} ? a2 : a2 >>> f_sf) & k_lop_mask;
+    z3 <= (f_op == {RSQRT} || f_op == {RECIPN} ? a2 : a2 >>> f_sf) & k_lop_mask;
   end
   // 4: sigmoid index clamped and offset by half the table; leading one of each 8-bit group (4b: of the highest
   // group holding a one: the leading-one position)
@@ -1421,14 +1523,15 @@ module {name} (
     a4b <= a4; b4b <= b4; c4b <= c4; sidx4b <= sidx4;
 {lop_groups}
   end
-  wire signed [9:0] sel4 = f_op == {RSQRT} ? $signed({{3'b0, p4}}) - $signed({{1'b0, f_tbits}}) : f_kk;
+  wire below4 = f_op == {RSQRT} || f_op == {RECIPN};  // mantissa = the bits below the leading one
+  wire signed [9:0] sel4 = below4 ? $signed({{3'b0, p4}}) - $signed({{1'b0, f_tbits}}) : f_kk;
   // 5: mantissa (1/sqrt: bits below the leading one; reciprocal: sum >> position, frac bits), octave shift
   reg signed [XW-1:0] a5, b5, c5, sidx5, mf5;
   reg signed [9:0] bexp5;
   reg [9:0] sr5, sl5;
   always @(posedge clk) begin
     a5 <= a4b; b5 <= b4b; c5 <= c4b; sidx5 <= sidx4b;
-    mf5 <= f_op == {RSQRT} ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
+    mf5 <= below4 ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
     sr5 <= sel4 > 0 ? sel4 : 0;  // index shift: 1/sqrt octave (position - table bits), reciprocal kk
     sl5 <= sel4 < 0 ? -sel4 : 0;
     bexp5 <= $signed({{3'b0, p4}}) - $signed({{1'b0, f_vf}});
@@ -1470,7 +1573,7 @@ module {name} (
     case (f_op)
       {SIGMUL}: begin ta1 <= f_tb + sidx6; ta2 <= 0; end
       {EXP}: begin ta1 <= f_tb + (a6 >>> f_lo_bits); ta2 <= f_tb2 + (a6 & k_lo_mask); end
-      {RECIP}: begin ta1 <= f_tb + idx6; ta2 <= f_tb + idx6 + 1; end
+      {RECIP}, {RECIPN}: begin ta1 <= f_tb + idx6; ta2 <= f_tb + idx6 + 1; end
       {RSQRT}: begin ta1 <= rs_base6; ta2 <= rs_base6 + 1; end
       default: begin ta1 <= 0; ta2 <= 0; end
     endcase
@@ -1490,7 +1593,7 @@ module {name} (
     case (f_op)
       {SIGMUL}: begin ma9 <= a8; mb9 <= $signed({{1'b0, tq1}}); end
       {EXP}: begin ma9 <= $signed({{1'b0, tq1}}); mb9 <= $signed({{1'b0, tq2}}); end
-      {RECIP}, {RSQRT}: begin ma9 <= $signed({{1'b0, tq2}}) - $signed({{1'b0, tq1}}); mb9 <= rem8; end
+      {RECIP}, {RECIPN}, {RSQRT}: begin ma9 <= $signed({{1'b0, tq2}}) - $signed({{1'b0, tq1}}); mb9 <= rem8; end
       {SOFTOUT}: begin ma9 <= a8; mb9 <= b8 >>> {pack}; end
       default: begin ma9 <= a8; mb9 <= b8; end
     endcase
@@ -1530,8 +1633,8 @@ module {name} (
       {MAX}: e12 <= a11b;
       {ADD}: e12 <= addv11b;
       {EXP}: e12 <= f_single ? t11b : prod11b;
-      {RECIP}, {RSQRT}: e12 <= t1sh11b + prod11b;
-      {SOFTOUT}: e12 <= prod11b >>> bp11b;
+      {RECIP}, {RECIPN}, {RSQRT}: e12 <= t1sh11b + prod11b;
+      {SOFTOUT}: e12 <= (prod11b <<< k_pshl) >>> bp11b;
       default: e12 <= prod11b;
     endcase
   end
@@ -1576,7 +1679,7 @@ module {name} (
   always @(posedge clk) begin
     x18 <= x17; w18 <= w17; pm18 <= pm17;
     dq18 <= pm17 >>> f_div_k;
-    csh18 <= f_op == {RSQRT} ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
+    csh18 <= f_op == {RSQRT} || f_op == {RECIPN} ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
   end
   // 19: the cast's input (a DOT's post value, every other unit's result) and shift
   reg signed [XW-1:0] cin19, half19, below19;
@@ -1648,7 +1751,7 @@ module {name} (
     we_p <= v_p[{depth}-1] && l_p[{depth}-1];
     wa_p <= d_p[({depth}-2)*AW +: AW];
     case (f_op)
-      {RECIP}: wd_p <= pk25;
+      {RECIP}, {RECIPN}: wd_p <= pk25;
       {RSQRT}: wd_p <= (rexl25 != 0 ? rsq25 <<< rexl25 : rsq25 >>> rexr25) & k_iw_mask;
       default: wd_p <= cv25;
     endcase
