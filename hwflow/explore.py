@@ -264,7 +264,9 @@ def default_values(space: Space) -> dict | None:
         node: Any = card
         for part in p.keys[0].split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if node is None:  # a role the base card leaves to the builder's table: no default value to compare
+        if node is None and not p.contains(None):
+            # a key the base card leaves unset (a role left to the builder's table, a library-default type) is the
+            # default only when the space lists null among its choices; otherwise there is no default to compare
             return None
         if not p.contains(node):
             return None

@@ -174,6 +174,24 @@ def test_nsga2_and_grid_are_seeded(project, cluster):
     assert s["trials"] == 18 and len({json.dumps(r["params"], sort_keys=True) for r in recs}) == 18
 
 
+def test_null_choice_is_the_default_of_an_unset_key(project):
+    """A key the base card leaves unset (here the softmax table types, hwflow's 18-bit default) has a default trial
+    only when the space lists null: then the default's card is the base card's, hash included."""
+    from hwflow.explore import default_values
+
+    key = "hls.softmax.exp_table_t+hls.softmax.inv_table_t"
+    narrow = "ap_ufixed<10,1,AP_RND,AP_SAT>"
+    base = effective_card(load_space("tiny"), default_values(load_space("tiny")))
+    for choices, has_default in (([narrow], False), ([None, narrow], True)):
+        (project / "t.yaml").write_text(yaml.safe_dump(dict(SPACE, params={**SPACE["params"], key: choices})))
+        s = load_space("tiny", project / "t.yaml")
+        d = default_values(s)
+        assert (d is not None) == has_default
+    assert effective_card(s, d).name == base.name  # null = the unset key: the same design, the same trial
+    card = effective_card(s, {**d, key: narrow})
+    assert card.name != base.name and card["hls"]["softmax"]["inv_table_t"] == narrow
+
+
 def test_start_points_run_first_and_are_validated(project, cluster):
     (project / "died").touch()  # fake_trial's worker kill is tested above
     start = [
