@@ -255,10 +255,14 @@ def card_hash(card) -> str:
 
 
 def default_values(space: Space) -> dict | None:
-    """Return the base card's value of every dimension, or None when one is outside the space."""
-    from .config import load_card
+    """Return the default design's value of every dimension (the base card under the space's fixed overrides, so a
+    dimension that also has a fixed value, like train.epochs, defaults to it), or None when one is outside."""
+    from .config import load_card, set_dotted
 
-    card = load_card(space.model)
+    fixed: dict = {}
+    for k, v in space.fixed.items():
+        set_dotted(fixed, k, v)
+    card = load_card(space.model, fixed)
     out = {}
     for p in space.params:
         node: Any = card

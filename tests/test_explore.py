@@ -192,6 +192,19 @@ def test_null_choice_is_the_default_of_an_unset_key(project):
     assert card.name != base.name and card["hls"]["softmax"]["inv_table_t"] == narrow
 
 
+def test_a_fixed_key_that_is_also_searched_defaults_to_its_fixed_value(project):
+    """fixed train.epochs = 1 and a dimension train.epochs: [1, 3]: the default trial is the base card under the fixed
+    overrides (epochs 1, the card's own 2 is outside the choices), and a point may move it."""
+    from hwflow.explore import default_values
+
+    (project / "t.yaml").write_text(yaml.safe_dump(dict(SPACE, params={**SPACE["params"], "train.epochs": [1, 3]})))
+    s = load_space("tiny", project / "t.yaml")
+    d = default_values(s)
+    assert d is not None and d["train.epochs"] == 1
+    assert effective_card(s, d).name == effective_card(load_space("tiny"), default_values(load_space("tiny"))).name
+    assert effective_card(s, {**d, "train.epochs": 3})["train"]["epochs"] == 3
+
+
 def test_start_points_run_first_and_are_validated(project, cluster):
     (project / "died").touch()  # fake_trial's worker kill is tested above
     start = [
