@@ -29,12 +29,19 @@ MODEL_FILES = {"qkeras": "qkeras.h5", "float": "float.h5"}
 VERSIONED = ["hwflow", "tensorflow-cpu", "keras", "qkeras", "numpy", "scikit-learn", "hls4ml"]
 
 
-def card_model_hash(card) -> str:
-    """Return the hash of the card sections that define a trained model (data, model, quant, train)."""
-    return stable_hash({k: card[k] for k in ("data", "model", "quant", "train")})
-
-
 TRAINED_SECTIONS = ("data", "model", "quant", "train")
+
+
+def trained_part(card) -> dict:
+    """Return what defines a trained model: the data, model, quant and train sections, and the softmax tables of
+    hls.softmax, which the exact Keras layers compute with as the firmware does (hwflow.nn.transformer.table_settings),
+    so two cards differing only there train two models."""
+    return {**{k: card[k] for k in TRAINED_SECTIONS}, "hls.softmax": dict(card["hls"].get("softmax") or {})}
+
+
+def card_model_hash(card) -> str:
+    """Return the hash of what defines a trained model (trained_part)."""
+    return stable_hash(trained_part(card))
 
 
 def card_changes(trained: dict, card) -> list[str]:
@@ -52,7 +59,8 @@ def card_changes(trained: dict, card) -> list[str]:
         elif old != new:
             out.append(f"{where}: {old!r} -> {new!r}")
 
-    walk({k: trained.get(k) for k in TRAINED_SECTIONS if k in trained}, {k: card.get(k) for k in TRAINED_SECTIONS}, "")
+    now = trained_part(card)
+    walk({k: trained[k] for k in now if k in trained}, now, "")
     return out
 
 
@@ -191,7 +199,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
         "name": card.name,
         "model_kind": card["model"]["kind"],
         "card_hash": card_model_hash(card),
-        "trained_card": {k: card[k] for k in TRAINED_SECTIONS},
+        "trained_card": trained_part(card),
         "parameters": int(models["qkeras"].count_params()),
         "input_shape": list(input_shape),
         "input_norm": norm_stats,

@@ -297,7 +297,8 @@ def test_warm_start_copies_layers_of_equal_name_and_shape(project):
 
 def test_trials_share_a_training_when_only_hardware_settings_differ(project, monkeypatch):
     """A trial reuses its own trained model on a rerun, and copies one of a trial trained from the same data, model,
-    quant and train sections (here: only rtl.tokens_per_cycle differs); a trial with other quantizers trains."""
+    quant and train sections and softmax tables (here: only rtl.tokens_per_cycle differs); a trial with other
+    quantizers or other softmax table types trains."""
     import hwflow.train as T
     from hwflow.explore import _train_step
     from hwflow.train import card_model_hash
@@ -321,3 +322,9 @@ def test_trials_share_a_training_when_only_hardware_settings_differ(project, mon
     assert _train_step(b, {"seconds": {}, "tools": {}})["parameters"] == 7  # a's model, copied
     assert (b.model_dir() / "qkeras.h5").read_bytes() == b"weights" and not trained
     assert _train_step(c, {"seconds": {}, "tools": {}})["parameters"] == 5 and trained == [c.name]
+    # the softmax table types are firmware settings the exact Keras layers compute with too: their own training
+    d = effective_card(
+        space, {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 2}
+    )
+    d["hls"]["softmax"]["exp_table_t"] = "ap_ufixed<10,1,AP_RND,AP_SAT>"
+    assert _train_step(d, {"seconds": {}, "tools": {}})["parameters"] == 5 and trained == [c.name, d.name]
