@@ -1080,8 +1080,13 @@ class Compiler:
         )  # fmt: skip
         ctx = self.scratch(nm + ":context", rows * n, ct)
         sh = int(num_t["frac"]) + int(inv_t["frac"]) + W - 1 - F - int(ct["frac"])
+        bits = _bits(num_t) + _bits(inv_t) + W + 1
+        if bits > 63:
+            raise HwflowError(
+                f"layer '{nm}': the normaliser's shifted product needs {bits} bits (> 63): narrow its num/den"
+            )
         self.emit(
-            nm, _bits(num_t) + _bits(inv_t) + W + 1, op=SOFTOUT, n0=rows, n1=n, a0=num, a_s0=n, a_s1=1, b_src=B_RAM,
+            nm, bits, op=SOFTOUT, n0=rows, n1=n, a0=num, a_s0=n, a_s1=1, b_src=B_RAM,
             b0=rz, b_s0=1, p_sh=-(W - 1), d0=ctx, d_s0=n, d_s1=1, **_cast_fields(ct, sh),
         )  # fmt: skip
         return ctx
