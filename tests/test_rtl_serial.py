@@ -255,7 +255,7 @@ def test_tiny_conformer_serial_engine_bit_exact(tiny, tmp_path):
 
 
 # cosFormer also runs its Verilog: its normaliser is the only user of RECIPN and of SOFTOUT's static left shift
-COS_SIMS = (("iverilog", 2, True), ("verilator", 6, False))
+COS_SIMS = (("verilator", 6, False),)  # Icarus with gaps on in_valid: the softmax engine's test above
 VARIANTS = [
     (2, {"attention": "grouped", "attention_group": 3}, "mha", ()),
     (2, {"attention": "linformer", "linformer_k": 4}, "linformer", ()),
@@ -275,7 +275,7 @@ def test_attention_variant_program_equals_csim(hls_toolchain, heads, attention, 
     place), Linformer (keys/values compressed 6 -> 4 by constant matrices) and cosFormer (ReLU features times the
     cos/sin ROM, state K'^T V, normaliser reciprocal at den's leading one with a zero guard) compile to programs
     equal to the C simulation on every layer. Grouped and Linformer use the engine's usual instructions, whose
-    Verilog the test above checks; cosFormer's Verilog runs here too (Icarus with gaps, Verilator)."""
+    Verilog the test above checks; cosFormer's Verilog runs here too (Verilator)."""
     from hwflow.rtl.demo import small_conformer
     from hwflow.rtl.export import export_model
 
