@@ -1625,21 +1625,24 @@ module {name} (
   end
 {mul_sum}
   reg signed [XW-1:0] a11b, addv11b, acc011b, t1sh11b, t11b;
-  reg [{pack}-1:0] bp11b;
+  // the product's shift in 12, one left or right shift: a DOT's static one; SOFTOUT's static left shift minus the
+  // leading-one position p (x << L >> p = x << (L - p) or x >> (p - L), exact either way)
+  reg [9:0] psl11b, psr11b;
   always @(posedge clk) begin
-    a11b <= a11; bp11b <= bp11; acc011b <= acc011;
+    a11b <= a11; acc011b <= acc011;
     t1sh11b <= t1sh11; t11b <= t11; addv11b <= addv11;
+    psl11b <= f_op == {SOFTOUT} ? (k_pshl > bp11 ? k_pshl - bp11 : 0) : k_pshl;
+    psr11b <= f_op == {SOFTOUT} ? (k_pshl > bp11 ? 0 : bp11 - k_pshl) : k_pshr;
   end
   reg signed [XW-1:0] e12, acc012;
   always @(posedge clk) begin
     acc012 <= acc011b;
     case (f_op)
-      {DOT}: e12 <= k_pshl != 0 ? prod11b <<< k_pshl : prod11b >>> k_pshr;
+      {DOT}, {SOFTOUT}: e12 <= psl11b != 0 ? prod11b <<< psl11b : prod11b >>> psr11b;
       {MAX}: e12 <= a11b;
       {ADD}: e12 <= addv11b;
       {EXP}: e12 <= f_single ? t11b : prod11b;
       {RECIP}, {RECIPN}, {RSQRT}: e12 <= t1sh11b + prod11b;
-      {SOFTOUT}: e12 <= (prod11b <<< k_pshl) >>> bp11b;
       default: e12 <= prod11b;
     endcase
   end
