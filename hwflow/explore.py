@@ -118,14 +118,15 @@ class Space:
         """Return {param name: Optuna distribution}."""
         return {p.name: p.distribution() for p in self.params}
 
-    def overrides(self, values: dict) -> dict:
-        """Return the nested card overrides of one trial: the fixed ones, then the sampled values."""
+    def overrides(self, values: dict | None = None) -> dict:
+        """Return the nested card overrides of one trial: the fixed ones, then the sampled values (none: the
+        default design's overrides)."""
         from .config import set_dotted
 
         out: dict = {}
         for k, v in self.fixed.items():
             set_dotted(out, k, v)
-        for p in self.params:
+        for p in self.params if values is not None else ():
             for k in p.keys:
                 set_dotted(out, k, values[p.name])
         return out
@@ -257,12 +258,9 @@ def card_hash(card) -> str:
 def default_values(space: Space) -> dict | None:
     """Return the default design's value of every dimension (the base card under the space's fixed overrides, so a
     dimension that also has a fixed value, like train.epochs, defaults to it), or None when one is outside."""
-    from .config import load_card, set_dotted
+    from .config import load_card
 
-    fixed: dict = {}
-    for k, v in space.fixed.items():
-        set_dotted(fixed, k, v)
-    card = load_card(space.model, fixed)
+    card = load_card(space.model, space.overrides())
     out = {}
     for p in space.params:
         node: Any = card

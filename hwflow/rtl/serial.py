@@ -1186,6 +1186,18 @@ def _leading_one(x, lo: int, hi: int):
     return p
 
 
+def _below_leading_one(raw, vw: int, tbits: int):
+    """Return (p, s, j, rem) of the table units that take the mantissa below the leading one (1/sqrt, RECIPN): p the
+    leading-one position in [1, vw) (0 when none), j the table index from the top tbits of the p bits below it, rem
+    the s = max(p - tbits, 0) bits below the index (the interpolation remainder)."""
+    p = _leading_one(raw, 1, vw)
+    mfrac = raw & ((np.int64(1) << p) - 1)
+    shv = p - tbits
+    s = np.maximum(shv, 0)
+    j = np.where(shv > 0, mfrac >> s, mfrac << np.maximum(-shv, 0))
+    return p, s, j, mfrac & ((np.int64(1) << s) - 1)
+
+
 def _addr(f: dict, key: str, inner: bool = True) -> np.ndarray:
     i0 = np.arange(f["n0"])[:, None, None]
     i1 = np.arange(f["n1"])[None, :, None]
@@ -1263,26 +1275,14 @@ def emulate(prog: Program, x: np.ndarray) -> tuple[np.ndarray, dict]:
             bv = b[..., 0]
             v = ((a[..., 0] * (bv >> PACK)) << max(-f["p_sh"], 0)) >> (bv & ((1 << PACK) - 1))
         elif op == RECIPN:  # 1/m of raw = m 2^p, m's fraction = the p bits below the leading one (cosFormer)
-            raw = a[..., 0]
-            p = _leading_one(raw, 1, f["vw"])
-            mfrac = raw & ((np.int64(1) << p) - 1)
-            shv = p - f["tbits"]
-            s = np.maximum(shv, 0)
-            j = np.where(shv > 0, mfrac >> s, mfrac << np.maximum(-shv, 0))
-            rem = mfrac & ((np.int64(1) << s) - 1)
+            p, s, j, rem = _below_leading_one(a[..., 0], f["vw"], f["tbits"])
             t0, t1 = tab[f["tb"] + j], tab[f["tb"] + j + 1]
             v = (t0 << s) + (t1 - t0) * rem
             sh = f["c_sh"] + s
         elif op == RSQRT:
-            raw = a[..., 0]
-            tb_, vw, vf = f["tbits"], f["vw"], f["vf"]
-            pos = _leading_one(raw, 1, vw)
-            mfrac = raw & ((np.int64(1) << pos) - 1)
-            shv = pos - tb_
-            s = np.maximum(shv, 0)
-            j = np.where(shv > 0, mfrac >> s, mfrac << np.maximum(-shv, 0))
-            rem = mfrac & ((np.int64(1) << s) - 1)
-            bexp = pos - vf
+            tb_ = f["tbits"]
+            pos, s, j, rem = _below_leading_one(a[..., 0], f["vw"], tb_)
+            bexp = pos - f["vf"]
             odd = bexp & 1
             e = (bexp - odd) >> 1
             base = f["tb"] + odd * ((1 << tb_) + 1) + j
@@ -1401,8 +1401,9 @@ module {name} (
   reg signed [PMW-1:0] k_pmb;
   reg [9:0] k_ixr, k_ixl, k_pshr, k_pshl;  // signed shifts split into right and left amounts (no negation in the path)
   reg signed [XW-1:0] k_half_lo, k_half_hi, k_half_top;  // the sigmoid index clamp: -half, half - 1, 2 half - 1
+  wire below = f_op == {RSQRT} || f_op == {RECIPN};  // table units addressed by the bits below the leading one
   always @(posedge clk) begin
-    k_lop_mask <= f_op == {RSQRT} || f_op == {RECIPN} ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
+    k_lop_mask <= below ? ((ONE <<< f_vw) - ONE) & ~ONE : ((ONE <<< f_sint) - ONE) & ~ONE;
     k_sf_mask <= (ONE <<< f_sf) - ONE;
     k_lo_mask <= (ONE <<< f_lo_bits) - ONE;
     k_aw_mask <= (ONE <<< f_acc_w) - ONE;
@@ -1505,7 +1506,7 @@ module {name} (
   always @(posedge clk) begin
     a3 <= a2; b3 <= b2; c3 <= c2;
     sk3 <= k_ixl != 0 ? b2 <<< k_ixl : b2 >>> k_ixr;
-    z3 <= (f_op == {RSQRT} || f_op == {RECIPN} ? a2 : a2 >>> f_sf) & k_lop_mask;
+    z3 <= (below ? a2 : a2 >>> f_sf) & k_lop_mask;
   end
   // 4: sigmoid index clamped and offset by half the table; leading one of each 8-bit group (4b: of the highest
   // group holding a one: the leading-one position)
@@ -1528,15 +1529,14 @@ module {name} (
     a4b <= a4; b4b <= b4; c4b <= c4; sidx4b <= sidx4;
 {lop_groups}
   end
-  wire below4 = f_op == {RSQRT} || f_op == {RECIPN};  // mantissa = the bits below the leading one
-  wire signed [9:0] sel4 = below4 ? $signed({{3'b0, p4}}) - $signed({{1'b0, f_tbits}}) : f_kk;
+  wire signed [9:0] sel4 = below ? $signed({{3'b0, p4}}) - $signed({{1'b0, f_tbits}}) : f_kk;
   // 5: mantissa (1/sqrt: bits below the leading one; reciprocal: sum >> position, frac bits), octave shift
   reg signed [XW-1:0] a5, b5, c5, sidx5, mf5;
   reg signed [9:0] bexp5;
   reg [9:0] sr5, sl5;
   always @(posedge clk) begin
     a5 <= a4b; b5 <= b4b; c5 <= c4b; sidx5 <= sidx4b;
-    mf5 <= below4 ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
+    mf5 <= below ? a4b & ~(ALL <<< p4) : (a4b >>> p4) & k_sf_mask;
     sr5 <= sel4 > 0 ? sel4 : 0;  // index shift: 1/sqrt octave (position - table bits), reciprocal kk
     sl5 <= sel4 < 0 ? -sel4 : 0;
     bexp5 <= $signed({{3'b0, p4}}) - $signed({{1'b0, f_vf}});
@@ -1687,7 +1687,7 @@ module {name} (
   always @(posedge clk) begin
     x18 <= x17; w18 <= w17; pm18 <= pm17;
     dq18 <= pm17 >>> f_div_k;
-    csh18 <= f_op == {RSQRT} || f_op == {RECIPN} ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
+    csh18 <= below ? $signed(f_c_sh) + rdsh17 : $signed(f_c_sh);
   end
   // 19: the cast's input (a DOT's post value, every other unit's result) and shift
   reg signed [XW-1:0] cin19, half19, below19;
