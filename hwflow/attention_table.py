@@ -2,11 +2,13 @@
 
     python -m hwflow.attention_table jet_transformer jet_transformer_linformer jet_transformer_cosformer \
         jet_transformer_grouped [--out reports/attention_variants]
+    python -m hwflow.attention_table --study reports/jet_transformer/explore-attention [--study ...] --out ...
 
 Reads, per model: models/<m>/summary.json (training), reports/<m>/csim.json (C simulation) and
 reports/<m>/rtl_tpc<G>.json (the RTL report of ``hwflow rtl <m> --set rtl.tokens_per_cycle=G``, copied under that
-name; G = 0 is the parallel design). Writes <out>.md (every number with its tool) and <out>.png (accuracy against
-the da4ml LUT estimate). Missing reports are shown as "–", never guessed.
+name; G = 0 is the parallel design), or, with ``--study``, the trials of an exploration (their own reports).
+Writes <out>.md (every number with its tool) and <out>.png (accuracy against the da4ml LUT estimate).
+Missing reports are shown as "–", never guessed.
 """
 
 from __future__ import annotations
@@ -36,44 +38,78 @@ def _sequence_length(card) -> int:
 
 def collect(names: list[str]) -> list[dict]:
     """Return one row per model: card settings, accuracies, agreement, products and RTL figures per G."""
-    from .nn.attention import variable_products
-
     root = project_root()
     rows = []
     for name in names:
-        card = load_card(name)
-        m = card["model"]
-        n = _sequence_length(card)
-        csim = _load(root / "reports" / name / "csim.json") or {}
-        summ = _load(root / "models" / name / "summary.json") or {}
-        kind = m.get("attention", "softmax")
-        param = {"linformer": f"k = {m['linformer_k']}", "grouped": f"g = {m['attention_group']}"}.get(kind, "")
-        row = {
-            "model": name,
-            "attention": kind + (f" ({param})" if param else ""),
-            "seq_len": n,
-            "acc_float": csim.get("accuracy_float", (summ.get("accuracy") or {}).get("float")),
-            "acc_qkeras": csim.get("accuracy_qkeras", (summ.get("accuracy") or {}).get("qkeras")),
-            "acc_csim": csim.get("accuracy_csim"),
-            "agreement": csim.get("argmax_agreement_vs_qkeras"),
-            "n_test": csim.get("n_samples"),
-            "attn_products": variable_products(card, n) * m["num_blocks"] if n else None,
-            "rtl": {},
-        }
+        row = _row(name, load_card(name))
         for g in TOKENS_PER_CYCLE:
-            r = _load(root / "reports" / name / f"rtl_tpc{g}.json")
-            if r:
-                row["rtl"][g] = {
-                    "var_products": (r.get("var_products") or {}).get("count"),
-                    "luts": r.get("estimated_cost_luts_da4ml"),
-                    "latency": r.get("latency_cycles"),
-                    "interval": r.get("interval"),
-                    "bit_exact": r.get("bit_exact_fraction_vs_csim"),
-                    "bit_exact_source": r.get("bit_exact_source"),
-                    "n": r.get("n_samples"),
-                }
+            _add_rtl(row, g, _load(root / "reports" / name / f"rtl_tpc{g}.json"))
         rows.append(row)
     return rows
+
+
+def collect_study(study: Path) -> list[dict]:
+    """Return one row per trained model of an exploration study (``reports/<m>/explore-<study>/``, hwflow.explore):
+    its trials that differ only in rtl.tokens_per_cycle share the training and become one row, with each trial's
+    da4ml estimate (``reports/<trial>/rtl.json``) under its G. Trials without hardware figures (no token-serial
+    design) keep their accuracy."""
+    from .explore import effective_card, load_space
+    from .train import card_model_hash
+
+    info = json.loads((study / "study.json").read_text())
+    space = load_space(info["model"], info["space"])
+    root = project_root()
+    rows: dict[str, dict] = {}
+    for line in (study / "trials.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["status"] != "ok":
+            continue
+        card = effective_card(space, rec["params"])
+        row = rows.setdefault(card_model_hash(card), _row(card.name, card))
+        if rec.get("rtl_skipped"):
+            row["rtl_skipped"] = rec["rtl_skipped"]
+        else:
+            _add_rtl(row, int(card["rtl"]["tokens_per_cycle"]), _load(root / "reports" / card.name / "rtl.json"))
+    return list(rows.values())
+
+
+def _row(name: str, card) -> dict:
+    """Return a model's row from its card, reports/<name>/csim.json and models/<name>/summary.json."""
+    from .nn.attention import variable_products
+
+    root = project_root()
+    m = card["model"]
+    n = _sequence_length(card)
+    csim = _load(root / "reports" / name / "csim.json") or {}
+    summ = _load(root / "models" / name / "summary.json") or {}
+    kind = m.get("attention", "softmax")
+    param = {"linformer": f"k = {m['linformer_k']}", "grouped": f"g = {m['attention_group']}"}.get(kind, "")
+    return {
+        "model": name,
+        "attention": kind + (f" ({param})" if param else ""),
+        "seq_len": n,
+        "acc_float": csim.get("accuracy_float", (summ.get("accuracy") or {}).get("float")),
+        "acc_qkeras": csim.get("accuracy_qkeras", (summ.get("accuracy") or {}).get("qkeras")),
+        "acc_csim": csim.get("accuracy_csim"),
+        "agreement": csim.get("argmax_agreement_vs_qkeras"),
+        "n_test": csim.get("n_samples"),
+        "attn_products": variable_products(card, n) * m["num_blocks"] if n else None,
+        "rtl": {},
+    }
+
+
+def _add_rtl(row: dict, g: int, r: dict | None) -> None:
+    """Put the RTL report ``r`` of the design folded G tokens per clock into the row (nothing when missing)."""
+    if r:
+        row["rtl"][g] = {
+            "var_products": (r.get("var_products") or {}).get("count"),
+            "luts": r.get("estimated_cost_luts_da4ml"),
+            "latency": r.get("latency_cycles"),
+            "interval": r.get("interval"),
+            "bit_exact": r.get("bit_exact_fraction_vs_csim"),
+            "bit_exact_source": r.get("bit_exact_source"),
+            "n": r.get("n_samples"),
+        }
 
 
 def _pct(v) -> str:
@@ -94,7 +130,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         out.append(
             f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {_pct(r['acc_float'])} / {_pct(r['acc_qkeras'])}"
-            f" / {_pct(r['acc_csim'])} | {_pct(r['agreement'])} of {r['n_test'] or '–'} | {_n(r['attn_products'])} |"
+            f" / {_pct(r['acc_csim'])}{_err(r)} | {_pct(r['agreement'])} of {r['n_test'] or '–'} | "
+            f"{_n(r['attn_products'])} |"
         )
     out += [
         "",
@@ -111,7 +148,15 @@ def markdown(rows: list[dict]) -> str:
                 f"| {r['attention']} | {g if g else 'all (parallel)'} | {_n(x['var_products'])} | {_n(x['luts'])} | "
                 f"{lat} / {ii} | {_pct(x['bit_exact'])} of {x['n']} samples ({src}) |"
             )
+    skipped = [r for r in rows if r.get("rtl_skipped")]
+    out += [f"\n{r['attention']} (`{r['model']}`): no RTL figures: {r['rtl_skipped']}" for r in skipped]
     return "\n".join(out) + "\n"
+
+
+def _err(r: dict) -> str:
+    """Return ' ± e' with the binomial standard error of the C-sim accuracy (in points), or ''."""
+    p, n = r["acc_csim"], r["n_test"]
+    return f" ± {100 * (p * (1 - p) / n) ** 0.5:.2f}" if p is not None and n else ""
 
 
 def products_table(names: list[str], seq_lens=(16, 32, 64)) -> str:
@@ -170,14 +215,25 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hwflow.attention_table", description=__doc__.split("\n")[0])
-    ap.add_argument("models", nargs="+")
+    ap.add_argument("models", nargs="*")
+    ap.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        help="an exploration's output directory (reports/<m>/explore-<study>/): one row per trained model",
+    )
     ap.add_argument("--out", default=str(project_root() / "reports" / "attention_variants"))
     a = ap.parse_args(argv)
-    rows = collect(a.models)
+    if not a.models and not a.study:
+        ap.error("name models or give --study")
+    rows = collect(a.models) + [r for d in a.study for r in collect_study(Path(d))]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows) + "\nAttention variable x variable products per sample (hwflow.nn.attention formula):\n\n"
-    atomic_write_text(out.with_suffix(".md"), text + products_table(a.models))
+    text = markdown(rows)
+    if a.models:
+        text += "\nAttention variable x variable products per sample (hwflow.nn.attention formula):\n\n"
+        text += products_table(a.models)
+    atomic_write_text(out.with_suffix(".md"), text)
     atomic_write_json(out.with_suffix(".json"), rows)
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")

@@ -369,7 +369,14 @@ def _estimate_step(card, rec: dict, samples: int) -> dict:
     est.path = card.path
     est["rtl"].update(sim_max_cost=1, yosys=False, ecp5=False, iverilog_samples=0)
     t0 = time.perf_counter()
-    r = rtl.rtl(est, samples=samples, yosys=False)
+    try:
+        r = rtl.rtl(est, samples=samples, yosys=False)
+    except rtl.NotFoldable as e:
+        # no token-serial design at this tokens_per_cycle (cosFormer's positions, a group that does not divide G):
+        # the trial keeps its accuracy and says why it has no hardware figures; Optuna is told it failed
+        _timed(rec, "rtl_estimate", t0)
+        rec["rtl_skipped"] = str(e)
+        return {"tokens_per_cycle": card["rtl"]["tokens_per_cycle"]}
     _timed(rec, "rtl_estimate", t0)
     arch = r.get("architecture") or {}
     rec["tools"].update(
@@ -733,6 +740,13 @@ def pareto_markdown(info: dict, records: list[dict], front: list[dict], default:
     elif default not in front:
         lines += ["", "The default design (–) is not on the front: some trial beats it on every objective."]
     lines += ["", "Cards of the front: " + ", ".join(f"`{c['card']}`" for c in info["front"]), ""]
+    unfolded = [r for r in records if r["status"] == "ok" and r.get("rtl_skipped")]
+    if unfolded:
+        lines += ["## Trials without hardware figures", ""] + [
+            f"- trial {r['trial']} `{r['name']}`: accuracy {_fmt(r.get('accuracy'))}; {r['rtl_skipped']}"
+            for r in unfolded
+        ]
+        lines.append("")
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         lines += ["## Failed trials", ""] + [f"- trial {r['trial']} `{r['name']}`: {r.get('error')}" for r in failed]

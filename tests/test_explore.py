@@ -328,3 +328,66 @@ def test_trials_share_a_training_when_only_hardware_settings_differ(project, mon
     )
     d["hls"]["softmax"]["exp_table_t"] = "ap_ufixed<10,1,AP_RND,AP_SAT>"
     assert _train_step(d, {"seconds": {}, "tools": {}})["parameters"] == 5 and trained == [c.name, d.name]
+
+
+def test_a_trial_without_a_token_serial_design_keeps_its_accuracy(project, monkeypatch):
+    """The open-RTL stage saying the design does not fold at its tokens_per_cycle (cosFormer, a group that does not
+    divide G) leaves the trial's accuracy in place with the reason and no hardware figures, so Optuna is told it
+    failed; any other RTL error still fails the trial."""
+    import hwflow.rtl as R
+    from hwflow.explore import _estimate_step, _objectives
+
+    card = effective_card(
+        load_space("tiny"), {"quant.default.bits": 4, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": 1}
+    )
+    why = "RTL: cosFormer layer mha0 re-weights by absolute token position; set rtl.tokens_per_cycle: 0"
+
+    def not_foldable(*a, **k):
+        raise R.NotFoldable(why)
+
+    monkeypatch.setattr(R, "rtl", not_foldable)
+    rec = {"name": card.name, "status": "ok", "seconds": {}, "tools": {}, "accuracy": 0.61}
+    rec.update(_estimate_step(card, rec, 10))
+    _objectives(rec)
+    assert rec["rtl_skipped"] == why and rec["tokens_per_cycle"] == 1 and rec["accuracy"] == 0.61
+    assert rec["lut"] is None and rec["latency_x_ii"] is None
+
+    def broken(*a, **k):
+        raise HwflowError("RTL worker failed (exit 1)")
+
+    monkeypatch.setattr(R, "rtl", broken)
+    with pytest.raises(HwflowError, match="worker failed"):
+        _estimate_step(card, {"seconds": {}, "tools": {}}, 10)
+
+
+def test_attention_table_of_a_study_has_one_row_per_training(project):
+    """``python -m hwflow.attention_table --study``: the trials of one training (here G = 1 and 2) are one row with
+    each trial's own RTL report under its G; a trial without a token-serial design keeps its accuracy and its
+    reason; the binomial error is shown with the C-sim accuracy."""
+    from hwflow.attention_table import collect_study, markdown
+
+    space = load_space("tiny")
+    study = project / "reports" / "tiny" / "explore"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"model": "tiny", "space": str(space.path)}))
+    trials = []
+    for bits, g, lut in ((4, 1, 100), (4, 2, 180), (8, 1, None)):
+        params = {"quant.default.bits": bits, "quant.qkv.bits+quant.score.bits": 16, "rtl.tokens_per_cycle": g}
+        card = effective_card(space, params)
+        rep = card.report_dir()
+        rep.mkdir(parents=True)
+        acc = 0.6 if bits == 4 else 0.5
+        (rep / "csim.json").write_text(json.dumps({"accuracy_csim": acc, "n_samples": 10000}))
+        rec = {"name": card.name, "status": "ok", "params": params}
+        if lut is None:
+            rec["rtl_skipped"] = "RTL: does not fold"
+        else:
+            (rep / "rtl.json").write_text(json.dumps({"estimated_cost_luts_da4ml": lut, "interval": 4 // g}))
+        trials.append(json.dumps(rec))
+    (study / "trials.jsonl").write_text("\n".join(trials) + "\n")
+    rows = collect_study(study)
+    assert len(rows) == 2
+    assert {g: x["luts"] for g, x in rows[0]["rtl"].items()} == {1: 100, 2: 180}
+    assert rows[1]["rtl"] == {} and rows[1]["acc_csim"] == 0.5
+    text = markdown(rows)
+    assert "60.00 % ± 0.49" in text and "no RTL figures: RTL: does not fold" in text

@@ -37,6 +37,10 @@ ENV_HINT = (
 )
 
 
+class NotFoldable(HwflowError):
+    """The design has no token-serial form at its rtl.tokens_per_cycle (the message says why and what to set)."""
+
+
 def rtl_python(root: Path | None = None) -> Path:
     """Return the python of the RTL environment, or raise HwflowError naming `make rtl-env` if it is missing."""
     root = root or project_root()
@@ -132,6 +136,8 @@ def run_worker(
     res = json.loads(result.read_text())
     if res.get("status") == "error":
         raise HwflowError(f"RTL: {res.get('error')}")
+    if res.get("status") == "not_foldable":
+        raise NotFoldable(f"RTL: {res.get('error')}")
     if res.get("status") == "unsupported":
         raise HwflowError(
             f"RTL: {res.get('error')}; supported: Dense/pointwise Conv1D, ReLU/linear, BatchNorm, "

@@ -918,8 +918,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             plan = fold_plan(d.graph, run.opts.tokens_per_cycle)
         except FoldError as e:
+            # a property of the design at this tokens_per_cycle, not a failure of the run: the caller may still use
+            # the model's other figures (hwflow.explore keeps the trial's accuracy)
             run.result["error"] = str(e)
-            return run.finish("error", 4)
+            return run.finish("not_foldable", 4)
     with run.step(f"per-layer exactness of the traced logic vs the C-sim trace, {d.n} samples", "emulate_s"):
         run.result["per_layer"] = per_layer_exactness(
             d.graph, d.arrays, d.inputs, d.tensors, d.x, d.n, run.result["notes"]
