@@ -51,14 +51,15 @@ def collect(names: list[str]) -> list[dict]:
 def collect_study(study: Path) -> list[dict]:
     """Return one row per trained model of an exploration study (``reports/<m>/explore-<study>/``, hwflow.explore):
     its trials that differ only in rtl.tokens_per_cycle share the training and become one row, with each trial's
-    da4ml estimate (``reports/<trial>/rtl.json``) under its G. Trials without hardware figures (no token-serial
-    design) keep their accuracy."""
+    da4ml estimate under its G, from the trial's record (``reports/<trial>/rtl.json`` is the last ``hwflow rtl`` of
+    that card, which ``--set`` may have changed). Trials without hardware figures (no token-serial design) keep
+    their accuracy."""
     from .explore import effective_card, load_space
     from .train import card_model_hash
 
     info = json.loads((study / "study.json").read_text())
     space = load_space(info["model"], info["space"])
-    root = project_root()
+    rtl_samples = space.rtl_samples
     rows: dict[str, dict] = {}
     for line in (study / "trials.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -69,7 +70,16 @@ def collect_study(study: Path) -> list[dict]:
         if rec.get("rtl_skipped"):
             row["rtl_skipped"] = rec["rtl_skipped"]
         else:
-            _add_rtl(row, int(card["rtl"]["tokens_per_cycle"]), _load(root / "reports" / card.name / "rtl.json"))
+            row["rtl"][int(card["rtl"]["tokens_per_cycle"])] = {
+                "var_products": rec.get("var_products"),
+                "luts": rec.get("lut_da4ml"),
+                "latency": rec.get("latency_cycles"),
+                "stages": rec.get("pipeline_stages"),
+                "interval": rec.get("interval"),
+                "bit_exact": rec.get("bit_exact_estimate"),
+                "bit_exact_source": (rec.get("tools") or {}).get("bit_exact_estimate"),
+                "n": rtl_samples,
+            }
     return list(rows.values())
 
 
@@ -109,6 +119,7 @@ def _add_rtl(row: dict, g: int, r: dict | None) -> None:
             "bit_exact": r.get("bit_exact_fraction_vs_csim"),
             "bit_exact_source": r.get("bit_exact_source"),
             "n": r.get("n_samples"),
+            "stages": r.get("pipeline_stages"),
         }
 
 
@@ -141,12 +152,14 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         for g, x in sorted(r["rtl"].items(), key=lambda kv: (kv[0] == 0, kv[0])):
-            lat = "–" if x["latency"] is None else x["latency"]
+            lat = x["latency"]
+            if lat is None:  # not simulated: the pipeline depth is a lower bound of the latency
+                lat = "–" if x.get("stages") is None else f"≥ {x['stages']} (da4ml stages)"
             ii = "–" if x["interval"] is None else x["interval"]
             src = (x["bit_exact_source"] or "").split(" (")[0]
             out.append(
-                f"| {r['attention']} | {g if g else 'all (parallel)'} | {_n(x['var_products'])} | {_n(x['luts'])} | "
-                f"{lat} / {ii} | {_pct(x['bit_exact'])} of {x['n']} samples ({src}) |"
+                f"| {r['attention']} (`{r['model']}`) | {g if g else 'all (parallel)'} | {_n(x['var_products'])} | "
+                f"{_n(x['luts'])} | {lat} / {ii} | {_pct(x['bit_exact'])} of {x['n']} samples ({src}) |"
             )
     skipped = [r for r in rows if r.get("rtl_skipped")]
     out += [f"\n{r['attention']} (`{r['model']}`): no RTL figures: {r['rtl_skipped']}" for r in skipped]

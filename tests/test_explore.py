@@ -382,7 +382,9 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
         if lut is None:
             rec["rtl_skipped"] = "RTL: does not fold"
         else:
-            (rep / "rtl.json").write_text(json.dumps({"estimated_cost_luts_da4ml": lut, "interval": 4 // g}))
+            rec.update(lut_da4ml=lut, interval=4 // g, pipeline_stages=7)
+            # a later `hwflow rtl <trial card> --set ...` rewrites rtl.json: the study's figures are the records'
+            (rep / "rtl.json").write_text(json.dumps({"estimated_cost_luts_da4ml": 1, "interval": 1}))
         trials.append(json.dumps(rec))
     (study / "trials.jsonl").write_text("\n".join(trials) + "\n")
     rows = collect_study(study)
@@ -391,3 +393,4 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
     assert rows[1]["rtl"] == {} and rows[1]["acc_csim"] == 0.5
     text = markdown(rows)
     assert "60.00 % ± 0.49" in text and "no RTL figures: RTL: does not fold" in text
+    assert f"(`{rows[0]['model']}`) | 2 | – | 180 | ≥ 7 (da4ml stages) / 2 |" in text
