@@ -68,7 +68,7 @@ def collect_study(study: Path) -> list[dict]:
         card = effective_card(space, rec["params"])
         row = rows.setdefault(card_model_hash(card), _row(card.name, card))
         if rec.get("rtl_skipped"):
-            row["rtl_skipped"] = rec["rtl_skipped"]
+            row.setdefault("rtl_skipped", {})[int(card["rtl"]["tokens_per_cycle"])] = rec["rtl_skipped"]
         else:
             row["rtl"][int(card["rtl"]["tokens_per_cycle"])] = {
                 "var_products": rec.get("var_products"),
@@ -97,6 +97,8 @@ def _row(name: str, card) -> dict:
     return {
         "model": name,
         "attention": kind + (f" ({param})" if param else ""),
+        "heads": f"{m['num_heads']} x {m['key_dim']}",
+        "epochs": card["train"]["epochs"],
         "seq_len": n,
         "acc_float": csim.get("accuracy_float", (summ.get("accuracy") or {}).get("float")),
         "acc_qkeras": csim.get("accuracy_qkeras", (summ.get("accuracy") or {}).get("qkeras")),
@@ -134,13 +136,14 @@ def _n(v) -> str:
 def markdown(rows: list[dict]) -> str:
     """Return the side-by-side tables (accuracy, then RTL per tokens_per_cycle) as markdown."""
     out = [
-        "| attention | N | accuracy float / QKeras / C sim | C sim argmax = QKeras | attention var x var products "
-        "(formula, per sample) |",
-        "|---|---|---|---|---|",
+        "| attention | N | heads x width, QAT epochs | accuracy float / QKeras / C sim | C sim argmax = QKeras | "
+        "attention var x var products (formula, per sample) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {_pct(r['acc_float'])} / {_pct(r['acc_qkeras'])}"
+            f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {r['heads']}, {r['epochs']} | "
+            f"{_pct(r['acc_float'])} / {_pct(r['acc_qkeras'])}"
             f" / {_pct(r['acc_csim'])}{_err(r)} | {_pct(r['agreement'])} of {r['n_test'] or '–'} | "
             f"{_n(r['attn_products'])} |"
         )
@@ -162,7 +165,11 @@ def markdown(rows: list[dict]) -> str:
                 f"{_n(x['luts'])} | {lat} / {ii} | {_pct(x['bit_exact'])} of {x['n']} samples ({src}) |"
             )
     skipped = [r for r in rows if r.get("rtl_skipped")]
-    out += [f"\n{r['attention']} (`{r['model']}`): no RTL figures: {r['rtl_skipped']}" for r in skipped]
+    out += [
+        f"\n{r['attention']} (`{r['model']}`) at G = {g}: no token-serial design: {why}"
+        for r in skipped
+        for g, why in sorted(r["rtl_skipped"].items())
+    ]
     return "\n".join(out) + "\n"
 
 

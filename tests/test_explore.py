@@ -392,5 +392,5 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
     assert {g: x["luts"] for g, x in rows[0]["rtl"].items()} == {1: 100, 2: 180}
     assert rows[1]["rtl"] == {} and rows[1]["acc_csim"] == 0.5
     text = markdown(rows)
-    assert "60.00 % ± 0.49" in text and "no RTL figures: RTL: does not fold" in text
+    assert "60.00 % ± 0.49" in text and "at G = 1: no token-serial design: RTL: does not fold" in text
     assert f"(`{rows[0]['model']}`) | 2 | – | 180 | ≥ 7 (da4ml stages) / 2 |" in text
