@@ -210,7 +210,8 @@ def plot(rows: list[dict], path: Path) -> None:
         if not pts or r["acc_csim"] is None:
             continue
         xs = [p[0] for p in pts]
-        line = ax.plot(xs, [100 * r["acc_csim"]] * len(xs), "o-", label=r["attention"])[0]
+        label = f"{r['attention']}, {r['heads'].replace(' x ', ' × ')} heads, {r['epochs']} epochs"
+        line = ax.plot(xs, [100 * r["acc_csim"]] * len(xs), "o-", label=label)[0]
         for lut_, g in pts:
             ax.annotate(
                 f"G={g or 'all'}",
