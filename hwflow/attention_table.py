@@ -66,7 +66,10 @@ def collect_study(study: Path) -> list[dict]:
         if rec["status"] != "ok":
             continue
         card = effective_card(space, rec["params"])
-        row = rows.setdefault(card_model_hash(card), _row(card.name, card))
+        key = card_model_hash(card)
+        if key not in rows:  # the first trial of a training reads its reports for the row
+            rows[key] = _row(card.name, card)
+        row = rows[key]
         if rec.get("rtl_skipped"):
             row.setdefault("rtl_skipped", {})[int(card["rtl"]["tokens_per_cycle"])] = rec["rtl_skipped"]
         else:
@@ -210,7 +213,7 @@ def plot(rows: list[dict], path: Path) -> None:
         if not pts or r["acc_csim"] is None:
             continue
         xs = [p[0] for p in pts]
-        label = f"{r['attention']}, {r['heads'].replace(' x ', ' × ')} heads, {r['epochs']} epochs"
+        label = f"{r['attention']}, {r['heads']} heads, {r['epochs']} epochs"
         line = ax.plot(xs, [100 * r["acc_csim"]] * len(xs), "o-", label=label)[0]
         for lut_, g in pts:
             ax.annotate(
