@@ -81,7 +81,8 @@ def collect_study(study: Path) -> list[dict]:
                 "interval": rec.get("interval"),
                 "bit_exact": rec.get("bit_exact_estimate"),
                 "bit_exact_source": (rec.get("tools") or {}).get("bit_exact_estimate"),
-                "n": rtl_samples,
+                # records before session 9 lack the count: the space's current rtl_samples
+                "n": rec.get("bit_exact_samples", rtl_samples),
             }
     return list(rows.values())
 

@@ -395,6 +395,8 @@ def _estimate_step(card, rec: dict, samples: int) -> dict:
         "latency_cycles": r.get("latency_cycles"),
         "tokens_per_cycle": arch.get("tokens_per_cycle", 0),
         "bit_exact_estimate": r.get("bit_exact_fraction_vs_csim"),
+        # the samples that check ran on: the space's rtl_samples may be edited after the trial ran
+        "bit_exact_samples": r.get("n_samples"),
     }
 
 

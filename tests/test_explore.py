@@ -256,6 +256,7 @@ def test_one_real_trial_end_to_end(project, cluster):
     assert rec["status"] == "ok", rec.get("error")
     assert 0 <= rec["accuracy"] <= 1 and rec["n_csim"] == 18 and rec["accuracy_stat_error"] > 0
     assert rec["lut_da4ml"] > 0 and rec["interval"] == 1 and rec["tools"]["lut"].startswith("da4ml estimate")
+    assert rec["bit_exact_samples"] == rec["n_csim"]  # the space's 200 capped by the test rows
     assert set(rec["auc"]) == {"g", "W", "t"} and rec["argmax_agreement"] > 0.8
     name = rec["name"]
     for sub in (
@@ -383,6 +384,8 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
             rec["rtl_skipped"] = "RTL: does not fold"
         else:
             rec.update(lut_da4ml=lut, interval=4 // g, pipeline_stages=7)
+            if g == 2:  # the check's own sample count; older records (G = 1 here) fall back to the space's
+                rec["bit_exact_samples"] = 37
             # a later `hwflow rtl <trial card> --set ...` rewrites rtl.json: the study's figures are the records'
             (rep / "rtl.json").write_text(json.dumps({"estimated_cost_luts_da4ml": 1, "interval": 1}))
         trials.append(json.dumps(rec))
@@ -390,6 +393,7 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
     rows = collect_study(study)
     assert len(rows) == 2
     assert {g: x["luts"] for g, x in rows[0]["rtl"].items()} == {1: 100, 2: 180}
+    assert {g: x["n"] for g, x in rows[0]["rtl"].items()} == {1: space.rtl_samples, 2: 37}
     assert rows[1]["rtl"] == {} and rows[1]["acc_csim"] == 0.5
     text = markdown(rows)
     assert "60.00 % ± 0.49" in text and "at G = 1: no token-serial design: RTL: does not fold" in text
