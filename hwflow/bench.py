@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .hls.project import PROJECT
-from .util import HwflowError, atomic_write_json, atomic_write_text, package_versions, project_root
+from .util import HwflowError, atomic_write_json, atomic_write_text, cpu_info, package_versions, project_root
 
 
 def bench_dir():
@@ -169,6 +169,7 @@ def bench(card, n_samples: int = 1000, repeats: int = 3, prepare=None, flag_spli
             "python": platform.python_version(),
             "gxx": _gxx_version(),
             "platform": platform.platform(),
+            "cpu": cpu_info(),
         },
         "versions": package_versions(["hls4ml", "tensorflow-cpu", "qkeras", "numpy"]),
         "unix_time": time.time(),

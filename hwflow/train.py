@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .util import HwflowError, atomic_dir, atomic_write_json, package_versions, stable_hash
+from .util import HwflowError, atomic_dir, atomic_write_json, cpu_info, package_versions, stable_hash
 
 MODEL_FILES = {"qkeras": "qkeras.h5", "float": "float.h5"}
 VERSIONED = ["hwflow", "tensorflow-cpu", "keras", "qkeras", "numpy", "scikit-learn", "hls4ml"]
@@ -224,6 +224,7 @@ def train(card, dataset=None, verbose: int = 2) -> dict:
             "counts_per_class": ds.manifest.get("counts_per_class"),
         },
         "versions": package_versions(VERSIONED),
+        "cpu": cpu_info(),
         "history": histories,
         "files": {v: MODEL_FILES[v] for v in variants},
     }

@@ -140,3 +140,21 @@ def package_versions(names: list[str]) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[n] = None
     return out
+
+
+def cpu_info() -> dict[str, Any]:
+    """Return the CPU a number was measured on: its model name, core count and the vector instruction sets that
+    TensorFlow's kernels choose between. Deterministic training is deterministic per instruction set only (oneDNN
+    and Eigen sum in a different order with AVX-512 than with AVX2), so a trained accuracy names its CPU."""
+    import platform
+
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):  # Linux; elsewhere only what platform knows
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or None
+    flags = set(fields.get("flags", "").split())
+    isa = [f for f in ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "avx2", "fma") if f in flags]
+    family = " ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields) or None
+    return {"model": model, "family": family, "cores": os.cpu_count(), "vector_isa": isa, "machine": platform.machine()}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hwflow.config import validate
-from hwflow.util import HwflowError
+from hwflow.util import HwflowError, cpu_info
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("qkeras")
@@ -86,6 +86,8 @@ def test_outputs_written(trained):
     assert set(on_disk["auc"]["qkeras"]) == set(CLASSES)
     assert on_disk["dataset"]["spec_hash"] == "synthetic"
     assert on_disk["versions"]["qkeras"] == "0.9.0"
+    # the CPU names the accuracy: deterministic TensorFlow training repeats per instruction set, not across them
+    assert on_disk["cpu"] == json.loads(json.dumps(cpu_info()))
     assert not [p for p in (root / "models").iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
