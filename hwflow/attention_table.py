@@ -103,6 +103,7 @@ def _row(name: str, card) -> dict:
         "attention": kind + (f" ({param})" if param else ""),
         "heads": f"{m['num_heads']} x {m['key_dim']}",
         "epochs": card["train"]["epochs"],
+        "seed": card["train"]["seed"],
         "seq_len": n,
         "acc_float": csim.get("accuracy_float", (summ.get("accuracy") or {}).get("float")),
         "acc_qkeras": csim.get("accuracy_qkeras", (summ.get("accuracy") or {}).get("qkeras")),
@@ -140,13 +141,13 @@ def _n(v) -> str:
 def markdown(rows: list[dict]) -> str:
     """Return the side-by-side tables (accuracy, then RTL per tokens_per_cycle) as markdown."""
     out = [
-        "| attention | N | heads x width, QAT epochs | accuracy float / QKeras / C sim | C sim argmax = QKeras | "
+        "| attention | N | heads x width, QAT epochs, seed | accuracy float / QKeras / C sim | C sim argmax = QKeras | "
         "attention var x var products (formula, per sample) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {r['heads']}, {r['epochs']} | "
+            f"| {r['attention']} (`{r['model']}`) | {r['seq_len']} | {r['heads']}, {r['epochs']}, {r['seed']} | "
             f"{_pct(r['acc_float'])} / {_pct(r['acc_qkeras'])}"
             f" / {_pct(r['acc_csim'])}{_err(r)} | {_pct(r['agreement'])} of {r['n_test'] or '–'} | "
             f"{_n(r['attn_products'])} |"
@@ -174,6 +175,47 @@ def markdown(rows: list[dict]) -> str:
         for r in skipped
         for g, why in sorted(r["rtl_skipped"].items())
     ]
+    seeds = seed_table(rows)
+    if seeds:
+        out += ["", "Seed averages of the C-sim accuracy (models that differ only in train.seed):", "", seeds]
+    return "\n".join(out) + "\n"
+
+
+def seed_table(rows: list[dict]) -> str:
+    """Return the seed averages of the C-sim accuracy (markdown), or '' when no model was trained with two seeds.
+
+    Rows that differ only in the training seed form one entry: the mean, the sample standard deviation s over the
+    seeds and the error of the mean s / sqrt(n) (the seeds' spread already holds each accuracy's binomial error),
+    then the difference to softmax attention of the same N, heads and epochs with the two errors in quadrature.
+    With two seeds s has one degree of freedom: a rough error, stated as such."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["acc_csim"] is not None:
+            groups.setdefault((r["attention"], r["seq_len"], r["heads"], r["epochs"]), []).append(r)
+    stats = {}
+    for key, rs in groups.items():
+        accs = [100 * r["acc_csim"] for r in sorted(rs, key=lambda r: r["seed"])]
+        if len({r["seed"] for r in rs}) < 2:
+            continue
+        sd = statistics.stdev(accs)
+        stats[key] = (statistics.fmean(accs), sd, sd / len(accs) ** 0.5, accs, sorted(r["seed"] for r in rs))
+    if not stats:
+        return ""
+    out = [
+        "| attention | N | heads x width, QAT epochs | seeds | C sim per seed | mean ± s/√n | s | vs softmax |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (kind, n, heads, epochs), (mean, sd, se, accs, seeds) in stats.items():
+        ref = stats.get(("softmax", n, heads, epochs))
+        delta = (
+            "–" if ref is None or kind == "softmax" else f"{mean - ref[0]:+.2f} ± {(se**2 + ref[2] ** 2) ** 0.5:.2f}"
+        )
+        out.append(
+            f"| {kind} | {n} | {heads}, {epochs} | {', '.join(map(str, seeds))} | "
+            f"{' / '.join(f'{a:.2f}' for a in accs)} % | {mean:.2f} ± {se:.2f} % | {sd:.2f} | {delta} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -214,7 +256,7 @@ def plot(rows: list[dict], path: Path) -> None:
         if not pts or r["acc_csim"] is None:
             continue
         xs = [p[0] for p in pts]
-        label = f"{r['attention']}, {r['heads']} heads, {r['epochs']} epochs"
+        label = f"{r['attention']}, {r['heads']} heads, {r['epochs']} epochs, seed {r['seed']}"
         line = ax.plot(xs, [100 * r["acc_csim"]] * len(xs), "o-", label=label)[0]
         for lut_, g in pts:
             ax.annotate(

@@ -398,3 +398,26 @@ def test_attention_table_of_a_study_has_one_row_per_training(project):
     text = markdown(rows)
     assert "60.00 % ± 0.49" in text and "at G = 1: no token-serial design: RTL: does not fold" in text
     assert f"(`{rows[0]['model']}`) | 2 | – | 180 | ≥ 7 (da4ml stages) / 2 |" in text
+
+
+def test_seed_table_averages_models_that_differ_only_in_the_seed():
+    """Seed replicas become one entry: mean, sample standard deviation, s / sqrt(n) and the difference to softmax
+    attention of the same N, heads and epochs; a model trained with one seed only gets no entry."""
+    from hwflow.attention_table import markdown, seed_table
+
+    def row(kind, seed, acc, epochs=20):
+        fields = {"model": f"m_{kind}_{seed}_{epochs}", "attention": kind, "seq_len": 16, "heads": "2 x 4"}
+        fields.update(epochs=epochs, seed=seed, acc_float=None, acc_qkeras=acc, acc_csim=acc, agreement=1.0)
+        return {**fields, "n_test": 20000, "attn_products": None, "rtl": {}}
+
+    rows = [row("softmax", 1, 0.62), row("softmax", 2, 0.60), row("grouped (g = 2)", 1, 0.60)]
+    rows += [row("grouped (g = 2)", 2, 0.59), row("softmax", 1, 0.61, epochs=10)]
+    text = seed_table(rows)
+    # softmax: 62 and 60 -> mean 61, s = sqrt(2), s/sqrt(2) = 1; grouped: 60, 59 -> 59.5, s = 0.71, 0.5
+    assert "| softmax | 16 | 2 x 4, 20 | 1, 2 | 62.00 / 60.00 % | 61.00 ± 1.00 % | 1.41 | – |" in text
+    assert (
+        "| grouped (g = 2) | 16 | 2 x 4, 20 | 1, 2 | 60.00 / 59.00 % | 59.50 ± 0.50 % | 0.71 | -1.50 ± 1.12 |" in text
+    )
+    assert "2 x 4, 10" not in text  # one seed: no average
+    assert "Seed averages" in markdown(rows) and "| 2 x 4, 20, 2 |" in markdown(rows)
+    assert seed_table(rows[:1] + rows[2:3]) == ""
