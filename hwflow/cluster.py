@@ -4,7 +4,9 @@
 ``dask.scheduler`` or ``$HWFLOW_DASK_SCHEDULER``) sends the same tasks to an existing cluster; a
 ``dask.jobqueue`` section builds a SLURM/PBS/HTCondor cluster with dask-jobqueue from the same
 settings. Tasks are retried when their worker dies (``dask.retries``); a task that raises records its
-one-line error and the others go on. Progress follows the futures.
+one-line error and the others go on. Progress follows the futures; a running task may also say what it is doing
+(``report_progress``: a training's epoch, a trial's stage), shown beside the bar, so a task of tens of minutes is
+never silent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .util import HwflowError
 
 SCHEDULER_ENV = "HWFLOW_DASK_SCHEDULER"
 JOBQUEUE_KINDS = ("slurm", "pbs", "htcondor")
+PROGRESS_TOPIC = "hwflow-progress"  # Dask event topic of report_progress
 
 
 @dataclass(frozen=True)
@@ -141,24 +144,66 @@ def run_tasks(
         return []
     with contextlib.ExitStack() as stack:
         c = dask_client or stack.enter_context(client(settings))
-        # pure=False: a task is a run (seeded), never deduplicated against another submission
-        futures = {
-            c.submit(_with_worker, fn, t, key=f"{desc}-{k}", pure=False, retries=settings.retries): i
-            for i, (t, k) in enumerate(zip(tasks, keys))
-        }
         bar = tqdm(total=len(tasks), desc=desc, unit="task", disable=not progress)
+        names = {f"{desc}-{k}": k for k in keys}
+        running = _RunningStatus(bar, names)
+        if progress:  # subscribed before the tasks are submitted, so no task reports before it
+            c.subscribe_topic(PROGRESS_TOPIC, running.update)
+        futures: dict = {}
         try:
+            # pure=False: a task is a run (seeded), never deduplicated against another submission
+            futures = {
+                c.submit(_with_worker, fn, t, key=key, pure=False, retries=settings.retries): i
+                for i, (t, key) in enumerate(zip(tasks, names))
+            }
             for fut in as_completed(futures):
                 i = futures[fut]
                 results[i] = _outcome(keys[i], fut)
+                running.finished(fut.key)
                 if on_result:
                     on_result(i, results[i])
                 bar.update(1)
         finally:
+            if progress:
+                c.unsubscribe_topic(PROGRESS_TOPIC)
             bar.close()
             for fut in futures:
                 fut.cancel()
     return results  # type: ignore[return-value]
+
+
+def report_progress(text: str) -> None:
+    """Say what the running Dask task is doing now (one short line); the client running it shows the latest line of
+    each running task beside its progress bar. Outside a Dask task it does nothing, so stages call it freely."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not inside a task
+        return
+    key = worker.get_current_task()
+    if key is not None:
+        worker.log_event(PROGRESS_TOPIC, {"key": key, "text": str(text)})
+
+
+class _RunningStatus:
+    """The latest report_progress line of each running task of one run_tasks call, shown as the bar's postfix."""
+
+    def __init__(self, bar, names: dict[str, str]):
+        self.bar, self.names, self.lines = bar, names, {}
+
+    def update(self, event) -> None:
+        _, msg = event  # (scheduler time, message); events of other run_tasks calls are not ours
+        if isinstance(msg, dict) and msg.get("key") in self.names:
+            self.lines[msg["key"]] = f"{self.names[msg['key']]}: {msg['text']}"
+            self.show()
+
+    def finished(self, key: str) -> None:
+        if self.lines.pop(key, None) is not None:
+            self.show()
+
+    def show(self) -> None:
+        self.bar.set_postfix_str(" | ".join(self.lines.values()), refresh=True)
 
 
 def _with_worker(fn, task):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cluster import report_progress
 from .util import HwflowError, atomic_write_json, atomic_write_text, project_root, stable_hash, to_json
 
 SAMPLERS = ("grid", "random", "nsga2")
@@ -331,9 +332,11 @@ def _csim_step(card, rec: dict) -> dict:
     from . import hls, verify
 
     t0 = time.perf_counter()
+    report_progress("hls4ml firmware")
     hls.firmware(card)
     _timed(rec, "firmware", t0)
     t0 = time.perf_counter()
+    report_progress(f"C simulation of {card['hls']['csim_samples']} samples")
     r = verify.csim(card, trace=False)
     _timed(rec, "csim", t0)
     n = int(r["n_samples"])
@@ -369,6 +372,7 @@ def _estimate_step(card, rec: dict, samples: int) -> dict:
     est.path = card.path
     est["rtl"].update(sim_max_cost=1, yosys=False, ecp5=False, iverilog_samples=0)
     t0 = time.perf_counter()
+    report_progress(f"da4ml estimate, {card['rtl']['tokens_per_cycle']} tokens per clock")
     try:
         r = rtl.rtl(est, samples=samples, yosys=False)
     except rtl.NotFoldable as e:

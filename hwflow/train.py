@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cluster import report_progress
 from .util import HwflowError, atomic_dir, atomic_write_json, cpu_info, package_versions, stable_hash
 
 MODEL_FILES = {"qkeras": "qkeras.h5", "float": "float.h5"}
@@ -85,7 +86,9 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
         metrics=["accuracy"],
     )
     callbacks = [
-        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True)
+        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"], restore_best_weights=True),
+        # an exploration trial trains silently on a Dask worker: its epochs show beside the trials' progress bar
+        tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: _report_epoch(model, epoch, t, logs)),
     ]
     if t.get("reduce_lr", True):
         callbacks.append(
@@ -112,6 +115,11 @@ def _fit(card, model, ds, seed: int, verbose: int) -> tuple[dict, float, int]:
     h = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "lr"}
     best = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
     return h, seconds, best
+
+
+def _report_epoch(model, epoch: int, t: dict, logs: dict | None) -> None:
+    val = (logs or {}).get("val_loss", float("nan"))
+    report_progress(f"train {model.name} epoch {epoch + 1}/{t['epochs']}, val_loss {val:.4f}")
 
 
 def warm_start(model, source: str, variant: str = "qkeras") -> int:

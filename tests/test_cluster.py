@@ -1,10 +1,12 @@
 """hwflow.cluster: Dask tasks on a 2-process LocalCluster, a killed worker retried, errors recorded per task."""
 
 import os
+import time
 
 import pytest
 
-from hwflow.cluster import ClusterSettings, client, jobqueue_cluster, raise_failures, run_tasks
+from hwflow import cluster
+from hwflow.cluster import ClusterSettings, client, jobqueue_cluster, raise_failures, report_progress, run_tasks
 from hwflow.config import load_card
 from hwflow.util import HwflowError
 
@@ -30,6 +32,12 @@ def _die_once(arg):
         open(marker, "w").close()
         os._exit(1)
     return x + 100
+
+
+def _report_then_finish(x):
+    report_progress(f"step {x}")
+    time.sleep(1.0)  # the event reaches the client (milliseconds on one machine) before the result
+    return x
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,15 @@ def test_jobqueue_bad_key_is_one_line():
 def test_unknown_jobqueue_kind():
     with pytest.raises(HwflowError, match="dask.jobqueue.kind = 'lsf'"):
         jobqueue_cluster(ClusterSettings(jobqueue={"kind": "lsf"}))
+
+
+def test_running_tasks_show_their_step_beside_the_bar(two_workers, monkeypatch):
+    """report_progress inside a task reaches the client running it: the latest line of each running task is the
+    bar's postfix, and a finished task leaves it; outside a task report_progress does nothing."""
+    seen = []
+    monkeypatch.setattr(cluster._RunningStatus, "show", lambda self: seen.append(dict(self.lines)))
+    res = run_tasks(_report_then_finish, [1, 2], ["a", "b"], desc="p", dask_client=two_workers)
+    assert [r.value for r in res] == [1, 2]
+    assert {"a: step 1", "b: step 2"} <= {line for lines in seen for line in lines.values()}
+    assert seen[-1] == {}
+    report_progress("not in a task")
