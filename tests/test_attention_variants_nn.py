@@ -162,4 +162,4 @@ def test_side_by_side_table_counts_conformer_frames(tmp_path, monkeypatch):
     assert (
         rows[0]["attn_products"] == variable_products(card, 25) * card["model"]["num_blocks"] == 2 * 5 * 5 * 2 * 5 * 8
     )
-    assert "| grouped (g = 5) (`kws_conformer_grouped`) | 25 | 2 x 8, 40 | – / – / – |" in markdown(rows)
+    assert "| grouped (g = 5) (`kws_conformer_grouped`) | 25 | 2 x 8, 40, 1 | – / – / – |" in markdown(rows)

@@ -144,5 +144,9 @@ def log_mel(x: np.ndarray, rate: int, win: int, hop: int, n_fft: int, fb: np.nda
     idx = np.arange(n)[:, None] * hop + np.arange(win)[None, :]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
     frames = x[..., idx] * window
-    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=-1)) ** 2
-    return np.log(power.astype(np.float32) @ fb.T + LOG_FLOOR).astype(np.float32)
+    power = (np.abs(np.fft.rfft(frames, n=n_fft, axis=-1)) ** 2).astype(np.float32)
+    # numpy's own summation loop, not BLAS: OpenBLAS splits a matrix product by its thread count and its operands'
+    # shape, which changed the last bit of the features with the Dask worker's thread setting and the shard's size
+    # (seen on an AVX-512 CPU); einsum without optimize sums every mel bin in the same order wherever it runs
+    mel = np.einsum("...f,mf->...m", power, fb, optimize=False)
+    return np.log(mel + LOG_FLOOR).astype(np.float32)

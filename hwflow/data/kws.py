@@ -41,7 +41,8 @@ from . import audio, cache
 from .cache import dataset_dir, load_cached, require, save
 
 KIND = "kws"
-GENERATOR_VERSION = 1  # bump when the same spec would give different arrays; stale caches are then rebuilt
+# bump when the same spec would give different arrays; stale caches are then rebuilt (2: log-mel without BLAS)
+GENERATOR_VERSION = 2
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 TYPICAL_RMS_PER_PEAK = 0.17  # measured RMS/peak of trimmed espeak-ng words; sets the _silence_ noise level
 MIC_FLOOR_DBFS = -72.0  # white self-noise of the "microphone": real recordings are never digitally silent
