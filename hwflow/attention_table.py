@@ -196,11 +196,12 @@ def seed_table(rows: list[dict]) -> str:
             groups.setdefault((r["attention"], r["seq_len"], r["heads"], r["epochs"]), []).append(r)
     stats = {}
     for key, rs in groups.items():
-        accs = [100 * r["acc_csim"] for r in sorted(rs, key=lambda r: r["seed"])]
         if len({r["seed"] for r in rs}) < 2:
             continue
+        rs = sorted(rs, key=lambda r: r["seed"])
+        accs = [100 * r["acc_csim"] for r in rs]
         sd = statistics.stdev(accs)
-        stats[key] = (statistics.fmean(accs), sd, sd / len(accs) ** 0.5, accs, sorted(r["seed"] for r in rs))
+        stats[key] = (statistics.fmean(accs), sd, sd / len(accs) ** 0.5, accs, [r["seed"] for r in rs])
     if not stats:
         return ""
     out = [

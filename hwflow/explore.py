@@ -336,7 +336,7 @@ def _csim_step(card, rec: dict) -> dict:
     hls.firmware(card)
     _timed(rec, "firmware", t0)
     t0 = time.perf_counter()
-    report_progress(f"C simulation of {card['hls']['csim_samples']} samples")
+    report_progress(f"C simulation of up to {card['hls']['csim_samples']} test samples")
     r = verify.csim(card, trace=False)
     _timed(rec, "csim", t0)
     n = int(r["n_samples"])
